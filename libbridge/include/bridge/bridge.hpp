@@ -1,0 +1,12 @@
+// SPDX-License-Identifier: MIT
+// The whole public C++ API of libbridge.
+#pragma once
+
+#include "bridge/client.hpp"
+#include "bridge/dtype.hpp"
+#include "bridge/error.hpp"
+#include "bridge/layout.hpp"
+#include "bridge/protocol.hpp"
+#include "bridge/segment.hpp"
+#include "bridge/tensor_view.hpp"
+#include "bridge/version.hpp"

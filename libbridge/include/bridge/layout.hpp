@@ -1,0 +1,128 @@
+// SPDX-License-Identifier: MIT
+//
+// The on-shm layout of a segment. A segment is self-describing: everything a
+// reader (or a restarted daemon) needs is in its first page, and every field
+// is validated before use, because any process holding a writable mapping can
+// scribble over it.
+//
+//   [0, 4096)                       SegmentHeader (immutable part + sync block)
+//   [4096, 4096 + 2*64 KiB)         two metadata slots (JSON text), written
+//                                   alternately by the daemon so that a crash
+//                                   mid-write leaves the previous metadata intact
+//   [data_offset, data_offset+nbytes)  the array, C-contiguous
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bridge/dtype.hpp"
+
+namespace bridge {
+
+inline constexpr std::uint64_t kSegmentMagic = 0x3147455342484d53ull;  // "SMHBSEG1" (LE)
+inline constexpr std::uint32_t kLayoutVersion = 1;
+inline constexpr std::size_t kMaxDims = 32;
+inline constexpr std::size_t kMaxNameBytes = 128;
+inline constexpr std::size_t kMaxMetaBytes = 64 * 1024;
+inline constexpr std::size_t kHeaderBytes = 4096;
+inline constexpr std::size_t kMetaSlotBytes = kMaxMetaBytes;
+inline constexpr std::size_t kMetaSlots = 2;
+inline constexpr std::size_t kDataAlignment = 4096;  // >= 64 (cache line) and page aligned
+inline constexpr std::size_t kDataOffset = kHeaderBytes + kMetaSlots * kMetaSlotBytes;
+static_assert(kDataOffset % kDataAlignment == 0);
+
+/// Words shared by every process mapping the segment; the only part of the
+/// header that changes after creation apart from the metadata slots. Issue-3
+/// mutation (writer lock, seqlock, futex waits) lives here.
+struct alignas(64) SyncBlock {
+  std::atomic<std::uint64_t> version;  ///< data version, bumped on each commit
+  std::atomic<std::uint32_t> wake;     ///< futex word: low bits of version
+  std::atomic<std::uint32_t> writer;   ///< writer lock word (0 = free)
+  std::atomic<std::uint64_t> seq;      ///< seqlock: odd while a write is in progress
+  std::uint8_t reserved[232];
+};
+static_assert(sizeof(SyncBlock) == 256);
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
+
+/// One metadata slot's descriptor. A slot is valid when its checksum matches
+/// its bytes; the valid slot with the higher meta_version is current.
+struct MetaSlot {
+  std::uint64_t meta_version;
+  std::uint32_t length;
+  std::uint32_t reserved;
+  std::uint64_t checksum;
+};
+
+struct SegmentHeader {
+  // Immutable after creation; covered by `checksum`.
+  std::uint64_t magic;
+  std::uint32_t layout_version;
+  std::uint32_t header_bytes;
+  std::uint64_t segment_id;  ///< daemon-assigned, distinguishes re-creations of a name
+  std::uint64_t total_bytes;  ///< size of the shm object
+  std::uint64_t data_offset;
+  std::uint64_t nbytes;  ///< shape product * itemsize
+  std::uint32_t dtype;
+  std::uint32_t ndim;
+  std::int64_t created_unix_ms;
+  std::uint32_t owner_uid;
+  std::uint32_t flags;
+  char name[kMaxNameBytes + 8];  ///< NUL-terminated
+  std::int64_t shape[kMaxDims];
+  std::int64_t strides[kMaxDims];  ///< in bytes, like NumPy
+  std::uint64_t checksum;          ///< FNV-1a of every byte above
+
+  // Mutable.
+  MetaSlot meta[kMetaSlots];
+  SyncBlock sync;
+};
+static_assert(sizeof(SegmentHeader) <= kHeaderBytes);
+
+/// The geometry of an array: what create computes and validate checks.
+struct ArrayLayout {
+  DType dtype;
+  std::vector<std::int64_t> shape;
+  std::vector<std::int64_t> strides;  ///< bytes
+  std::uint64_t nbytes;
+  std::uint64_t total_bytes;  ///< kDataOffset + nbytes
+};
+
+/// C-contiguous layout with overflow-checked arithmetic. Throws
+/// Error(invalid_argument) for > kMaxDims dims, negative extents, or sizes
+/// whose product overflows or exceeds `max_bytes`.
+ArrayLayout compute_layout(DType dtype, std::span<const std::int64_t> shape,
+                           std::uint64_t max_bytes = UINT64_MAX);
+
+/// Checks a segment name: 1..kMaxNameBytes bytes of [A-Za-z0-9._-], not
+/// starting with '.'. Throws Error(invalid_argument).
+void validate_segment_name(std::string_view name);
+
+/// Fills the immutable part of a header (and zeroes the rest).
+void init_header(SegmentHeader& header, std::string_view name, std::uint64_t segment_id,
+                 const ArrayLayout& layout, std::uint32_t owner_uid,
+                 std::int64_t created_unix_ms);
+
+/// Validates a header read from a mapping of `mapped_bytes` bytes: magic,
+/// layout version, checksum, dtype, dims, C-contiguous strides, checked sizes,
+/// bounds. Throws Error(corrupt_segment) naming the first failed check.
+/// Returns the validated geometry (copied out of shared memory).
+ArrayLayout validate_header(const SegmentHeader& header, std::uint64_t mapped_bytes);
+
+/// The current metadata text (empty string if no slot is valid yet).
+/// `segment_base` is the start of the mapping (at least kDataOffset bytes).
+std::string read_meta(const std::byte* segment_base);
+/// The current metadata version (0 if never written).
+std::uint64_t read_meta_version(const std::byte* segment_base);
+/// Writes `text` into the older slot with version previous+1 and returns that
+/// version. Only the daemon calls this. Throws invalid_argument past kMaxMetaBytes.
+std::uint64_t write_meta(std::byte* segment_base, std::string_view text);
+
+/// FNV-1a 64 over bytes.
+std::uint64_t fnv1a64(const void* data, std::size_t size) noexcept;
+
+}  // namespace bridge

@@ -1,0 +1,173 @@
+// SPDX-License-Identifier: MIT
+//
+// The wire protocol, in one place: every message, the framing and the error
+// envelope. The daemon, libbridge's client, bridgectl and pybridge all link
+// this file; nothing else encodes or parses frames.
+//
+// Framing: a 4-byte little-endian payload length, then that many bytes of
+// UTF-8 JSON. A request is {"id": N, "op": "<op>", ...fields}; its reply is
+// {"id": N, "ok": true, ...fields} or {"id": N, "ok": false, "error":
+// {"code": "<errc>", "message": "..."}}. The first request on a connection
+// must be `hello`, which exchanges protocol versions. Replies to `create` and
+// `attach` carry the segment's file descriptor as SCM_RIGHTS ancillary data
+// on the frame's bytes, so clients never open shm names themselves.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "bridge/dtype.hpp"
+#include "bridge/error.hpp"
+
+namespace bridge::protocol {
+
+using nlohmann::json;
+
+inline constexpr std::uint32_t kProtocolVersion = 1;
+inline constexpr std::size_t kFrameHeaderBytes = 4;
+/// Largest frame either side accepts (a list of many segments is the largest reply).
+inline constexpr std::uint32_t kMaxFrameBytes = 16u * 1024 * 1024;
+/// Largest request the daemon accepts (metadata is at most 64 KiB).
+inline constexpr std::uint32_t kMaxRequestBytes = 1u * 1024 * 1024;
+/// Deepest JSON nesting accepted in a frame (bounds the parser's recursion).
+inline constexpr int kMaxJsonDepth = 64;
+
+enum class Op { hello, create, attach, detach, destroy, list, info, set_meta, stats };
+inline constexpr Op kAllOps[] = {Op::hello,   Op::create, Op::attach,   Op::detach, Op::destroy,
+                                 Op::list,    Op::info,   Op::set_meta, Op::stats};
+std::string_view to_string(Op op) noexcept;
+std::optional<Op> op_from_string(std::string_view name) noexcept;
+
+// ---- framing --------------------------------------------------------------
+
+/// Length prefix + JSON text. Throws Error(protocol_error) past `max_bytes`.
+std::string encode_frame(const json& message, std::uint32_t max_bytes = kMaxFrameBytes);
+/// Reads the length prefix; throws Error(protocol_error) past `max_bytes`.
+std::uint32_t decode_frame_length(const std::array<unsigned char, kFrameHeaderBytes>& prefix,
+                                  std::uint32_t max_bytes = kMaxFrameBytes);
+/// Parses a frame payload: valid UTF-8 JSON object, nesting <= kMaxJsonDepth.
+/// Throws Error(protocol_error).
+json decode_payload(std::string_view payload);
+
+// ---- messages -------------------------------------------------------------
+
+/// What the daemon knows about a segment; the reply to create/attach/info and
+/// each element of list. `meta` is filled for create/attach/info replies.
+struct SegmentInfo {
+  std::string name;
+  std::uint64_t id = 0;  ///< distinguishes re-creations of one name
+  DType dtype = DType::uint8;
+  std::vector<std::int64_t> shape;
+  std::vector<std::int64_t> strides;  ///< bytes
+  std::uint64_t nbytes = 0;           ///< array bytes
+  std::uint64_t total_bytes = 0;      ///< shm object bytes (header + metadata + array)
+  std::uint64_t version = 0;
+  std::uint64_t meta_version = 0;
+  std::uint32_t attached = 0;  ///< clients attached now
+  std::uint32_t owner_uid = 0;
+  std::int64_t created_unix_ms = 0;
+  std::optional<json> meta;
+};
+
+struct HelloRequest {
+  std::uint32_t protocol = kProtocolVersion;
+  std::string client;  ///< free text, e.g. "pybridge 0.1.0"
+};
+struct HelloReply {
+  std::uint32_t protocol = kProtocolVersion;
+  std::string daemon;  ///< e.g. "bridged 0.1.0"
+  std::int64_t pid = 0;
+};
+struct CreateRequest {
+  std::string name;
+  DType dtype = DType::uint8;
+  std::vector<std::int64_t> shape;
+  json meta = json::object();
+};
+struct NameRequest {  ///< attach, destroy, info
+  std::string name;
+};
+struct DetachRequest {
+  std::string name;
+  std::uint64_t id = 0;
+};
+struct SetMetaRequest {
+  std::string name;
+  json meta = json::object();
+};
+struct ListReply {
+  std::vector<SegmentInfo> segments;
+};
+struct StatsReply {
+  std::int64_t pid = 0;
+  std::string daemon;
+  double uptime_s = 0;
+  std::uint64_t segments = 0;
+  std::uint64_t bytes = 0;  ///< total shm bytes of all segments
+  std::uint64_t clients = 0;
+  std::uint64_t attachments = 0;
+  std::uint64_t requests = 0;
+};
+
+// Every struct converts both ways. from_json throws Error(protocol_error)
+// naming the missing or mistyped field; values are range-checked by the
+// daemon's validation, not here.
+void to_json(json& j, const SegmentInfo& v);
+void from_json(const json& j, SegmentInfo& v);
+void to_json(json& j, const HelloRequest& v);
+void from_json(const json& j, HelloRequest& v);
+void to_json(json& j, const HelloReply& v);
+void from_json(const json& j, HelloReply& v);
+void to_json(json& j, const CreateRequest& v);
+void from_json(const json& j, CreateRequest& v);
+void to_json(json& j, const NameRequest& v);
+void from_json(const json& j, NameRequest& v);
+void to_json(json& j, const DetachRequest& v);
+void from_json(const json& j, DetachRequest& v);
+void to_json(json& j, const SetMetaRequest& v);
+void from_json(const json& j, SetMetaRequest& v);
+void to_json(json& j, const ListReply& v);
+void from_json(const json& j, ListReply& v);
+void to_json(json& j, const StatsReply& v);
+void from_json(const json& j, StatsReply& v);
+
+// ---- envelope -------------------------------------------------------------
+
+/// {"id": id, "op": op, ...body}
+json make_request(std::uint64_t id, Op op, const json& body = json::object());
+/// {"id": id, "ok": true, ...body}
+json make_reply(std::uint64_t id, const json& body = json::object());
+/// {"id": id, "ok": false, "error": {"code", "message"}}
+json make_error_reply(std::uint64_t id, Errc code, std::string_view message);
+
+/// A request's id and op. Throws Error(protocol_error) when either is missing,
+/// or Error(invalid_argument) for an unknown op.
+struct RequestHead {
+  std::uint64_t id;
+  Op op;
+};
+RequestHead parse_request_head(const json& request);
+
+/// Checks a reply: returns it when ok, throws the Error it carries otherwise.
+/// Throws Error(protocol_error) when its id is not `expected_id`.
+const json& check_reply(const json& reply, std::uint64_t expected_id);
+
+/// Decodes a body into T, turning nlohmann exceptions into Error(protocol_error).
+template <class T>
+T parse(const json& j) {
+  T value;
+  from_json(j, value);
+  return value;
+}
+
+/// The same as JSON text that dump() can always produce: invalid UTF-8 in
+/// strings is replaced rather than thrown on.
+std::string dump_json(const json& j, int indent = -1);
+
+}  // namespace bridge::protocol

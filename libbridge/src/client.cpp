@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: MIT
+#include "bridge/client.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+
+#include "bridge/layout.hpp"
+#include "bridge/version.hpp"
+#include "connection.hpp"
+
+namespace bridge {
+
+using protocol::json;
+using protocol::Op;
+
+std::string default_socket_path() {
+  if (const char* env = std::getenv("BRIDGE_SOCKET"); env != nullptr && *env != '\0') return env;
+  if (const char* xdg = std::getenv("XDG_RUNTIME_DIR"); xdg != nullptr && *xdg != '\0') {
+    return std::string(xdg) + "/shmbridge/bridged.sock";
+  }
+  return "/tmp/shmbridge-" + std::to_string(::getuid()) + "/bridged.sock";
+}
+
+Client Client::connect() { return connect(default_socket_path()); }
+
+Client Client::connect(const std::string& socket_path) {
+  return Client(std::make_shared<detail::Connection>(socket_path,
+                                                     std::string("libbridge ") + kVersion));
+}
+
+Client::Client(std::shared_ptr<detail::Connection> connection)
+    : connection_(std::move(connection)) {}
+
+Segment Client::open_segment(const json& reply, std::vector<os::UniqueFd>& fds) {
+  auto info = protocol::parse<protocol::SegmentInfo>(reply);
+  if (fds.size() != 1) {
+    throw Error(Errc::protocol_error, "expected one descriptor with the reply, got " +
+                                          std::to_string(fds.size()));
+  }
+  const int fd = fds.front().get();
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw_errno(errno, "fstat");
+  const auto size = static_cast<std::uint64_t>(st.st_size);
+  if (size < kDataOffset) throw Error(Errc::corrupt_segment, "segment is smaller than its header");
+  auto mapping = std::make_shared<os::Mapping>(os::Mapping::map(fd, size, /*writable=*/true));
+  // The header in shared memory is the truth; the reply must agree with it.
+  const auto& header = *reinterpret_cast<const SegmentHeader*>(mapping->data());
+  const ArrayLayout layout = validate_header(header, size);
+  if (header.segment_id != info.id || layout.dtype != info.dtype || layout.shape != info.shape ||
+      layout.nbytes != info.nbytes) {
+    throw Error(Errc::corrupt_segment,
+                "segment '" + info.name + "' header disagrees with the daemon's description");
+  }
+  info.strides = layout.strides;
+  info.total_bytes = header.total_bytes;
+  return Segment(connection_, std::move(mapping), std::move(info));
+}
+
+Segment Client::create(std::string_view name, DType dtype, const std::vector<std::int64_t>& shape,
+                       const json& meta) {
+  validate_segment_name(name);
+  compute_layout(dtype, shape);
+  if (!meta.is_object()) throw Error(Errc::invalid_argument, "meta must be a JSON object");
+  protocol::CreateRequest request{std::string(name), dtype, shape, meta};
+  auto reply = connection_->call(Op::create, request);
+  return open_segment(reply.body, reply.fds);
+}
+
+Segment Client::attach(std::string_view name) {
+  validate_segment_name(name);
+  auto reply = connection_->call(Op::attach, protocol::NameRequest{std::string(name)});
+  return open_segment(reply.body, reply.fds);
+}
+
+std::vector<protocol::SegmentInfo> Client::list() {
+  return protocol::parse<protocol::ListReply>(connection_->call(Op::list).body).segments;
+}
+
+protocol::SegmentInfo Client::info(std::string_view name) {
+  validate_segment_name(name);
+  return protocol::parse<protocol::SegmentInfo>(
+      connection_->call(Op::info, protocol::NameRequest{std::string(name)}).body);
+}
+
+protocol::SegmentInfo Client::set_meta(std::string_view name, const json& meta) {
+  validate_segment_name(name);
+  if (!meta.is_object()) throw Error(Errc::invalid_argument, "meta must be a JSON object");
+  return protocol::parse<protocol::SegmentInfo>(
+      connection_->call(Op::set_meta, protocol::SetMetaRequest{std::string(name), meta}).body);
+}
+
+void Client::destroy(std::string_view name) {
+  validate_segment_name(name);
+  connection_->call(Op::destroy, protocol::NameRequest{std::string(name)});
+}
+
+protocol::StatsReply Client::stats() {
+  return protocol::parse<protocol::StatsReply>(connection_->call(Op::stats).body);
+}
+
+const protocol::HelloReply& Client::daemon() const { return connection_->hello(); }
+const std::string& Client::socket_path() const { return connection_->socket_path(); }
+void Client::close() { connection_->close(); }
+
+}  // namespace bridge

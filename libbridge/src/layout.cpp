@@ -1,0 +1,219 @@
+// SPDX-License-Identifier: MIT
+#include "bridge/layout.hpp"
+
+#include <cstring>
+#include <new>
+
+#include "bridge/error.hpp"
+
+namespace bridge {
+
+namespace {
+
+[[noreturn]] void corrupt(const std::string& what) { throw Error(Errc::corrupt_segment, what); }
+
+std::byte* slot_bytes(std::byte* base, std::size_t slot) {
+  return base + kHeaderBytes + slot * kMetaSlotBytes;
+}
+
+// Copies slot `i` out if it is valid and stable across the copy.
+bool try_read_slot(const SegmentHeader& header, const std::byte* base, std::size_t i,
+                   std::uint64_t& version, std::string& text) {
+  const auto* slot = &header.meta[i];
+  const auto v1 = std::atomic_ref<const std::uint64_t>(slot->meta_version).load();
+  if (v1 == 0) return false;
+  const std::uint32_t length = slot->length;
+  const std::uint64_t checksum = slot->checksum;
+  if (length > kMetaSlotBytes) return false;
+  text.assign(reinterpret_cast<const char*>(base + kHeaderBytes + i * kMetaSlotBytes), length);
+  std::atomic_thread_fence(std::memory_order_acquire);
+  const auto v2 = std::atomic_ref<const std::uint64_t>(slot->meta_version).load();
+  if (v1 != v2 || fnv1a64(text.data(), text.size()) != checksum) return false;
+  version = v1;
+  return true;
+}
+
+}  // namespace
+
+std::uint64_t fnv1a64(const void* data, std::size_t size) noexcept {
+  std::uint64_t hash = 0xcbf29ce484222325ull;
+  const auto* bytes = static_cast<const unsigned char*>(data);
+  for (std::size_t i = 0; i < size; ++i) {
+    hash ^= bytes[i];
+    hash *= 0x100000001b3ull;
+  }
+  return hash;
+}
+
+ArrayLayout compute_layout(DType dtype, std::span<const std::int64_t> shape,
+                           std::uint64_t max_bytes) {
+  if (!is_valid_dtype(static_cast<std::uint32_t>(dtype))) {
+    throw Error(Errc::invalid_argument, "unknown dtype");
+  }
+  if (shape.size() > kMaxDims) {
+    throw Error(Errc::invalid_argument, "shape has " + std::to_string(shape.size()) +
+                                            " dimensions; at most " + std::to_string(kMaxDims) +
+                                            " are supported");
+  }
+  ArrayLayout layout{dtype, {shape.begin(), shape.end()}, {}, 0, 0};
+  bool empty = false;
+  for (std::int64_t extent : shape) {
+    if (extent < 0) {
+      throw Error(Errc::invalid_argument, "shape has a negative extent " + std::to_string(extent));
+    }
+    if (extent == 0) empty = true;
+  }
+  // A zero extent makes the product 0 whatever the others are, but the other
+  // extents must still be representable in strides, so check them all.
+  std::uint64_t running = itemsize(dtype);
+  layout.strides.assign(shape.size(), 0);
+  for (std::size_t i = shape.size(); i-- > 0;) {
+    if (running > static_cast<std::uint64_t>(INT64_MAX)) {
+      throw Error(Errc::invalid_argument, "shape is too large: strides overflow 64 bits");
+    }
+    layout.strides[i] = static_cast<std::int64_t>(running);
+    const auto extent = static_cast<std::uint64_t>(shape[i]);
+    if (extent != 0 && __builtin_mul_overflow(running, extent, &running)) {
+      throw Error(Errc::invalid_argument, "shape is too large: its byte size overflows 64 bits");
+    }
+  }
+  layout.nbytes = empty ? 0 : running;
+  if (layout.nbytes > max_bytes) {
+    throw Error(Errc::invalid_argument, "array of " + std::to_string(layout.nbytes) +
+                                            " bytes exceeds the maximum of " +
+                                            std::to_string(max_bytes));
+  }
+  if (__builtin_add_overflow(layout.nbytes, static_cast<std::uint64_t>(kDataOffset),
+                             &layout.total_bytes) ||
+      layout.total_bytes > static_cast<std::uint64_t>(INT64_MAX)) {
+    throw Error(Errc::invalid_argument, "shape is too large for a segment");
+  }
+  return layout;
+}
+
+void validate_segment_name(std::string_view name) {
+  if (name.empty()) throw Error(Errc::invalid_argument, "segment name is empty");
+  if (name.size() > kMaxNameBytes) {
+    throw Error(Errc::invalid_argument,
+                "segment name is longer than " + std::to_string(kMaxNameBytes) + " bytes");
+  }
+  if (name.front() == '.') {
+    throw Error(Errc::invalid_argument, "segment name must not start with '.'");
+  }
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '-' || c == '.';
+    if (!ok) {
+      throw Error(Errc::invalid_argument,
+                  "segment name may hold only letters, digits, '_', '-' and '.'");
+    }
+  }
+}
+
+void init_header(SegmentHeader& header, std::string_view name, std::uint64_t segment_id,
+                 const ArrayLayout& layout, std::uint32_t owner_uid,
+                 std::int64_t created_unix_ms) {
+  std::memset(static_cast<void*>(&header), 0, sizeof header);
+  header.magic = kSegmentMagic;
+  header.layout_version = kLayoutVersion;
+  header.header_bytes = static_cast<std::uint32_t>(kHeaderBytes);
+  header.segment_id = segment_id;
+  header.total_bytes = layout.total_bytes;
+  header.data_offset = kDataOffset;
+  header.nbytes = layout.nbytes;
+  header.dtype = static_cast<std::uint32_t>(layout.dtype);
+  header.ndim = static_cast<std::uint32_t>(layout.shape.size());
+  header.created_unix_ms = created_unix_ms;
+  header.owner_uid = owner_uid;
+  std::memcpy(header.name, name.data(), std::min(name.size(), kMaxNameBytes));
+  for (std::size_t i = 0; i < layout.shape.size(); ++i) {
+    header.shape[i] = layout.shape[i];
+    header.strides[i] = layout.strides[i];
+  }
+  header.checksum = fnv1a64(&header, offsetof(SegmentHeader, checksum));
+}
+
+ArrayLayout validate_header(const SegmentHeader& header, std::uint64_t mapped_bytes) {
+  if (mapped_bytes < kDataOffset) corrupt("segment is smaller than its header");
+  if (header.magic != kSegmentMagic) corrupt("bad magic: not a shmbridge segment");
+  if (header.layout_version != kLayoutVersion) {
+    corrupt("unsupported layout version " + std::to_string(header.layout_version));
+  }
+  if (header.checksum != fnv1a64(&header, offsetof(SegmentHeader, checksum))) {
+    corrupt("header checksum mismatch");
+  }
+  if (header.header_bytes != kHeaderBytes) corrupt("bad header size");
+  if (!is_valid_dtype(header.dtype)) corrupt("bad dtype " + std::to_string(header.dtype));
+  if (header.ndim > kMaxDims) corrupt("bad ndim " + std::to_string(header.ndim));
+  if (header.data_offset != kDataOffset) corrupt("bad data offset");
+  ArrayLayout layout;
+  try {
+    layout = compute_layout(static_cast<DType>(header.dtype),
+                            std::span<const std::int64_t>(header.shape, header.ndim));
+  } catch (const Error& e) {
+    corrupt(std::string("bad shape: ") + e.message());
+  }
+  for (std::size_t i = 0; i < header.ndim; ++i) {
+    if (header.strides[i] != layout.strides[i]) corrupt("strides are not C-contiguous");
+  }
+  if (header.nbytes != layout.nbytes) corrupt("byte size does not match shape");
+  if (header.total_bytes != layout.total_bytes) corrupt("total size does not match shape");
+  if (header.total_bytes > mapped_bytes) corrupt("array extends past the end of the segment");
+  if (std::memchr(header.name, 0, sizeof header.name) == nullptr) corrupt("name not terminated");
+  return layout;
+}
+
+std::string read_meta(const std::byte* segment_base) {
+  const auto& header = *reinterpret_cast<const SegmentHeader*>(segment_base);
+  // The daemon may be rewriting a slot while we read: retry a few times, then
+  // settle for whichever slot is stable.
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    std::uint64_t best_version = 0;
+    std::string best;
+    for (std::size_t i = 0; i < kMetaSlots; ++i) {
+      std::uint64_t version = 0;
+      std::string text;
+      if (try_read_slot(header, segment_base, i, version, text) && version > best_version) {
+        best_version = version;
+        best = std::move(text);
+      }
+    }
+    const std::uint64_t newest =
+        std::max(std::atomic_ref<const std::uint64_t>(header.meta[0].meta_version).load(),
+                 std::atomic_ref<const std::uint64_t>(header.meta[1].meta_version).load());
+    if (best_version != 0 && best_version >= newest) return best;
+    if (best_version == 0 && newest == 0) return {};
+  }
+  return {};
+}
+
+std::uint64_t read_meta_version(const std::byte* segment_base) {
+  const auto& header = *reinterpret_cast<const SegmentHeader*>(segment_base);
+  std::uint64_t newest = 0;
+  for (const auto& slot : header.meta) {
+    newest = std::max(newest, std::atomic_ref<const std::uint64_t>(slot.meta_version).load());
+  }
+  return newest;
+}
+
+std::uint64_t write_meta(std::byte* segment_base, std::string_view text) {
+  if (text.size() > kMaxMetaBytes) {
+    throw Error(Errc::invalid_argument, "metadata is larger than " +
+                                            std::to_string(kMaxMetaBytes) + " bytes");
+  }
+  auto& header = *reinterpret_cast<SegmentHeader*>(segment_base);
+  const std::uint64_t v0 = header.meta[0].meta_version;
+  const std::uint64_t v1 = header.meta[1].meta_version;
+  const std::size_t target = v0 <= v1 ? 0 : 1;
+  const std::uint64_t next = std::max(v0, v1) + 1;
+  auto& slot = header.meta[target];
+  std::atomic_ref<std::uint64_t>(slot.meta_version).store(0);
+  std::atomic_thread_fence(std::memory_order_release);
+  std::memcpy(slot_bytes(segment_base, target), text.data(), text.size());
+  slot.length = static_cast<std::uint32_t>(text.size());
+  slot.checksum = fnv1a64(text.data(), text.size());
+  std::atomic_ref<std::uint64_t>(slot.meta_version).store(next);
+  return next;
+}
+
+}  // namespace bridge

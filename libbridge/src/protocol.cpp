@@ -1,0 +1,304 @@
+// SPDX-License-Identifier: MIT
+#include "bridge/protocol.hpp"
+
+namespace bridge::protocol {
+
+namespace {
+
+[[noreturn]] void bad(const std::string& what) { throw Error(Errc::protocol_error, what); }
+
+const json& need(const json& j, const char* key) {
+  if (!j.is_object()) bad("message is not a JSON object");
+  auto it = j.find(key);
+  if (it == j.end()) bad(std::string("field '") + key + "' is missing");
+  return *it;
+}
+
+std::string get_string(const json& j, const char* key) {
+  const json& v = need(j, key);
+  if (!v.is_string()) bad(std::string("field '") + key + "' must be a string");
+  return v.get<std::string>();
+}
+
+std::uint64_t get_u64(const json& j, const char* key) {
+  const json& v = need(j, key);
+  if (v.is_number_unsigned()) return v.get<std::uint64_t>();
+  if (v.is_number_integer() && v.get<std::int64_t>() >= 0) {
+    return static_cast<std::uint64_t>(v.get<std::int64_t>());
+  }
+  bad(std::string("field '") + key + "' must be a non-negative integer");
+}
+
+std::int64_t get_i64(const json& j, const char* key) {
+  const json& v = need(j, key);
+  if (v.is_number_integer() &&
+      (!v.is_number_unsigned() || v.get<std::uint64_t>() <= static_cast<std::uint64_t>(INT64_MAX))) {
+    return v.get<std::int64_t>();
+  }
+  bad(std::string("field '") + key + "' must be a 64-bit integer");
+}
+
+std::uint32_t get_u32(const json& j, const char* key) {
+  const std::uint64_t v = get_u64(j, key);
+  if (v > UINT32_MAX) bad(std::string("field '") + key + "' is out of range");
+  return static_cast<std::uint32_t>(v);
+}
+
+std::vector<std::int64_t> get_i64_array(const json& j, const char* key) {
+  const json& v = need(j, key);
+  if (!v.is_array()) bad(std::string("field '") + key + "' must be an array of integers");
+  std::vector<std::int64_t> out;
+  out.reserve(v.size());
+  for (const json& item : v) {
+    if (!item.is_number_integer() ||
+        (item.is_number_unsigned() &&
+         item.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX))) {
+      bad(std::string("field '") + key + "' must be an array of 64-bit integers");
+    }
+    out.push_back(item.get<std::int64_t>());
+  }
+  return out;
+}
+
+DType get_dtype(const json& j, const char* key) {
+  const std::string name = get_string(j, key);
+  auto dtype = dtype_from_name(name);
+  if (!dtype) throw Error(Errc::invalid_argument, "unknown dtype '" + name + "'");
+  return *dtype;
+}
+
+json get_object(const json& j, const char* key) {
+  const json& v = need(j, key);
+  if (!v.is_object()) throw Error(Errc::invalid_argument, std::string(key) + " must be an object");
+  return v;
+}
+
+}  // namespace
+
+std::string_view to_string(Op op) noexcept {
+  switch (op) {
+    case Op::hello: return "hello";
+    case Op::create: return "create";
+    case Op::attach: return "attach";
+    case Op::detach: return "detach";
+    case Op::destroy: return "destroy";
+    case Op::list: return "list";
+    case Op::info: return "info";
+    case Op::set_meta: return "set_meta";
+    case Op::stats: return "stats";
+  }
+  return "invalid";
+}
+
+std::optional<Op> op_from_string(std::string_view name) noexcept {
+  for (Op op : kAllOps) {
+    if (to_string(op) == name) return op;
+  }
+  return std::nullopt;
+}
+
+std::string dump_json(const json& j, int indent) {
+  return j.dump(indent, ' ', false, json::error_handler_t::replace);
+}
+
+std::string encode_frame(const json& message, std::uint32_t max_bytes) {
+  const std::string payload = dump_json(message);
+  if (payload.size() > max_bytes) {
+    bad("frame of " + std::to_string(payload.size()) + " bytes exceeds the limit of " +
+        std::to_string(max_bytes));
+  }
+  const auto n = static_cast<std::uint32_t>(payload.size());
+  std::string frame;
+  frame.reserve(kFrameHeaderBytes + n);
+  for (int shift = 0; shift < 32; shift += 8) frame.push_back(static_cast<char>((n >> shift) & 0xff));
+  frame += payload;
+  return frame;
+}
+
+std::uint32_t decode_frame_length(const std::array<unsigned char, kFrameHeaderBytes>& prefix,
+                                  std::uint32_t max_bytes) {
+  const std::uint32_t n = static_cast<std::uint32_t>(prefix[0]) |
+                          (static_cast<std::uint32_t>(prefix[1]) << 8) |
+                          (static_cast<std::uint32_t>(prefix[2]) << 16) |
+                          (static_cast<std::uint32_t>(prefix[3]) << 24);
+  if (n > max_bytes) {
+    bad("frame length " + std::to_string(n) + " exceeds the limit of " + std::to_string(max_bytes));
+  }
+  if (n == 0) bad("empty frame");
+  return n;
+}
+
+json decode_payload(std::string_view payload) {
+  // Bound nesting before parsing: nlohmann's parser recurses per level.
+  int depth = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (char c : payload) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      if (++depth > kMaxJsonDepth) bad("JSON nested deeper than " + std::to_string(kMaxJsonDepth));
+    } else if (c == '}' || c == ']') {
+      --depth;
+    }
+  }
+  json message = json::parse(payload, nullptr, /*allow_exceptions=*/false);
+  if (message.is_discarded()) bad("frame is not valid UTF-8 JSON");
+  if (!message.is_object()) bad("message is not a JSON object");
+  return message;
+}
+
+// ---- messages -------------------------------------------------------------
+
+void to_json(json& j, const SegmentInfo& v) {
+  j = json{{"name", v.name},
+           {"id", v.id},
+           {"dtype", dtype_name(v.dtype)},
+           {"shape", v.shape},
+           {"strides", v.strides},
+           {"nbytes", v.nbytes},
+           {"total_bytes", v.total_bytes},
+           {"version", v.version},
+           {"meta_version", v.meta_version},
+           {"attached", v.attached},
+           {"owner_uid", v.owner_uid},
+           {"created_unix_ms", v.created_unix_ms}};
+  if (v.meta) j["meta"] = *v.meta;
+}
+void from_json(const json& j, SegmentInfo& v) {
+  v.name = get_string(j, "name");
+  v.id = get_u64(j, "id");
+  v.dtype = get_dtype(j, "dtype");
+  v.shape = get_i64_array(j, "shape");
+  v.strides = get_i64_array(j, "strides");
+  v.nbytes = get_u64(j, "nbytes");
+  v.total_bytes = get_u64(j, "total_bytes");
+  v.version = get_u64(j, "version");
+  v.meta_version = get_u64(j, "meta_version");
+  v.attached = get_u32(j, "attached");
+  v.owner_uid = get_u32(j, "owner_uid");
+  v.created_unix_ms = get_i64(j, "created_unix_ms");
+  if (j.contains("meta")) v.meta = get_object(j, "meta");
+}
+
+void to_json(json& j, const HelloRequest& v) { j = {{"protocol", v.protocol}, {"client", v.client}}; }
+void from_json(const json& j, HelloRequest& v) {
+  v.protocol = get_u32(j, "protocol");
+  v.client = j.contains("client") ? get_string(j, "client") : std::string();
+}
+
+void to_json(json& j, const HelloReply& v) {
+  j = {{"protocol", v.protocol}, {"daemon", v.daemon}, {"pid", v.pid}};
+}
+void from_json(const json& j, HelloReply& v) {
+  v.protocol = get_u32(j, "protocol");
+  v.daemon = get_string(j, "daemon");
+  v.pid = get_i64(j, "pid");
+}
+
+void to_json(json& j, const CreateRequest& v) {
+  j = {{"name", v.name}, {"dtype", dtype_name(v.dtype)}, {"shape", v.shape}, {"meta", v.meta}};
+}
+void from_json(const json& j, CreateRequest& v) {
+  v.name = get_string(j, "name");
+  v.dtype = get_dtype(j, "dtype");
+  v.shape = get_i64_array(j, "shape");
+  v.meta = j.contains("meta") ? get_object(j, "meta") : json::object();
+}
+
+void to_json(json& j, const NameRequest& v) { j = {{"name", v.name}}; }
+void from_json(const json& j, NameRequest& v) { v.name = get_string(j, "name"); }
+
+void to_json(json& j, const DetachRequest& v) { j = {{"name", v.name}, {"id", v.id}}; }
+void from_json(const json& j, DetachRequest& v) {
+  v.name = get_string(j, "name");
+  v.id = get_u64(j, "id");
+}
+
+void to_json(json& j, const SetMetaRequest& v) { j = {{"name", v.name}, {"meta", v.meta}}; }
+void from_json(const json& j, SetMetaRequest& v) {
+  v.name = get_string(j, "name");
+  v.meta = get_object(j, "meta");
+}
+
+void to_json(json& j, const ListReply& v) {
+  j = json::object();
+  j["segments"] = json::array();
+  for (const auto& s : v.segments) j["segments"].push_back(s);
+}
+void from_json(const json& j, ListReply& v) {
+  const json& items = need(j, "segments");
+  if (!items.is_array()) bad("field 'segments' must be an array");
+  v.segments.clear();
+  for (const json& item : items) v.segments.push_back(parse<SegmentInfo>(item));
+}
+
+void to_json(json& j, const StatsReply& v) {
+  j = {{"pid", v.pid},           {"daemon", v.daemon},   {"uptime_s", v.uptime_s},
+       {"segments", v.segments}, {"bytes", v.bytes},     {"clients", v.clients},
+       {"attachments", v.attachments}, {"requests", v.requests}};
+}
+void from_json(const json& j, StatsReply& v) {
+  v.pid = get_i64(j, "pid");
+  v.daemon = get_string(j, "daemon");
+  const json& up = need(j, "uptime_s");
+  if (!up.is_number()) bad("field 'uptime_s' must be a number");
+  v.uptime_s = up.get<double>();
+  v.segments = get_u64(j, "segments");
+  v.bytes = get_u64(j, "bytes");
+  v.clients = get_u64(j, "clients");
+  v.attachments = get_u64(j, "attachments");
+  v.requests = get_u64(j, "requests");
+}
+
+// ---- envelope -------------------------------------------------------------
+
+json make_request(std::uint64_t id, Op op, const json& body) {
+  json j = body.is_object() ? body : json::object();
+  j["id"] = id;
+  j["op"] = to_string(op);
+  return j;
+}
+
+json make_reply(std::uint64_t id, const json& body) {
+  json j = body.is_object() ? body : json::object();
+  j["id"] = id;
+  j["ok"] = true;
+  return j;
+}
+
+json make_error_reply(std::uint64_t id, Errc code, std::string_view message) {
+  return json{{"id", id},
+              {"ok", false},
+              {"error", {{"code", to_string(code)}, {"message", std::string(message)}}}};
+}
+
+RequestHead parse_request_head(const json& request) {
+  RequestHead head{get_u64(request, "id"), Op::hello};
+  const std::string op = get_string(request, "op");
+  auto parsed = op_from_string(op);
+  if (!parsed) throw Error(Errc::invalid_argument, "unknown op '" + op + "'");
+  head.op = *parsed;
+  return head;
+}
+
+const json& check_reply(const json& reply, std::uint64_t expected_id) {
+  if (get_u64(reply, "id") != expected_id) bad("reply id does not match the request");
+  const json& ok = need(reply, "ok");
+  if (!ok.is_boolean()) bad("field 'ok' must be a boolean");
+  if (ok.get<bool>()) return reply;
+  const json& error = need(reply, "error");
+  const std::string code = get_string(error, "code");
+  const std::string message = error.contains("message") ? get_string(error, "message") : "";
+  throw Error(errc_from_string(code).value_or(Errc::internal), message);
+}
+
+}  // namespace bridge::protocol
