@@ -24,11 +24,13 @@ std::string default_socket_path() {
   return "/tmp/shmbridge-" + std::to_string(::getuid()) + "/bridged.sock";
 }
 
-Client Client::connect() { return connect(default_socket_path()); }
+Client Client::connect() {
+  return connect(default_socket_path());
+}
 
 Client Client::connect(const std::string& socket_path) {
-  return Client(std::make_shared<detail::Connection>(socket_path,
-                                                     std::string("libbridge ") + kVersion));
+  return Client(
+      std::make_shared<detail::Connection>(socket_path, std::string("libbridge ") + kVersion));
 }
 
 Client::Client(std::shared_ptr<detail::Connection> connection)
@@ -37,8 +39,8 @@ Client::Client(std::shared_ptr<detail::Connection> connection)
 Segment Client::open_segment(const json& reply, std::vector<os::UniqueFd>& fds) {
   auto info = protocol::parse<protocol::SegmentInfo>(reply);
   if (fds.size() != 1) {
-    throw Error(Errc::protocol_error, "expected one descriptor with the reply, got " +
-                                          std::to_string(fds.size()));
+    throw Error(Errc::protocol_error,
+                "expected one descriptor with the reply, got " + std::to_string(fds.size()));
   }
   const int fd = fds.front().get();
   struct stat st {};
@@ -101,8 +103,14 @@ protocol::StatsReply Client::stats() {
   return protocol::parse<protocol::StatsReply>(connection_->call(Op::stats).body);
 }
 
-const protocol::HelloReply& Client::daemon() const { return connection_->hello(); }
-const std::string& Client::socket_path() const { return connection_->socket_path(); }
-void Client::close() { connection_->close(); }
+const protocol::HelloReply& Client::daemon() const {
+  return connection_->hello();
+}
+const std::string& Client::socket_path() const {
+  return connection_->socket_path();
+}
+void Client::close() {
+  connection_->close();
+}
 
 }  // namespace bridge

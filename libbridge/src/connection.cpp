@@ -21,9 +21,9 @@ Connection::Connection(std::string socket_path, std::string client_name)
   Reply reply = call(protocol::Op::hello, hello);
   hello_ = protocol::parse<protocol::HelloReply>(reply.body);
   if (hello_.protocol != protocol::kProtocolVersion) {
-    throw Error(Errc::protocol_mismatch,
-                "daemon speaks protocol " + std::to_string(hello_.protocol) + ", this client " +
-                    std::to_string(protocol::kProtocolVersion));
+    throw Error(Errc::protocol_mismatch, "daemon speaks protocol " +
+                                             std::to_string(hello_.protocol) + ", this client " +
+                                             std::to_string(protocol::kProtocolVersion));
   }
 }
 

@@ -8,20 +8,34 @@ namespace bridge {
 
 std::string_view dtype_name(DType dtype) noexcept {
   switch (dtype) {
-    case DType::bool_: return "bool";
-    case DType::int8: return "int8";
-    case DType::int16: return "int16";
-    case DType::int32: return "int32";
-    case DType::int64: return "int64";
-    case DType::uint8: return "uint8";
-    case DType::uint16: return "uint16";
-    case DType::uint32: return "uint32";
-    case DType::uint64: return "uint64";
-    case DType::float16: return "float16";
-    case DType::float32: return "float32";
-    case DType::float64: return "float64";
-    case DType::complex64: return "complex64";
-    case DType::complex128: return "complex128";
+    case DType::bool_:
+      return "bool";
+    case DType::int8:
+      return "int8";
+    case DType::int16:
+      return "int16";
+    case DType::int32:
+      return "int32";
+    case DType::int64:
+      return "int64";
+    case DType::uint8:
+      return "uint8";
+    case DType::uint16:
+      return "uint16";
+    case DType::uint32:
+      return "uint32";
+    case DType::uint64:
+      return "uint64";
+    case DType::float16:
+      return "float16";
+    case DType::float32:
+      return "float32";
+    case DType::float64:
+      return "float64";
+    case DType::complex64:
+      return "complex64";
+    case DType::complex128:
+      return "complex128";
   }
   return "invalid";
 }
@@ -37,18 +51,23 @@ std::size_t itemsize(DType dtype) noexcept {
   switch (dtype) {
     case DType::bool_:
     case DType::int8:
-    case DType::uint8: return 1;
+    case DType::uint8:
+      return 1;
     case DType::int16:
     case DType::uint16:
-    case DType::float16: return 2;
+    case DType::float16:
+      return 2;
     case DType::int32:
     case DType::uint32:
-    case DType::float32: return 4;
+    case DType::float32:
+      return 4;
     case DType::int64:
     case DType::uint64:
     case DType::float64:
-    case DType::complex64: return 8;
-    case DType::complex128: return 16;
+    case DType::complex64:
+      return 8;
+    case DType::complex128:
+      return 16;
   }
   return 0;
 }
@@ -68,7 +87,7 @@ float16 float16::from_float(float value) noexcept {
     h = static_cast<std::uint16_t>(abs > 0x7f800000u ? 0x7e00u : 0x7c00u);
   } else if (abs >= 0x477ff000u) {  // rounds to >= 65520: overflow to inf
     h = 0x7c00u;
-  } else if (abs < 0x38800000u) {  // subnormal half or zero
+  } else if (abs < 0x38800000u) {                                  // subnormal half or zero
     const float scaled = std::bit_cast<float>(abs) * 16777216.0f;  // * 2^24
     h = static_cast<std::uint16_t>(std::nearbyint(scaled));
   } else {

@@ -10,7 +10,9 @@ namespace bridge {
 
 namespace {
 
-[[noreturn]] void corrupt(const std::string& what) { throw Error(Errc::corrupt_segment, what); }
+[[noreturn]] void corrupt(const std::string& what) {
+  throw Error(Errc::corrupt_segment, what);
+}
 
 std::byte* slot_bytes(std::byte* base, std::size_t slot) {
   return base + kHeaderBytes + slot * kMetaSlotBytes;
@@ -111,8 +113,7 @@ void validate_segment_name(std::string_view name) {
 }
 
 void init_header(SegmentHeader& header, std::string_view name, std::uint64_t segment_id,
-                 const ArrayLayout& layout, std::uint32_t owner_uid,
-                 std::int64_t created_unix_ms) {
+                 const ArrayLayout& layout, std::uint32_t owner_uid, std::int64_t created_unix_ms) {
   std::memset(static_cast<void*>(&header), 0, sizeof header);
   header.magic = kSegmentMagic;
   header.layout_version = kLayoutVersion;
@@ -198,8 +199,8 @@ std::uint64_t read_meta_version(const std::byte* segment_base) {
 
 std::uint64_t write_meta(std::byte* segment_base, std::string_view text) {
   if (text.size() > kMaxMetaBytes) {
-    throw Error(Errc::invalid_argument, "metadata is larger than " +
-                                            std::to_string(kMaxMetaBytes) + " bytes");
+    throw Error(Errc::invalid_argument,
+                "metadata is larger than " + std::to_string(kMaxMetaBytes) + " bytes");
   }
   auto& header = *reinterpret_cast<SegmentHeader*>(segment_base);
   const std::uint64_t v0 = header.meta[0].meta_version;

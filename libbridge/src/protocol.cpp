@@ -5,7 +5,9 @@ namespace bridge::protocol {
 
 namespace {
 
-[[noreturn]] void bad(const std::string& what) { throw Error(Errc::protocol_error, what); }
+[[noreturn]] void bad(const std::string& what) {
+  throw Error(Errc::protocol_error, what);
+}
 
 const json& need(const json& j, const char* key) {
   if (!j.is_object()) bad("message is not a JSON object");
@@ -31,8 +33,8 @@ std::uint64_t get_u64(const json& j, const char* key) {
 
 std::int64_t get_i64(const json& j, const char* key) {
   const json& v = need(j, key);
-  if (v.is_number_integer() &&
-      (!v.is_number_unsigned() || v.get<std::uint64_t>() <= static_cast<std::uint64_t>(INT64_MAX))) {
+  if (v.is_number_integer() && (!v.is_number_unsigned() ||
+                                v.get<std::uint64_t>() <= static_cast<std::uint64_t>(INT64_MAX))) {
     return v.get<std::int64_t>();
   }
   bad(std::string("field '") + key + "' must be a 64-bit integer");
@@ -77,15 +79,24 @@ json get_object(const json& j, const char* key) {
 
 std::string_view to_string(Op op) noexcept {
   switch (op) {
-    case Op::hello: return "hello";
-    case Op::create: return "create";
-    case Op::attach: return "attach";
-    case Op::detach: return "detach";
-    case Op::destroy: return "destroy";
-    case Op::list: return "list";
-    case Op::info: return "info";
-    case Op::set_meta: return "set_meta";
-    case Op::stats: return "stats";
+    case Op::hello:
+      return "hello";
+    case Op::create:
+      return "create";
+    case Op::attach:
+      return "attach";
+    case Op::detach:
+      return "detach";
+    case Op::destroy:
+      return "destroy";
+    case Op::list:
+      return "list";
+    case Op::info:
+      return "info";
+    case Op::set_meta:
+      return "set_meta";
+    case Op::stats:
+      return "stats";
   }
   return "invalid";
 }
@@ -110,17 +121,17 @@ std::string encode_frame(const json& message, std::uint32_t max_bytes) {
   const auto n = static_cast<std::uint32_t>(payload.size());
   std::string frame;
   frame.reserve(kFrameHeaderBytes + n);
-  for (int shift = 0; shift < 32; shift += 8) frame.push_back(static_cast<char>((n >> shift) & 0xff));
+  for (int shift = 0; shift < 32; shift += 8)
+    frame.push_back(static_cast<char>((n >> shift) & 0xff));
   frame += payload;
   return frame;
 }
 
 std::uint32_t decode_frame_length(const std::array<unsigned char, kFrameHeaderBytes>& prefix,
                                   std::uint32_t max_bytes) {
-  const std::uint32_t n = static_cast<std::uint32_t>(prefix[0]) |
-                          (static_cast<std::uint32_t>(prefix[1]) << 8) |
-                          (static_cast<std::uint32_t>(prefix[2]) << 16) |
-                          (static_cast<std::uint32_t>(prefix[3]) << 24);
+  const std::uint32_t n =
+      static_cast<std::uint32_t>(prefix[0]) | (static_cast<std::uint32_t>(prefix[1]) << 8) |
+      (static_cast<std::uint32_t>(prefix[2]) << 16) | (static_cast<std::uint32_t>(prefix[3]) << 24);
   if (n > max_bytes) {
     bad("frame length " + std::to_string(n) + " exceeds the limit of " + std::to_string(max_bytes));
   }
@@ -189,7 +200,9 @@ void from_json(const json& j, SegmentInfo& v) {
   if (j.contains("meta")) v.meta = get_object(j, "meta");
 }
 
-void to_json(json& j, const HelloRequest& v) { j = {{"protocol", v.protocol}, {"client", v.client}}; }
+void to_json(json& j, const HelloRequest& v) {
+  j = {{"protocol", v.protocol}, {"client", v.client}};
+}
 void from_json(const json& j, HelloRequest& v) {
   v.protocol = get_u32(j, "protocol");
   v.client = j.contains("client") ? get_string(j, "client") : std::string();
@@ -214,16 +227,24 @@ void from_json(const json& j, CreateRequest& v) {
   v.meta = j.contains("meta") ? get_object(j, "meta") : json::object();
 }
 
-void to_json(json& j, const NameRequest& v) { j = {{"name", v.name}}; }
-void from_json(const json& j, NameRequest& v) { v.name = get_string(j, "name"); }
+void to_json(json& j, const NameRequest& v) {
+  j = {{"name", v.name}};
+}
+void from_json(const json& j, NameRequest& v) {
+  v.name = get_string(j, "name");
+}
 
-void to_json(json& j, const DetachRequest& v) { j = {{"name", v.name}, {"id", v.id}}; }
+void to_json(json& j, const DetachRequest& v) {
+  j = {{"name", v.name}, {"id", v.id}};
+}
 void from_json(const json& j, DetachRequest& v) {
   v.name = get_string(j, "name");
   v.id = get_u64(j, "id");
 }
 
-void to_json(json& j, const SetMetaRequest& v) { j = {{"name", v.name}, {"meta", v.meta}}; }
+void to_json(json& j, const SetMetaRequest& v) {
+  j = {{"name", v.name}, {"meta", v.meta}};
+}
 void from_json(const json& j, SetMetaRequest& v) {
   v.name = get_string(j, "name");
   v.meta = get_object(j, "meta");
@@ -242,9 +263,15 @@ void from_json(const json& j, ListReply& v) {
 }
 
 void to_json(json& j, const StatsReply& v) {
-  j = {{"pid", v.pid},           {"daemon", v.daemon},   {"uptime_s", v.uptime_s},
-       {"segments", v.segments}, {"bytes", v.bytes},     {"clients", v.clients},
-       {"attachments", v.attachments}, {"requests", v.requests}};
+  j = {{"pid", v.pid},
+       {"daemon", v.daemon},
+       {"uptime_s", v.uptime_s},
+       {"segments", v.segments},
+       {"bytes", v.bytes},
+       {"clients", v.clients},
+       {"attachments", v.attachments},
+       {"requests", v.requests},
+       {"shm_prefix", v.shm_prefix}};
 }
 void from_json(const json& j, StatsReply& v) {
   v.pid = get_i64(j, "pid");
@@ -257,6 +284,7 @@ void from_json(const json& j, StatsReply& v) {
   v.clients = get_u64(j, "clients");
   v.attachments = get_u64(j, "attachments");
   v.requests = get_u64(j, "requests");
+  v.shm_prefix = get_string(j, "shm_prefix");
 }
 
 // ---- envelope -------------------------------------------------------------

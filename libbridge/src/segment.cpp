@@ -21,7 +21,9 @@ Segment& Segment::operator=(Segment&& other) noexcept {
   return *this;
 }
 
-Segment::~Segment() { close(); }
+Segment::~Segment() {
+  close();
+}
 
 void Segment::close() noexcept {
   if (connection_ && mapping_) {
@@ -36,7 +38,9 @@ void Segment::close() noexcept {
   mapping_.reset();
 }
 
-bool Segment::writable() const noexcept { return mapping_ && mapping_->writable(); }
+bool Segment::writable() const noexcept {
+  return mapping_ && mapping_->writable();
+}
 
 const SegmentHeader& Segment::header() const {
   if (!mapping_) throw Error(Errc::closed, "segment '" + info_.name + "' is closed");

@@ -4,15 +4,14 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "bridge/dtype.hpp"
-#include "bridge/protocol.hpp"
 #include "bridge/os/unique_fd.hpp"
+#include "bridge/protocol.hpp"
 #include "bridge/segment.hpp"
 
 namespace bridge {

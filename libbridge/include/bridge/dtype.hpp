@@ -29,8 +29,8 @@ enum class DType : std::uint32_t {
 };
 
 inline constexpr DType kAllDTypes[] = {
-    DType::bool_,   DType::int8,    DType::int16,   DType::int32,     DType::int64,
-    DType::uint8,   DType::uint16,  DType::uint32,  DType::uint64,    DType::float16,
+    DType::bool_,   DType::int8,    DType::int16,     DType::int32,      DType::int64,
+    DType::uint8,   DType::uint16,  DType::uint32,    DType::uint64,     DType::float16,
     DType::float32, DType::float64, DType::complex64, DType::complex128,
 };
 
@@ -56,9 +56,11 @@ bool is_valid_dtype(std::uint32_t raw) noexcept;
 template <class T>
 constexpr DType dtype_of();
 
-#define BRIDGE_DTYPE_OF(T, D) \
-  template <>                 \
-  constexpr DType dtype_of<T>() { return DType::D; }
+#define BRIDGE_DTYPE_OF(T, D)     \
+  template <>                     \
+  constexpr DType dtype_of<T>() { \
+    return DType::D;              \
+  }
 BRIDGE_DTYPE_OF(bool, bool_)
 BRIDGE_DTYPE_OF(std::int8_t, int8)
 BRIDGE_DTYPE_OF(std::int16_t, int16)
@@ -80,20 +82,34 @@ BRIDGE_DTYPE_OF(std::complex<double>, complex128)
 template <class Fn>
 decltype(auto) visit_dtype(DType dtype, Fn&& fn) {
   switch (dtype) {
-    case DType::bool_: return fn(bool{});
-    case DType::int8: return fn(std::int8_t{});
-    case DType::int16: return fn(std::int16_t{});
-    case DType::int32: return fn(std::int32_t{});
-    case DType::int64: return fn(std::int64_t{});
-    case DType::uint8: return fn(std::uint8_t{});
-    case DType::uint16: return fn(std::uint16_t{});
-    case DType::uint32: return fn(std::uint32_t{});
-    case DType::uint64: return fn(std::uint64_t{});
-    case DType::float16: return fn(float16{});
-    case DType::float32: return fn(float{});
-    case DType::float64: return fn(double{});
-    case DType::complex64: return fn(std::complex<float>{});
-    case DType::complex128: break;
+    case DType::bool_:
+      return fn(bool{});
+    case DType::int8:
+      return fn(std::int8_t{});
+    case DType::int16:
+      return fn(std::int16_t{});
+    case DType::int32:
+      return fn(std::int32_t{});
+    case DType::int64:
+      return fn(std::int64_t{});
+    case DType::uint8:
+      return fn(std::uint8_t{});
+    case DType::uint16:
+      return fn(std::uint16_t{});
+    case DType::uint32:
+      return fn(std::uint32_t{});
+    case DType::uint64:
+      return fn(std::uint64_t{});
+    case DType::float16:
+      return fn(float16{});
+    case DType::float32:
+      return fn(float{});
+    case DType::float64:
+      return fn(double{});
+    case DType::complex64:
+      return fn(std::complex<float>{});
+    case DType::complex128:
+      break;
   }
   return fn(std::complex<double>{});
 }

@@ -35,11 +35,13 @@ inline constexpr int kExitCodeBase = 10;
 
 /// All codes, in numeric order (for tables, tests and bindings).
 inline constexpr Errc kAllErrc[] = {
-    Errc::invalid_argument,   Errc::not_found,       Errc::already_exists,
-    Errc::permission_denied,  Errc::no_space,        Errc::daemon_unavailable,
-    Errc::protocol_error,     Errc::protocol_mismatch, Errc::type_mismatch,
-    Errc::corrupt_segment,    Errc::limit_exceeded,  Errc::io_error,
-    Errc::internal,           Errc::closed,
+    Errc::invalid_argument, Errc::not_found,
+    Errc::already_exists,   Errc::permission_denied,
+    Errc::no_space,         Errc::daemon_unavailable,
+    Errc::protocol_error,   Errc::protocol_mismatch,
+    Errc::type_mismatch,    Errc::corrupt_segment,
+    Errc::limit_exceeded,   Errc::io_error,
+    Errc::internal,         Errc::closed,
 };
 
 /// The wire name, e.g. "not_found".
@@ -47,7 +49,9 @@ std::string_view to_string(Errc code) noexcept;
 /// Inverse of to_string; nullopt for an unknown name.
 std::optional<Errc> errc_from_string(std::string_view name) noexcept;
 /// bridgectl's exit status for a code.
-inline int exit_code(Errc code) noexcept { return kExitCodeBase + static_cast<int>(code); }
+inline int exit_code(Errc code) noexcept {
+  return kExitCodeBase + static_cast<int>(code);
+}
 /// Maps an errno value to the closest code (ENOSPC -> no_space, EACCES -> permission_denied ...).
 Errc errc_from_errno(int err) noexcept;
 

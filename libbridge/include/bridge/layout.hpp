@@ -63,7 +63,7 @@ struct SegmentHeader {
   std::uint64_t magic;
   std::uint32_t layout_version;
   std::uint32_t header_bytes;
-  std::uint64_t segment_id;  ///< daemon-assigned, distinguishes re-creations of a name
+  std::uint64_t segment_id;   ///< daemon-assigned, distinguishes re-creations of a name
   std::uint64_t total_bytes;  ///< size of the shm object
   std::uint64_t data_offset;
   std::uint64_t nbytes;  ///< shape product * itemsize
@@ -104,8 +104,7 @@ void validate_segment_name(std::string_view name);
 
 /// Fills the immutable part of a header (and zeroes the rest).
 void init_header(SegmentHeader& header, std::string_view name, std::uint64_t segment_id,
-                 const ArrayLayout& layout, std::uint32_t owner_uid,
-                 std::int64_t created_unix_ms);
+                 const ArrayLayout& layout, std::uint32_t owner_uid, std::int64_t created_unix_ms);
 
 /// Validates a header read from a mapping of `mapped_bytes` bytes: magic,
 /// layout version, checksum, dtype, dims, C-contiguous strides, checked sizes,

@@ -15,12 +15,11 @@
 
 #include <array>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "bridge/dtype.hpp"
 #include "bridge/error.hpp"
@@ -39,8 +38,8 @@ inline constexpr std::uint32_t kMaxRequestBytes = 1u * 1024 * 1024;
 inline constexpr int kMaxJsonDepth = 64;
 
 enum class Op { hello, create, attach, detach, destroy, list, info, set_meta, stats };
-inline constexpr Op kAllOps[] = {Op::hello,   Op::create, Op::attach,   Op::detach, Op::destroy,
-                                 Op::list,    Op::info,   Op::set_meta, Op::stats};
+inline constexpr Op kAllOps[] = {Op::hello, Op::create, Op::attach,   Op::detach, Op::destroy,
+                                 Op::list,  Op::info,   Op::set_meta, Op::stats};
 std::string_view to_string(Op op) noexcept;
 std::optional<Op> op_from_string(std::string_view name) noexcept;
 
@@ -113,6 +112,7 @@ struct StatsReply {
   std::uint64_t clients = 0;
   std::uint64_t attachments = 0;
   std::uint64_t requests = 0;
+  std::string shm_prefix;  ///< every segment's shm object is named shm_prefix + name
 };
 
 // Every struct converts both ways. from_json throws Error(protocol_error)

@@ -56,10 +56,9 @@ class TensorView {
     std::int64_t offset = 0;
     for (std::size_t d = 0; d < index.size(); ++d) {
       if (index[d] < 0 || index[d] >= shape_[d]) {
-        throw Error(Errc::invalid_argument, "index " + std::to_string(index[d]) +
-                                                " is out of range for dimension " +
-                                                std::to_string(d) + " of extent " +
-                                                std::to_string(shape_[d]));
+        throw Error(Errc::invalid_argument,
+                    "index " + std::to_string(index[d]) + " is out of range for dimension " +
+                        std::to_string(d) + " of extent " + std::to_string(shape_[d]));
       }
       offset += index[d] * strides_[d];
     }

@@ -71,7 +71,8 @@ ssize_t send_with_fd(int fd, const char* data, std::size_t size, int pass_fd, in
 
 [[noreturn]] void socket_failure(int err, const char* what) {
   if (err == EAGAIN || err == EWOULDBLOCK) {
-    throw Error(Errc::daemon_unavailable, std::string(what) + ": the daemon did not answer in time");
+    throw Error(Errc::daemon_unavailable,
+                std::string(what) + ": the daemon did not answer in time");
   }
   throw Error(Errc::daemon_unavailable, std::string(what) + ": " + std::strerror(err));
 }
@@ -81,8 +82,8 @@ ssize_t send_with_fd(int fd, const char* data, std::size_t size, int pass_fd, in
 void send_all(int fd, std::string_view bytes, int pass_fd) {
   std::size_t sent = 0;
   while (sent < bytes.size()) {
-    const ssize_t n = send_with_fd(fd, bytes.data() + sent, bytes.size() - sent,
-                                   sent == 0 ? pass_fd : -1, 0);
+    const ssize_t n =
+        send_with_fd(fd, bytes.data() + sent, bytes.size() - sent, sent == 0 ? pass_fd : -1, 0);
     if (n < 0) socket_failure(errno, "send");
     sent += static_cast<std::size_t>(n);
   }

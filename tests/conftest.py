@@ -1,0 +1,122 @@
+# SPDX-License-Identifier: MIT
+"""Fixtures shared by the Python, cross-process and CLI tests.
+
+Every test that needs a daemon gets a real `bridged` on a socket in its own
+temporary directory, started with --ready-fd (no polling) and stopped with
+SIGTERM; afterwards no shm object of that daemon may remain in /dev/shm.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _bin_dir():
+    env = os.environ.get("BRIDGE_BIN_DIR")
+    if env:
+        return Path(env)
+    found = shutil.which("bridged")
+    if found:
+        return Path(found).parent
+    pytest.exit("set BRIDGE_BIN_DIR to the folder holding bridged, bridgectl and bridge_peer")
+
+
+BIN_DIR = _bin_dir()
+
+
+def binary(name):
+    path = BIN_DIR / name
+    if not path.exists():
+        pytest.skip(f"{name} is not built in {BIN_DIR}")
+    return str(path)
+
+
+class Daemon:
+    """A running bridged on a private socket."""
+
+    def __init__(self, directory, *extra_args):
+        self.directory = Path(directory)
+        self.socket = str(self.directory / "bridged.sock")
+        self.log_path = self.directory / "bridged.log"
+        read_fd, write_fd = os.pipe()
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [binary("bridged"), "--socket", self.socket, "--ephemeral",
+             "--ready-fd", str(write_fd), *extra_args],
+            stdout=self._log, stderr=subprocess.STDOUT, pass_fds=(write_fd,))
+        os.close(write_fd)
+        with os.fdopen(read_fd, "rb") as ready:
+            line = ready.readline()  # EOF without "ready" means it failed to start
+        if not line.startswith(b"ready"):
+            self.proc.wait(timeout=10)
+            raise RuntimeError(f"bridged failed to start:\n{self.log()}")
+        self.shm_prefix = self._stats()["shm_prefix"]
+
+    def _stats(self):
+        import pybridge
+
+        with pybridge.connect(self.socket) as c:
+            return c.stats()
+
+    def log(self):
+        return self.log_path.read_text(errors="replace")
+
+    def leftover_shm(self):
+        name = self.shm_prefix.lstrip("/")
+        return sorted(p.name for p in Path("/dev/shm").glob(name + "*"))
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    d = Daemon(tmp_path)
+    yield d
+    code = d.stop()
+    assert code == 0, f"bridged exited with {code}:\n{d.log()}"
+    assert d.leftover_shm() == [], "segments left in /dev/shm"
+
+
+@pytest.fixture
+def client(daemon):
+    import pybridge
+
+    c = pybridge.connect(daemon.socket)
+    yield c
+    c.close()
+
+
+def run_peer(daemon, *args, check=True, stdin=None):
+    """Runs the C++ bridge_peer against `daemon`; returns the CompletedProcess."""
+    proc = subprocess.run([binary("bridge_peer"), "--socket", daemon.socket, *map(str, args)],
+                          capture_output=True, text=True, timeout=60, input=stdin)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"bridge_peer {args} failed ({proc.returncode}): {proc.stderr}")
+    return proc
+
+
+def run_ctl(daemon, *args, check=False):
+    """Runs bridgectl against `daemon` (socket passed with --socket)."""
+    proc = subprocess.run([binary("bridgectl"), "--socket", daemon.socket, *map(str, args)],
+                          capture_output=True, text=True, timeout=60)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"bridgectl {args} failed ({proc.returncode}): {proc.stderr}")
+    return proc
+
+
+PYTHON = sys.executable
