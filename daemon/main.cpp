@@ -1,1 +1,47 @@
-int main() { return 1; }
+// SPDX-License-Identifier: MIT
+// bridged: parse the command line, build a Config, run the Server.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+
+#include "bridge/client.hpp"
+#include "bridge/error.hpp"
+#include "bridge/version.hpp"
+#include "src/config.hpp"
+#include "src/log.hpp"
+#include "src/server.hpp"
+
+int main(int argc, char** argv) {
+  bridged::Config config;
+  CLI::App app{
+      "bridged: the shmbridge daemon. Hands out named shared-memory segments holding an array\n"
+      "plus JSON metadata, knows who is attached, and runs in the foreground, logging to stderr."};
+  app.footer(
+      "Socket: --socket, else $BRIDGE_SOCKET, else $XDG_RUNTIME_DIR/shmbridge/bridged.sock,\n"
+      "else /tmp/shmbridge-$UID/bridged.sock. Segments outlive the daemon and are re-adopted\n"
+      "when it restarts on the same socket, unless --ephemeral is given.\n\n"
+      "Example: bridged --socket /tmp/demo/bridged.sock --ephemeral");
+  app.add_option("--socket", config.socket_path, "Unix socket to serve");
+  app.add_flag("--ephemeral", config.ephemeral,
+               "Remove every segment when the daemon stops cleanly (SIGINT/SIGTERM)");
+  app.add_option("--ready-fd", config.ready_fd,
+                 "Write \"ready\\n\" to this descriptor once accepting connections");
+  app.add_option("--max-segment-bytes", config.max_segment_bytes,
+                 "Largest array a create may ask for (0: no limit but /dev/shm)");
+  app.add_flag("-v,--verbose", config.verbose, "Log every connection and attach");
+  app.set_version_flag("--version", std::string("bridged ") + bridge::kVersion);
+  CLI11_PARSE(app, argc, argv);
+
+  if (config.socket_path.empty()) config.socket_path = bridge::default_socket_path();
+  bridged::set_verbose(config.verbose);
+  try {
+    bridged::Server server(config);
+    return server.run();
+  } catch (const bridge::Error& e) {
+    bridged::log_warn(std::string("cannot start: ") + e.what());
+    return bridge::exit_code(e.code());
+  } catch (const std::exception& e) {
+    bridged::log_warn(std::string("fatal: ") + e.what());
+    return 1;
+  }
+}

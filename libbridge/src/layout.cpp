@@ -168,6 +168,8 @@ std::string read_meta(const std::byte* segment_base) {
   const auto& header = *reinterpret_cast<const SegmentHeader*>(segment_base);
   // The daemon may be rewriting a slot while we read: retry a few times, then
   // settle for whichever slot is stable.
+  std::uint64_t stable_version = 0;
+  std::string stable;
   for (int attempt = 0; attempt < 64; ++attempt) {
     std::uint64_t best_version = 0;
     std::string best;
@@ -184,8 +186,14 @@ std::string read_meta(const std::byte* segment_base) {
                  std::atomic_ref<const std::uint64_t>(header.meta[1].meta_version).load());
     if (best_version != 0 && best_version >= newest) return best;
     if (best_version == 0 && newest == 0) return {};
+    // The newest slot did not validate (being rewritten, or scribbled on):
+    // remember the best valid one in case it never does.
+    if (best_version > stable_version) {
+      stable_version = best_version;
+      stable = std::move(best);
+    }
   }
-  return {};
+  return stable;
 }
 
 std::uint64_t read_meta_version(const std::byte* segment_base) {

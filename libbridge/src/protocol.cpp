@@ -171,7 +171,7 @@ json decode_payload(std::string_view payload) {
 
 void to_json(json& j, const SegmentInfo& v) {
   j = json{{"name", v.name},
-           {"id", v.id},
+           {"segment_id", v.id},
            {"dtype", dtype_name(v.dtype)},
            {"shape", v.shape},
            {"strides", v.strides},
@@ -186,7 +186,7 @@ void to_json(json& j, const SegmentInfo& v) {
 }
 void from_json(const json& j, SegmentInfo& v) {
   v.name = get_string(j, "name");
-  v.id = get_u64(j, "id");
+  v.id = get_u64(j, "segment_id");
   v.dtype = get_dtype(j, "dtype");
   v.shape = get_i64_array(j, "shape");
   v.strides = get_i64_array(j, "strides");
@@ -235,11 +235,11 @@ void from_json(const json& j, NameRequest& v) {
 }
 
 void to_json(json& j, const DetachRequest& v) {
-  j = {{"name", v.name}, {"id", v.id}};
+  j = {{"name", v.name}, {"segment_id", v.id}};
 }
 void from_json(const json& j, DetachRequest& v) {
   v.name = get_string(j, "name");
-  v.id = get_u64(j, "id");
+  v.id = get_u64(j, "segment_id");
 }
 
 void to_json(json& j, const SetMetaRequest& v) {

@@ -11,6 +11,9 @@
 // must be `hello`, which exchanges protocol versions. Replies to `create` and
 // `attach` carry the segment's file descriptor as SCM_RIGHTS ancillary data
 // on the frame's bytes, so clients never open shm names themselves.
+//
+// Message bodies are merged into the envelope, so no body may use the keys
+// "id", "op", "ok" or "error": a segment's id travels as "segment_id".
 #pragma once
 
 #include <array>
@@ -60,7 +63,7 @@ json decode_payload(std::string_view payload);
 /// each element of list. `meta` is filled for create/attach/info replies.
 struct SegmentInfo {
   std::string name;
-  std::uint64_t id = 0;  ///< distinguishes re-creations of one name
+  std::uint64_t id = 0;  ///< "segment_id" on the wire; distinguishes re-creations of one name
   DType dtype = DType::uint8;
   std::vector<std::int64_t> shape;
   std::vector<std::int64_t> strides;  ///< bytes
@@ -94,7 +97,7 @@ struct NameRequest {  ///< attach, destroy, info
 };
 struct DetachRequest {
   std::string name;
-  std::uint64_t id = 0;
+  std::uint64_t id = 0;  ///< "segment_id" on the wire
 };
 struct SetMetaRequest {
   std::string name;

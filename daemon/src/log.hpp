@@ -1,0 +1,14 @@
+// SPDX-License-Identifier: MIT
+// The daemon logs to stderr, one line per event, prefixed with a UTC time.
+#pragma once
+
+#include <string_view>
+
+namespace bridged {
+
+void log_info(std::string_view message);
+void log_warn(std::string_view message);
+void log_debug(std::string_view message);
+void set_verbose(bool verbose);
+
+}  // namespace bridged

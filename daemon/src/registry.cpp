@@ -1,0 +1,249 @@
+// SPDX-License-Identifier: MIT
+#include "registry.hpp"
+
+#include <dirent.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+
+#include "bridge/error.hpp"
+#include "log.hpp"
+
+namespace bridged {
+
+using bridge::Errc;
+using bridge::Error;
+namespace protocol = bridge::protocol;
+
+namespace {
+
+std::int64_t now_unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string meta_text(const nlohmann::json& meta) {
+  if (!meta.is_object()) throw Error(Errc::invalid_argument, "meta must be a JSON object");
+  std::string text = protocol::dump_json(meta);
+  if (text.size() > bridge::kMaxMetaBytes) {
+    throw Error(Errc::invalid_argument, "metadata is " + std::to_string(text.size()) +
+                                            " bytes of JSON; the limit is " +
+                                            std::to_string(bridge::kMaxMetaBytes));
+  }
+  return text;
+}
+
+}  // namespace
+
+std::string shm_prefix_for_socket(const std::string& socket_path) {
+  char hex[17];
+  std::snprintf(
+      hex, sizeof hex, "%016llx",
+      static_cast<unsigned long long>(bridge::fnv1a64(socket_path.data(), socket_path.size())));
+  return std::string("shmbridge.") + std::string(hex, 12) + ".";
+}
+
+Registry::Registry(const Config& config, std::string shm_prefix)
+    : config_(config), shm_prefix_(std::move(shm_prefix)), random_(std::random_device{}()) {}
+
+Registry::~Registry() = default;
+
+std::uint64_t Registry::new_segment_id() {
+  for (;;) {
+    const std::uint64_t id = random_();
+    if (id == 0) continue;
+    bool taken = false;
+    for (const auto& [name, segment] : segments_) taken = taken || segment->id == id;
+    if (!taken) return id;
+  }
+}
+
+Registry::Segment& Registry::find(const std::string& name) {
+  auto it = segments_.find(name);
+  if (it == segments_.end()) throw Error(Errc::not_found, "no segment named '" + name + "'");
+  return *it->second;
+}
+
+const Registry::Segment& Registry::find(const std::string& name) const {
+  return const_cast<Registry*>(this)->find(name);
+}
+
+protocol::SegmentInfo Registry::describe(const Segment& segment, bool with_meta) const {
+  protocol::SegmentInfo info;
+  info.name = segment.name;
+  info.id = segment.id;
+  info.dtype = segment.layout.dtype;
+  info.shape = segment.layout.shape;
+  info.strides = segment.layout.strides;
+  info.nbytes = segment.layout.nbytes;
+  info.total_bytes = segment.layout.total_bytes;
+  info.version = segment.header().sync.version.load(std::memory_order_acquire);
+  const std::byte* base = segment.header_mapping.data();
+  info.meta_version = bridge::read_meta_version(base);
+  info.attached = static_cast<std::uint32_t>(segment.attachments.size());
+  info.owner_uid = segment.owner_uid;
+  info.created_unix_ms = segment.created_unix_ms;
+  if (with_meta) {
+    // Only the daemon writes metadata, but a client with a writable mapping
+    // can scribble over it: never trust it without parsing.
+    const std::string text = bridge::read_meta(base);
+    auto meta =
+        text.empty() ? nlohmann::json::object() : nlohmann::json::parse(text, nullptr, false);
+    if (meta.is_discarded() || !meta.is_object()) {
+      log_warn("segment '" + segment.name + "' holds unreadable metadata");
+      meta = nlohmann::json::object();
+    }
+    info.meta = std::move(meta);
+  }
+  return info;
+}
+
+Registry::Opened Registry::create(const Caller& caller, const protocol::CreateRequest& request) {
+  // Everything is validated before any shared memory is touched.
+  bridge::validate_segment_name(request.name);
+  const std::uint64_t max_bytes =
+      config_.max_segment_bytes == 0 ? UINT64_MAX : config_.max_segment_bytes;
+  bridge::ArrayLayout layout = bridge::compute_layout(request.dtype, request.shape, max_bytes);
+  const std::string text = meta_text(request.meta);
+  if (segments_.count(request.name) != 0) {
+    throw Error(Errc::already_exists, "a segment named '" + request.name + "' exists");
+  }
+
+  const std::string shm_name = shm_prefix_ + request.name;
+  // Reserve the header, the first metadata slot and the array now; the second
+  // slot is reserved when metadata is first rewritten.
+  ShmObject shm = ShmObject::create(shm_name, layout.total_bytes,
+                                    bridge::kHeaderBytes + bridge::kMetaSlotBytes);
+  try {
+    shm.reserve(bridge::kDataOffset, layout.nbytes);
+    bridge::os::Mapping mapping = bridge::os::Mapping::map(shm.fd(), bridge::kDataOffset, true);
+    auto& header = *reinterpret_cast<bridge::SegmentHeader*>(mapping.data());
+    const std::uint64_t id = new_segment_id();
+    const std::int64_t created = now_unix_ms();
+    bridge::init_header(header, request.name, id, layout, caller.uid, created);
+    bridge::write_meta(mapping.data(), text);
+    auto segment = std::make_unique<Segment>(Segment{
+        std::move(shm), std::move(mapping), layout, request.name, id, caller.uid, created, {}});
+    segment->attachments[caller.client] = 1;
+    Segment& stored = *segments_.emplace(request.name, std::move(segment)).first->second;
+    log_info("created '" + request.name + "' " + std::string(bridge::dtype_name(layout.dtype)) +
+             " " + std::to_string(layout.nbytes) + " bytes for pid " + std::to_string(caller.pid));
+    return {describe(stored, true), stored.shm.fd()};
+  } catch (...) {
+    ShmObject::unlink_name(shm_name);
+    throw;
+  }
+}
+
+Registry::Opened Registry::attach(const Caller& caller, const std::string& name) {
+  bridge::validate_segment_name(name);
+  Segment& segment = find(name);
+  ++segment.attachments[caller.client];
+  log_debug("pid " + std::to_string(caller.pid) + " attached '" + name + "'");
+  return {describe(segment, true), segment.shm.fd()};
+}
+
+void Registry::detach(const Caller& caller, const std::string& name, std::uint64_t id) {
+  auto it = segments_.find(name);
+  if (it == segments_.end() || it->second->id != id) return;
+  auto& attachments = it->second->attachments;
+  auto entry = attachments.find(caller.client);
+  if (entry == attachments.end()) return;
+  if (--entry->second == 0) attachments.erase(entry);
+}
+
+void Registry::destroy(const Caller& caller, const std::string& name) {
+  bridge::validate_segment_name(name);
+  Segment& segment = find(name);
+  segment.shm.unlink();
+  log_info("destroyed '" + name + "' for pid " + std::to_string(caller.pid) + " (" +
+           std::to_string(segment.attachments.size()) + " still attached keep their mappings)");
+  segments_.erase(name);
+}
+
+protocol::SegmentInfo Registry::info(const std::string& name) const {
+  bridge::validate_segment_name(name);
+  return describe(find(name), true);
+}
+
+std::vector<protocol::SegmentInfo> Registry::list() const {
+  std::vector<protocol::SegmentInfo> out;
+  out.reserve(segments_.size());
+  for (const auto& [name, segment] : segments_) out.push_back(describe(*segment, false));
+  return out;
+}
+
+protocol::SegmentInfo Registry::set_meta(const Caller& /*caller*/, const std::string& name,
+                                         const nlohmann::json& meta) {
+  bridge::validate_segment_name(name);
+  const std::string text = meta_text(meta);
+  Segment& segment = find(name);
+  // The slot about to be written may never have been reserved; do it first so
+  // a full /dev/shm is a no_space error, not a SIGBUS in the daemon.
+  segment.shm.reserve(bridge::kHeaderBytes, 2 * bridge::kMetaSlotBytes);
+  bridge::write_meta(segment.header_mapping.data(), text);
+  return describe(segment, true);
+}
+
+void Registry::disconnect(ClientId client) {
+  for (auto& [name, segment] : segments_) segment->attachments.erase(client);
+}
+
+void Registry::remove_all() {
+  for (const auto& [name, segment] : segments_) segment->shm.unlink();
+  segments_.clear();
+}
+
+std::uint64_t Registry::total_bytes() const {
+  std::uint64_t total = 0;
+  for (const auto& [name, segment] : segments_) total += segment->layout.total_bytes;
+  return total;
+}
+
+std::uint64_t Registry::attachment_count() const {
+  std::uint64_t total = 0;
+  for (const auto& [name, segment] : segments_) total += segment->attachments.size();
+  return total;
+}
+
+void Registry::adopt_existing() {
+  DIR* dir = ::opendir("/dev/shm");
+  if (dir == nullptr) return;
+  std::vector<std::string> found;
+  while (dirent* entry = ::readdir(dir)) {
+    const std::string file = entry->d_name;
+    if (file.rfind(shm_prefix_, 0) == 0) found.push_back(file);
+  }
+  ::closedir(dir);
+  for (const std::string& shm_name : found) {
+    const std::string name = shm_name.substr(shm_prefix_.size());
+    try {
+      bridge::validate_segment_name(name);
+      ShmObject shm = ShmObject::open(shm_name);
+      const std::uint64_t size = shm.size();
+      if (size < bridge::kDataOffset) throw Error(Errc::corrupt_segment, "smaller than a header");
+      bridge::os::Mapping mapping = bridge::os::Mapping::map(shm.fd(), bridge::kDataOffset, true);
+      const auto& header = *reinterpret_cast<const bridge::SegmentHeader*>(mapping.data());
+      // validate_header checks total_bytes against the real object size.
+      bridge::ArrayLayout layout = bridge::validate_header(header, size);
+      if (name != header.name) throw Error(Errc::corrupt_segment, "header names another segment");
+      auto segment = std::make_unique<Segment>(Segment{std::move(shm),
+                                                       std::move(mapping),
+                                                       layout,
+                                                       name,
+                                                       header.segment_id,
+                                                       header.owner_uid,
+                                                       header.created_unix_ms,
+                                                       {}});
+      segments_.emplace(name, std::move(segment));
+      log_info("re-adopted segment '" + name + "'");
+    } catch (const Error& e) {
+      quarantined_.push_back(shm_name);
+      log_warn("quarantined /dev/shm/" + shm_name + ": " + e.what() + " (left untouched)");
+    }
+  }
+}
+
+}  // namespace bridged

@@ -1,0 +1,103 @@
+// SPDX-License-Identifier: MIT
+//
+// What exists and who is attached: the daemon's one table of segments. All
+// state-changing operations go through here; the session layer only decodes
+// requests and encodes replies. Single-threaded (the io_context's thread).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bridge/layout.hpp"
+#include "bridge/os/mapping.hpp"
+#include "bridge/protocol.hpp"
+#include "config.hpp"
+#include "shm_object.hpp"
+
+namespace bridged {
+
+using ClientId = std::uint64_t;
+
+/// Who is calling, from SO_PEERCRED.
+struct Caller {
+  ClientId client;
+  pid_t pid;
+  uid_t uid;
+};
+
+class Registry {
+ public:
+  /// `shm_prefix` (no leading '/') is prepended to each segment name to form
+  /// its shm object name; it is derived from the socket path so that daemons
+  /// on different sockets never share names.
+  Registry(const Config& config, std::string shm_prefix);
+  ~Registry();
+
+  /// A segment handed to a client: its description and the descriptor to pass.
+  struct Opened {
+    bridge::protocol::SegmentInfo info;
+    int fd;  ///< owned by the registry; valid until the next call
+  };
+
+  /// Re-adopts segments left by an earlier daemon on the same socket; headers
+  /// that do not validate are left untouched, logged and counted as quarantined.
+  void adopt_existing();
+
+  Opened create(const Caller& caller, const bridge::protocol::CreateRequest& request);
+  Opened attach(const Caller& caller, const std::string& name);
+  /// Idempotent: detaching from a destroyed segment is not an error.
+  void detach(const Caller& caller, const std::string& name, std::uint64_t id);
+  void destroy(const Caller& caller, const std::string& name);
+  bridge::protocol::SegmentInfo info(const std::string& name) const;
+  std::vector<bridge::protocol::SegmentInfo> list() const;
+  bridge::protocol::SegmentInfo set_meta(const Caller& caller, const std::string& name,
+                                         const nlohmann::json& meta);
+  /// Drops every attachment of a client whose connection closed.
+  void disconnect(ClientId client);
+  /// Unlinks every segment (ephemeral shutdown).
+  void remove_all();
+
+  std::uint64_t segment_count() const { return segments_.size(); }
+  std::uint64_t total_bytes() const;
+  std::uint64_t attachment_count() const;
+  const std::string& shm_prefix() const { return shm_prefix_; }
+  const std::vector<std::string>& quarantined() const { return quarantined_; }
+
+ private:
+  struct Segment {
+    ShmObject shm;
+    bridge::os::Mapping header_mapping;  ///< header + metadata slots only
+    bridge::ArrayLayout layout;
+    std::string name;
+    std::uint64_t id;
+    std::uint32_t owner_uid;
+    std::int64_t created_unix_ms;
+    std::map<ClientId, std::uint32_t> attachments;  ///< client -> attach count
+
+    const bridge::SegmentHeader& header() const {
+      return *reinterpret_cast<const bridge::SegmentHeader*>(header_mapping.data());
+    }
+  };
+
+  Segment& find(const std::string& name);
+  const Segment& find(const std::string& name) const;
+  bridge::protocol::SegmentInfo describe(const Segment& segment, bool with_meta) const;
+  std::uint64_t new_segment_id();
+
+  Config config_;
+  std::string shm_prefix_;
+  std::map<std::string, std::unique_ptr<Segment>> segments_;
+  std::vector<std::string> quarantined_;
+  std::mt19937_64 random_;
+};
+
+/// The shm name prefix for a socket path: "shmbridge.<12 hex digits>.".
+std::string shm_prefix_for_socket(const std::string& socket_path);
+
+}  // namespace bridged

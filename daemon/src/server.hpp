@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: MIT
+//
+// bridged's event loop: one Boost.Asio io_context on one thread, an acceptor
+// on the Unix socket, one coroutine per connection, SIGINT/SIGTERM for a clean
+// stop. Single-threaded on purpose: the registry needs no locks and requests
+// are short; the slow part of a create (reserving pages) is kernel work.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "config.hpp"
+#include "registry.hpp"
+#include "socket_lock.hpp"
+
+namespace bridged {
+
+class Session;
+
+class Server {
+ public:
+  /// Takes the socket lock, re-adopts surviving segments and listens.
+  /// Throws bridge::Error when the socket cannot be served.
+  explicit Server(Config config);
+  ~Server();
+
+  /// Runs until SIGINT/SIGTERM; returns the process exit status.
+  int run();
+
+  Registry& registry() { return registry_; }
+  const Config& config() const { return config_; }
+  std::uint64_t next_client_id() { return ++last_client_id_; }
+  void count_request() { ++requests_; }
+  bridge::protocol::StatsReply stats() const;
+  /// Called by a session when its connection ends.
+  void session_ended(std::uint64_t client_id);
+
+ private:
+  void accept_next();
+  void stop();
+
+  Config config_;
+  SocketLock lock_;
+  boost::asio::io_context io_;
+  boost::asio::local::stream_protocol::acceptor acceptor_;
+  boost::asio::signal_set signals_;
+  Registry registry_;
+  std::map<std::uint64_t, std::shared_ptr<Session>> sessions_;
+  std::uint64_t last_client_id_ = 0;
+  std::uint64_t requests_ = 0;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  bool stopping_ = false;
+};
+
+}  // namespace bridged

@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: MIT
+//
+// The daemon's handle on one POSIX shared-memory object, created through
+// Boost.Interprocess. Only the daemon creates and unlinks these names
+// (DESIGN.md principle 2); clients receive the descriptor over the socket.
+#pragma once
+
+#include <boost/interprocess/shared_memory_object.hpp>
+#include <cstdint>
+#include <string>
+
+namespace bridged {
+
+class ShmObject {
+ public:
+  /// Creates `name` (no leading '/') with O_CREAT|O_EXCL and mode 0600, sized
+  /// `size` bytes, and reserves `reserve_bytes` from the start with
+  /// posix_fallocate so that a full /dev/shm is reported now (no_space)
+  /// instead of as a SIGBUS on first touch. Removes the name again if any
+  /// step fails. Throws bridge::Error.
+  static ShmObject create(const std::string& name, std::uint64_t size, std::uint64_t reserve_bytes);
+  /// Opens an existing object read-write (re-adoption after a restart).
+  static ShmObject open(const std::string& name);
+
+  ShmObject(ShmObject&&) noexcept = default;
+  ShmObject& operator=(ShmObject&&) noexcept = default;
+
+  int fd() const noexcept;
+  const std::string& name() const noexcept { return name_; }
+  std::uint64_t size() const;
+  /// Reserves [offset, offset+length) (posix_fallocate); throws no_space.
+  void reserve(std::uint64_t offset, std::uint64_t length) const;
+  /// Unlinks the name; open descriptors and mappings stay valid.
+  void unlink() const noexcept { unlink_name(name_); }
+  static void unlink_name(const std::string& name) noexcept;
+
+ private:
+  ShmObject(boost::interprocess::shared_memory_object object, std::string name)
+      : object_(std::move(object)), name_(std::move(name)) {}
+  boost::interprocess::shared_memory_object object_;
+  std::string name_;
+};
+
+}  // namespace bridged
