@@ -1,0 +1,127 @@
+# SPDX-License-Identifier: MIT
+"""pybridge.Client: a connection to the bridged daemon."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, List, Mapping, Optional, Union
+
+import numpy as np
+
+from . import _pybridge
+from ._convert import DTypeLike, ShapeLike, dtype_name, meta_json, shape_list
+from ._segment import Segment
+from .errors import Closed, InvalidArgument
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class Client:
+    """A connection to bridged; make one with :func:`pybridge.connect`.
+
+    Thread-safe: requests from several threads are serialized on the one
+    connection, and every request releases the GIL while it waits.
+    """
+
+    __slots__ = ("_core", "_closed")
+
+    def __init__(self, core: _pybridge.Client) -> None:
+        self._core = core
+        self._closed = False
+
+    def _client(self) -> _pybridge.Client:
+        if self._closed:
+            raise Closed("the client is closed")
+        return self._core
+
+    # ---- segments -----------------------------------------------------------
+    def create(self, name: str, shape: ShapeLike, dtype: DTypeLike,
+               meta: Optional[Mapping[str, Any]] = None) -> Segment:
+        """Creates a zero-filled C-contiguous array segment and attaches to it."""
+        core = self._client()
+        return Segment(core.create(name, dtype_name(dtype), shape_list(shape), meta_json(meta)))
+
+    def create_from(self, name: str, array: Any,
+                    meta: Optional[Mapping[str, Any]] = None) -> Segment:
+        """Creates a segment holding a copy of ``array`` (the one explicit copy
+        in pybridge). Any layout is accepted; the segment is C-contiguous and
+        does not alias ``array``."""
+        source = np.asarray(array)
+        segment = self.create(name, source.shape, source.dtype, meta)
+        try:
+            np.copyto(segment.array, source, casting="no")
+        except BaseException:
+            # Don't leave a half-filled segment behind under the user's name.
+            segment.close()
+            try:
+                self.destroy(name)
+            except Exception:
+                pass
+            raise
+        return segment
+
+    def attach(self, name: str) -> Segment:
+        """Attaches to an existing segment: maps the same pages, no copy."""
+        return Segment(self._client().attach(name))
+
+    def destroy(self, name: str) -> None:
+        """Unlinks the name. Mappings (and arrays) that processes hold stay valid."""
+        self._client().destroy(name)
+
+    # ---- catalog ------------------------------------------------------------
+    def list(self) -> List[Dict[str, Any]]:
+        """Every segment, as the protocol's SegmentInfo objects (without meta)."""
+        return json.loads(self._client().list_json())
+
+    def info(self, name: str) -> Dict[str, Any]:
+        """One segment's SegmentInfo, with ``meta``."""
+        return json.loads(self._client().info_json(name))
+
+    def set_meta(self, name: str, meta: Mapping[str, Any]) -> Dict[str, Any]:
+        """Replaces a segment's metadata (a dict, at most 64 KiB of JSON);
+        returns the updated SegmentInfo."""
+        if meta is None:
+            raise InvalidArgument("meta must be a dict, not None")
+        return json.loads(self._client().set_meta_json(name, meta_json(meta)))
+
+    def stats(self) -> Dict[str, Any]:
+        """The daemon's counters (pid, segments, bytes, clients, shm_prefix ...)."""
+        return json.loads(self._client().stats_json())
+
+    # ---- connection ---------------------------------------------------------
+    @property
+    def socket_path(self) -> str:
+        return self._core.socket_path
+
+    @property
+    def daemon(self) -> Dict[str, Any]:
+        """What the daemon said in the hello exchange (protocol, daemon, pid)."""
+        return json.loads(self._core.daemon_json)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Closes the connection. Segments already attached stay mapped (the
+        daemon stops counting them as attached). Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._core.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<pybridge.Client {self.socket_path!r} {state}>"
+
+
+def connect(socket_path: Optional[PathLike] = None) -> Client:
+    """Connects to bridged at ``socket_path`` (default:
+    :func:`default_socket_path`). Raises DaemonUnavailable when none answers."""
+    path = None if socket_path is None else os.fspath(socket_path)
+    return Client(_pybridge.Client.connect(path))

@@ -1,0 +1,60 @@
+# SPDX-License-Identifier: MIT
+"""Turning Python arguments into what the extension takes (and back)."""
+from __future__ import annotations
+
+import json
+import operator
+from typing import Any, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _pybridge
+from .errors import InvalidArgument
+
+DTypeLike = Union[str, np.dtype, type]
+ShapeLike = Union[int, Sequence[int]]
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+SUPPORTED_DTYPES: Tuple[str, ...] = tuple(_pybridge.DTYPES)
+
+
+def dtype_name(dtype: Any) -> str:
+    """The shmbridge name of a NumPy dtype-like, or InvalidArgument."""
+    try:
+        dt = np.dtype(dtype)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(f"unknown dtype {dtype!r}: {exc}") from None
+    if not dt.isnative:
+        raise InvalidArgument(f"dtype {dt.str!r} is not in native byte order")
+    if dt.name not in SUPPORTED_DTYPES or dt.fields is not None or dt.subdtype is not None:
+        raise InvalidArgument(
+            f"unsupported dtype {dt!s}; supported: {', '.join(SUPPORTED_DTYPES)}")
+    return dt.name
+
+
+def shape_list(shape: Any) -> list:
+    """A list of int64 extents; range checks beyond int64 are libbridge's."""
+    try:
+        dims = [operator.index(shape)]
+    except TypeError:
+        try:
+            dims = [operator.index(d) for d in shape]
+        except TypeError:
+            raise InvalidArgument(f"shape must be an int or a sequence of ints, not {shape!r}") from None
+    for d in dims:
+        if not _INT64_MIN <= d <= _INT64_MAX:
+            raise InvalidArgument(f"extent {d} in shape {tuple(dims)} does not fit in int64")
+    return dims
+
+
+def meta_json(meta: Optional[Mapping[str, Any]]) -> str:
+    """Metadata as JSON text; it must be a dict of JSON-serializable values."""
+    if meta is None:
+        return "{}"
+    if not isinstance(meta, Mapping):
+        raise InvalidArgument(f"meta must be a dict, not {type(meta).__name__}")
+    try:
+        return json.dumps(dict(meta), allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(f"meta is not JSON-serializable: {exc}") from None

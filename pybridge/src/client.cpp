@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: MIT
+//
+// bridge::Client for Python. Every call that talks to the daemon releases the
+// GIL; replies that describe segments come back as protocol JSON text, so
+// Python sees exactly the objects `bridgectl --json` prints.
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bridge/bridge.hpp"
+#include "pybridge.hpp"
+
+namespace pybridge {
+namespace {
+
+using bridge::Client;
+using bridge::protocol::dump_json;
+using nlohmann::json;
+using Release = nb::call_guard<nb::gil_scoped_release>;
+
+}  // namespace
+
+void bind_client(nb::module_& m) {
+  nb::class_<Client>(m, "Client", "A connection to bridged (see pybridge.Client).")
+      .def_static(
+          "connect",
+          [](const std::optional<std::string>& socket_path) {
+            return socket_path ? Client::connect(*socket_path) : Client::connect();
+          },
+          nb::arg("socket_path") = nb::none(), Release())
+      .def(
+          "create",
+          [](Client& c, const std::string& name, const std::string& dtype,
+             const std::vector<std::int64_t>& shape, const std::string& meta_json) {
+            return SegmentHandle(c.create(name, parse_dtype(dtype), shape, parse_meta(meta_json)));
+          },
+          nb::arg("name"), nb::arg("dtype"), nb::arg("shape"), nb::arg("meta_json"), Release())
+      .def(
+          "attach",
+          [](Client& c, const std::string& name) { return SegmentHandle(c.attach(name)); },
+          nb::arg("name"), Release())
+      .def(
+          "list_json", [](Client& c) { return dump_json(json(c.list())); }, Release())
+      .def(
+          "info_json",
+          [](Client& c, const std::string& name) { return dump_json(json(c.info(name))); },
+          nb::arg("name"), Release())
+      .def(
+          "set_meta_json",
+          [](Client& c, const std::string& name, const std::string& meta_json) {
+            return dump_json(json(c.set_meta(name, parse_meta(meta_json))));
+          },
+          nb::arg("name"), nb::arg("meta_json"), Release())
+      .def(
+          "destroy", [](Client& c, const std::string& name) { c.destroy(name); }, nb::arg("name"),
+          Release())
+      .def(
+          "stats_json", [](Client& c) { return dump_json(json(c.stats())); }, Release())
+      .def_prop_ro("daemon_json", [](const Client& c) { return dump_json(json(c.daemon())); })
+      .def_prop_ro("socket_path", [](const Client& c) { return c.socket_path(); })
+      .def("close", &Client::close, Release());
+}
+
+}  // namespace pybridge

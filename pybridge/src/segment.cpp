@@ -1,0 +1,144 @@
+// SPDX-License-Identifier: MIT
+//
+// Segment handles and the NumPy arrays that alias their mappings.
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bridge/bridge.hpp"
+#include "pybridge.hpp"
+
+namespace pybridge {
+namespace {
+
+using MappingRef = std::shared_ptr<const bridge::os::Mapping>;
+
+nb::dlpack::dtype dlpack_dtype(bridge::DType dtype) {
+  using Code = nb::dlpack::dtype_code;
+  const auto bits = static_cast<std::uint8_t>(bridge::itemsize(dtype) * 8);
+  Code code = Code::Int;
+  switch (dtype) {
+    case bridge::DType::bool_:
+      code = Code::Bool;
+      break;
+    case bridge::DType::int8:
+    case bridge::DType::int16:
+    case bridge::DType::int32:
+    case bridge::DType::int64:
+      code = Code::Int;
+      break;
+    case bridge::DType::uint8:
+    case bridge::DType::uint16:
+    case bridge::DType::uint32:
+    case bridge::DType::uint64:
+      code = Code::UInt;
+      break;
+    case bridge::DType::float16:
+    case bridge::DType::float32:
+    case bridge::DType::float64:
+      code = Code::Float;
+      break;
+    case bridge::DType::complex64:
+    case bridge::DType::complex128:
+      code = Code::Complex;
+      break;
+  }
+  return nb::dlpack::dtype{static_cast<std::uint8_t>(code), bits, 1};
+}
+
+void delete_mapping_ref(void* p) noexcept {
+  delete static_cast<MappingRef*>(p);
+}
+
+// A NumPy array over the segment's pages. Its owner is a capsule holding a
+// reference to the mapping, so the pages stay mapped for as long as the array
+// (or any view or DLPack capsule made from it) lives, whatever happens to the
+// Segment: close(), garbage collection or destroy of the name.
+nb::object make_array(const bridge::Segment& segment) {
+  std::byte* data = segment.data();  // throws Error(closed) once closed
+  const auto itemsize = static_cast<std::int64_t>(bridge::itemsize(segment.dtype()));
+  std::vector<std::size_t> shape;
+  std::vector<std::int64_t> strides;  // nanobind counts strides in elements
+  for (auto extent : segment.shape()) shape.push_back(static_cast<std::size_t>(extent));
+  for (auto stride : segment.strides()) strides.push_back(stride / itemsize);
+
+  auto keep = std::make_unique<MappingRef>(segment.mapping());
+  nb::capsule owner(keep.get(), &delete_mapping_ref);
+  keep.release();  // the capsule deletes it from now on
+
+  const auto dtype = dlpack_dtype(segment.dtype());
+  if (segment.writable()) {
+    return nb::ndarray<nb::numpy>(data, shape.size(), shape.data(), owner, strides.data(), dtype,
+                                  nb::device::cpu::value)
+        .cast();
+  }
+  return nb::ndarray<nb::numpy, nb::ro>(data, shape.size(), shape.data(), owner, strides.data(),
+                                        dtype, nb::device::cpu::value)
+      .cast();
+}
+
+bool finalizing() noexcept {
+#if PY_VERSION_HEX >= 0x030D0000
+  return Py_IsFinalizing() != 0;
+#else
+  return _Py_IsFinalizing() != 0;
+#endif
+}
+
+}  // namespace
+
+SegmentHandle::~SegmentHandle() {
+  close();
+}
+
+void SegmentHandle::close() noexcept {
+  if (!segment_.is_open()) return;
+  // The detach is a daemon round trip; other Python threads may run meanwhile.
+  // During shutdown the GIL is not handed around any more.
+  if (PyGILState_Check() != 0 && !finalizing()) {
+    PyThreadState* state = PyEval_SaveThread();
+    segment_.close();
+    PyEval_RestoreThread(state);
+  } else {
+    segment_.close();
+  }
+}
+
+void bind_segment(nb::module_& m) {
+  nb::class_<SegmentHandle>(m, "Segment",
+                            "One attachment to a named segment (see pybridge.Segment).")
+      .def_prop_ro("name", [](const SegmentHandle& s) { return s.get().name(); })
+      .def_prop_ro("id", [](const SegmentHandle& s) { return s.get().id(); })
+      .def_prop_ro(
+          "dtype",
+          [](const SegmentHandle& s) { return std::string(bridge::dtype_name(s.get().dtype())); })
+      .def_prop_ro("shape", [](const SegmentHandle& s) { return s.get().shape(); })
+      .def_prop_ro("strides", [](const SegmentHandle& s) { return s.get().strides(); })
+      .def_prop_ro("nbytes", [](const SegmentHandle& s) { return s.get().nbytes(); })
+      .def_prop_ro("writable", [](const SegmentHandle& s) { return s.get().writable(); })
+      .def_prop_ro("is_open", [](const SegmentHandle& s) { return s.get().is_open(); })
+      .def("version", [](const SegmentHandle& s) { return s.get().version(); })
+      .def("meta_version", [](const SegmentHandle& s) { return s.get().meta_version(); })
+      .def(
+          "meta_json",
+          [](const SegmentHandle& s) { return bridge::protocol::dump_json(s.get().meta()); },
+          "The current metadata, read from shared memory, as JSON text.")
+      .def(
+          "info_json",
+          [](const SegmentHandle& s) {
+            return bridge::protocol::dump_json(nlohmann::json(s.get().info()));
+          },
+          "What the daemon said when this attachment was made, as JSON text.")
+      .def(
+          "array", [](const SegmentHandle& s) { return make_array(s.get()); },
+          "A new NumPy array over the mapping; it keeps the mapping alive.")
+      .def("close", &SegmentHandle::close, "Detaches and drops this handle's mapping reference.");
+}
+
+}  // namespace pybridge
