@@ -1,0 +1,101 @@
+# SPDX-License-Identifier: MIT
+"""The shmbridge demo: one array shared by a Python and a C++ process.
+
+It starts a private bridged, then
+  1. Python creates "frames" (float32) and writes to it through NumPy;
+  2. a separate C++ process attaches to the same pages and mutates them;
+  3. Python prints the mutation it sees, with no copy and no re-attach;
+  4. the reverse: C++ creates "from_cpp", Python attaches and mutates it, and
+     the C++ process prints what it now sees;
+  5. bridgectl ls and show; then everything is destroyed, the daemon stopped,
+     and /dev/shm checked.
+
+Usage: python demo.py BIN_DIR   (the folder holding bridged, bridgectl, frames_peer)
+"""
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+import pybridge
+
+
+def start_daemon(bin_dir, socket):
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen([str(bin_dir / "bridged"), "--socket", socket, "--ephemeral",
+                             "--ready-fd", str(write_fd)], pass_fds=(write_fd,))
+    os.close(write_fd)
+    with os.fdopen(read_fd) as ready:
+        if ready.readline() != "ready\n":
+            sys.exit("bridged failed to start")
+    return proc
+
+
+def banner(text):
+    print(f"\n=== {text}", flush=True)
+
+
+def main():
+    bin_dir = Path(sys.argv[1]).resolve()
+    with tempfile.TemporaryDirectory(prefix="shmbridge-demo-") as tmp:
+        socket = os.path.join(tmp, "bridged.sock")
+        daemon = start_daemon(bin_dir, socket)
+        try:
+            run(bin_dir, socket)
+        finally:
+            daemon.terminate()
+            daemon.wait(timeout=30)
+    banner("daemon stopped")
+    left = [p.name for p in Path("/dev/shm").glob("shmbridge.*")]
+    print("left in /dev/shm:", left if left else "nothing")
+    return 1 if left else 0
+
+
+def run(bin_dir, socket):
+    client = pybridge.connect(socket)
+    peer = [str(bin_dir / "frames_peer"), "--socket", socket]
+
+    banner("Python -> C++")
+    seg = client.create("frames", (3, 4), "float32", meta={"camera": "front"})
+    seg.array[...] = np.arange(12, dtype=np.float32).reshape(3, 4)
+    print(f"[python pid {os.getpid()}] created 'frames' and wrote:\n{seg.array}", flush=True)
+    subprocess.run(peer + ["mutate", "frames"], check=True)
+    print(f"[python] sees the C++ mutation in the same pages:\n{seg.array}", flush=True)
+    assert seg.array[0, 0] == 100 and seg.array[-1, -1] == -1
+
+    banner("C++ -> Python")
+    owner = subprocess.Popen(peer + ["own", "from_cpp"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    for line in owner.stdout:  # echo until the C++ process says it is ready
+        if line.strip() == "ready":
+            break
+        print(line, end="", flush=True)
+    with client.attach("from_cpp") as theirs:
+        print(f"[python] attached 'from_cpp' {theirs.dtype} {theirs.shape}, meta {theirs.meta}")
+        theirs.array *= -1
+        theirs.array[1, :] = 7
+        print(f"[python] mutated it to:\n{theirs.array}", flush=True)
+        owner.stdin.write("go\n")
+        owner.stdin.flush()
+        print(owner.stdout.read(), end="", flush=True)
+        owner.wait(timeout=30)
+
+    banner("bridgectl ls")
+    ctl = [str(bin_dir / "bridgectl"), "--socket", socket]
+    subprocess.run(ctl + ["ls"], check=True)
+    banner("bridgectl show frames")
+    subprocess.run(ctl + ["show", "frames"], check=True)
+
+    banner("cleaning up")
+    seg.close()
+    for name in ("frames", "from_cpp"):
+        client.destroy(name)
+        print(f"destroyed {name!r}")
+    client.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
