@@ -17,7 +17,7 @@ namespace {
 
 template <class T>
 void print(const std::string& who, const bridge::TensorView<T>& view) {
-  std::cout << who << " sees [";
+  std::cout << who << " [";
   for (std::int64_t i = 0; i < view.shape()[0]; ++i) {
     std::cout << (i == 0 ? "[" : " [");
     for (std::int64_t j = 0; j < view.shape()[1]; ++j) {
@@ -51,7 +51,7 @@ int own(bridge::Client& client, const std::string& name) {
   std::cout << "ready" << std::endl;  // the demo driver now mutates from Python
   std::string line;
   std::getline(std::cin, line);
-  print("[c++] now sees the Python mutation:", view);
+  print("[c++] now sees Python's mutation:", view);
   return 0;
 }
 

@@ -23,10 +23,12 @@ import numpy as np
 import pybridge
 
 
-def start_daemon(bin_dir, socket):
+def start_daemon(bin_dir, socket, log):
+    """Starts bridged; returns once it accepts connections (it says so on a pipe)."""
     read_fd, write_fd = os.pipe()
     proc = subprocess.Popen([str(bin_dir / "bridged"), "--socket", socket, "--ephemeral",
-                             "--ready-fd", str(write_fd)], pass_fds=(write_fd,))
+                             "--ready-fd", str(write_fd)], pass_fds=(write_fd,),
+                            stderr=log)
     os.close(write_fd)
     with os.fdopen(read_fd) as ready:
         if ready.readline() != "ready\n":
@@ -42,13 +44,16 @@ def main():
     bin_dir = Path(sys.argv[1]).resolve()
     with tempfile.TemporaryDirectory(prefix="shmbridge-demo-") as tmp:
         socket = os.path.join(tmp, "bridged.sock")
-        daemon = start_daemon(bin_dir, socket)
-        try:
-            run(bin_dir, socket)
-        finally:
-            daemon.terminate()
-            daemon.wait(timeout=30)
-    banner("daemon stopped")
+        log_path = os.path.join(tmp, "bridged.log")
+        with open(log_path, "wb") as log:
+            daemon = start_daemon(bin_dir, socket, log)
+            try:
+                run(bin_dir, socket)
+            finally:
+                daemon.terminate()
+                daemon.wait(timeout=30)
+        banner(f"daemon stopped (exit {daemon.returncode}); its log:")
+        print(Path(log_path).read_text(), end="")
     left = [p.name for p in Path("/dev/shm").glob("shmbridge.*")]
     print("left in /dev/shm:", left if left else "nothing")
     return 1 if left else 0
@@ -75,7 +80,7 @@ def run(bin_dir, socket):
         print(line, end="", flush=True)
     with client.attach("from_cpp") as theirs:
         print(f"[python] attached 'from_cpp' {theirs.dtype} {theirs.shape}, meta {theirs.meta}")
-        theirs.array *= -1
+        theirs.array[...] *= -1
         theirs.array[1, :] = 7
         print(f"[python] mutated it to:\n{theirs.array}", flush=True)
         owner.stdin.write("go\n")
