@@ -1,0 +1,121 @@
+# SPDX-License-Identifier: MIT
+"""bridged as a process: one daemon per socket, stale sockets, restarts,
+clean stops, where the socket goes."""
+import os
+import signal
+import stat
+import subprocess
+
+import pytest
+
+import pybridge
+from conftest import Daemon, binary, run_peer
+
+
+def test_second_daemon_on_same_socket_is_refused_and_first_keeps_serving(daemon):
+    proc = subprocess.run([binary("bridged"), "--socket", daemon.socket],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 13  # already_exists
+    assert "already serves" in proc.stderr
+    assert str(daemon.proc.pid) in proc.stderr
+    with pybridge.connect(daemon.socket) as c:
+        c.create("still-serving", (2,), "uint8")
+        assert [s["name"] for s in c.list()] == ["still-serving"]
+        c.destroy("still-serving")
+
+
+def test_restart_after_sigkill_replaces_stale_socket_and_readopts_segments(tmp_path):
+    first = Daemon(tmp_path)
+    with pybridge.connect(first.socket) as c:
+        seg = c.create("survivor", (3, 2), "float64", meta={"k": [1, 2]})
+        seg.array[...] = [[1.5, 2.5], [3.5, 4.5], [5.5, 6.5]]
+        survivor_id = c.info("survivor")["segment_id"]
+        first.stop(signal.SIGKILL)
+        assert os.path.exists(first.socket)  # the dead daemon's socket file is stale now
+        with pytest.raises(pybridge.DaemonUnavailable):
+            c.list()
+        # The client's mapping outlives the daemon.
+        seg.array[0, 0] = 9.0
+
+    second = Daemon(tmp_path)
+    try:
+        with pybridge.connect(second.socket) as c:
+            info = c.info("survivor")
+            assert info["segment_id"] == survivor_id
+            assert info["dtype"] == "float64" and info["shape"] == [3, 2]
+            assert info["meta"] == {"k": [1, 2]}
+            with c.attach("survivor") as again:
+                assert again.array.tolist() == [[9.0, 2.5], [3.5, 4.5], [5.5, 6.5]]
+    finally:
+        assert second.stop() == 0
+    assert second.leftover_shm() == []
+
+
+def test_sigint_stops_cleanly_and_removes_the_socket(tmp_path):
+    d = Daemon(tmp_path)
+    run_peer(d, "create", "x", "int16", "4")
+    assert d.stop(signal.SIGINT) == 0
+    assert not os.path.exists(d.socket)
+    assert d.leftover_shm() == []  # --ephemeral
+
+
+def test_socket_directory_is_created_private(tmp_path):
+    sock = tmp_path / "a" / "b" / "bridged.sock"
+    env = dict(os.environ, BRIDGE_SOCKET=str(sock))
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen([binary("bridged"), "--ephemeral", "--ready-fd", str(write_fd)],
+                            env=env, pass_fds=(write_fd,), stderr=subprocess.DEVNULL)
+    os.close(write_fd)
+    try:
+        with os.fdopen(read_fd) as ready:
+            assert ready.readline() == "ready\n"
+        assert sock.exists()  # $BRIDGE_SOCKET chose the path
+        for directory in (sock.parent, sock.parent.parent):
+            assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+        assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
+
+
+def test_default_socket_follows_xdg_runtime_dir(tmp_path):
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path))
+    env.pop("BRIDGE_SOCKET", None)
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen([binary("bridged"), "--ephemeral", "--ready-fd", str(write_fd)],
+                            env=env, pass_fds=(write_fd,), stderr=subprocess.DEVNULL)
+    os.close(write_fd)
+    try:
+        with os.fdopen(read_fd) as ready:
+            assert ready.readline() == "ready\n"
+        assert (tmp_path / "shmbridge" / "bridged.sock").exists()
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
+
+
+def test_help_describes_the_options():
+    out = subprocess.run([binary("bridged"), "--help"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0
+    for option in ("--socket", "--ephemeral", "--ready-fd", "BRIDGE_SOCKET"):
+        assert option in out.stdout
+
+
+def test_client_disconnect_detaches(daemon):
+    with pybridge.connect(daemon.socket) as owner:
+        seg = owner.create("watched", (4,), "uint8")  # noqa: F841 (stays attached)
+        holder = subprocess.Popen([binary("bridge_peer"), "--socket", daemon.socket, "hold",
+                                   "watched"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  text=True)
+        assert holder.stdout.readline() == "attached\n"
+        assert owner.info("watched")["attached"] == 2
+        holder.kill()  # no detach message: the daemon must notice the closed socket
+        holder.wait()
+        # The hang-up and our next request may reach the daemon's event loop
+        # in the same wake-up, in either order; a few round trips (no sleeps)
+        # let it process the hang-up.
+        for _ in range(100):
+            if owner.info("watched")["attached"] == 1:
+                break
+        assert owner.info("watched")["attached"] == 1
+        owner.destroy("watched")
