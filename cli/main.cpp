@@ -1,1 +1,174 @@
-int main() { return 1; }
+// SPDX-License-Identifier: MIT
+//
+// bridgectl: parse the command line, run one subcommand, report failures the
+// same way for every command (stderr line + exit status, and a JSON error
+// document on stdout under --json).
+#include <CLI/CLI.hpp>
+#include <exception>
+#include <iostream>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "bridge/error.hpp"
+#include "bridge/protocol.hpp"
+#include "bridge/version.hpp"
+#include "commands.hpp"
+
+namespace {
+
+using bridgectl::Context;
+
+constexpr const char* kToolExamples = R"(Examples:
+  bridgectl ls                      list segments
+  bridgectl ls --json | jq '.[].name'
+  bridgectl info frames             geometry, version and metadata of one segment
+  bridgectl show frames             NumPy-style preview of the values
+  bridgectl rm frames depth         destroy segments
+  bridgectl --socket /run/bridged.sock stats
+
+Exit status: 0 on success; 10 + the error's number on a shmbridge error
+(11 invalid_argument, 12 not_found, 13 already_exists, 14 permission_denied,
+15 no_space, 16 daemon_unavailable, ...); CLI11's code (100-127) on a usage error.
+With --json, failures also print {"error": {"code": ..., "message": ...}} on stdout.)";
+
+/// --socket and --json are accepted before the command and after it, and
+/// listed in every command's --help.
+void add_common_options(CLI::App& app, Context& ctx) {
+  // The default shown is the one this invocation would use ($BRIDGE_SOCKET
+  // included), which is what a user checking "which daemon?" wants to see.
+  app.add_option("--socket", ctx.socket,
+                 "daemon socket (default: $BRIDGE_SOCKET, else the per-user socket; now " +
+                     bridge::default_socket_path() + ")")
+      ->type_name("PATH");
+  app.add_flag("--json", ctx.json,
+               "print one JSON document on stdout instead of text (errors included)");
+}
+
+/// A numeric option whose help reads "--name N=default"; the range goes in
+/// the description, where it reads better than CLI11's generated type name.
+template <class T>
+void add_number(CLI::App& app, const std::string& flag, T& value, const std::string& help,
+                CLI::Validator check) {
+  app.add_option(flag, value, help)
+      ->type_name("N")
+      ->capture_default_str()
+      ->check(check.description(""));
+}
+
+int run(int argc, char** argv) {
+  Context ctx;
+  bridgectl::ShowOptions show;
+  std::string info_name;
+  std::vector<std::string> rm_names;
+
+  CLI::App app{"bridgectl: inspect and manage shmbridge shared-memory segments", "bridgectl"};
+  app.set_version_flag("--version", std::string("bridgectl ") + bridge::kVersion + " (protocol " +
+                                        std::to_string(bridge::protocol::kProtocolVersion) + ")");
+  app.require_subcommand(1);
+  app.footer(kToolExamples);
+  add_common_options(app, ctx);
+
+  auto* ls =
+      app.add_subcommand("ls", "List segments with dtype, shape, size, clients, version, age");
+  ls->footer(
+      "Examples:\n"
+      "  bridgectl ls\n"
+      "  bridgectl ls --json   # a list of objects with the fields of Python's client.list()");
+  add_common_options(*ls, ctx);
+
+  auto* info = app.add_subcommand("info", "Show one segment's geometry, version and metadata");
+  info->add_option("name", info_name, "segment name")->required()->type_name("NAME");
+  info->footer(
+      "Examples:\n"
+      "  bridgectl info frames\n"
+      "  bridgectl info frames --json | jq .meta");
+  add_common_options(*info, ctx);
+
+  auto* show_cmd = app.add_subcommand("show", "Print a segment's values the way NumPy prints them");
+  show_cmd->add_option("name", show.name, "segment name")->required()->type_name("NAME");
+  add_number(*show_cmd, "--threshold", show.preview.threshold,
+             "summarize with '...' past this many elements", CLI::NonNegativeNumber);
+  add_number(*show_cmd, "--edgeitems", show.preview.edgeitems,
+             "items kept at each end of a summarized axis (>= 1)", CLI::Range(1, 1000000));
+  add_number(*show_cmd, "--linewidth", show.preview.linewidth, "wrap lines at this many characters",
+             CLI::Range(1, 1000000));
+  add_number(*show_cmd, "--precision", show.preview.precision,
+             "most digits after the point of floats (0-60)", CLI::Range(0, 60));
+  add_number(*show_cmd, "--max-elements", show.max_elements,
+             "--json: abbreviate past this many elements (0 = never)", CLI::NonNegativeNumber);
+  bool full = false;
+  show_cmd->add_flag("--full", full, "print every element (text and --json)");
+  show_cmd->footer(
+      "Values are read in place through a shared mapping (no copy), and printed like\n"
+      "print(array) in NumPy; 0-d arrays print as a scalar, empty ones as [].\n"
+      "\n"
+      "--json prints {\"name\", \"dtype\", \"shape\", \"version\", \"values\", \"truncated\"}:\n"
+      "values are nested lists (a bare value for 0-d; complex as [re, im]; nan, inf,\n"
+      "-inf as strings). Past --max-elements elements, every axis longer than\n"
+      "2 x --edgeitems keeps --edgeitems items at each end with the string \"...\"\n"
+      "between them, and truncated is true.\n"
+      "\n"
+      "Examples:\n"
+      "  bridgectl show frames\n"
+      "  bridgectl show frames --threshold 100 --edgeitems 2\n"
+      "  bridgectl show weights --json --max-elements 0 | jq .values");
+  add_common_options(*show_cmd, ctx);
+
+  auto* rm =
+      app.add_subcommand("rm", "Destroy segments (processes that mapped them keep their pages)");
+  rm->add_option("names", rm_names, "segment names")->required()->type_name("NAME");
+  rm->footer(
+      "Every name is tried; the exit status is that of the first failure.\n"
+      "--json prints {\"removed\": [names]} (plus \"error\" if one failed).\n"
+      "\n"
+      "Examples:\n"
+      "  bridgectl rm frames\n"
+      "  bridgectl rm frames depth --json");
+  add_common_options(*rm, ctx);
+
+  auto* stats =
+      app.add_subcommand("stats", "Show the daemon's counters (segments, bytes, clients)");
+  stats->footer(
+      "Examples:\n"
+      "  bridgectl stats\n"
+      "  bridgectl stats --json | jq .segments");
+  add_common_options(*stats, ctx);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (full) {
+    show.preview.threshold = std::numeric_limits<std::int64_t>::max();
+    show.max_elements = 0;
+  }
+
+  try {
+    if (ls->parsed()) return bridgectl::cmd_ls(ctx);
+    if (info->parsed()) return bridgectl::cmd_info(ctx, info_name);
+    if (show_cmd->parsed()) return bridgectl::cmd_show(ctx, show);
+    if (rm->parsed()) return bridgectl::cmd_rm(ctx, rm_names);
+    if (stats->parsed()) return bridgectl::cmd_stats(ctx);
+    return 1;  // unreachable: require_subcommand(1)
+  } catch (const bridge::Error& e) {
+    bridgectl::print_error(e.code(), e.message());
+    if (ctx.json) bridgectl::print_json({{"error", bridgectl::error_json(e.code(), e.message())}});
+    return bridge::exit_code(e.code());
+  } catch (const std::exception& e) {
+    // Anything else is a bug here or in libbridge; it still gets a code so
+    // that scripts parsing --json need no special case.
+    bridgectl::print_error(bridge::Errc::internal, e.what());
+    if (ctx.json) {
+      bridgectl::print_json({{"error", bridgectl::error_json(bridge::Errc::internal, e.what())}});
+    }
+    return bridge::exit_code(bridge::Errc::internal);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return run(argc, argv);
+}

@@ -1,0 +1,46 @@
+// SPDX-License-Identifier: MIT
+//
+// bridgectl's subcommands. Each returns the process exit status and throws
+// bridge::Error for failures, which main() reports uniformly.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "bridge/client.hpp"
+#include "bridge/error.hpp"
+#include "preview.hpp"
+
+namespace bridgectl {
+
+/// What every command needs: where the daemon is and how to print.
+struct Context {
+  std::string socket;  ///< as given; empty means bridge::default_socket_path()
+  bool json = false;   ///< machine-readable output on stdout
+
+  std::string socket_path() const;
+  bridge::Client connect() const;
+};
+
+struct ShowOptions {
+  std::string name;
+  PreviewOptions preview;
+  std::int64_t max_elements = 1000;  ///< --json: abbreviate past this many elements; 0 = never
+};
+
+int cmd_ls(const Context& ctx);
+int cmd_info(const Context& ctx, const std::string& name);
+int cmd_show(const Context& ctx, const ShowOptions& options);
+int cmd_rm(const Context& ctx, const std::vector<std::string>& names);
+int cmd_stats(const Context& ctx);
+
+/// One JSON document on one line of stdout.
+void print_json(const nlohmann::json& document);
+/// {"code": "...", "message": "..."}
+nlohmann::json error_json(bridge::Errc code, const std::string& message);
+/// Prints "bridgectl: <code>: <message>" on stderr.
+void print_error(bridge::Errc code, const std::string& message);
+
+}  // namespace bridgectl
