@@ -38,27 +38,38 @@ Client::Client(std::shared_ptr<detail::Connection> connection)
 
 Segment Client::open_segment(const json& reply, std::vector<os::UniqueFd>& fds) {
   auto info = protocol::parse<protocol::SegmentInfo>(reply);
-  if (fds.size() != 1) {
-    throw Error(Errc::protocol_error,
-                "expected one descriptor with the reply, got " + std::to_string(fds.size()));
+  try {
+    if (fds.size() != 1) {
+      throw Error(Errc::protocol_error,
+                  "expected one descriptor with the reply, got " + std::to_string(fds.size()));
+    }
+    const int fd = fds.front().get();
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) throw_errno(errno, "fstat");
+    const auto size = static_cast<std::uint64_t>(st.st_size);
+    if (size < kDataOffset)
+      throw Error(Errc::corrupt_segment, "segment is smaller than its header");
+    auto mapping = std::make_shared<os::Mapping>(os::Mapping::map(fd, size, /*writable=*/true));
+    // The header in shared memory is the truth; the reply must agree with it.
+    const auto& header = *reinterpret_cast<const SegmentHeader*>(mapping->data());
+    const ArrayLayout layout = validate_header(header, size);
+    if (header.segment_id != info.id || layout.dtype != info.dtype || layout.shape != info.shape ||
+        layout.nbytes != info.nbytes) {
+      throw Error(Errc::corrupt_segment,
+                  "segment '" + info.name + "' header disagrees with the daemon's description");
+    }
+    info.strides = layout.strides;
+    info.total_bytes = header.total_bytes;
+    return Segment(connection_, std::move(mapping), std::move(info));
+  } catch (...) {
+    // The daemon already counts this attachment; without a detach it would
+    // stay counted for as long as this connection lives.
+    try {
+      connection_->call(Op::detach, protocol::DetachRequest{info.name, info.id});
+    } catch (const Error&) {
+    }
+    throw;
   }
-  const int fd = fds.front().get();
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) throw_errno(errno, "fstat");
-  const auto size = static_cast<std::uint64_t>(st.st_size);
-  if (size < kDataOffset) throw Error(Errc::corrupt_segment, "segment is smaller than its header");
-  auto mapping = std::make_shared<os::Mapping>(os::Mapping::map(fd, size, /*writable=*/true));
-  // The header in shared memory is the truth; the reply must agree with it.
-  const auto& header = *reinterpret_cast<const SegmentHeader*>(mapping->data());
-  const ArrayLayout layout = validate_header(header, size);
-  if (header.segment_id != info.id || layout.dtype != info.dtype || layout.shape != info.shape ||
-      layout.nbytes != info.nbytes) {
-    throw Error(Errc::corrupt_segment,
-                "segment '" + info.name + "' header disagrees with the daemon's description");
-  }
-  info.strides = layout.strides;
-  info.total_bytes = header.total_bytes;
-  return Segment(connection_, std::move(mapping), std::move(info));
 }
 
 Segment Client::create(std::string_view name, DType dtype, const std::vector<std::int64_t>& shape,
