@@ -165,6 +165,8 @@ def test_corrupt_segment(client, daemon):
     with pytest.raises(pybridge.CorruptSegment) as err:
         client.attach("victim")
     check_code(err.value, pybridge.CorruptSegment, "corrupt_segment")
+    # The failed attach is not left counted at the daemon.
+    assert client.info("victim")["attached"] == 0
     client.destroy("victim")
 
 
