@@ -117,7 +117,7 @@ int cmd_info(const Context& ctx, const std::string& name) {
   }
   print_fields({
       {"name", info.name},
-      {"id", std::to_string(info.id)},
+      {"segment id", std::to_string(info.id)},
       {"dtype", std::string(bridge::dtype_name(info.dtype))},
       {"shape", shape_tuple(info.shape)},
       {"strides", shape_tuple(info.strides)},
