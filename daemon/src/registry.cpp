@@ -159,7 +159,8 @@ void Registry::destroy(const Caller& caller, const std::string& name) {
   Segment& segment = find(name);
   segment.shm.unlink();
   log_info("destroyed '" + name + "' for pid " + std::to_string(caller.pid) + " (" +
-           std::to_string(segment.attachments.size()) + " still attached keep their mappings)");
+           std::to_string(segment.attachments.size()) +
+           " clients still attached keep their mappings)");
   segments_.erase(name);
 }
 

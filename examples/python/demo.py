@@ -48,19 +48,20 @@ def main():
         with open(log_path, "wb") as log:
             daemon = start_daemon(bin_dir, socket, log)
             try:
-                run(bin_dir, socket)
+                prefix = run(bin_dir, socket)
             finally:
                 daemon.terminate()
                 daemon.wait(timeout=30)
         banner(f"daemon stopped (exit {daemon.returncode}); its log:")
         print(Path(log_path).read_text(), end="")
-    left = [p.name for p in Path("/dev/shm").glob("shmbridge.*")]
-    print("left in /dev/shm:", left if left else "nothing")
+    left = [p.name for p in Path("/dev/shm").glob(prefix.lstrip("/") + "*")]
+    print(f"left in /dev/shm under {prefix}*:", left if left else "nothing")
     return 1 if left else 0
 
 
 def run(bin_dir, socket):
     client = pybridge.connect(socket)
+    prefix = client.stats()["shm_prefix"]  # this daemon's shm object names start with it
     peer = [str(bin_dir / "frames_peer"), "--socket", socket]
 
     banner("Python -> C++")
@@ -100,6 +101,7 @@ def run(bin_dir, socket):
         client.destroy(name)
         print(f"destroyed {name!r}")
     client.close()
+    return prefix
 
 
 if __name__ == "__main__":
