@@ -58,6 +58,7 @@ class Segment {
   template <class T>
   TensorView<T> view() const {
     using Element = std::remove_const_t<T>;
+    (void)header();  // Error(closed) first: a closed handle is not "read-only"
     if (dtype_of<Element>() != dtype()) {
       throw Error(Errc::type_mismatch, "segment '" + name() + "' holds " +
                                            std::string(dtype_name(dtype())) + ", not " +

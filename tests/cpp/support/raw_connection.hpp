@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: MIT
+//
+// A bare socket to bridged for tests that must send what libbridge's Client
+// never would: hand-made frames, garbage, requests the client validates away.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <array>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include "bridge/os/unix_socket.hpp"
+#include "bridge/protocol.hpp"
+
+namespace bridge::testing {
+
+class RawConnection {
+ public:
+  explicit RawConnection(const std::string& socket_path) : fd_(os::connect_unix(socket_path)) {
+    os::set_socket_timeouts(fd_.get(), std::chrono::seconds(30));
+  }
+
+  void send_bytes(std::string_view bytes) { os::send_all(fd_.get(), bytes); }
+  void send(const protocol::json& message) { send_bytes(protocol::encode_frame(message)); }
+
+  /// The next reply, or nullopt when the daemon closed the connection.
+  /// Throws std::runtime_error when nothing arrives in time (a hung daemon).
+  std::optional<protocol::json> receive() {
+    std::array<unsigned char, protocol::kFrameHeaderBytes> prefix{};
+    if (!read_exact(prefix.data(), prefix.size())) return std::nullopt;
+    std::string payload(protocol::decode_frame_length(prefix), '\0');
+    if (!read_exact(payload.data(), payload.size())) {
+      throw std::runtime_error("the daemon closed the connection in the middle of a frame");
+    }
+    return protocol::decode_payload(payload);
+  }
+
+  /// Sends a request and returns its reply (failing if the daemon hung up).
+  protocol::json call(const protocol::json& request) {
+    send(request);
+    auto reply = receive();
+    if (!reply) throw std::runtime_error("the daemon closed the connection instead of replying");
+    return *reply;
+  }
+
+  /// The hello exchange every connection starts with.
+  void hello() {
+    protocol::check_reply(
+        call(protocol::make_request(0, protocol::Op::hello,
+                                    protocol::HelloRequest{protocol::kProtocolVersion, "raw"})),
+        0);
+  }
+
+  /// True once the daemon has closed its end (reads EOF).
+  bool closed_by_peer() { return !receive().has_value(); }
+
+ private:
+  // False on EOF or reset before the first byte; true when `size` bytes arrived.
+  bool read_exact(void* out, std::size_t size) {
+    auto* dst = static_cast<char*>(out);
+    std::size_t got = 0;
+    while (got < size) {
+      const ssize_t n = ::recv(fd_.get(), dst + got, size - got, 0);
+      if (n == 0) return false;
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == ECONNRESET) return false;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+          throw std::runtime_error("no reply from the daemon within 30 s");
+        }
+        throw std::runtime_error(std::string("recv: ") + std::strerror(errno));
+      }
+      got += static_cast<std::size_t>(n);
+    }
+    return true;
+  }
+
+  os::UniqueFd fd_;
+};
+
+}  // namespace bridge::testing
