@@ -138,7 +138,10 @@ int run(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version print and succeed; any other parse failure is a
+    // usage error, exit 2 (error codes start at 11, see bridge/error.hpp).
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
   }
   if (full) {
     show.preview.threshold = std::numeric_limits<std::int64_t>::max();

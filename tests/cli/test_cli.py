@@ -100,8 +100,8 @@ def test_version():
 def test_usage_errors(args):
     proc = subprocess.run([binary("bridgectl"), *args], capture_output=True, text=True,
                           timeout=60)
-    # CLI11's codes (100+), distinct from shmbridge's 10 + code.
-    assert proc.returncode >= 100, (proc.returncode, proc.stderr)
+    # Usage errors exit 2, distinct from shmbridge's 10 + code.
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
     assert proc.stderr.strip()
 
 
