@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 """bridged as a process: one daemon per socket, stale sockets, restarts,
 clean stops, where the socket goes."""
+import contextlib
 import os
 import signal
 import stat
@@ -59,9 +60,9 @@ def test_sigint_stops_cleanly_and_removes_the_socket(tmp_path):
     assert d.leftover_shm() == []  # --ephemeral
 
 
-def test_socket_directory_is_created_private(tmp_path):
-    sock = tmp_path / "a" / "b" / "bridged.sock"
-    env = dict(os.environ, BRIDGE_SOCKET=str(sock))
+@contextlib.contextmanager
+def bridged_without_socket_option(env):
+    """Runs bridged with no --socket, so that it picks its path from `env`."""
     read_fd, write_fd = os.pipe()
     proc = subprocess.Popen([binary("bridged"), "--ephemeral", "--ready-fd", str(write_fd)],
                             env=env, pass_fds=(write_fd,), stderr=subprocess.DEVNULL)
@@ -69,29 +70,26 @@ def test_socket_directory_is_created_private(tmp_path):
     try:
         with os.fdopen(read_fd) as ready:
             assert ready.readline() == "ready\n"
+        yield proc
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
+
+
+def test_socket_directory_is_created_private(tmp_path):
+    sock = tmp_path / "a" / "b" / "bridged.sock"
+    with bridged_without_socket_option(dict(os.environ, BRIDGE_SOCKET=str(sock))):
         assert sock.exists()  # $BRIDGE_SOCKET chose the path
         for directory in (sock.parent, sock.parent.parent):
             assert stat.S_IMODE(directory.stat().st_mode) == 0o700
         assert stat.S_IMODE(sock.stat().st_mode) == 0o600
-    finally:
-        proc.terminate()
-        assert proc.wait(timeout=20) == 0
 
 
 def test_default_socket_follows_xdg_runtime_dir(tmp_path):
     env = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path))
     env.pop("BRIDGE_SOCKET", None)
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen([binary("bridged"), "--ephemeral", "--ready-fd", str(write_fd)],
-                            env=env, pass_fds=(write_fd,), stderr=subprocess.DEVNULL)
-    os.close(write_fd)
-    try:
-        with os.fdopen(read_fd) as ready:
-            assert ready.readline() == "ready\n"
+    with bridged_without_socket_option(env):
         assert (tmp_path / "shmbridge" / "bridged.sock").exists()
-    finally:
-        proc.terminate()
-        assert proc.wait(timeout=20) == 0
 
 
 def test_help_describes_the_options():
