@@ -5,12 +5,10 @@ Every test that needs a daemon gets a real `bridged` on a socket in its own
 temporary directory, started with --ready-fd (no polling) and stopped with
 SIGTERM; afterwards no shm object of that daemon may remain in /dev/shm.
 """
-import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -118,5 +116,3 @@ def run_ctl(daemon, *args, check=False):
         raise AssertionError(f"bridgectl {args} failed ({proc.returncode}): {proc.stderr}")
     return proc
 
-
-PYTHON = sys.executable
