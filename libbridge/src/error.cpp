@@ -36,6 +36,10 @@ std::string_view to_string(Errc code) noexcept {
       return "internal";
     case Errc::closed:
       return "closed";
+    case Errc::timeout:
+      return "timeout";
+    case Errc::torn_read:
+      return "torn_read";
   }
   return "internal";
 }
@@ -71,6 +75,8 @@ Errc errc_from_errno(int err) noexcept {
     case EPIPE:
     case ENOTCONN:
       return Errc::daemon_unavailable;
+    case ETIMEDOUT:
+      return Errc::timeout;
     default:
       return Errc::io_error;
   }

@@ -132,6 +132,14 @@ void init_header(SegmentHeader& header, std::string_view name, std::uint64_t seg
     header.strides[i] = layout.strides[i];
   }
   header.checksum = fnv1a64(&header, offsetof(SegmentHeader, checksum));
+
+  pthread_mutexattr_t attr;
+  pthread_mutexattr_init(&attr);
+  pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+  pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+  const int rc = pthread_mutex_init(&header.sync.writer_lock, &attr);
+  pthread_mutexattr_destroy(&attr);
+  if (rc != 0) throw_errno(rc, "pthread_mutex_init");
 }
 
 ArrayLayout validate_header(const SegmentHeader& header, std::uint64_t mapped_bytes) {

@@ -16,7 +16,7 @@ def camel(code):
 
 def test_every_cpp_error_code_has_a_class():
     codes = _pybridge.error_codes()
-    assert len(codes) == 14 and len(set(codes)) == len(codes)
+    assert len(codes) == 16 and len(set(codes)) == len(codes)
     assert tuple(codes) == pybridge.ERROR_CODES
     for code in codes:
         cls = pybridge.ERRORS_BY_CODE[code]

@@ -27,6 +27,8 @@ enum class Errc : int {
   io_error = 12,           ///< an OS call failed for a reason not listed above
   internal = 13,           ///< a bug: please report it
   closed = 14,             ///< the segment or client was closed by this process
+  timeout = 15,            ///< a wait or lock did not succeed in time
+  torn_read = 16,          ///< a write overlapped a read that asked to be consistent
 };
 
 /// Added to the numeric code to form bridgectl's exit status (1 and 2 stay
@@ -42,6 +44,7 @@ inline constexpr Errc kAllErrc[] = {
     Errc::type_mismatch,    Errc::corrupt_segment,
     Errc::limit_exceeded,   Errc::io_error,
     Errc::internal,         Errc::closed,
+    Errc::timeout,          Errc::torn_read,
 };
 
 /// The wire name, e.g. "not_found".

@@ -12,6 +12,8 @@
 //   [data_offset, data_offset+nbytes)  the array, C-contiguous
 #pragma once
 
+#include <pthread.h>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -36,17 +38,33 @@ inline constexpr std::size_t kDataAlignment = 4096;  // >= 64 (cache line) and p
 inline constexpr std::size_t kDataOffset = kHeaderBytes + kMetaSlots * kMetaSlotBytes;
 static_assert(kDataOffset % kDataAlignment == 0);
 
-/// Words shared by every process mapping the segment; the only part of the
-/// header that changes after creation apart from the metadata slots. Issue-3
-/// mutation (writer lock, seqlock, futex waits) lives here.
+/// Words shared by every process mapping the segment: the mutation protocol.
+/// They live in the segment itself so that committing, waiting and locking
+/// cost no daemon round trip. Not covered by the header checksum.
+///
+/// - `version` counts commits; `wake` is the futex word that waiters sleep on
+///   (bumped after every commit), `waiters` tells committers whether a
+///   futex_wake syscall is needed at all.
+/// - `seq` is a seqlock: odd while a locked write is in progress. A writer
+///   that dies mid-write leaves it odd, so its half-done bytes are never
+///   presented as a consistent version.
+/// - `writer_lock` is a robust, process-shared pthread mutex: when its holder
+///   dies the kernel hands it to the next locker with EOWNERDEAD.
 struct alignas(64) SyncBlock {
-  std::atomic<std::uint64_t> version;  ///< data version, bumped on each commit
-  std::atomic<std::uint32_t> wake;     ///< futex word: low bits of version
-  std::atomic<std::uint32_t> writer;   ///< writer lock word (0 = free)
-  std::atomic<std::uint64_t> seq;      ///< seqlock: odd while a write is in progress
-  std::uint8_t reserved[232];
+  std::atomic<std::uint64_t> version;
+  std::atomic<std::uint64_t> seq;
+  std::atomic<std::uint32_t> wake;
+  std::atomic<std::uint32_t> waiters;
+  std::atomic<std::int64_t> last_commit_unix_ns;
+  std::atomic<std::int32_t> last_writer_pid;
+  std::uint32_t reserved0;
+  std::uint8_t reserved1[24];
+  pthread_mutex_t writer_lock;
+  std::uint8_t reserved2[192 - sizeof(pthread_mutex_t)];
 };
 static_assert(sizeof(SyncBlock) == 256);
+static_assert(offsetof(SyncBlock, writer_lock) == 64);
+static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 
 /// One metadata slot's descriptor. A slot is valid when its checksum matches
@@ -102,7 +120,8 @@ ArrayLayout compute_layout(DType dtype, std::span<const std::int64_t> shape,
 /// starting with '.'. Throws Error(invalid_argument).
 void validate_segment_name(std::string_view name);
 
-/// Fills the immutable part of a header (and zeroes the rest).
+/// Fills the immutable part of a header, zeroes the rest and initializes the
+/// sync block (robust process-shared writer lock).
 void init_header(SegmentHeader& header, std::string_view name, std::uint64_t segment_id,
                  const ArrayLayout& layout, std::uint32_t owner_uid, std::int64_t created_unix_ms);
 

@@ -16,7 +16,7 @@ from ._segment import Segment
 from .errors import (ERRORS_BY_CODE, AlreadyExists, BridgeError, Closed, CorruptSegment,
                      DaemonUnavailable, Internal, InvalidArgument, IoError, LimitExceeded,
                      NoSpace, NotFound, PermissionDenied, ProtocolError, ProtocolMismatch,
-                     TypeMismatch)
+                     Timeout, TornRead, TypeMismatch)
 
 __version__: str = _pybridge.__version__
 
@@ -37,5 +37,6 @@ __all__ = [
     "AlreadyExists", "BridgeError", "Client", "Closed", "CorruptSegment", "DaemonUnavailable",
     "ERRORS_BY_CODE", "ERROR_CODES", "Internal", "InvalidArgument", "IoError", "LimitExceeded",
     "NoSpace", "NotFound", "PermissionDenied", "ProtocolError", "ProtocolMismatch",
-    "SUPPORTED_DTYPES", "Segment", "TypeMismatch", "connect", "default_socket_path",
+    "SUPPORTED_DTYPES", "Segment", "Timeout", "TornRead", "TypeMismatch", "connect",
+    "default_socket_path",
 ]

@@ -113,10 +113,22 @@ class Closed(BridgeError):
     code = "closed"
 
 
+class Timeout(BridgeError, TimeoutError):
+    """A wait or a lock did not succeed before its timeout."""
+
+    code = "timeout"
+
+
+class TornRead(BridgeError):
+    """A write overlapped a read that asked to be consistent."""
+
+    code = "torn_read"
+
+
 #: Wire name -> exception class, for every code this package knows.
 ERRORS_BY_CODE: Dict[str, Type[BridgeError]] = {
     cls.code: cls  # type: ignore[misc]
     for cls in (InvalidArgument, NotFound, AlreadyExists, PermissionDenied, NoSpace,
                 DaemonUnavailable, ProtocolError, ProtocolMismatch, TypeMismatch,
-                CorruptSegment, LimitExceeded, IoError, Internal, Closed)
+                CorruptSegment, LimitExceeded, IoError, Internal, Closed, Timeout, TornRead)
 }

@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: MIT
+//
+// The kernel waits behind the mutation protocol: a futex on a word in shared
+// memory (no fd, no daemon), plus the commit/wait steps every writer and
+// waiter performs on a segment's SyncBlock.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+
+#include "bridge/layout.hpp"
+
+namespace bridge::sync {
+
+using Clock = std::chrono::steady_clock;
+using Deadline = std::optional<Clock::time_point>;
+
+/// A deadline `timeout` from now; nullopt (wait forever) for nullopt.
+Deadline deadline_after(std::optional<std::chrono::nanoseconds> timeout);
+
+/// Sleeps while `word` == `expected`, until woken or `deadline`. Returns false
+/// once the deadline has passed. Spurious returns are possible: callers loop.
+bool futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected,
+                const Deadline& deadline);
+/// Wakes every process sleeping on `word`.
+void futex_wake_all(const std::atomic<std::uint32_t>& word);
+
+/// version += 1, records the writer, wakes waiters; returns the new version.
+std::uint64_t publish_commit(SyncBlock& sync);
+/// Wakes every waiter without a commit (they re-check and sleep again); used
+/// to cancel a wait from another thread.
+void wake_waiters(SyncBlock& sync);
+
+/// Blocks until the version is > `newer_than` and returns it. Spins briefly,
+/// then sleeps on the futex. Throws Error(timeout) at the deadline, and
+/// Error(closed) when `cancelled` becomes true (set it, then wake_waiters).
+std::uint64_t wait_for_version(SyncBlock& sync, std::uint64_t newer_than, const Deadline& deadline,
+                               const std::atomic<bool>* cancelled = nullptr);
+
+/// Blocks until no locked write is in progress (seq even) and returns seq.
+/// Throws Error(timeout) at the deadline (a writer that died mid-write keeps
+/// seq odd until the next writer finishes).
+std::uint64_t wait_for_quiescent(SyncBlock& sync, const Deadline& deadline);
+
+}  // namespace bridge::sync

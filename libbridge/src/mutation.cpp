@@ -1,0 +1,190 @@
+// SPDX-License-Identifier: MIT
+#include "bridge/mutation.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <exception>
+
+#include "bridge/sync.hpp"
+
+namespace bridge {
+
+namespace {
+
+SyncBlock& sync_of(const os::Mapping& mapping) {
+  return reinterpret_cast<SegmentHeader*>(mapping.data())->sync;
+}
+
+// Locks the robust writer mutex; returns whether its previous owner died.
+bool lock_writer(SyncBlock& sync, const sync::Deadline& deadline, const std::string& name) {
+  int rc;
+  if (deadline) {
+    const auto ns =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(deadline->time_since_epoch()).count();
+    const timespec abs{static_cast<time_t>(ns / 1'000'000'000),
+                       static_cast<long>(ns % 1'000'000'000)};
+    rc = pthread_mutex_clocklock(&sync.writer_lock, CLOCK_MONOTONIC, &abs);
+  } else {
+    rc = pthread_mutex_lock(&sync.writer_lock);
+  }
+  if (rc == 0) return false;
+  if (rc == EOWNERDEAD) {
+    // The kernel handed us the lock of a dead holder. Its write was never
+    // committed (version unchanged) and seq is still odd, so readers keep
+    // seeing "write in progress" until our own write ends.
+    pthread_mutex_consistent(&sync.writer_lock);
+    return true;
+  }
+  if (rc == ETIMEDOUT) {
+    throw Error(Errc::timeout, "the writer lock of '" + name + "' is held by another writer");
+  }
+  if (rc == ENOTRECOVERABLE) {
+    throw Error(Errc::corrupt_segment, "the writer lock of '" + name + "' is unrecoverable");
+  }
+  throw_errno(rc, "locking the writer lock of '" + name + "'");
+}
+
+}  // namespace
+
+// ---- Segment ----------------------------------------------------------------
+
+WriteGuard Segment::write(std::optional<std::chrono::nanoseconds> timeout) const {
+  (void)header();
+  if (!writable()) {
+    throw Error(Errc::permission_denied, "segment '" + name() + "' is mapped read-only");
+  }
+  const bool owner_died = lock_writer(sync_of(*mapping_), sync::deadline_after(timeout), name());
+  return WriteGuard(mapping_, info_, owner_died);
+}
+
+ReadGuard Segment::read() const {
+  (void)header();
+  return ReadGuard(mapping_, info_);
+}
+
+Snapshot Segment::snapshot(std::optional<std::chrono::nanoseconds> timeout) const {
+  (void)header();
+  SyncBlock& sync = sync_of(*mapping_);
+  const auto deadline = sync::deadline_after(timeout);
+  Snapshot snap;
+  snap.dtype_ = dtype();
+  snap.shape_ = shape();
+  snap.bytes_.resize(nbytes());
+  for (;;) {
+    const std::uint64_t before = sync::wait_for_quiescent(sync, deadline);
+    snap.version_ = sync.version.load(std::memory_order_acquire);
+    if (!snap.bytes_.empty()) std::memcpy(snap.bytes_.data(), data(), snap.bytes_.size());
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (sync.seq.load(std::memory_order_relaxed) == before) return snap;
+  }
+}
+
+std::uint64_t Segment::wait(std::uint64_t newer_than,
+                            std::optional<std::chrono::nanoseconds> timeout) const {
+  (void)header();
+  return sync::wait_for_version(sync_of(*mapping_), newer_than, sync::deadline_after(timeout));
+}
+
+std::uint64_t Segment::wait(std::uint64_t newer_than,
+                            std::optional<std::chrono::nanoseconds> timeout,
+                            const std::atomic<bool>& cancelled) const {
+  (void)header();
+  return sync::wait_for_version(sync_of(*mapping_), newer_than, sync::deadline_after(timeout),
+                                &cancelled);
+}
+
+void Segment::wake_waiters() const {
+  (void)header();
+  sync::wake_waiters(sync_of(*mapping_));
+}
+
+std::uint64_t Segment::commit() const {
+  (void)header();
+  return sync::publish_commit(sync_of(*mapping_));
+}
+
+std::int32_t Segment::last_writer_pid() const {
+  return header().sync.last_writer_pid.load(std::memory_order_relaxed);
+}
+
+std::int64_t Segment::last_commit_unix_ns() const {
+  return header().sync.last_commit_unix_ns.load(std::memory_order_relaxed);
+}
+
+// ---- WriteGuard ---------------------------------------------------------------
+
+WriteGuard::WriteGuard(std::shared_ptr<os::Mapping> mapping, const protocol::SegmentInfo& info,
+                       bool owner_died)
+    : mapping_(std::move(mapping)),
+      info_(info),
+      sync_(&sync_of(*mapping_)),
+      owner_died_(owner_died),
+      uncaught_at_start_(std::uncaught_exceptions()) {
+  const std::uint64_t seq = sync_->seq.load(std::memory_order_relaxed);
+  // Odd already means a dead writer's unfinished write: keep it odd.
+  if (seq % 2 == 0) sync_->seq.store(seq + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+}
+
+WriteGuard::WriteGuard(WriteGuard&& other) noexcept
+    : mapping_(std::move(other.mapping_)),
+      info_(std::move(other.info_)),
+      sync_(std::exchange(other.sync_, nullptr)),
+      owner_died_(other.owner_died_),
+      uncaught_at_start_(other.uncaught_at_start_) {}
+
+WriteGuard::~WriteGuard() {
+  if (!active()) return;
+  if (std::uncaught_exceptions() > uncaught_at_start_) {
+    abort();
+  } else {
+    commit();
+  }
+}
+
+std::uint64_t WriteGuard::commit() {
+  if (!active()) throw Error(Errc::closed, "this write already ended");
+  // The version is bumped before seq turns even, so a reader that sees the
+  // even seq also sees the new version with the new bytes.
+  const std::uint64_t version = sync_->version.load(std::memory_order_relaxed) + 1;
+  sync_->last_writer_pid.store(static_cast<std::int32_t>(::getpid()), std::memory_order_relaxed);
+  sync_->last_commit_unix_ns.store(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                       std::chrono::system_clock::now().time_since_epoch())
+                                       .count(),
+                                   std::memory_order_relaxed);
+  sync_->version.store(version, std::memory_order_release);
+  end_write();
+  return version;
+}
+
+void WriteGuard::abort() noexcept {
+  if (active()) end_write();
+}
+
+void WriteGuard::end_write() noexcept {
+  sync_->seq.store(sync_->seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  sync::wake_waiters(*sync_);
+  pthread_mutex_unlock(&sync_->writer_lock);
+  sync_ = nullptr;
+}
+
+// ---- ReadGuard ----------------------------------------------------------------
+
+ReadGuard::ReadGuard(std::shared_ptr<os::Mapping> mapping, const protocol::SegmentInfo& info)
+    : mapping_(std::move(mapping)), info_(info), sync_(&sync_of(*mapping_)) {
+  seq_ = sync_->seq.load(std::memory_order_acquire);
+  version_ = sync_->version.load(std::memory_order_acquire);
+}
+
+bool ReadGuard::consistent() const noexcept {
+  std::atomic_thread_fence(std::memory_order_acquire);
+  return seq_ % 2 == 0 && sync_->seq.load(std::memory_order_relaxed) == seq_;
+}
+
+void ReadGuard::check() const {
+  if (!consistent()) {
+    throw Error(Errc::torn_read, "a write to '" + info_.name + "' overlapped this read");
+  }
+}
+
+}  // namespace bridge

@@ -1,0 +1,135 @@
+// SPDX-License-Identifier: MIT
+#include "bridge/sync.hpp"
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+
+#include "bridge/error.hpp"
+
+namespace bridge::sync {
+
+namespace {
+
+// Spinning briefly before sleeping catches bursts of commits without a
+// syscall; kept short because this machine class has only two cores.
+constexpr int kSpinIterations = 200;
+
+std::int64_t now_unix_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// A registered waiter: committers skip the wake syscall while none exist.
+class WaiterCount {
+ public:
+  explicit WaiterCount(SyncBlock& sync) : sync_(sync) { sync_.waiters.fetch_add(1); }
+  ~WaiterCount() { sync_.waiters.fetch_sub(1); }
+  WaiterCount(const WaiterCount&) = delete;
+  WaiterCount& operator=(const WaiterCount&) = delete;
+
+ private:
+  SyncBlock& sync_;
+};
+
+}  // namespace
+
+Deadline deadline_after(std::optional<std::chrono::nanoseconds> timeout) {
+  if (!timeout) return std::nullopt;
+  return Clock::now() + *timeout;
+}
+
+bool futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected,
+                const Deadline& deadline) {
+  timespec ts{};
+  timespec* timeout = nullptr;
+  if (deadline) {
+    // FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time, the same
+    // clock as steady_clock, so retries after EINTR keep the same deadline.
+    const auto ns =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(deadline->time_since_epoch()).count();
+    if (Clock::now() >= *deadline) return false;
+    ts.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+    ts.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+    timeout = &ts;
+  }
+  // Shared (not FUTEX_PRIVATE_FLAG): the word lives in memory other processes map.
+  const long rc = ::syscall(SYS_futex, reinterpret_cast<const std::uint32_t*>(&word),
+                            FUTEX_WAIT_BITSET, expected, timeout, nullptr, FUTEX_BITSET_MATCH_ANY);
+  if (rc == -1 && errno == ETIMEDOUT) return false;
+  return true;  // woken, value changed (EAGAIN) or interrupted: caller re-checks
+}
+
+void futex_wake_all(const std::atomic<std::uint32_t>& word) {
+  ::syscall(SYS_futex, reinterpret_cast<const std::uint32_t*>(&word), FUTEX_WAKE, INT_MAX, nullptr,
+            nullptr, 0);
+}
+
+std::uint64_t publish_commit(SyncBlock& sync) {
+  sync.last_writer_pid.store(static_cast<std::int32_t>(::getpid()), std::memory_order_relaxed);
+  sync.last_commit_unix_ns.store(now_unix_ns(), std::memory_order_relaxed);
+  const std::uint64_t version = sync.version.fetch_add(1, std::memory_order_acq_rel) + 1;
+  wake_waiters(sync);
+  return version;
+}
+
+void wake_waiters(SyncBlock& sync) {
+  // seq_cst pairs with the waiter's increment of `waiters` before it sleeps:
+  // either it sees the new `wake` and does not sleep, or we see it waiting.
+  sync.wake.fetch_add(1, std::memory_order_seq_cst);
+  if (sync.waiters.load(std::memory_order_seq_cst) != 0) futex_wake_all(sync.wake);
+}
+
+std::uint64_t wait_for_version(SyncBlock& sync, std::uint64_t newer_than, const Deadline& deadline,
+                               const std::atomic<bool>* cancelled) {
+  for (int i = 0; i < kSpinIterations; ++i) {
+    const std::uint64_t version = sync.version.load(std::memory_order_acquire);
+    if (version > newer_than) return version;
+    cpu_relax();
+  }
+  WaiterCount registered(sync);
+  for (;;) {
+    const std::uint32_t wake = sync.wake.load(std::memory_order_seq_cst);
+    const std::uint64_t version = sync.version.load(std::memory_order_acquire);
+    if (version > newer_than) return version;
+    if (cancelled != nullptr && cancelled->load()) throw Error(Errc::closed, "wait cancelled");
+    if (!futex_wait(sync.wake, wake, deadline)) {
+      const std::uint64_t last = sync.version.load(std::memory_order_acquire);
+      if (last > newer_than) return last;
+      throw Error(Errc::timeout, "no version newer than " + std::to_string(newer_than) +
+                                     " before the timeout (current " + std::to_string(last) + ")");
+    }
+  }
+}
+
+std::uint64_t wait_for_quiescent(SyncBlock& sync, const Deadline& deadline) {
+  for (int i = 0; i < kSpinIterations; ++i) {
+    const std::uint64_t seq = sync.seq.load(std::memory_order_acquire);
+    if (seq % 2 == 0) return seq;
+    cpu_relax();
+  }
+  WaiterCount registered(sync);
+  for (;;) {
+    const std::uint32_t wake = sync.wake.load(std::memory_order_seq_cst);
+    const std::uint64_t seq = sync.seq.load(std::memory_order_acquire);
+    if (seq % 2 == 0) return seq;
+    if (!futex_wait(sync.wake, wake, deadline)) {
+      throw Error(Errc::timeout,
+                  "a write was still in progress at the timeout (its writer may have died "
+                  "mid-write; the next writer repairs the segment)");
+    }
+  }
+}
+
+}  // namespace bridge::sync
