@@ -178,6 +178,8 @@ Session::Outcome Session::dispatch(Op op, std::uint64_t id, const json& body) {
     }
     case Op::stats:
       return {protocol::make_reply(id, server_.stats())};
+    case Op::subscribe:
+      throw Error(Errc::invalid_argument, "subscribe is not served yet");
   }
   throw Error(Errc::invalid_argument, "unknown op");
 }

@@ -97,8 +97,31 @@ std::string_view to_string(Op op) noexcept {
       return "set_meta";
     case Op::stats:
       return "stats";
+    case Op::subscribe:
+      return "subscribe";
   }
   return "invalid";
+}
+
+std::string_view to_string(EventKind kind) noexcept {
+  switch (kind) {
+    case EventKind::created:
+      return "created";
+    case EventKind::destroyed:
+      return "destroyed";
+    case EventKind::meta_changed:
+      return "meta_changed";
+    case EventKind::committed:
+      return "committed";
+  }
+  return "invalid";
+}
+
+std::optional<EventKind> event_kind_from_string(std::string_view name) noexcept {
+  for (EventKind kind : kAllEventKinds) {
+    if (to_string(kind) == name) return kind;
+  }
+  return std::nullopt;
 }
 
 std::optional<Op> op_from_string(std::string_view name) noexcept {
@@ -287,6 +310,35 @@ void from_json(const json& j, StatsReply& v) {
   v.shm_prefix = get_string(j, "shm_prefix");
 }
 
+void to_json(json& j, const SubscribeRequest& v) {
+  j = json::object();
+  if (v.name) j["name"] = *v.name;
+}
+void from_json(const json& j, SubscribeRequest& v) {
+  if (!j.is_object()) bad("message is not a JSON object");
+  v.name.reset();
+  if (j.contains("name")) v.name = get_string(j, "name");
+}
+
+void to_json(json& j, const Event& v) {
+  j = {{"event", to_string(v.kind)},     {"name", v.name},
+       {"segment_id", v.segment_id},     {"version", v.version},
+       {"meta_version", v.meta_version}, {"pid", v.pid},
+       {"time_unix_ms", v.time_unix_ms}};
+}
+void from_json(const json& j, Event& v) {
+  const std::string kind = get_string(j, "event");
+  auto parsed = event_kind_from_string(kind);
+  if (!parsed) bad("unknown event '" + kind + "'");
+  v.kind = *parsed;
+  v.name = get_string(j, "name");
+  v.segment_id = get_u64(j, "segment_id");
+  v.version = get_u64(j, "version");
+  v.meta_version = get_u64(j, "meta_version");
+  v.pid = get_i64(j, "pid");
+  v.time_unix_ms = get_i64(j, "time_unix_ms");
+}
+
 // ---- envelope -------------------------------------------------------------
 
 json make_request(std::uint64_t id, Op op, const json& body) {
@@ -316,6 +368,10 @@ RequestHead parse_request_head(const json& request) {
   if (!parsed) throw Error(Errc::invalid_argument, "unknown op '" + op + "'");
   head.op = *parsed;
   return head;
+}
+
+bool is_event(const json& message) noexcept {
+  return message.is_object() && message.contains("event") && !message.contains("id");
 }
 
 const json& check_reply(const json& reply, std::uint64_t expected_id) {

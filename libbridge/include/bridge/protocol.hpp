@@ -14,6 +14,16 @@
 //
 // Message bodies are merged into the envelope, so no body may use the keys
 // "id", "op", "ok" or "error": a segment's id travels as "segment_id".
+//
+// Events: after a `subscribe` request (optionally {"name": NAME}) is answered
+// ok, the daemon pushes event frames on that connection: {"event": KIND,
+// "name", "segment_id", "version", "meta_version", "pid", "time_unix_ms"}.
+// An event has no "id" and no "ok", which is how a client tells it from a
+// reply (is_event). A subscribed connection accepts no further requests: the
+// daemon closes it when another frame arrives. Open a second connection for
+// requests. A subscriber that falls too far behind is disconnected (see
+// bridged's events.hpp); commits faster than delivery are coalesced into one
+// `committed` event carrying the latest version.
 #pragma once
 
 #include <array>
@@ -40,9 +50,9 @@ inline constexpr std::uint32_t kMaxRequestBytes = 1u * 1024 * 1024;
 /// Deepest JSON nesting accepted in a frame (bounds the parser's recursion).
 inline constexpr int kMaxJsonDepth = 64;
 
-enum class Op { hello, create, attach, detach, destroy, list, info, set_meta, stats };
+enum class Op { hello, create, attach, detach, destroy, list, info, set_meta, stats, subscribe };
 inline constexpr Op kAllOps[] = {Op::hello, Op::create, Op::attach,   Op::detach, Op::destroy,
-                                 Op::list,  Op::info,   Op::set_meta, Op::stats};
+                                 Op::list,  Op::info,   Op::set_meta, Op::stats,  Op::subscribe};
 std::string_view to_string(Op op) noexcept;
 std::optional<Op> op_from_string(std::string_view name) noexcept;
 
@@ -118,6 +128,35 @@ struct StatsReply {
   std::string shm_prefix;  ///< every segment's shm object is named shm_prefix + name
 };
 
+/// Asks for events on this connection: every segment's, or one name's (which
+/// need not exist yet). {"name": NAME} or {}.
+struct SubscribeRequest {
+  std::optional<std::string> name;
+};
+
+/// What happened to a segment.
+/// - created, destroyed, meta_changed: a request did it; `pid` is the caller's.
+/// - committed: a process committed in shared memory (no request involved);
+///   `version` is the latest one when the daemon delivered the event (commits
+///   in between are coalesced), `pid` the last writer's, `time_unix_ms` the
+///   last commit's.
+enum class EventKind { created, destroyed, meta_changed, committed };
+inline constexpr EventKind kAllEventKinds[] = {EventKind::created, EventKind::destroyed,
+                                               EventKind::meta_changed, EventKind::committed};
+std::string_view to_string(EventKind kind) noexcept;
+std::optional<EventKind> event_kind_from_string(std::string_view name) noexcept;
+
+/// One event frame (no envelope: no "id", no "ok").
+struct Event {
+  EventKind kind = EventKind::created;  ///< "event" on the wire
+  std::string name;
+  std::uint64_t segment_id = 0;
+  std::uint64_t version = 0;  ///< the data version when the event was made
+  std::uint64_t meta_version = 0;
+  std::int64_t pid = 0;
+  std::int64_t time_unix_ms = 0;
+};
+
 // Every struct converts both ways. from_json throws Error(protocol_error)
 // naming the missing or mistyped field; values are range-checked by the
 // daemon's validation, not here.
@@ -139,6 +178,12 @@ void to_json(json& j, const ListReply& v);
 void from_json(const json& j, ListReply& v);
 void to_json(json& j, const StatsReply& v);
 void from_json(const json& j, StatsReply& v);
+void to_json(json& j, const SubscribeRequest& v);
+void from_json(const json& j, SubscribeRequest& v);
+void to_json(json& j, const Event& v);
+/// Throws Error(protocol_error) for an unknown kind too: a client that meets
+/// a kind from a newer daemon should know it missed something.
+void from_json(const json& j, Event& v);
 
 // ---- envelope -------------------------------------------------------------
 
@@ -156,6 +201,9 @@ struct RequestHead {
   Op op;
 };
 RequestHead parse_request_head(const json& request);
+
+/// True for an event frame: it has "event" and no "id" (a reply always has one).
+bool is_event(const json& message) noexcept;
 
 /// Checks a reply: returns it when ok, throws the Error it carries otherwise.
 /// Throws Error(protocol_error) when its id is not `expected_id`.

@@ -346,6 +346,56 @@ TEST(MessageRoundTripTest, StatsReplyAcceptsIntegerUptime) {
   EXPECT_DOUBLE_EQ(parse<StatsReply>(j).uptime_s, 3.0);
 }
 
+TEST(MessageRoundTripTest, SubscribeRequestWithAndWithoutName) {
+  EXPECT_EQ(round_trip(SubscribeRequest{"frames"}).name, "frames");
+  EXPECT_EQ(json(SubscribeRequest{}), json::object());
+  EXPECT_FALSE(round_trip(SubscribeRequest{}).name.has_value());
+}
+
+Event sample_event(EventKind kind) {
+  return Event{kind, "frames", 0x123456789abcull, 17, 4, 4242, 1700000000123};
+}
+
+void expect_same(const Event& got, const Event& want) {
+  EXPECT_EQ(got.kind, want.kind);
+  EXPECT_EQ(got.name, want.name);
+  EXPECT_EQ(got.segment_id, want.segment_id);
+  EXPECT_EQ(got.version, want.version);
+  EXPECT_EQ(got.meta_version, want.meta_version);
+  EXPECT_EQ(got.pid, want.pid);
+  EXPECT_EQ(got.time_unix_ms, want.time_unix_ms);
+}
+
+TEST(MessageRoundTripTest, EventOfEveryKind) {
+  for (EventKind kind : kAllEventKinds) {
+    const Event event = sample_event(kind);
+    expect_same(round_trip(event), event);
+    EXPECT_EQ(json(event).at("event"), to_string(kind));
+    EXPECT_EQ(event_kind_from_string(to_string(kind)), kind);
+  }
+  EXPECT_EQ(to_string(EventKind::meta_changed), "meta_changed");
+}
+
+TEST(MessageRoundTripTest, EventExtremeValues) {
+  const Event event{EventKind::committed,
+                    std::string(128, 'n'),
+                    UINT64_MAX,
+                    UINT64_MAX,
+                    UINT64_MAX,
+                    INT64_MIN,
+                    INT64_MAX};
+  expect_same(round_trip(event), event);
+}
+
+TEST(MessageRoundTripTest, EventHasExactlyTheDocumentedKeys) {
+  // No "id" and no "ok": that is how a client tells an event from a reply.
+  const json j = sample_event(EventKind::created);
+  std::vector<std::string> keys;
+  for (const auto& [key, value] : j.items()) keys.push_back(key);
+  EXPECT_THAT(keys, ::testing::UnorderedElementsAre("event", "name", "segment_id", "version",
+                                                    "meta_version", "pid", "time_unix_ms"));
+}
+
 // ---- the envelope ------------------------------------------------------------------
 
 TEST(EnvelopeTest, RequestCarriesIdOpAndBody) {
@@ -405,6 +455,17 @@ TEST(EnvelopeTest, UnknownOpIsInvalidArgument) {
   EXPECT_ERRC_MSG(parse_request_head(json{{"id", 1}, {"op", "format_disk"}}),
                   Errc::invalid_argument, "format_disk");
   EXPECT_ERRC(parse_request_head(json{{"id", 1}, {"op", ""}}), Errc::invalid_argument);
+}
+
+TEST(EnvelopeTest, EventsAreToldApartFromReplies) {
+  EXPECT_TRUE(is_event(json(sample_event(EventKind::committed))));
+  EXPECT_TRUE(is_event(through_wire(json(sample_event(EventKind::destroyed)))));
+  EXPECT_FALSE(is_event(make_reply(1)));
+  EXPECT_FALSE(is_event(make_error_reply(1, Errc::not_found, "x")));
+  EXPECT_FALSE(is_event(make_request(1, Op::subscribe, SubscribeRequest{"a"})));
+  // A reply body can never be mistaken for an event, even one with "event".
+  EXPECT_FALSE(is_event(make_reply(2, json{{"event", "created"}})));
+  EXPECT_FALSE(is_event(json::array()));
 }
 
 TEST(EnvelopeTest, OkReplyIsReturned) {
@@ -604,6 +665,34 @@ TEST(FromJsonTest, RepliesRejectMissingAndMistypedFields) {
   EXPECT_ERRC(parse<StatsReply>(bad), Errc::protocol_error);
 }
 
+TEST(FromJsonTest, SubscribeRequestNameMustBeAString) {
+  EXPECT_ERRC(parse<SubscribeRequest>(json{{"name", 5}}), Errc::protocol_error);
+  EXPECT_ERRC(parse<SubscribeRequest>(json{{"name", nullptr}}), Errc::protocol_error);
+  EXPECT_ERRC(parse<SubscribeRequest>(json::array()), Errc::protocol_error);
+}
+
+TEST(FromJsonTest, EventRejectsMissingMistypedAndUnknown) {
+  const json event = sample_event(EventKind::meta_changed);
+  for (const char* field :
+       {"event", "name", "segment_id", "version", "meta_version", "pid", "time_unix_ms"}) {
+    json missing = event;
+    missing.erase(field);
+    EXPECT_ERRC_MSG(parse<Event>(missing), Errc::protocol_error, field);
+  }
+  json bad = event;
+  bad["event"] = "exploded";
+  EXPECT_ERRC_MSG(parse<Event>(bad), Errc::protocol_error, "exploded");
+  bad = event;
+  bad["version"] = -1;
+  EXPECT_ERRC(parse<Event>(bad), Errc::protocol_error);
+  bad = event;
+  bad["pid"] = "1";
+  EXPECT_ERRC(parse<Event>(bad), Errc::protocol_error);
+  bad = event;
+  bad["segment_id"] = 1.5;
+  EXPECT_ERRC(parse<Event>(bad), Errc::protocol_error);
+}
+
 TEST(FromJsonTest, UnknownFieldsAreIgnored) {
   json j = sample_info_json();
   j["future_field"] = {1, 2, 3};
@@ -684,6 +773,9 @@ std::vector<Golden> golden_messages() {
       {"stats_reply.json", make_reply(8, StatsReply{4242, "bridged 0.1.0", 12.5, 2, 1191936, 1, 1,
                                                     9, "/shmbridge.1a2b3c4d."})},
       {"error_reply.json", make_error_reply(9, Errc::not_found, "no segment named 'frames'")},
+      {"subscribe_request.json", make_request(10, Op::subscribe, SubscribeRequest{"frames"})},
+      {"committed_event.json",
+       Event{EventKind::committed, "frames", 42, 7, 1, 4343, 1700000000456}},
   };
 }
 
@@ -717,6 +809,13 @@ TEST(GoldenStructTest, GoldenInfoReplyParsesToTheStruct) {
   EXPECT_EQ(info.name, "frames");
   EXPECT_EQ(info.strides, (std::vector<std::int64_t>{1920, 3, 1}));
   EXPECT_EQ(info.meta, json({{"camera", "front"}}));
+}
+
+TEST(GoldenStructTest, GoldenCommittedEventParsesToTheStruct) {
+  const json frame = decode_payload(read_golden("committed_event.json"));
+  ASSERT_TRUE(is_event(frame));
+  expect_same(parse<Event>(frame),
+              Event{EventKind::committed, "frames", 42, 7, 1, 4343, 1700000000456});
 }
 
 TEST(GoldenStructTest, GoldenErrorReplyThrowsNotFound) {
