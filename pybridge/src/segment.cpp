@@ -56,33 +56,6 @@ void delete_mapping_ref(void* p) noexcept {
   delete static_cast<MappingRef*>(p);
 }
 
-// A NumPy array over the segment's pages. Its owner is a capsule holding a
-// reference to the mapping, so the pages stay mapped for as long as the array
-// (or any view or DLPack capsule made from it) lives, whatever happens to the
-// Segment: close(), garbage collection or destroy of the name.
-nb::object make_array(const bridge::Segment& segment) {
-  std::byte* data = segment.data();  // throws Error(closed) once closed
-  const auto itemsize = static_cast<std::int64_t>(bridge::itemsize(segment.dtype()));
-  std::vector<std::size_t> shape;
-  std::vector<std::int64_t> strides;  // nanobind counts strides in elements
-  for (auto extent : segment.shape()) shape.push_back(static_cast<std::size_t>(extent));
-  for (auto stride : segment.strides()) strides.push_back(stride / itemsize);
-
-  auto keep = std::make_unique<MappingRef>(segment.mapping());
-  nb::capsule owner(keep.get(), &delete_mapping_ref);
-  keep.release();  // the capsule deletes it from now on
-
-  const auto dtype = dlpack_dtype(segment.dtype());
-  if (segment.writable()) {
-    return nb::ndarray<nb::numpy>(data, shape.size(), shape.data(), owner, strides.data(), dtype,
-                                  nb::device::cpu::value)
-        .cast();
-  }
-  return nb::ndarray<nb::numpy, nb::ro>(data, shape.size(), shape.data(), owner, strides.data(),
-                                        dtype, nb::device::cpu::value)
-      .cast();
-}
-
 bool finalizing() noexcept {
 #if PY_VERSION_HEX >= 0x030D0000
   return Py_IsFinalizing() != 0;
@@ -93,36 +66,91 @@ bool finalizing() noexcept {
 
 }  // namespace
 
+nb::capsule mapping_owner(std::shared_ptr<const bridge::os::Mapping> mapping) {
+  auto keep = std::make_unique<MappingRef>(std::move(mapping));
+  nb::capsule owner(keep.get(), &delete_mapping_ref);
+  keep.release();  // the capsule deletes it from now on
+  return owner;
+}
+
+// The owner capsule is what keeps NumPy arrays from outliving their memory:
+// for segment arrays it holds a reference to the mapping, so the pages stay
+// mapped for as long as the array (or any view or DLPack capsule made from
+// it) lives, whatever happens to the Segment: close(), garbage collection or
+// destroy of the name.
+nb::object make_ndarray(void* data, const bridge::protocol::SegmentInfo& info, nb::capsule owner,
+                        bool writable) {
+  const auto itemsize = static_cast<std::int64_t>(bridge::itemsize(info.dtype));
+  std::vector<std::size_t> shape;
+  std::vector<std::int64_t> strides;  // nanobind counts strides in elements
+  for (auto extent : info.shape) shape.push_back(static_cast<std::size_t>(extent));
+  for (auto stride : info.strides) strides.push_back(stride / itemsize);
+  const auto dtype = dlpack_dtype(info.dtype);
+  if (writable) {
+    return nb::ndarray<nb::numpy>(data, shape.size(), shape.data(), owner, strides.data(), dtype,
+                                  nb::device::cpu::value)
+        .cast();
+  }
+  return nb::ndarray<nb::numpy, nb::ro>(data, shape.size(), shape.data(), owner, strides.data(),
+                                        dtype, nb::device::cpu::value)
+      .cast();
+}
+
+SegmentHandle::SegmentHandle(bridge::Segment segment)
+    : live_(std::make_shared<bridge::Segment>(std::move(segment))), info_(live_->info()) {}
+
 SegmentHandle::~SegmentHandle() {
   close();
 }
 
+const bridge::Segment& SegmentHandle::get() const {
+  if (!live_) throw bridge::Error(bridge::Errc::closed, "segment '" + info_.name + "' is closed");
+  return *live_;
+}
+
+std::shared_ptr<const bridge::Segment> SegmentHandle::pin() const {
+  (void)get();
+  return live_;
+}
+
+void SegmentHandle::unregister_wait(CancelToken* token) noexcept {
+  std::erase(waits_, token);
+}
+
 void SegmentHandle::close() noexcept {
-  if (!segment_.is_open()) return;
-  // The detach is a daemon round trip; other Python threads may run meanwhile.
-  // During shutdown the GIL is not handed around any more.
+  if (!live_) return;
+  std::shared_ptr<const bridge::Segment> doomed = std::move(live_);
+  if (!waits_.empty()) {
+    // A wait in another thread holds its own reference: make it return (it
+    // raises Closed) so that the detach below is not postponed for long.
+    for (CancelToken* token : waits_) token->flag.store(true);
+    doomed->wake_waiters();
+  }
+  // The last reference detaches: a daemon round trip, so other Python threads
+  // may run meanwhile. During shutdown the GIL is not handed around any more.
   if (PyGILState_Check() != 0 && !finalizing()) {
     PyThreadState* state = PyEval_SaveThread();
-    segment_.close();
+    doomed.reset();
     PyEval_RestoreThread(state);
   } else {
-    segment_.close();
+    doomed.reset();
   }
 }
 
 void bind_segment(nb::module_& m) {
-  nb::class_<SegmentHandle>(m, "Segment",
-                            "One attachment to a named segment (see pybridge.Segment).")
-      .def_prop_ro("name", [](const SegmentHandle& s) { return s.get().name(); })
-      .def_prop_ro("id", [](const SegmentHandle& s) { return s.get().id(); })
+  nb::class_<SegmentHandle> cls(m, "Segment",
+                                "One attachment to a named segment (see pybridge.Segment).");
+  cls.def_prop_ro("name", [](const SegmentHandle& s) { return s.info().name; })
+      .def_prop_ro("id", [](const SegmentHandle& s) { return s.info().id; })
       .def_prop_ro(
           "dtype",
-          [](const SegmentHandle& s) { return std::string(bridge::dtype_name(s.get().dtype())); })
-      .def_prop_ro("shape", [](const SegmentHandle& s) { return s.get().shape(); })
-      .def_prop_ro("strides", [](const SegmentHandle& s) { return s.get().strides(); })
-      .def_prop_ro("nbytes", [](const SegmentHandle& s) { return s.get().nbytes(); })
-      .def_prop_ro("writable", [](const SegmentHandle& s) { return s.get().writable(); })
-      .def_prop_ro("is_open", [](const SegmentHandle& s) { return s.get().is_open(); })
+          [](const SegmentHandle& s) { return std::string(bridge::dtype_name(s.info().dtype)); })
+      .def_prop_ro("shape", [](const SegmentHandle& s) { return s.info().shape; })
+      .def_prop_ro("strides", [](const SegmentHandle& s) { return s.info().strides; })
+      .def_prop_ro("nbytes", [](const SegmentHandle& s) { return s.info().nbytes; })
+      .def_prop_ro("writable",
+                   [](const SegmentHandle& s) { return s.is_open() && s.get().writable(); })
+      .def_prop_ro("is_open", [](const SegmentHandle& s) { return s.is_open(); })
       .def("version", [](const SegmentHandle& s) { return s.get().version(); })
       .def("meta_version", [](const SegmentHandle& s) { return s.get().meta_version(); })
       .def(
@@ -132,13 +160,19 @@ void bind_segment(nb::module_& m) {
       .def(
           "info_json",
           [](const SegmentHandle& s) {
-            return bridge::protocol::dump_json(nlohmann::json(s.get().info()));
+            return bridge::protocol::dump_json(nlohmann::json(s.info()));
           },
           "What the daemon said when this attachment was made, as JSON text.")
       .def(
-          "array", [](const SegmentHandle& s) { return make_array(s.get()); },
+          "array",
+          [](const SegmentHandle& s) {
+            const bridge::Segment& segment = s.get();
+            return make_ndarray(segment.data(), segment.info(), mapping_owner(segment.mapping()),
+                                segment.writable());
+          },
           "A new NumPy array over the mapping; it keeps the mapping alive.")
       .def("close", &SegmentHandle::close, "Detaches and drops this handle's mapping reference.");
+  bind_mutation(m, cls);
 }
 
 }  // namespace pybridge

@@ -6,12 +6,21 @@
     seg = client.create("frames", (480, 640, 3), "uint8", meta={"camera": "front"})
     seg.array[0, 0, 0] = 255          # the same bytes every attached process sees
 
+    v = seg.version
+    with seg.write() as arr:          # the segment's writer lock (robust to crashes)
+        arr[...] = 7                  # on exit: version += 1, waiters wake
+
+    # in another process, after client.attach("frames"):
+    v = seg.wait(newer_than=v, timeout=1.0)    # blocks without polling; Timeout
+    frame = seg.snapshot()            # a consistent copy, never two writes mixed
+
 Segments live in the daemon, not in this process: nothing here unlinks a
 segment when the process exits (use Client.destroy).
 """
 from . import _pybridge
 from ._client import Client, connect
 from ._convert import SUPPORTED_DTYPES
+from ._mutation import OwnerDiedWarning, ReadGuard, WriteGuard
 from ._segment import Segment
 from .errors import (ERRORS_BY_CODE, AlreadyExists, BridgeError, Closed, CorruptSegment,
                      DaemonUnavailable, Internal, InvalidArgument, IoError, LimitExceeded,
@@ -36,7 +45,7 @@ def default_socket_path() -> str:
 __all__ = [
     "AlreadyExists", "BridgeError", "Client", "Closed", "CorruptSegment", "DaemonUnavailable",
     "ERRORS_BY_CODE", "ERROR_CODES", "Internal", "InvalidArgument", "IoError", "LimitExceeded",
-    "NoSpace", "NotFound", "PermissionDenied", "ProtocolError", "ProtocolMismatch",
-    "SUPPORTED_DTYPES", "Segment", "Timeout", "TornRead", "TypeMismatch", "connect",
-    "default_socket_path",
+    "NoSpace", "NotFound", "OwnerDiedWarning", "PermissionDenied", "ProtocolError",
+    "ProtocolMismatch", "ReadGuard", "SUPPORTED_DTYPES", "Segment", "Timeout", "TornRead",
+    "TypeMismatch", "WriteGuard", "connect", "default_socket_path",
 ]

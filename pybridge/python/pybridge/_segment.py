@@ -2,12 +2,14 @@
 """pybridge.Segment: one attachment to a named shared-memory segment."""
 from __future__ import annotations
 
+import functools
 import json
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
 from . import _pybridge
+from ._mutation import ReadGuard, WriteGuard, on_main_thread, warn_owner_died
 
 
 class Segment:
@@ -18,6 +20,18 @@ class Segment:
     seen by every process attached to the segment, with no copy. The array
     keeps the mapping alive on its own, so it stays valid after ``close()``,
     after this object is garbage-collected and after the name is destroyed.
+
+    Mutation (the state lives in the segment header, so none of these talks
+    to the daemon; every blocking call releases the GIL)::
+
+        with seg.write() as arr:        # the writer lock, robust against crashes
+            arr[...] = frame            # normal exit: version += 1, waiters wake
+        v = seg.wait(newer_than=v, timeout=1.0)   # futex wait; raises Timeout
+        snap = seg.snapshot()           # a consistent private copy
+        with seg.read() as arr:         # zero-copy, read-only; TornRead on exit
+            total = arr.sum()           # if a locked write overlapped
+        seg.commit()                    # version += 1 without the lock
+        v = await seg.wait_async(v)     # asyncio
     """
 
     __slots__ = ("_handle", "_array", "__weakref__")
@@ -86,6 +100,88 @@ class Segment:
         if self._array is None:
             self._array = self._handle.array()
         return self._array
+
+    # ---- mutation -------------------------------------------------------------
+    def write(self, timeout: Optional[float] = None) -> WriteGuard:
+        """Takes the segment's writer lock, exclusive among writers in every
+        process, waiting up to ``timeout`` seconds (None: forever); raises
+        Timeout. Returns a :class:`WriteGuard`: ``with seg.write() as arr``.
+
+        If the previous holder died holding the lock, the guard's
+        ``owner_died`` is True and an :class:`OwnerDiedWarning` is issued;
+        the dead writer's unfinished write never became a version.
+        Raises PermissionDenied on a read-only mapping.
+        """
+        guard = WriteGuard(self._handle.write(timeout, on_main_thread()))
+        warn_owner_died(guard, self.name, stacklevel=2)
+        return guard
+
+    def read(self) -> ReadGuard:
+        """Opens a zero-copy read window: ``with seg.read() as arr`` gives a
+        read-only array and raises TornRead on exit if a locked write
+        overlapped the block (see :class:`ReadGuard`)."""
+        return ReadGuard(self._handle.read())
+
+    def snapshot(self, timeout: Optional[float] = None,
+                 with_version: bool = False) -> Union[np.ndarray, Tuple[np.ndarray, int]]:
+        """A consistent private copy of the array, never mixing two locked
+        writes: a new writable ndarray that does not alias the segment.
+        ``with_version=True`` returns ``(array, version)``, the version the
+        copy holds. Waits while a locked write is in progress, up to
+        ``timeout`` seconds (a writer that died mid-write keeps the segment
+        "in progress" until the next write ends); raises Timeout."""
+        array, version = self._handle.snapshot(timeout, on_main_thread())
+        return (array, version) if with_version else array
+
+    def wait(self, newer_than: Optional[int] = None, timeout: Optional[float] = None) -> int:
+        """Blocks until the version is greater than ``newer_than`` and returns
+        the new version; raises Timeout after ``timeout`` seconds (None:
+        forever). A futex wait on the shared header: no polling, no daemon,
+        the GIL released. ``newer_than=None`` means the version now (a commit
+        that lands before the call is then missed: pass the version you
+        last saw instead). Raises Closed if another thread closes the segment.
+        """
+        if newer_than is None:
+            newer_than = self.version
+        return self._handle.wait(newer_than, timeout, on_main_thread())
+
+    async def wait_async(self, newer_than: Optional[int] = None,
+                         timeout: Optional[float] = None) -> int:
+        """:meth:`wait` for asyncio: blocks a thread of the loop's default
+        executor, not the event loop. Cancelling the awaiting task wakes that
+        thread at once, so it does not stay blocked."""
+        import asyncio
+
+        if newer_than is None:
+            newer_than = self.version
+        handle = self._handle
+        token = _pybridge.CancelToken()
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(
+            None, functools.partial(handle.wait, newer_than, timeout, False, token))
+        try:
+            return await future
+        except asyncio.CancelledError:
+            handle.cancel(token)
+            raise
+
+    def commit(self) -> int:
+        """version += 1 and wakes waiters, for writers that skip the lock
+        (e.g. a single writer); returns the new version. Such writes are
+        invisible to snapshot() and read() torn-read detection."""
+        return self._handle.commit()
+
+    @property
+    def last_writer_pid(self) -> Optional[int]:
+        """The pid of the process that made the last commit (None before the first)."""
+        return self._handle.last_writer_pid() or None
+
+    @property
+    def last_commit_time(self) -> Optional[float]:
+        """When the last commit happened, in seconds since the epoch (None
+        before the first)."""
+        ns = self._handle.last_commit_unix_ns()
+        return ns / 1e9 if ns else None
 
     # ---- DLPack: numpy.from_dlpack(seg), torch.from_dlpack(seg) alias the pages
     def __dlpack__(self, **kwargs: Any) -> Any:
