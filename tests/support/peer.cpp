@@ -4,14 +4,34 @@
 // through libbridge exactly as a user's program would and reads or mutates
 // the array, printing JSON so that pytest can check what it saw.
 //
-//   bridge_peer --socket S dump NAME           print
-//   {"name","dtype","shape","version","meta","values"} bridge_peer --socket S set NAME I VALUE
-//   element at flat index I = VALUE bridge_peer --socket S add NAME VALUE      every element +=
-//   VALUE bridge_peer --socket S fill NAME VALUE     every element = VALUE bridge_peer --socket S
-//   create NAME DTYPE D0,D1,.. [META_JSON] bridge_peer --socket S hold NAME           attach, print
-//   "attached", wait for EOF on stdin
+//   bridge_peer --socket S COMMAND NAME ARGS...
+//
+//   dump NAME                  print {"name","dtype","shape","version","meta","values"}
+//   set NAME I VALUE           element at flat index I = VALUE
+//   add NAME VALUE             every element += VALUE
+//   fill NAME VALUE            every element = VALUE
+//   create NAME DTYPE D0,D1,.. [META_JSON]
+//   hold NAME                  attach, print "attached", wait for EOF on stdin
+//
+// Mutation (Segment::write/commit/wait; see tests/python/test_mutation.py):
+//
+//   write NAME VALUE           fill under the writer lock, print the new version
+//   increment NAME N           print "ready", read one stdin line (the start
+//                              signal), then N locked `element 0 += 1`; print
+//                              the last version committed
+//   commit NAME [N]            N (default 1) commits without the lock; print the last
+//   wait NAME NEWER_THAN TIMEOUT_S
+//                              print "waiting", wait for a newer version and print
+//                              it; exits with the timeout code (25) on timeout
+//   lock-and-hang NAME VALUE   take the writer lock, fill the first half with
+//                              VALUE, print "locked", block until killed
+//   churn NAME N               N locked writes, write k filling every element with
+//                              k; print "started" after the first, then the last version
 //
 // VALUE is a JSON number (or [re, im] for complex dtypes, true/false for bool).
+#include <unistd.h>
+
+#include <chrono>
 #include <complex>
 #include <iostream>
 #include <sstream>
@@ -81,7 +101,7 @@ int run(const std::vector<std::string>& args) {
     i = 2;
   }
   if (args.size() < i + 2) {
-    std::cerr << "usage: bridge_peer [--socket S] dump|set|add|fill|create|hold NAME ...\n";
+    std::cerr << "usage: bridge_peer [--socket S] COMMAND NAME ... (see peer.cpp)\n";
     return 2;
   }
   const std::string command = args[i];
@@ -105,6 +125,21 @@ int run(const std::vector<std::string>& args) {
     }
     return 0;
   }
+  if (command == "commit") {
+    const int count = rest.empty() ? 1 : std::stoi(rest.at(0));
+    std::uint64_t version = seg.version();
+    for (int k = 0; k < count; ++k) version = seg.commit();
+    std::cout << version << std::endl;
+    return 0;
+  }
+  if (command == "wait") {
+    const auto newer_than = std::stoull(rest.at(0));
+    const auto timeout = std::chrono::duration_cast<std::chrono::nanoseconds>(
+        std::chrono::duration<double>(std::stod(rest.at(1))));
+    std::cout << "waiting" << std::endl;
+    std::cout << seg.wait(newer_than, timeout) << std::endl;
+    return 0;
+  }
   return bridge::visit_dtype(seg.dtype(), [&](auto zero) -> int {
     using T = decltype(zero);
     auto view = seg.view<T>();
@@ -125,6 +160,44 @@ int run(const std::vector<std::string>& args) {
     } else if (command == "add" || command == "fill") {
       const T value = from_json_value<T>(json::parse(rest.at(0)));
       for (T& v : flat) v = command == "add" ? add(v, value) : value;
+    } else if (command == "write") {
+      const T value = from_json_value<T>(json::parse(rest.at(0)));
+      auto guard = seg.write();
+      for (T& v : guard.view<T>().flat()) v = value;
+      std::cout << guard.commit() << std::endl;
+    } else if (command == "increment") {
+      const long count = std::stol(rest.at(0));
+      const T one = from_json_value<T>(json(1));
+      std::cout << "ready" << std::endl;
+      std::string go;
+      std::getline(std::cin, go);  // both writers start together, so they contend
+      std::uint64_t version = 0;
+      for (long k = 0; k < count; ++k) {
+        auto guard = seg.write();
+        auto counter = guard.view<T>().flat();
+        counter[0] = add(counter[0], one);
+        version = guard.commit();
+      }
+      std::cout << version << std::endl;
+    } else if (command == "lock-and-hang") {
+      const T value = from_json_value<T>(json::parse(rest.at(0)));
+      auto guard = seg.write();
+      auto values = guard.view<T>().flat();
+      for (std::size_t k = 0; k < values.size() / 2; ++k) values[k] = value;
+      std::cout << "locked" << std::endl;
+      for (;;) ::pause();  // the test SIGKILLs us while we hold the lock
+    } else if (command == "churn") {
+      const long count = std::stol(rest.at(0));
+      std::uint64_t version = 0;
+      for (long k = 1; k <= count; ++k) {
+        auto guard = seg.write();
+        // Element by element, so that a reader racing us would see a mix.
+        const T value = from_json_value<T>(json(k));
+        for (T& v : guard.view<T>().flat()) v = value;
+        version = guard.commit();
+        if (k == 1) std::cout << "started" << std::endl;
+      }
+      std::cout << version << std::endl;
     } else {
       std::cerr << "unknown command " << command << "\n";
       return 2;
