@@ -80,7 +80,7 @@ protocol::SegmentInfo Registry::describe(const Segment& segment, bool with_meta)
   info.nbytes = segment.layout.nbytes;
   info.total_bytes = segment.layout.total_bytes;
   info.version = segment.header().sync.version.load(std::memory_order_acquire);
-  const std::byte* base = segment.header_mapping.data();
+  const std::byte* base = segment.header_mapping->data();
   info.meta_version = bridge::read_meta_version(base);
   info.attached = static_cast<std::uint32_t>(segment.attachments.size());
   info.owner_uid = segment.owner_uid;
@@ -118,19 +118,22 @@ Registry::Opened Registry::create(const Caller& caller, const protocol::CreateRe
                                     bridge::kHeaderBytes + bridge::kMetaSlotBytes);
   try {
     shm.reserve(bridge::kDataOffset, layout.nbytes);
-    bridge::os::Mapping mapping = bridge::os::Mapping::map(shm.fd(), bridge::kDataOffset, true);
-    auto& header = *reinterpret_cast<bridge::SegmentHeader*>(mapping.data());
+    auto mapping = std::make_shared<bridge::os::Mapping>(
+        bridge::os::Mapping::map(shm.fd(), bridge::kDataOffset, true));
+    auto& header = *reinterpret_cast<bridge::SegmentHeader*>(mapping->data());
     const std::uint64_t id = new_segment_id();
     const std::int64_t created = now_unix_ms();
     bridge::init_header(header, request.name, id, layout, caller.uid, created);
-    bridge::write_meta(mapping.data(), text);
+    bridge::write_meta(mapping->data(), text);
     auto segment = std::make_unique<Segment>(Segment{
         std::move(shm), std::move(mapping), layout, request.name, id, caller.uid, created, {}});
     segment->attachments[caller.client] = 1;
     Segment& stored = *segments_.emplace(request.name, std::move(segment)).first->second;
     log_info("created '" + request.name + "' " + std::string(bridge::dtype_name(layout.dtype)) +
              " " + std::to_string(layout.nbytes) + " bytes for pid " + std::to_string(caller.pid));
-    return {describe(stored, true), stored.shm.fd()};
+    Opened opened{describe(stored, true), stored.shm.fd()};
+    emit(make_event(protocol::EventKind::created, stored, caller.pid, created));
+    return opened;
   } catch (...) {
     ShmObject::unlink_name(shm_name);
     throw;
@@ -161,7 +164,13 @@ void Registry::destroy(const Caller& caller, const std::string& name) {
   log_info("destroyed '" + name + "' for pid " + std::to_string(caller.pid) + " (" +
            std::to_string(segment.attachments.size()) +
            " clients still attached keep their mappings)");
-  segments_.erase(name);
+  // Out of the table before the events, so that whoever reacts to them sees
+  // the registry as it now is.
+  const std::unique_ptr<Segment> gone = std::move(segments_.extract(name).mapped());
+  // A commit made before this request must not arrive after `destroyed`
+  // (nor be lost): the hub drops this one if subscribers already have it.
+  emit(make_commit_event(*gone));
+  emit(make_event(protocol::EventKind::destroyed, *gone, caller.pid, now_unix_ms()));
 }
 
 protocol::SegmentInfo Registry::info(const std::string& name) const {
@@ -176,7 +185,7 @@ std::vector<protocol::SegmentInfo> Registry::list() const {
   return out;
 }
 
-protocol::SegmentInfo Registry::set_meta(const Caller& /*caller*/, const std::string& name,
+protocol::SegmentInfo Registry::set_meta(const Caller& caller, const std::string& name,
                                          const nlohmann::json& meta) {
   bridge::validate_segment_name(name);
   const std::string text = meta_text(meta);
@@ -184,7 +193,9 @@ protocol::SegmentInfo Registry::set_meta(const Caller& /*caller*/, const std::st
   // The slot about to be written may never have been reserved; do it first so
   // a full /dev/shm is a no_space error, not a SIGBUS in the daemon.
   segment.shm.reserve(bridge::kHeaderBytes, 2 * bridge::kMetaSlotBytes);
-  bridge::write_meta(segment.header_mapping.data(), text);
+  bridge::write_meta(segment.header_mapping->data(), text);
+  emit(make_commit_event(segment));  // earlier commits first, as for destroy
+  emit(make_event(protocol::EventKind::meta_changed, segment, caller.pid, now_unix_ms()));
   return describe(segment, true);
 }
 
@@ -195,6 +206,50 @@ void Registry::disconnect(ClientId client) {
 void Registry::remove_all() {
   for (const auto& [name, segment] : segments_) segment->shm.unlink();
   segments_.clear();
+}
+
+protocol::Event Registry::make_event(protocol::EventKind kind, const Segment& segment, pid_t pid,
+                                     std::int64_t time_unix_ms) const {
+  protocol::Event event;
+  event.kind = kind;
+  event.name = segment.name;
+  event.segment_id = segment.id;
+  event.version = segment.header().sync.version.load(std::memory_order_acquire);
+  event.meta_version = bridge::read_meta_version(segment.header_mapping->data());
+  event.pid = pid;
+  event.time_unix_ms = time_unix_ms;
+  return event;
+}
+
+protocol::Event Registry::make_commit_event(const Segment& segment) const {
+  const bridge::SyncBlock& sync = segment.header().sync;
+  // The writer's pid and time are stored before its version: read them after
+  // the version so they belong to this commit or a later one (whose version
+  // the next event reports), never to an earlier one.
+  protocol::Event event = make_event(protocol::EventKind::committed, segment, 0, 0);
+  event.pid = sync.last_writer_pid.load(std::memory_order_acquire);
+  event.time_unix_ms = sync.last_commit_unix_ns.load(std::memory_order_acquire) / 1'000'000;
+  return event;
+}
+
+void Registry::emit(const protocol::Event& event) const {
+  if (sink_) sink_(event);
+}
+
+std::optional<protocol::Event> Registry::commit_event(const std::string& name,
+                                                      std::uint64_t id) const {
+  auto it = segments_.find(name);
+  if (it == segments_.end() || it->second->id != id) return std::nullopt;
+  return make_commit_event(*it->second);
+}
+
+std::vector<WatchTarget> Registry::watch_targets(
+    const std::function<bool(const std::string&)>& wanted) const {
+  std::vector<WatchTarget> targets;
+  for (const auto& [name, segment] : segments_) {
+    if (wanted(name)) targets.push_back({name, segment->id, segment->header_mapping});
+  }
+  return targets;
 }
 
 std::uint64_t Registry::total_bytes() const {
@@ -225,8 +280,9 @@ void Registry::adopt_existing() {
       ShmObject shm = ShmObject::open(shm_name);
       const std::uint64_t size = shm.size();
       if (size < bridge::kDataOffset) throw Error(Errc::corrupt_segment, "smaller than a header");
-      bridge::os::Mapping mapping = bridge::os::Mapping::map(shm.fd(), bridge::kDataOffset, true);
-      const auto& header = *reinterpret_cast<const bridge::SegmentHeader*>(mapping.data());
+      auto mapping = std::make_shared<bridge::os::Mapping>(
+          bridge::os::Mapping::map(shm.fd(), bridge::kDataOffset, true));
+      const auto& header = *reinterpret_cast<const bridge::SegmentHeader*>(mapping->data());
       // validate_header checks total_bytes against the real object size.
       bridge::ArrayLayout layout = bridge::validate_header(header, size);
       if (name != header.name) throw Error(Errc::corrupt_segment, "header names another segment");

@@ -8,8 +8,10 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -17,6 +19,7 @@
 #include "bridge/layout.hpp"
 #include "bridge/os/mapping.hpp"
 #include "bridge/protocol.hpp"
+#include "commit_watcher.hpp"
 #include "config.hpp"
 #include "shm_object.hpp"
 
@@ -60,8 +63,22 @@ class Registry {
                                          const nlohmann::json& meta);
   /// Drops every attachment of a client whose connection closed.
   void disconnect(ClientId client);
-  /// Unlinks every segment (ephemeral shutdown).
+  /// Unlinks every segment (ephemeral shutdown). Publishes no events.
   void remove_all();
+
+  /// Receives created, destroyed and meta_changed after each successful
+  /// operation. Before meta_changed and destroyed it also receives the
+  /// segment's current `committed` state (see commit_event), so subscribers
+  /// see a commit made before a request ahead of that request's event.
+  using EventSink = std::function<void(const bridge::protocol::Event&)>;
+  void set_event_sink(EventSink sink) { sink_ = std::move(sink); }
+  /// A `committed` event with the segment's version and last writer as they
+  /// are in shared memory now; none if `name` no longer has segment `id`.
+  std::optional<bridge::protocol::Event> commit_event(const std::string& name,
+                                                      std::uint64_t id) const;
+  /// The header mappings of the segments whose name `wanted` accepts.
+  std::vector<WatchTarget> watch_targets(
+      const std::function<bool(const std::string&)>& wanted) const;
 
   std::uint64_t segment_count() const { return segments_.size(); }
   std::uint64_t total_bytes() const;
@@ -72,7 +89,9 @@ class Registry {
  private:
   struct Segment {
     ShmObject shm;
-    bridge::os::Mapping header_mapping;  ///< header + metadata slots only
+    /// Header + metadata slots only. Shared with the commit watcher, which
+    /// may still read the sync words for a moment after a destroy.
+    std::shared_ptr<bridge::os::Mapping> header_mapping;
     bridge::ArrayLayout layout;
     std::string name;
     std::uint64_t id;
@@ -81,7 +100,7 @@ class Registry {
     std::map<ClientId, std::uint32_t> attachments;  ///< client -> attach count
 
     const bridge::SegmentHeader& header() const {
-      return *reinterpret_cast<const bridge::SegmentHeader*>(header_mapping.data());
+      return *reinterpret_cast<const bridge::SegmentHeader*>(header_mapping->data());
     }
   };
 
@@ -89,12 +108,17 @@ class Registry {
   const Segment& find(const std::string& name) const;
   bridge::protocol::SegmentInfo describe(const Segment& segment, bool with_meta) const;
   std::uint64_t new_segment_id();
+  bridge::protocol::Event make_event(bridge::protocol::EventKind kind, const Segment& segment,
+                                     pid_t pid, std::int64_t time_unix_ms) const;
+  bridge::protocol::Event make_commit_event(const Segment& segment) const;
+  void emit(const bridge::protocol::Event& event) const;
 
   Config config_;
   std::string shm_prefix_;
   std::map<std::string, std::unique_ptr<Segment>> segments_;
   std::vector<std::string> quarantined_;
   std::mt19937_64 random_;
+  EventSink sink_;
 };
 
 /// The shm name prefix for a socket path: "shmbridge.<12 hex digits>.".

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <boost/asio/post.hpp>
 #include <csignal>
 
 #include "bridge/error.hpp"
@@ -21,7 +22,13 @@ Server::Server(Config config)
       lock_(config_.socket_path),
       acceptor_(io_),
       signals_(io_, SIGINT, SIGTERM),
-      registry_(config_, shm_prefix_for_socket(config_.socket_path)) {
+      registry_(config_, shm_prefix_for_socket(config_.socket_path)),
+      watcher_([this](std::vector<WatchTarget> changed) {
+        // On the watcher thread: everything else happens on the io thread.
+        asio::post(io_, [this, changed = std::move(changed)] { on_commits(changed); });
+      }) {
+  registry_.set_event_sink(
+      [this](const bridge::protocol::Event& event) { on_segment_event(event); });
   registry_.adopt_existing();
   boost::system::error_code ec;
   acceptor_.open(stream(), ec);
@@ -45,6 +52,7 @@ int Server::run() {
     stop();
   });
   accept_next();
+  watcher_.start();
   log_info(std::string("bridged ") + bridge::kVersion + " serving " + config_.socket_path +
            " (pid " + std::to_string(::getpid()) + ", " +
            std::to_string(registry_.segment_count()) + " segments adopted)");
@@ -86,6 +94,7 @@ void Server::stop() {
   boost::system::error_code ignored;
   acceptor_.close(ignored);
   signals_.cancel(ignored);
+  watcher_.stop();
   for (auto& [id, session] : sessions_) session->close();
   // Sessions finish their coroutines (and detach) before run() returns.
 }
@@ -93,6 +102,54 @@ void Server::stop() {
 void Server::session_ended(std::uint64_t client_id) {
   registry_.disconnect(client_id);
   sessions_.erase(client_id);
+  if (hub_.unsubscribe(client_id)) update_watch();
+}
+
+void Server::subscribe(const Caller& caller, std::optional<std::string> name,
+                       EventHub::Deliver deliver) {
+  EventHub::Versions known;
+  for (const auto& info : registry_.list()) {
+    if (!name || info.name == *name) known[info.id] = info.version;
+  }
+  log_debug("client " + std::to_string(caller.client) + " (pid " + std::to_string(caller.pid) +
+            ") subscribed to events" + (name ? " of '" + *name + "'" : ""));
+  hub_.subscribe(caller.client, std::move(name), std::move(deliver), std::move(known));
+  update_watch();
+}
+
+void Server::on_segment_event(const bridge::protocol::Event& event) {
+  hub_.publish(event);
+  if (event.kind == bridge::protocol::EventKind::created ||
+      event.kind == bridge::protocol::EventKind::destroyed) {
+    update_watch();
+  }
+}
+
+void Server::on_commits(const std::vector<WatchTarget>& changed) {
+  if (stopping_) return;
+  for (const WatchTarget& target : changed) {
+    // Read now, on the io thread: the latest version, and nothing at all for
+    // a segment destroyed since the watcher looked (its flush already ran).
+    if (auto event = registry_.commit_event(target.name, target.segment_id)) hub_.publish(*event);
+  }
+}
+
+void Server::update_watch() {
+  if (stopping_) return;
+  std::vector<WatchTarget> targets;
+  if (!hub_.empty()) {
+    targets = registry_.watch_targets([this](const std::string& name) { return hub_.wants(name); });
+  }
+  // Nothing watched before or after: no need to wake the watcher.
+  if (targets.empty() && watched_ == 0) return;
+  watched_ = targets.size();
+  if (watched_ > CommitWatcher::sleeping_capacity()) {
+    log_debug(std::to_string(watched_) + " segments watched; past " +
+              std::to_string(CommitWatcher::sleeping_capacity()) +
+              " commits are also checked every " +
+              std::to_string(CommitWatcher::kFallbackPeriod.count()) + " ms");
+  }
+  watcher_.watch(std::move(targets));
 }
 
 bridge::protocol::StatsReply Server::stats() const {

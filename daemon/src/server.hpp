@@ -4,6 +4,8 @@
 // on the Unix socket, one coroutine per connection, SIGINT/SIGTERM for a clean
 // stop. Single-threaded on purpose: the registry needs no locks and requests
 // are short; the slow part of a create (reserving pages) is kernel work.
+// The one other thread is the commit watcher, which sleeps on the futex words
+// of watched segments and posts what it sees to the io thread.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -13,9 +15,13 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
+#include "commit_watcher.hpp"
 #include "config.hpp"
+#include "events.hpp"
 #include "registry.hpp"
 #include "socket_lock.hpp"
 
@@ -40,10 +46,16 @@ class Server {
   bridge::protocol::StatsReply stats() const;
   /// Called by a session when its connection ends.
   void session_ended(std::uint64_t client_id);
+  /// Starts delivering events to `caller` (all segments, or one name).
+  void subscribe(const Caller& caller, std::optional<std::string> name, EventHub::Deliver deliver);
 
  private:
   void accept_next();
   void stop();
+  void on_segment_event(const bridge::protocol::Event& event);
+  void on_commits(const std::vector<WatchTarget>& changed);
+  /// Hands the watcher the segments some subscriber wants.
+  void update_watch();
 
   Config config_;
   SocketLock lock_;
@@ -56,6 +68,10 @@ class Server {
   std::uint64_t requests_ = 0;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   bool stopping_ = false;
+  EventHub hub_;
+  std::size_t watched_ = 0;  ///< segments handed to the watcher last time
+  // Last: destroyed (stopped and joined) first, before the io_context it posts to.
+  CommitWatcher watcher_;
 };
 
 }  // namespace bridged

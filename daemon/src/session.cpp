@@ -26,10 +26,11 @@ using protocol::Op;
 
 namespace {
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
-}
+constexpr std::size_t kMaxEventWriteBytes = 64 * 1024;
+}  // namespace
 
 Session::Session(Server& server, asio::local::stream_protocol::socket socket)
-    : server_(server), socket_(std::move(socket)) {
+    : server_(server), socket_(std::move(socket)), wakeup_(socket_.get_executor()) {
   ucred cred{};
   socklen_t len = sizeof cred;
   if (::getsockopt(socket_.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
@@ -48,6 +49,50 @@ void Session::start() {
 void Session::close() {
   boost::system::error_code ignored;
   socket_.close(ignored);
+  wakeup_.cancel();
+}
+
+bool Session::push_event(const protocol::Event& event) {
+  if (!socket_.is_open()) return false;
+  if (event.kind == protocol::EventKind::committed) {
+    for (auto it = pending_.rbegin(); it != pending_.rend(); ++it) {
+      if (it->segment_id != event.segment_id) continue;
+      if (it->kind == protocol::EventKind::committed) {
+        *it = event;  // coalesced: the reader gets the latest version once
+        return true;
+      }
+      break;
+    }
+  }
+  if (pending_.size() >= kMaxPendingEvents) {
+    log_warn("dropping subscriber client " + std::to_string(caller_.client) + " (pid " +
+             std::to_string(caller_.pid) + "): " + std::to_string(pending_.size()) +
+             " events unread");
+    close();
+    return false;
+  }
+  pending_.push_back(event);
+  wakeup_.cancel();
+  return true;
+}
+
+asio::awaitable<void> Session::write_events() {
+  for (;;) {
+    while (pending_.empty() && socket_.is_open()) {
+      wakeup_.expires_at(asio::steady_timer::time_point::max());
+      co_await wakeup_.async_wait(kUseTuple);
+    }
+    if (!socket_.is_open()) break;
+    // Whatever is queued goes out in one write (up to a bound), so a burst
+    // costs one syscall instead of one per event.
+    std::string frames;
+    while (!pending_.empty() && frames.size() < kMaxEventWriteBytes) {
+      frames += protocol::encode_frame(json(pending_.front()));
+      pending_.pop_front();
+    }
+    if (!co_await send(frames, -1)) break;
+  }
+  close();
 }
 
 asio::awaitable<void> Session::serve() {
@@ -57,6 +102,13 @@ asio::awaitable<void> Session::serve() {
     std::array<unsigned char, protocol::kFrameHeaderBytes> prefix{};
     auto [read_error, got] = co_await asio::async_read(socket_, asio::buffer(prefix), kUseTuple);
     if (read_error) break;
+    if (subscribed_) {
+      // Replies would interleave with events: a subscribed connection only
+      // listens (see protocol.hpp).
+      log_warn("client " + std::to_string(caller_.client) + " (pid " + std::to_string(caller_.pid) +
+               ") sent a request on a subscribed connection; closing");
+      break;
+    }
     std::uint32_t length = 0;
     std::optional<Error> bad_prefix;
     try {
@@ -78,6 +130,13 @@ asio::awaitable<void> Session::serve() {
     server_.count_request();
     Outcome outcome = handle(payload);
     if (!co_await send(protocol::encode_frame(outcome.reply), outcome.fd)) break;
+    if (subscribed_) {
+      // Only now: no event may overtake the subscribe reply. Events since the
+      // subscription are already queued.
+      asio::co_spawn(
+          socket_.get_executor(), [self = shared_from_this()] { return self->write_events(); },
+          asio::detached);
+    }
   }
   close();
   server_.session_ended(caller_.client);
@@ -178,8 +237,19 @@ Session::Outcome Session::dispatch(Op op, std::uint64_t id, const json& body) {
     }
     case Op::stats:
       return {protocol::make_reply(id, server_.stats())};
-    case Op::subscribe:
-      throw Error(Errc::invalid_argument, "subscribe is not served yet");
+    case Op::subscribe: {
+      auto request = protocol::parse<protocol::SubscribeRequest>(body);
+      if (request.name) bridge::validate_segment_name(*request.name);
+      // Subscribed before the reply is sent: whatever happens after the
+      // client reads "ok" is queued for it.
+      server_.subscribe(caller_, std::move(request.name),
+                        [weak = weak_from_this()](const protocol::Event& event) {
+                          auto self = weak.lock();
+                          return self != nullptr && self->push_event(event);
+                        });
+      subscribed_ = true;
+      return {protocol::make_reply(id)};
+    }
   }
   throw Error(Errc::invalid_argument, "unknown op");
 }

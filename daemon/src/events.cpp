@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: MIT
+#include "events.hpp"
+
+#include <vector>
+
+namespace bridged {
+
+using bridge::protocol::Event;
+using bridge::protocol::EventKind;
+
+void EventHub::subscribe(ClientId client, std::optional<std::string> name, Deliver deliver,
+                         Versions known) {
+  subscribers_[client] = Subscriber{std::move(name), std::move(deliver), std::move(known)};
+}
+
+bool EventHub::unsubscribe(ClientId client) {
+  return subscribers_.erase(client) != 0;
+}
+
+bool EventHub::wants(const std::string& name) const {
+  for (const auto& [client, subscriber] : subscribers_) {
+    if (!subscriber.name || *subscriber.name == name) return true;
+  }
+  return false;
+}
+
+void EventHub::publish(const Event& event) {
+  std::vector<ClientId> dropped;
+  for (auto& [client, subscriber] : subscribers_) {
+    if (subscriber.name && *subscriber.name != event.name) continue;
+    switch (event.kind) {
+      case EventKind::created:
+        subscriber.known[event.segment_id] = event.version;
+        break;
+      case EventKind::committed: {
+        // Missing means a segment the subscriber has not been told about
+        // (none should be): any version is news.
+        auto it = subscriber.known.find(event.segment_id);
+        if (it != subscriber.known.end() && event.version <= it->second) continue;
+        subscriber.known[event.segment_id] = event.version;
+        break;
+      }
+      case EventKind::meta_changed:
+        break;
+      case EventKind::destroyed:
+        subscriber.known.erase(event.segment_id);
+        break;
+    }
+    if (!subscriber.deliver(event)) dropped.push_back(client);
+  }
+  for (ClientId client : dropped) subscribers_.erase(client);
+}
+
+}  // namespace bridged
