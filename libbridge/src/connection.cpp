@@ -57,4 +57,9 @@ void Connection::close() {
   fd_.reset();
 }
 
+os::UniqueFd Connection::release_fd() {
+  std::lock_guard lock(mutex_);
+  return std::move(fd_);
+}
+
 }  // namespace bridge::detail

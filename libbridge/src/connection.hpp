@@ -27,6 +27,9 @@ class Connection {
   Reply call(protocol::Op op, const protocol::json& body = protocol::json::object());
 
   void close();
+  /// Takes the socket out of this connection (which then acts closed), for
+  /// a stream that reads it directly after a `subscribe`.
+  os::UniqueFd release_fd();
   const std::string& socket_path() const noexcept { return socket_path_; }
   const protocol::HelloReply& hello() const noexcept { return hello_; }
 

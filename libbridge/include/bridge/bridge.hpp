@@ -5,6 +5,7 @@
 #include "bridge/client.hpp"
 #include "bridge/dtype.hpp"
 #include "bridge/error.hpp"
+#include "bridge/events.hpp"
 #include "bridge/layout.hpp"
 #include "bridge/mutation.hpp"
 #include "bridge/protocol.hpp"

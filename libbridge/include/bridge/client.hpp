@@ -5,11 +5,13 @@
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "bridge/dtype.hpp"
+#include "bridge/events.hpp"
 #include "bridge/os/unique_fd.hpp"
 #include "bridge/protocol.hpp"
 #include "bridge/segment.hpp"
@@ -49,6 +51,11 @@ class Client {
   /// Unlinks the name. Mappings that processes hold stay valid until dropped.
   void destroy(std::string_view name);
   protocol::StatsReply stats();
+  /// Subscribes to daemon events about every segment, or only those named
+  /// `name` (which need not exist yet), on a new connection of its own:
+  /// this client's requests keep working meanwhile. Events are those after
+  /// this call returns.
+  EventStream events(std::optional<std::string> name = std::nullopt);
 
   /// What the daemon said in the hello exchange.
   const protocol::HelloReply& daemon() const;
