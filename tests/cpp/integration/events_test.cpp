@@ -1,0 +1,351 @@
+// SPDX-License-Identifier: MIT
+//
+// Daemon events against a real bridged: Client::events() (EventStream) and
+// the raw `subscribe` frames. Commits happen in shared memory with no
+// request; the daemon's commit watcher (futex_waitv) must turn them into
+// `committed` events without polling. Other processes are fork()ed children
+// (support/child_process.hpp); every hand-off is a pipe byte or an event,
+// never a sleep.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bridge/bridge.hpp"
+#include "child_process.hpp"
+#include "daemon_process.hpp"
+#include "expect_error.hpp"
+#include "raw_connection.hpp"
+
+namespace bridge {
+namespace {
+
+using bridge::testing::ChildProcess;
+using bridge::testing::RawConnection;
+using bridge::testing::SignalPipe;
+using nlohmann::json;
+using protocol::Event;
+using protocol::EventKind;
+using namespace std::chrono_literals;
+
+using EventsTest = bridge::testing::DaemonTest;
+
+// Long enough for a loaded machine; an event that is merely late still passes.
+constexpr auto kEventTimeout = std::chrono::seconds(20);
+
+std::int64_t now_unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+/// The next event, failing the test (not hanging it) when none arrives.
+Event next_event(EventStream& stream) {
+  auto event = stream.next(kEventTimeout);
+  if (!event) throw std::runtime_error("no event within the timeout");
+  return *event;
+}
+
+/// Voluntary context switches of every thread of `pid`: a thread that sleeps
+/// in a futex without a timeout adds none while nothing happens; one that
+/// polls adds one per period.
+std::uint64_t voluntary_switches(pid_t pid) {
+  std::uint64_t total = 0;
+  const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
+  for (const auto& task : std::filesystem::directory_iterator(tasks)) {
+    std::ifstream status(task.path() / "status");
+    std::string line;
+    while (std::getline(status, line)) {
+      const std::string key = "voluntary_ctxt_switches:";
+      if (line.rfind(key, 0) == 0) total += std::stoull(line.substr(key.size()));
+    }
+  }
+  return total;
+}
+
+/// A child process that connects on its own, attaches `name` and commits
+/// `count` times. It waits for a byte on `go` first when given one.
+ChildProcess committer(const std::string& socket, const std::string& name, int count,
+                       const SignalPipe* go = nullptr) {
+  return ChildProcess([=]() -> int {
+    if (go != nullptr && !go->receive()) return 3;
+    auto client = Client::connect(socket);
+    auto segment = client.attach(name);
+    for (int i = 0; i < count; ++i) segment.commit();
+    return 0;
+  });
+}
+
+TEST_F(EventsTest, LifecycleArrivesInOrderWithCallerAndWriterPids) {
+  EventStream stream = client().events();
+  Client other = connect();
+  const std::int64_t before = now_unix_ms();
+  Segment segment = other.create("cam", DType::uint8, {4}, json{{"lens", "wide"}});
+  other.set_meta("cam", json{{"lens", "tele"}});
+  segment.commit();
+  other.destroy("cam");
+
+  const Event created = next_event(stream);
+  EXPECT_EQ(created.kind, EventKind::created);
+  EXPECT_EQ(created.name, "cam");
+  EXPECT_EQ(created.segment_id, segment.id());
+  EXPECT_EQ(created.version, 0u);
+  EXPECT_EQ(created.meta_version, 1u);
+  EXPECT_EQ(created.pid, ::getpid());
+  EXPECT_GE(created.time_unix_ms, before - 1000);
+  EXPECT_LE(created.time_unix_ms, now_unix_ms() + 1000);
+
+  const Event meta = next_event(stream);
+  EXPECT_EQ(meta.kind, EventKind::meta_changed);
+  EXPECT_EQ(meta.segment_id, segment.id());
+  EXPECT_EQ(meta.meta_version, 2u);
+  EXPECT_EQ(meta.pid, ::getpid());
+
+  const Event committed = next_event(stream);
+  EXPECT_EQ(committed.kind, EventKind::committed);
+  EXPECT_EQ(committed.name, "cam");
+  EXPECT_EQ(committed.segment_id, segment.id());
+  EXPECT_EQ(committed.version, 1u);
+  EXPECT_EQ(committed.pid, ::getpid());
+  EXPECT_EQ(committed.time_unix_ms, segment.last_commit_unix_ns() / 1'000'000);
+
+  const Event destroyed = next_event(stream);
+  EXPECT_EQ(destroyed.kind, EventKind::destroyed);
+  EXPECT_EQ(destroyed.segment_id, segment.id());
+  EXPECT_EQ(destroyed.version, 1u);
+  EXPECT_EQ(destroyed.pid, ::getpid());
+
+  EXPECT_FALSE(stream.next(50ms).has_value()) << "no duplicate or extra event";
+  // The request connection stayed usable the whole time.
+  EXPECT_EQ(client().stats().segments, 0u);
+}
+
+TEST_F(EventsTest, CommitByAnotherProcessCarriesItsPid) {
+  Segment segment = client().create("cam", DType::float32, {16});
+  EventStream stream = client().events("cam");
+  ChildProcess child = committer(socket_path(), "cam", 1);
+  const Event event = next_event(stream);
+  EXPECT_EQ(event.kind, EventKind::committed);
+  EXPECT_EQ(event.version, 1u);
+  EXPECT_EQ(event.pid, child.pid());
+  EXPECT_TRUE(child.succeeded());
+}
+
+TEST_F(EventsTest, NameFilterSeesOnlyThatName) {
+  EventStream only_b = client().events("b");
+  EventStream later = client().events("later");
+  Segment a = client().create("a", DType::int32, {2});
+  Segment b = client().create("b", DType::int32, {2});
+  a.commit();
+  b.commit();
+  client().set_meta("a", json{{"k", 1}});
+  client().destroy("a");
+  client().destroy("b");
+
+  std::vector<std::pair<EventKind, std::string>> got;
+  for (int i = 0; i < 3; ++i) {
+    const Event event = next_event(only_b);
+    got.emplace_back(event.kind, event.name);
+  }
+  EXPECT_THAT(got, ::testing::ElementsAre(std::pair(EventKind::created, std::string("b")),
+                                          std::pair(EventKind::committed, std::string("b")),
+                                          std::pair(EventKind::destroyed, std::string("b"))));
+  EXPECT_FALSE(only_b.next(50ms).has_value());
+
+  // A filter may name a segment that does not exist yet.
+  EXPECT_FALSE(later.next(10ms).has_value());
+  Segment created_later = client().create("later", DType::uint8, {1});
+  const Event event = next_event(later);
+  EXPECT_EQ(event.kind, EventKind::created);
+  EXPECT_EQ(event.segment_id, created_later.id());
+}
+
+TEST_F(EventsTest, CommitsBeforeTheSubscriptionAreNotReported) {
+  Segment segment = client().create("cam", DType::uint8, {1});
+  for (int i = 0; i < 5; ++i) segment.commit();
+  EventStream stream = client().events();
+  EXPECT_FALSE(stream.next(50ms).has_value());
+  segment.commit();
+  const Event event = next_event(stream);
+  EXPECT_EQ(event.kind, EventKind::committed);
+  EXPECT_EQ(event.version, 6u);
+}
+
+TEST_F(EventsTest, IdleWatcherSleepsAndACommitStillArrives) {
+  Segment segment = client().create("cam", DType::uint8, {1});
+  EventStream stream = client().events("cam");
+  // The subscription has reached the watcher once an event about it can; a
+  // first commit proves it (and makes the watcher go back to sleep).
+  segment.commit();
+  ASSERT_EQ(next_event(stream).version, 1u);
+
+  // Idle: a watcher that polled (even every 20 ms) would switch context
+  // several times in this window; one asleep in futex_waitv does not.
+  const std::uint64_t before = voluntary_switches(daemon().pid());
+  EXPECT_FALSE(stream.next(300ms).has_value());
+  const std::uint64_t after = voluntary_switches(daemon().pid());
+  EXPECT_LE(after - before, 2u) << "the daemon woke up while nothing happened";
+
+  SignalPipe go;
+  ChildProcess child = committer(socket_path(), "cam", 1, &go);
+  ASSERT_TRUE(go.send('g'));
+  const Event event = next_event(stream);
+  EXPECT_EQ(event.kind, EventKind::committed);
+  EXPECT_EQ(event.version, 2u);
+  EXPECT_EQ(event.pid, child.pid());
+  EXPECT_TRUE(child.succeeded());
+}
+
+TEST_F(EventsTest, ManyCommitsCoalesceButTheLastVersionAlwaysArrives) {
+  constexpr int kCommits = 20000;
+  Segment segment = client().create("cam", DType::uint8, {1});
+  EventStream stream = client().events("cam");
+  ChildProcess child = committer(socket_path(), "cam", kCommits);
+  std::uint64_t last = 0;
+  int events = 0;
+  while (last < kCommits) {
+    const Event event = next_event(stream);
+    ASSERT_EQ(event.kind, EventKind::committed);
+    ASSERT_GT(event.version, last) << "versions only increase";
+    EXPECT_EQ(event.pid, child.pid());
+    last = event.version;
+    ++events;
+  }
+  EXPECT_EQ(last, static_cast<std::uint64_t>(kCommits));
+  EXPECT_LT(events, kCommits) << "commit bursts are coalesced";
+  EXPECT_FALSE(stream.next(50ms).has_value());
+  EXPECT_TRUE(child.succeeded());
+}
+
+TEST_F(EventsTest, MoreSegmentsThanFutexWaitvTakesAreStillWatched) {
+  // futex_waitv takes 128 words: the control word and 127 segments. The rest
+  // are compared on a bounded timeout instead.
+  std::vector<Segment> segments;
+  for (int i = 0; i < 140; ++i) {
+    char name[16];
+    std::snprintf(name, sizeof name, "s%03d", i);
+    segments.push_back(client().create(name, DType::uint8, {1}));
+  }
+  EventStream stream = client().events();
+  for (int i : {139, 0, 127, 128}) {
+    segments[static_cast<std::size_t>(i)].commit();
+    const Event event = next_event(stream);
+    EXPECT_EQ(event.kind, EventKind::committed);
+    EXPECT_EQ(event.name, segments[static_cast<std::size_t>(i)].name());
+    EXPECT_EQ(event.version, 1u);
+  }
+  for (auto& segment : segments) client().destroy(segment.name());
+}
+
+TEST_F(EventsTest, NextTimesOutAndCloseEndsABlockedNext) {
+  EventStream stream = client().events();
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(stream.next(30ms).has_value());
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 30ms);
+
+  std::optional<Errc> thrown;
+  std::thread reader([&] {
+    try {
+      stream.next();
+    } catch (const Error& e) {
+      thrown = e.code();
+    }
+  });
+  stream.close();
+  reader.join();
+  EXPECT_EQ(thrown, Errc::closed);
+  EXPECT_FALSE(stream.is_open());
+  EXPECT_ERRC(stream.next(0ns), Errc::closed);
+}
+
+TEST_F(EventsTest, DaemonStoppingEndsTheStreamWithDaemonUnavailable) {
+  // A watched segment too: the daemon must stop its watcher thread cleanly.
+  Segment segment = client().create("cam", DType::uint8, {1});
+  EventStream stream = client().events();
+  ASSERT_TRUE(daemon().stop(SIGTERM) == 0) << daemon().log();
+  EXPECT_ERRC(stream.next(kEventTimeout), Errc::daemon_unavailable);
+  EXPECT_ERRC(stream.next(0ns), Errc::daemon_unavailable);
+}
+
+TEST_F(EventsTest, EventsRejectsABadName) {
+  EXPECT_ERRC(client().events("no/slash"), Errc::invalid_argument);
+  EXPECT_ERRC(client().events(""), Errc::invalid_argument);
+}
+
+// ---- the wire, as any client sees it ------------------------------------------
+
+TEST_F(EventsTest, RawEventFramesHaveNoIdAndTheDocumentedFields) {
+  RawConnection raw(socket_path());
+  raw.hello();
+  const json bad = raw.call(protocol::make_request(1, protocol::Op::subscribe, {{"name", "a/b"}}));
+  EXPECT_EQ(bad.at("ok"), false);
+  EXPECT_EQ(bad.at("error").at("code"), "invalid_argument");
+  const json ok = raw.call(protocol::make_request(2, protocol::Op::subscribe));
+  EXPECT_EQ(ok, json::parse(R"({"id":2,"ok":true})"));
+
+  Segment segment = client().create("cam", DType::uint8, {1});
+  const auto frame = raw.receive();
+  ASSERT_TRUE(frame.has_value());
+  EXPECT_TRUE(protocol::is_event(*frame));
+  std::vector<std::string> keys;
+  for (const auto& [key, value] : frame->items()) keys.push_back(key);
+  EXPECT_THAT(keys, ::testing::UnorderedElementsAre("event", "name", "segment_id", "version",
+                                                    "meta_version", "pid", "time_unix_ms"));
+  EXPECT_EQ(frame->at("event"), "created");
+  EXPECT_EQ(frame->at("segment_id"), segment.id());
+
+  // A subscribed connection takes no more requests: the daemon hangs up.
+  raw.send(protocol::make_request(3, protocol::Op::list));
+  EXPECT_TRUE(raw.closed_by_peer());
+  EXPECT_EQ(client().list().size(), 1u);
+}
+
+TEST_F(EventsTest, SlowSubscriberIsDroppedWithoutBlockingTheDaemon) {
+  constexpr int kRequests = 6000;
+  RawConnection raw(socket_path());
+  raw.hello();
+  protocol::check_reply(raw.call(protocol::make_request(1, protocol::Op::subscribe)), 1);
+  Segment segment = client().create("cam", DType::uint8, {1});
+
+  // A subscriber that keeps up (reading on its own thread) is not dropped:
+  // every meta change reaches it, in order.
+  EventStream stream = client().events("cam");
+  int in_order = 0;
+  std::thread reader([&] {
+    for (int i = 0; i < kRequests; ++i) {
+      auto event = stream.next(kEventTimeout);
+      if (!event || event->kind != EventKind::meta_changed ||
+          event->meta_version != static_cast<std::uint64_t>(i + 2)) {
+        return;
+      }
+      ++in_order;
+    }
+  });
+
+  // The raw subscriber reads nothing. Each set_meta queues one event for it;
+  // once its socket and its queue are full the daemon drops it, and every
+  // request keeps being answered meanwhile.
+  for (int i = 0; i < kRequests; ++i) client().set_meta("cam", json{{"i", i}});
+  EXPECT_EQ(client().info("cam").meta_version, static_cast<std::uint64_t>(kRequests + 1));
+  reader.join();
+  EXPECT_EQ(in_order, kRequests);
+
+  int received = 0;
+  while (auto frame = raw.receive()) {
+    ASSERT_TRUE(protocol::is_event(*frame));
+    ++received;
+  }
+  EXPECT_GT(received, 0);
+  EXPECT_LT(received, kRequests + 1) << "the slow subscriber was dropped, not served";
+  EXPECT_THAT(daemon().log(), ::testing::HasSubstr("dropping subscriber"));
+}
+
+}  // namespace
+}  // namespace bridge
