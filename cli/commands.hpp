@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,11 +31,18 @@ struct ShowOptions {
   std::int64_t max_elements = 1000;  ///< --json: abbreviate past this many elements; 0 = never
 };
 
+struct WatchOptions {
+  std::optional<std::string> name;     ///< a segment's versions; none: daemon events
+  std::optional<std::uint64_t> count;  ///< stop after this many versions (events)
+  std::optional<double> timeout_s;     ///< fail with `timeout` after this long without one
+};
+
 int cmd_ls(const Context& ctx);
 int cmd_info(const Context& ctx, const std::string& name);
 int cmd_show(const Context& ctx, const ShowOptions& options);
 int cmd_rm(const Context& ctx, const std::vector<std::string>& names);
 int cmd_stats(const Context& ctx);
+int cmd_watch(const Context& ctx, const WatchOptions& options);
 
 /// One JSON document on one line of stdout.
 void print_json(const nlohmann::json& document);

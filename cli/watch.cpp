@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: MIT
+//
+// `watch`: follow a segment's versions (futex wait in shared memory, no
+// daemon round trip, no polling) or the daemon's event stream. Both print one
+// line per change and flush it, so `bridgectl watch ... --json | consumer`
+// sees each change as it happens.
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <ctime>
+#include <iostream>
+#include <sstream>
+
+#include "bridge/events.hpp"
+#include "bridge/protocol.hpp"
+#include "bridge/segment.hpp"
+#include "commands.hpp"
+
+namespace bridgectl {
+namespace {
+
+using nlohmann::json;
+
+// What the signal handler may touch: lock-free atomics, and two calls that
+// are async-signal-safe (an atomic add plus a futex syscall; an atomic store
+// plus shutdown(2)).
+std::atomic<bool> g_interrupted{false};
+std::atomic<const bridge::Segment*> g_segment{nullptr};
+std::atomic<bridge::EventStream*> g_stream{nullptr};
+
+void on_interrupt(int) {
+  const int saved_errno = errno;
+  g_interrupted.store(true);
+  // Bumping the wake word also closes the window between the wait's last
+  // check of g_interrupted and its futex sleep (the sleep sees a new value).
+  if (const bridge::Segment* segment = g_segment.load()) segment->wake_waiters();
+  if (bridge::EventStream* stream = g_stream.load()) stream->close();
+  errno = saved_errno;
+}
+
+/// SIGINT and SIGTERM end the watch cleanly (exit 0) while this lives.
+class InterruptHandler {
+ public:
+  InterruptHandler() {
+    struct sigaction action {};
+    action.sa_handler = on_interrupt;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = 0;  // no SA_RESTART: a blocked wait returns EINTR and re-checks
+    ::sigaction(SIGINT, &action, &old_int_);
+    ::sigaction(SIGTERM, &action, &old_term_);
+  }
+  ~InterruptHandler() {
+    ::sigaction(SIGINT, &old_int_, nullptr);
+    ::sigaction(SIGTERM, &old_term_, nullptr);
+    g_segment.store(nullptr);
+    g_stream.store(nullptr);
+  }
+  InterruptHandler(const InterruptHandler&) = delete;
+  InterruptHandler& operator=(const InterruptHandler&) = delete;
+
+ private:
+  struct sigaction old_int_ {};
+  struct sigaction old_term_ {};
+};
+
+std::string clock_time(std::int64_t unix_ms) {
+  const std::time_t seconds = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  if (::localtime_r(&seconds, &tm) == nullptr) return std::to_string(unix_ms) + " ms";
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S", &tm);
+  char millis[8];
+  std::snprintf(millis, sizeof millis, ".%03d", static_cast<int>(unix_ms % 1000));
+  return std::string(text) + millis;
+}
+
+std::string seconds_text(double seconds) {
+  std::ostringstream out;
+  out << seconds << " s";
+  return out.str();
+}
+
+std::optional<std::chrono::nanoseconds> as_timeout(const std::optional<double>& seconds) {
+  if (!seconds) return std::nullopt;
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+      std::chrono::duration<double>(*seconds));
+}
+
+void print_line(const Context& ctx, const json& document, const std::string& text) {
+  if (ctx.json) {
+    print_json(document);
+  } else {
+    std::cout << text << '\n';
+  }
+  std::cout.flush();
+}
+
+int watch_segment(const Context& ctx, const WatchOptions& options) {
+  auto client = ctx.connect();
+  auto segment = client.attach(*options.name);
+  const auto timeout = as_timeout(options.timeout_s);
+  std::uint64_t seen = segment.version();
+  const std::uint64_t start = seen;
+
+  InterruptHandler interrupts;
+  g_segment.store(&segment);
+  // The "watching" line is the signal that later commits will be seen.
+  std::cerr << "bridgectl: watching '" << segment.name() << "' from version " << seen
+            << " (Ctrl-C to stop)" << std::endl;
+  while (!options.count || seen - start < *options.count) {
+    std::uint64_t version;
+    try {
+      version = segment.wait(seen, timeout, g_interrupted);
+    } catch (const bridge::Error& e) {
+      if (e.code() == bridge::Errc::closed && g_interrupted.load()) return 0;
+      if (e.code() == bridge::Errc::timeout) {
+        throw bridge::Error(bridge::Errc::timeout, "no new version of '" + segment.name() +
+                                                       "' within " +
+                                                       seconds_text(*options.timeout_s) +
+                                                       " (version " + std::to_string(seen) + ")");
+      }
+      throw;
+    }
+    // A commit stores its writer and time before its version: read them
+    // first, then the version again, so they belong to the version printed
+    // or to one still in flight (never to an older one).
+    const std::int64_t pid = segment.last_writer_pid();
+    const std::int64_t time_ms = segment.last_commit_unix_ns() / 1'000'000;
+    version = std::max(version, segment.version());
+    const std::uint64_t coalesced = version - seen - 1;
+
+    json document = bridge::protocol::Event{bridge::protocol::EventKind::committed,
+                                            segment.name(),
+                                            segment.id(),
+                                            version,
+                                            segment.meta_version(),
+                                            pid,
+                                            time_ms};
+    document["coalesced"] = coalesced;
+    std::string text = clock_time(time_ms) + "  " + segment.name() + "  version " +
+                       std::to_string(version) + "  pid " + std::to_string(pid);
+    if (coalesced > 0) {
+      text += "  (" + std::to_string(coalesced) + (coalesced == 1 ? " commit" : " commits") +
+              " coalesced)";
+    }
+    print_line(ctx, document, text);
+    seen = version;
+    if (g_interrupted.load()) return 0;
+  }
+  return 0;
+}
+
+int watch_daemon(const Context& ctx, const WatchOptions& options) {
+  auto client = ctx.connect();
+  auto stream = client.events();
+  const auto timeout = as_timeout(options.timeout_s);
+
+  InterruptHandler interrupts;
+  g_stream.store(&stream);
+  std::cerr << "bridgectl: watching daemon events at " << client.socket_path()
+            << " (Ctrl-C to stop)" << std::endl;
+  for (std::uint64_t printed = 0; !options.count || printed < *options.count; ++printed) {
+    std::optional<bridge::protocol::Event> event;
+    try {
+      event = stream.next(timeout);
+    } catch (const bridge::Error& e) {
+      if (e.code() == bridge::Errc::closed && g_interrupted.load()) return 0;
+      throw;
+    }
+    if (!event) {
+      throw bridge::Error(bridge::Errc::timeout,
+                          "no daemon event within " + seconds_text(*options.timeout_s));
+    }
+    std::string text = clock_time(event->time_unix_ms) + "  " +
+                       std::string(bridge::protocol::to_string(event->kind)) + "  " + event->name +
+                       "  version " + std::to_string(event->version) + "  meta " +
+                       std::to_string(event->meta_version) + "  pid " + std::to_string(event->pid);
+    print_line(ctx, *event, text);
+    if (g_interrupted.load()) return 0;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int cmd_watch(const Context& ctx, const WatchOptions& options) {
+  g_interrupted.store(false);
+  return options.name ? watch_segment(ctx, options) : watch_daemon(ctx, options);
+}
+
+}  // namespace bridgectl
