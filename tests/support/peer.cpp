@@ -17,25 +17,28 @@
 //
 //   write NAME VALUE           fill under the writer lock, print the new version
 //   increment NAME N           print "ready", read one stdin line (the start
-//                              signal), then N locked `element 0 += 1`; print
-//                              the last version committed
+//                              signal), then N locked `element 0 += 1` (the other
+//                              elements get the old value); print the last version
 //   commit NAME [N]            N (default 1) commits without the lock; print the last
 //   wait NAME NEWER_THAN TIMEOUT_S
 //                              print "waiting", wait for a newer version and print
 //                              it; exits with the timeout code (25) on timeout
 //   lock-and-hang NAME VALUE   take the writer lock, fill the first half with
 //                              VALUE, print "locked", block until killed
-//   churn NAME N               N locked writes, write k filling every element with
-//                              k; print "started" after the first, then the last version
+//   churn NAME N               N locked writes (0: until EOF on stdin), write k
+//                              filling every element with k; print "started" after
+//                              the first, then the last version
 //
 // VALUE is a JSON number (or [re, im] for complex dtypes, true/false for bool).
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <complex>
 #include <iostream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bridge/bridge.hpp"
@@ -174,8 +177,12 @@ int run(const std::vector<std::string>& args) {
       std::uint64_t version = 0;
       for (long k = 0; k < count; ++k) {
         auto guard = seg.write();
-        auto counter = guard.view<T>().flat();
-        counter[0] = add(counter[0], one);
+        auto values = guard.view<T>().flat();
+        // Read, touch the rest, then write: a window in which an unlocked
+        // writer would lose updates, so the test can tell a broken lock.
+        const T before = values[0];
+        for (std::size_t e = 1; e < values.size(); ++e) values[e] = before;
+        values[0] = add(before, one);
         version = guard.commit();
       }
       std::cout << version << std::endl;
@@ -188,8 +195,16 @@ int run(const std::vector<std::string>& args) {
       for (;;) ::pause();  // the test SIGKILLs us while we hold the lock
     } else if (command == "churn") {
       const long count = std::stol(rest.at(0));
+      // N = 0: until stdin reaches EOF, so the test decides when it has seen enough.
+      std::atomic<bool> stop{false};
+      std::thread stdin_watch([&] {
+        std::string line;
+        while (count == 0 && std::getline(std::cin, line)) {
+        }
+        stop = true;
+      });
       std::uint64_t version = 0;
-      for (long k = 1; k <= count; ++k) {
+      for (long k = 1; count == 0 ? !stop.load() : k <= count; ++k) {
         auto guard = seg.write();
         // Element by element, so that a reader racing us would see a mix.
         const T value = from_json_value<T>(json(k));
@@ -197,6 +212,7 @@ int run(const std::vector<std::string>& args) {
         version = guard.commit();
         if (k == 1) std::cout << "started" << std::endl;
       }
+      stdin_watch.join();
       std::cout << version << std::endl;
     } else {
       std::cerr << "unknown command " << command << "\n";

@@ -9,6 +9,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import _pybridge
+from .errors import Closed
 
 
 class OwnerDiedWarning(RuntimeWarning):
@@ -60,6 +61,9 @@ class WriteGuard:
         """The writable array over the shared pages (raises Closed once the
         write ended; arrays obtained before stay valid, but writes through
         them are no longer covered by the lock)."""
+        if not self._core.active:
+            self._array = None
+            raise Closed("this write already ended")
         if self._array is None:
             self._array = self._core.array()
         return self._array

@@ -1,0 +1,61 @@
+# SPDX-License-Identifier: MIT
+"""Helpers for the mutation tests: long-running peers driven line by line.
+
+Processes synchronize through lines they print ("ready", "locked",
+"waiting"), never through sleeps.
+"""
+import os
+import subprocess
+
+from conftest import binary
+from pb_helpers import popen_python
+
+#: bridge_peer's exit status for Error(timeout): kExitCodeBase (10) + 15.
+PEER_TIMEOUT_EXIT = 25
+
+
+def popen_peer(daemon, *args):
+    return subprocess.Popen([binary("bridge_peer"), "--socket", daemon.socket, *map(str, args)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def expect_line(proc, expected):
+    """Reads one line from `proc` and checks it (EOF means it died: say why)."""
+    line = proc.stdout.readline()
+    if not line:
+        proc.wait(timeout=30)
+        raise AssertionError(f"child exited ({proc.returncode}) before printing {expected!r}:\n"
+                             f"{proc.stderr.read()}")
+    assert line.strip() == expected
+    return line
+
+
+def send(proc, line):
+    proc.stdin.write(line + "\n")
+    proc.stdin.flush()
+
+
+def finish(proc, timeout=60):
+    """Closes stdin, waits, checks the exit status; returns stdout's rest."""
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, f"child failed ({proc.returncode}):\n{err}"
+    return out
+
+
+def kill(proc):
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate(timeout=30)
+
+
+def child_cpu_seconds(proc):
+    """Waits for `proc` and returns the CPU time (user + system) it used."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_utime + usage.ru_stime
+
+
+def popen_child(script, daemon, *args):
+    """A Python child; `script` gets argv[1] = socket, then `args`."""
+    return popen_python(script, daemon.socket, *args)
