@@ -13,9 +13,11 @@
 //   rest: events for those arrive up to 20 ms late.
 // - futex_waitv needs Linux >= 5.16. On an older kernel (ENOSYS) the watcher
 //   compares every watched version each kFallbackPeriod instead, and logs so.
-// - Commits faster than the daemon delivers events are coalesced: one report
-//   per segment per wake, and the daemon reads the latest version when it
-//   builds the event.
+// - Commits faster than the daemon delivers events are coalesced: at most one
+//   report is in flight to the io thread (acknowledged with report_done()),
+//   one entry per changed segment, and the daemon reads the latest version
+//   when it builds the event. So a writer committing in a tight loop costs
+//   the daemon one report per io-thread turn, never a growing queue.
 //
 // Threading: watch() and stop() are called on the io thread. The watcher
 // thread touches only its own copies of the targets (whose shared_ptr keeps
@@ -48,10 +50,13 @@ struct WatchTarget {
 class CommitWatcher {
  public:
   /// Called on the watcher thread with the targets whose version changed
-  /// since the last report (or that are new); must not block.
+  /// since the last report (or that are new); must not block. The receiver
+  /// calls report_done() when it handles them.
   using OnCommits = std::function<void(std::vector<WatchTarget>)>;
 
   static constexpr std::chrono::milliseconds kFallbackPeriod{20};
+  /// The watcher thread's name (/proc/PID/task/TID/comm).
+  static constexpr const char* kThreadName = "bridged-commits";
 
   explicit CommitWatcher(OnCommits on_commits);
   /// Stops and joins.
@@ -66,6 +71,9 @@ class CommitWatcher {
   void watch(std::vector<WatchTarget> targets);
   /// Wakes the thread through the control word and joins it. Idempotent.
   void stop();
+  /// Called on the io thread when it starts handling a report: the next one
+  /// may be sent.
+  void report_done();
 
   /// How many segments can be watched by sleeping alone (no periodic check).
   static std::size_t sleeping_capacity();
@@ -77,9 +85,10 @@ class CommitWatcher {
 
   OnCommits on_commits_;
   std::mutex mutex_;
-  std::vector<WatchTarget> targets_;  // guarded by mutex_
-  std::uint64_t generation_ = 0;      // guarded by mutex_: bumped by watch()
-  bool stopping_ = false;             // guarded by mutex_
+  std::vector<WatchTarget> targets_;    // guarded by mutex_
+  std::uint64_t generation_ = 0;        // guarded by mutex_: bumped by watch()
+  bool stopping_ = false;               // guarded by mutex_
+  std::atomic<bool> in_flight_{false};  ///< a report was handed over and not yet handled
   // Private futex word (this process only): bumped whenever the thread must
   // look at targets_ or stopping_ again.
   std::atomic<std::uint32_t> control_{0};

@@ -127,6 +127,7 @@ void Server::on_segment_event(const bridge::protocol::Event& event) {
 
 void Server::on_commits(const std::vector<WatchTarget>& changed) {
   if (stopping_) return;
+  watcher_.report_done();
   for (const WatchTarget& target : changed) {
     // Read now, on the io thread: the latest version, and nothing at all for
     // a segment destroyed since the watcher looked (its flush already ran).

@@ -53,20 +53,28 @@ Event next_event(EventStream& stream) {
   return *event;
 }
 
-/// Voluntary context switches of every thread of `pid`: a thread that sleeps
-/// in a futex without a timeout adds none while nothing happens; one that
-/// polls adds one per period.
+/// Voluntary context switches of the daemon's own threads: the io thread
+/// (tid = pid) and the commit watcher (named "bridged-commits"), leaving out
+/// threads a sanitizer runtime may add. A thread asleep in a futex or epoll
+/// without a timeout adds none while nothing happens; one that polls adds one
+/// per period.
 std::uint64_t voluntary_switches(pid_t pid) {
   std::uint64_t total = 0;
+  int counted = 0;
   const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
   for (const auto& task : std::filesystem::directory_iterator(tasks)) {
+    std::string comm;
+    std::getline(std::ifstream(task.path() / "comm"), comm);
+    if (task.path().filename() != std::to_string(pid) && comm != "bridged-commits") continue;
     std::ifstream status(task.path() / "status");
     std::string line;
     while (std::getline(status, line)) {
       const std::string key = "voluntary_ctxt_switches:";
       if (line.rfind(key, 0) == 0) total += std::stoull(line.substr(key.size()));
     }
+    ++counted;
   }
+  EXPECT_EQ(counted, 2) << "expected the io thread and the commit watcher";
   return total;
 }
 
