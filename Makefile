@@ -9,7 +9,7 @@ ASAN    := build/asan
 JOBS    ?= $(shell nproc)
 CMAKE_FLAGS := -G Ninja -DBRIDGE_WERROR=ON
 
-.PHONY: all deps build demo test test-cpp test-asan install-py format format-check clean
+.PHONY: all deps build demo test test-cpp test-asan install-py format format-check clean bench
 
 all: build
 
@@ -36,6 +36,11 @@ test-asan: deps
 	@cmake --build $(ASAN) -j $(JOBS)
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir $(ASAN) --output-on-failure -j 2
+
+# Wake-latency benchmark (not a test, about 40 s): futex and pipe floors,
+# shmbridge C++ and Python side by side in one run; see bench/README.md.
+bench: build
+	@PYTHONPATH=$(BUILD)/python $(PY) bench/wake_latency.py --bin-dir $(BUILD)/bin
 
 # What a user does: builds a wheel with scikit-build-core and installs the
 # package plus the bridged and bridgectl commands into .venv.
