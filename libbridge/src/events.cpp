@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -99,8 +100,8 @@ std::optional<protocol::Event> EventStream::next(std::optional<std::chrono::nano
     timespec wait{};
     timespec* wait_for = nullptr;
     if (deadline) {
-      const auto left = *deadline - Clock::now();
-      if (left <= Clock::duration::zero()) return std::nullopt;
+      // A deadline already past still looks once (a zero timeout polls).
+      const auto left = std::max(*deadline - Clock::now(), Clock::duration::zero());
       const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
       wait.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
       wait.tv_nsec = static_cast<long>(ns % 1'000'000'000);
@@ -112,7 +113,7 @@ std::optional<protocol::Event> EventStream::next(std::optional<std::chrono::nano
       if (errno == EINTR) continue;
       throw_errno(errno, "poll on the event stream");
     }
-    if (rc == 0) continue;  // the deadline check above returns nullopt
+    if (rc == 0) return std::nullopt;
     if (s.closed.load()) throw Error(Errc::closed, "the event stream is closed");
 
     char chunk[kReadChunk];

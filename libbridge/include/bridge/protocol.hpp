@@ -22,7 +22,7 @@
 // reply (is_event). A subscribed connection accepts no further requests: the
 // daemon closes it when another frame arrives. Open a second connection for
 // requests. A subscriber that falls too far behind is disconnected (see
-// bridged's events.hpp); commits faster than delivery are coalesced into one
+// daemon/src/session.hpp); commits faster than delivery are coalesced into one
 // `committed` event carrying the latest version.
 #pragma once
 
