@@ -194,12 +194,14 @@ TEST_F(EventsTest, IdleWatcherSleepsAndACommitStillArrives) {
   segment.commit();
   ASSERT_EQ(next_event(stream).version, 1u);
 
-  // Idle: a watcher that polled (even every 20 ms) would switch context
-  // several times in this window; one asleep in futex_waitv does not.
+  // Idle: a watcher that polled every 20 ms would switch context about 25
+  // times in this window; one asleep in futex_waitv does not at all. The
+  // slack covers the daemon finishing the first event's work on a loaded
+  // machine (writer and watcher going back to sleep) inside the window.
   const std::uint64_t before = voluntary_switches(daemon().pid());
-  EXPECT_FALSE(stream.next(300ms).has_value());
+  EXPECT_FALSE(stream.next(500ms).has_value());
   const std::uint64_t after = voluntary_switches(daemon().pid());
-  EXPECT_LE(after - before, 2u) << "the daemon woke up while nothing happened";
+  EXPECT_LE(after - before, 5u) << "the daemon woke up while nothing happened";
 
   SignalPipe go;
   ChildProcess child = committer(socket_path(), "cam", 1, &go);
