@@ -5,7 +5,9 @@ Processes synchronize through lines they print ("ready", "locked",
 "waiting"), never through sleeps.
 """
 import os
+import platform
 import subprocess
+import time
 
 from conftest import binary
 from pb_helpers import popen_python
@@ -38,6 +40,8 @@ def send(proc, line):
 
 def finish(proc, timeout=60):
     """Closes stdin, waits, checks the exit status; returns stdout's rest."""
+    if proc.stdin is not None and proc.stdin.closed:
+        proc.stdin = None  # communicate() would flush it
     out, err = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, f"child failed ({proc.returncode}):\n{err}"
     return out
@@ -59,3 +63,22 @@ def child_cpu_seconds(proc):
 def popen_child(script, daemon, *args):
     """A Python child; `script` gets argv[1] = socket, then `args`."""
     return popen_python(script, daemon.socket, *args)
+
+
+_FUTEX_SYSCALL = {"x86_64": 202, "aarch64": 98}.get(platform.machine())
+
+
+def wait_until_blocked_in_futex(pid, tid=None, timeout=10.0):
+    """Waits until a thread (default: `pid`'s main thread) sleeps in the
+    futex syscall (a lock or a version wait), read from /proc: proof that
+    what the test does next meets the blocked call, not the code before it."""
+    if _FUTEX_SYSCALL is None:
+        return
+    path = f"/proc/{pid}/task/{tid or pid}/syscall"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(path) as f:
+            if f.read().split(" ", 1)[0] == str(_FUTEX_SYSCALL):
+                return
+        os.sched_yield()
+    raise AssertionError(f"thread {tid or pid} of process {pid} never blocked in futex()")
