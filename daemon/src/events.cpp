@@ -24,7 +24,7 @@ bool EventHub::wants(const std::string& name) const {
   return false;
 }
 
-void EventHub::publish(const Event& event) {
+std::size_t EventHub::publish(const Event& event) {
   std::vector<ClientId> dropped;
   for (auto& [client, subscriber] : subscribers_) {
     if (subscriber.name && *subscriber.name != event.name) continue;
@@ -49,6 +49,7 @@ void EventHub::publish(const Event& event) {
     if (!subscriber.deliver(event)) dropped.push_back(client);
   }
   for (ClientId client : dropped) subscribers_.erase(client);
+  return dropped.size();
 }
 
 }  // namespace bridged

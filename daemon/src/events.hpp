@@ -36,8 +36,9 @@ class EventHub {
   /// Returns whether `client` was a subscriber.
   bool unsubscribe(ClientId client);
 
-  /// Delivers `event` to every subscriber whose filter matches.
-  void publish(const bridge::protocol::Event& event);
+  /// Delivers `event` to every subscriber whose filter matches. Returns how
+  /// many subscribers were dropped (their Deliver returned false).
+  std::size_t publish(const bridge::protocol::Event& event);
 
   /// Whether any subscriber wants events about segment `name`.
   bool wants(const std::string& name) const;

@@ -118,8 +118,8 @@ void Server::subscribe(const Caller& caller, std::optional<std::string> name,
 }
 
 void Server::on_segment_event(const bridge::protocol::Event& event) {
-  hub_.publish(event);
-  if (event.kind == bridge::protocol::EventKind::created ||
+  const std::size_t dropped = hub_.publish(event);
+  if (dropped > 0 || event.kind == bridge::protocol::EventKind::created ||
       event.kind == bridge::protocol::EventKind::destroyed) {
     update_watch();
   }
@@ -131,7 +131,10 @@ void Server::on_commits(const std::vector<WatchTarget>& changed) {
   for (const WatchTarget& target : changed) {
     // Read now, on the io thread: the latest version, and nothing at all for
     // a segment destroyed since the watcher looked (its flush already ran).
-    if (auto event = registry_.commit_event(target.name, target.segment_id)) hub_.publish(*event);
+    if (auto event = registry_.commit_event(target.name, target.segment_id)) {
+      // A dropped subscriber may have been the only one watching something.
+      if (hub_.publish(*event) > 0) update_watch();
+    }
   }
 }
 
