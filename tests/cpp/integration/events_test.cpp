@@ -97,7 +97,9 @@ TEST_F(EventsTest, LifecycleArrivesInOrderWithCallerAndWriterPids) {
   const std::int64_t before = now_unix_ms();
   Segment segment = other.create("cam", DType::uint8, {4}, json{{"lens", "wide"}});
   other.set_meta("cam", json{{"lens", "tele"}});
-  segment.commit();
+  // Another process commits; the requests above and below are this one's.
+  ChildProcess child = committer(socket_path(), "cam", 1);
+  ASSERT_TRUE(child.succeeded());
   other.destroy("cam");
 
   const Event created = next_event(stream);
@@ -121,7 +123,7 @@ TEST_F(EventsTest, LifecycleArrivesInOrderWithCallerAndWriterPids) {
   EXPECT_EQ(committed.name, "cam");
   EXPECT_EQ(committed.segment_id, segment.id());
   EXPECT_EQ(committed.version, 1u);
-  EXPECT_EQ(committed.pid, ::getpid());
+  EXPECT_EQ(committed.pid, child.pid());
   EXPECT_EQ(committed.time_unix_ms, segment.last_commit_unix_ns() / 1'000'000);
 
   const Event destroyed = next_event(stream);
