@@ -53,5 +53,6 @@ NB_MODULE(_pybridge, m) {
 
   pybridge::bind_errors(m);
   pybridge::bind_segment(m);
+  pybridge::bind_events(m);
   pybridge::bind_client(m);
 }

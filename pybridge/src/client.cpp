@@ -5,8 +5,10 @@
 // Python sees exactly the objects `bridgectl --json` prints.
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/unique_ptr.h>
 #include <nanobind/stl/vector.h>
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -60,6 +62,12 @@ void bind_client(nb::module_& m) {
           Release())
       .def(
           "stats_json", [](Client& c) { return dump_json(json(c.stats())); }, Release())
+      .def(
+          "events",
+          [](Client& c, std::optional<std::string> name) {
+            return std::make_unique<EventsHandle>(c.events(std::move(name)));
+          },
+          nb::arg("name") = nb::none(), Release())
       .def_prop_ro("daemon_json", [](const Client& c) { return dump_json(json(c.daemon())); })
       .def_prop_ro("socket_path", [](const Client& c) { return c.socket_path(); })
       .def("close", &Client::close, Release());

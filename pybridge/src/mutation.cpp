@@ -8,9 +8,7 @@
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/unique_ptr.h>
 
-#include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -19,65 +17,15 @@
 #include <thread>
 #include <utility>
 
+#include "blocking.hpp"
 #include "bridge/bridge.hpp"
 #include "pybridge.hpp"
 
 namespace pybridge {
 namespace {
 
-using namespace std::chrono_literals;
 using bridge::Errc;
 using bridge::Error;
-using Clock = std::chrono::steady_clock;
-using Timeout = std::optional<std::chrono::nanoseconds>;
-
-Timeout to_timeout(std::optional<double> seconds) {
-  if (!seconds || (std::isinf(*seconds) && *seconds > 0)) return std::nullopt;
-  if (std::isnan(*seconds) || *seconds < 0) {
-    throw Error(Errc::invalid_argument, "timeout must be None or a number of seconds >= 0, not " +
-                                            std::to_string(*seconds));
-  }
-  // Beyond ~30 years is forever; this also keeps the nanoseconds in range.
-  if (*seconds > 1e9) return std::nullopt;
-  return std::chrono::nanoseconds(static_cast<std::int64_t>(*seconds * 1e9));
-}
-
-// On the main thread a blocking call runs in slices of this length with a
-// check for Python signals in between, because signal handlers (Ctrl-C's
-// KeyboardInterrupt) run only once the main thread is back in the
-// interpreter. Commits still wake a waiter at once; slices only bound how
-// long Ctrl-C takes. Other threads block in one call.
-constexpr std::chrono::nanoseconds kSignalSlice = 100ms;
-
-// Runs `attempt(timeout)` without the GIL; `attempt` throws Error(timeout)
-// when its timeout expires.
-template <class F>
-auto run_blocking(Timeout timeout, bool check_signals, F&& attempt) -> decltype(attempt(timeout)) {
-  if (!check_signals) {
-    nb::gil_scoped_release unlocked;
-    return attempt(timeout);
-  }
-  const std::optional<Clock::time_point> deadline =
-      timeout ? std::optional(Clock::now() + *timeout) : std::nullopt;
-  for (;;) {
-    Timeout slice = kSignalSlice;
-    bool last = false;
-    if (deadline) {
-      const auto left = *deadline - Clock::now();
-      if (left <= kSignalSlice) {
-        slice = std::max<std::chrono::nanoseconds>(left, 0ns);
-        last = true;
-      }
-    }
-    try {
-      nb::gil_scoped_release unlocked;
-      return attempt(slice);
-    } catch (const Error& e) {
-      if (e.code() != Errc::timeout || last) throw;
-    }
-    if (PyErr_CheckSignals() != 0) throw nb::python_error();
-  }
-}
 
 // Keeps the segment open across a call without the GIL. If close() ran in the
 // meantime, this is the last reference and the detach happens here, also

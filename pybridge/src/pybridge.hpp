@@ -7,10 +7,12 @@
 #include <atomic>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "bridge/dtype.hpp"
+#include "bridge/events.hpp"
 #include "bridge/segment.hpp"
 
 namespace pybridge {
@@ -60,6 +62,30 @@ class SegmentHandle {
   std::vector<CancelToken*> waits_;
 };
 
+/// The handle Python holds for one bridge::EventStream. Shared like the
+/// segment: a next() in progress holds its own reference, so close() from
+/// another thread ends that call (Error(closed)) instead of freeing the
+/// stream under it. Touched only with the GIL held.
+class EventsHandle {
+ public:
+  explicit EventsHandle(bridge::EventStream stream);
+  EventsHandle(const EventsHandle&) = delete;
+  EventsHandle& operator=(const EventsHandle&) = delete;
+  ~EventsHandle() { close(); }
+
+  /// The next event as protocol JSON text, or nullopt once `timeout`
+  /// seconds pass without one. One reader at a time.
+  std::optional<std::string> next_json(std::optional<double> timeout, bool check_signals);
+  void close() noexcept;
+  bool is_open() const noexcept { return stream_ && stream_->is_open(); }
+  const std::optional<std::string>& name() const noexcept { return name_; }
+
+ private:
+  std::shared_ptr<bridge::EventStream> stream_;
+  std::optional<std::string> name_;
+  bool reading_ = false;
+};
+
 /// A NumPy array of the segment's dtype and shape over `data`; `owner` (a
 /// capsule) keeps the memory alive for as long as the array or any view of it.
 nb::object make_ndarray(void* data, const bridge::protocol::SegmentInfo& info, nb::capsule owner,
@@ -76,6 +102,7 @@ bridge::DType parse_dtype(const std::string& name);
 
 void bind_errors(nb::module_& m);
 void bind_client(nb::module_& m);
+void bind_events(nb::module_& m);
 void bind_segment(nb::module_& m);
 /// Adds write/read/snapshot/wait/commit to the Segment class and binds the
 /// guard types.

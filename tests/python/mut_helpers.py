@@ -65,20 +65,27 @@ def popen_child(script, daemon, *args):
     return popen_python(script, daemon.socket, *args)
 
 
-_FUTEX_SYSCALL = {"x86_64": 202, "aarch64": 98}.get(platform.machine())
+_SYSCALLS = {"x86_64": {"futex": 202, "ppoll": 271},
+             "aarch64": {"futex": 98, "ppoll": 73}}.get(platform.machine())
 
 
-def wait_until_blocked_in_futex(pid, tid=None, timeout=10.0):
-    """Waits until a thread (default: `pid`'s main thread) sleeps in the
-    futex syscall (a lock or a version wait), read from /proc: proof that
-    what the test does next meets the blocked call, not the code before it."""
-    if _FUTEX_SYSCALL is None:
+def wait_until_blocked_in(syscall, pid, tid=None, timeout=10.0):
+    """Waits until a thread (default: `pid`'s main thread) sleeps in
+    `syscall` ("futex": a lock or a version wait, "ppoll": an event stream),
+    read from /proc: proof that what the test does next meets the blocked
+    call, not the code before it."""
+    if _SYSCALLS is None:
         return
+    number = str(_SYSCALLS[syscall])
     path = f"/proc/{pid}/task/{tid or pid}/syscall"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with open(path) as f:
-            if f.read().split(" ", 1)[0] == str(_FUTEX_SYSCALL):
+            if f.read().split(" ", 1)[0] == number:
                 return
         os.sched_yield()
-    raise AssertionError(f"thread {tid or pid} of process {pid} never blocked in futex()")
+    raise AssertionError(f"thread {tid or pid} of process {pid} never blocked in {syscall}()")
+
+
+def wait_until_blocked_in_futex(pid, tid=None, timeout=10.0):
+    wait_until_blocked_in("futex", pid, tid, timeout)

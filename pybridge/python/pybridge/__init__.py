@@ -14,12 +14,16 @@
     v = seg.wait(newer_than=v, timeout=1.0)    # blocks without polling; Timeout
     frame = seg.snapshot()            # a consistent copy, never two writes mixed
 
+    for event in client.events("frames"):      # created, committed, meta_changed, ...
+        print(event["event"], event["version"])
+
 Segments live in the daemon, not in this process: nothing here unlinks a
 segment when the process exits (use Client.destroy).
 """
 from . import _pybridge
 from ._client import Client, connect
 from ._convert import SUPPORTED_DTYPES
+from ._events import EventStream
 from ._mutation import OwnerDiedWarning, ReadGuard, WriteGuard
 from ._segment import Segment
 from .errors import (ERRORS_BY_CODE, AlreadyExists, BridgeError, Closed, CorruptSegment,
@@ -44,8 +48,8 @@ def default_socket_path() -> str:
 
 __all__ = [
     "AlreadyExists", "BridgeError", "Client", "Closed", "CorruptSegment", "DaemonUnavailable",
-    "ERRORS_BY_CODE", "ERROR_CODES", "Internal", "InvalidArgument", "IoError", "LimitExceeded",
-    "NoSpace", "NotFound", "OwnerDiedWarning", "PermissionDenied", "ProtocolError",
-    "ProtocolMismatch", "ReadGuard", "SUPPORTED_DTYPES", "Segment", "Timeout", "TornRead",
-    "TypeMismatch", "WriteGuard", "connect", "default_socket_path",
+    "ERRORS_BY_CODE", "ERROR_CODES", "EventStream", "Internal", "InvalidArgument", "IoError",
+    "LimitExceeded", "NoSpace", "NotFound", "OwnerDiedWarning", "PermissionDenied",
+    "ProtocolError", "ProtocolMismatch", "ReadGuard", "SUPPORTED_DTYPES", "Segment", "Timeout",
+    "TornRead", "TypeMismatch", "WriteGuard", "connect", "default_socket_path",
 ]

@@ -10,6 +10,7 @@ import numpy as np
 
 from . import _pybridge
 from ._convert import DTypeLike, ShapeLike, dtype_name, meta_json, shape_list
+from ._events import EventStream
 from ._segment import Segment
 from .errors import Closed, InvalidArgument
 
@@ -87,6 +88,15 @@ class Client:
     def stats(self) -> Dict[str, Any]:
         """The daemon's counters (pid, segments, bytes, clients, shm_prefix ...)."""
         return json.loads(self._client().stats_json())
+
+    # ---- events -------------------------------------------------------------
+    def events(self, name: Optional[str] = None) -> EventStream:
+        """Subscribes to the daemon's events (created, destroyed, meta_changed,
+        committed) about every segment, or only those named ``name`` (which
+        need not exist yet): an iterator of dicts, see :class:`EventStream`.
+        Events are those after this call returns. The stream has a
+        connection of its own, so this client keeps working meanwhile."""
+        return EventStream(self._client().events(name))
 
     # ---- connection ---------------------------------------------------------
     @property

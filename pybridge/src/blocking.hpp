@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: MIT
+//
+// Blocking calls from Python: timeouts in seconds, the GIL released, and
+// Ctrl-C still honoured on the main thread.
+#pragma once
+
+#include <nanobind/nanobind.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "bridge/error.hpp"
+
+namespace pybridge {
+
+namespace nb = nanobind;
+using Timeout = std::optional<std::chrono::nanoseconds>;
+
+/// A Python timeout in seconds to a C++ one: None or +inf -> nullopt
+/// (forever). Throws Error(invalid_argument) for negative or NaN values.
+inline Timeout to_timeout(std::optional<double> seconds) {
+  using bridge::Errc;
+  using bridge::Error;
+  if (!seconds || (std::isinf(*seconds) && *seconds > 0)) return std::nullopt;
+  if (std::isnan(*seconds) || *seconds < 0) {
+    throw Error(Errc::invalid_argument, "timeout must be None or a number of seconds >= 0, not " +
+                                            std::to_string(*seconds));
+  }
+  // Beyond ~30 years is forever; this also keeps the nanoseconds in range.
+  if (*seconds > 1e9) return std::nullopt;
+  return std::chrono::nanoseconds(static_cast<std::int64_t>(*seconds * 1e9));
+}
+
+/// On the main thread a blocking call runs in slices of this length with a
+/// check for Python signals in between, because signal handlers (Ctrl-C's
+/// KeyboardInterrupt) run only once the main thread is back in the
+/// interpreter. Wake-ups (commits, unlocks, events) still arrive at once;
+/// slices only bound how long Ctrl-C takes. Other threads block in one call.
+inline constexpr std::chrono::nanoseconds kSignalSlice = std::chrono::milliseconds(100);
+
+/// Runs `attempt(timeout)` without the GIL; `attempt` throws
+/// Error(timeout) when its timeout expires.
+template <class F>
+auto run_blocking(Timeout timeout, bool check_signals, F&& attempt) -> decltype(attempt(timeout)) {
+  using Clock = std::chrono::steady_clock;
+  if (!check_signals) {
+    nb::gil_scoped_release unlocked;
+    return attempt(timeout);
+  }
+  const std::optional<Clock::time_point> deadline =
+      timeout ? std::optional(Clock::now() + *timeout) : std::nullopt;
+  for (;;) {
+    Timeout slice = kSignalSlice;
+    bool last = false;
+    if (deadline) {
+      const auto left = *deadline - Clock::now();
+      if (left <= kSignalSlice) {
+        slice = std::max<std::chrono::nanoseconds>(left, std::chrono::nanoseconds::zero());
+        last = true;
+      }
+    }
+    try {
+      nb::gil_scoped_release unlocked;
+      return attempt(slice);
+    } catch (const bridge::Error& e) {
+      if (e.code() != bridge::Errc::timeout || last) throw;
+    }
+    if (PyErr_CheckSignals() != 0) throw nb::python_error();
+  }
+}
+
+}  // namespace pybridge
