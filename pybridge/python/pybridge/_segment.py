@@ -149,7 +149,9 @@ class Segment:
                          timeout: Optional[float] = None) -> int:
         """:meth:`wait` for asyncio: blocks a thread of the loop's default
         executor, not the event loop. Cancelling the awaiting task wakes that
-        thread at once, so it does not stay blocked."""
+        thread at once, so it does not stay blocked. Each pending wait holds
+        one executor thread: for many concurrent waits give the loop a larger
+        default executor (``loop.set_default_executor``)."""
         import asyncio
 
         if newer_than is None:
