@@ -69,6 +69,14 @@ class RegisteredWait {
 // with the GIL held; leaked so that it outlives late guard destructors.
 auto& held_locks = *new std::set<std::pair<std::thread::id, std::uint64_t>>();
 
+// Calls that wait for the current write to end would wait for themselves.
+void refuse_if_writing(const SegmentHandle& s, const char* what) {
+  if (held_locks.contains({std::this_thread::get_id(), s.info().id})) {
+    throw Error(Errc::invalid_argument, "this thread holds the writer lock of '" + s.info().name +
+                                            "': " + what + " would deadlock");
+  }
+}
+
 /// One held writer lock (bridge::WriteGuard). Ended by commit() or abort();
 /// if it is collected while still active the write is aborted (no version),
 /// because a guard dropped without an explicit end is a write nobody finished.
@@ -182,11 +190,7 @@ void bind_mutation(nb::module_& m, nb::class_<SegmentHandle>& segment) {
           "write",
           [](const SegmentHandle& s, std::optional<double> timeout, bool check_signals) {
             Pinned seg(s);
-            if (held_locks.contains({std::this_thread::get_id(), s.info().id})) {
-              throw Error(Errc::invalid_argument, "this thread already holds the writer lock of '" +
-                                                      s.info().name +
-                                                      "' (a nested write() would deadlock)");
-            }
+            refuse_if_writing(s, "a nested write()");
             bridge::WriteGuard guard = run_blocking(to_timeout(timeout), check_signals,
                                                     [&](Timeout t) { return seg->write(t); });
             return std::make_unique<WriteHandle>(std::move(guard), *seg);
@@ -201,6 +205,7 @@ void bind_mutation(nb::module_& m, nb::class_<SegmentHandle>& segment) {
           "snapshot",
           [](const SegmentHandle& s, std::optional<double> timeout, bool check_signals) {
             Pinned seg(s);
+            refuse_if_writing(s, "snapshot()");
             auto snap = std::make_unique<bridge::Snapshot>(run_blocking(
                 to_timeout(timeout), check_signals, [&](Timeout t) { return seg->snapshot(t); }));
             const std::uint64_t version = snap->version();

@@ -145,8 +145,11 @@ def test_nested_write_on_one_thread_is_refused_not_a_deadlock(client):
     seg = client.create("m", (1,), "uint8")
     other = client.attach("m")  # another attachment shares the same lock
     with seg.write():
-        with pytest.raises(pybridge.InvalidArgument, match="already holds"):
+        with pytest.raises(pybridge.InvalidArgument, match="holds the writer lock"):
             other.write()
+        # A snapshot waits for the write in progress to end: this one.
+        with pytest.raises(pybridge.InvalidArgument, match="snapshot"):
+            other.snapshot()
     assert seg.version == 1
 
 

@@ -33,9 +33,9 @@ class WriteGuard:
     writable array; a normal exit commits (version += 1, waiters wake), an
     exception aborts (no new version) and propagates. Or end it explicitly
     with :meth:`commit` / :meth:`abort`. A guard collected while still held
-    aborts. It must end on the thread that took it, and a thread cannot take
-    a lock it already holds (that raises InvalidArgument instead of
-    deadlocking).
+    aborts. It must end on the thread that took it. While a thread holds it,
+    its own ``write()`` or ``snapshot()`` of the segment raises
+    InvalidArgument instead of deadlocking (both wait for this write).
     """
 
     __slots__ = ("_core", "_array", "_version")
