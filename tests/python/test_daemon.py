@@ -6,6 +6,7 @@ import os
 import signal
 import stat
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -117,3 +118,32 @@ def test_client_disconnect_detaches(daemon):
                 break
         assert owner.info("watched")["attached"] == 1
         owner.destroy("watched")
+
+
+def test_segments_are_private_shm_objects_named_under_the_daemon_prefix(daemon):
+    with pybridge.connect(daemon.socket) as c:
+        seg = c.create("private", (8,), "uint8")
+        path = Path("/dev/shm") / (daemon.shm_prefix.lstrip("/") + "private")
+        st = path.stat()
+        assert stat.S_IMODE(st.st_mode) == 0o600
+        assert st.st_uid == os.getuid()
+        assert st.st_size == c.info("private")["total_bytes"]
+        seg.close()
+        c.destroy("private")
+        assert not path.exists()
+
+
+def test_create_never_adopts_an_object_it_did_not_create(daemon):
+    # A stranger's object under our prefix (created after the daemon started,
+    # so it was not re-adopted at start-up): O_EXCL refuses it and the stranger's
+    # bytes are left alone.
+    path = Path("/dev/shm") / (daemon.shm_prefix.lstrip("/") + "squatted")
+    path.write_bytes(b"not a segment")
+    try:
+        with pybridge.connect(daemon.socket) as c:
+            with pytest.raises(pybridge.AlreadyExists):
+                c.create("squatted", (4,), "uint8")
+            assert "squatted" not in [s["name"] for s in c.list()]
+        assert path.read_bytes() == b"not a segment"
+    finally:
+        path.unlink()
