@@ -3,10 +3,12 @@
 // The C++ side of the demo: a separate process that shares a NumPy array's
 // pages through libbridge.
 //
-//   frames_peer --socket S mutate NAME   attach to NAME (float32, 2-D), print it, add 100 to
-//                                        row 0 and set the last element to -1, print again
+//   frames_peer --socket S mutate NAME   attach to NAME (float32, 2-D), print it; under the
+//                                        writer lock add 100 to row 0 and set the last
+//                                        element to -1, print again, commit
 //   frames_peer --socket S own NAME      create NAME (int32 3x4, 0..11), print it, then wait
-//                                        for a line on stdin and print what it sees now
+//                                        for a new version and print what it sees now
+#include <chrono>
 #include <cstdint>
 #include <iostream>
 #include <string>
@@ -35,9 +37,16 @@ int mutate(bridge::Client& client, const std::string& name) {
             << bridge::dtype_name(seg.dtype()) << " " << view.shape()[0] << "x" << view.shape()[1]
             << ", meta " << seg.meta().dump() << std::endl;
   print("[c++] before:", view);
-  for (std::int64_t j = 0; j < view.shape()[1]; ++j) view(0, j) += 100.0f;
-  view(view.shape()[0] - 1, view.shape()[1] - 1) = -1.0f;
-  print("[c++] after: ", view);
+  {
+    // The writer lock: the commit at the end of the block bumps the version
+    // and wakes the Python process waiting for it.
+    bridge::WriteGuard write = seg.write(std::chrono::seconds(10));
+    auto locked = write.view<float>();
+    for (std::int64_t j = 0; j < locked.shape()[1]; ++j) locked(0, j) += 100.0f;
+    locked(locked.shape()[0] - 1, locked.shape()[1] - 1) = -1.0f;
+    print("[c++] after: ", locked);
+    std::cout << "[c++] committed version " << write.commit() << std::endl;
+  }
   return 0;
 }
 
@@ -48,9 +57,12 @@ int own(bridge::Client& client, const std::string& name) {
   for (auto& v : view.flat()) v = next++;
   std::cout << "[c++ pid " << ::getpid() << "] created '" << name << "' int32 3x4" << std::endl;
   print("[c++] wrote:", view);
+  const std::uint64_t seen = seg.version();
   std::cout << "ready" << std::endl;  // the demo driver now mutates from Python
-  std::string line;
-  std::getline(std::cin, line);
+  // Sleeps on the segment's futex until Python commits: no polling, no daemon.
+  const std::uint64_t version = seg.wait(seen, std::chrono::seconds(30));
+  std::cout << "[c++] woke on version " << version << " (pid " << seg.last_writer_pid()
+            << " wrote it)" << std::endl;
   print("[c++] now sees Python's mutation:", view);
   return 0;
 }

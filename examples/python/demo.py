@@ -3,10 +3,13 @@
 
 It starts a private bridged, then
   1. Python creates "frames" (float32) and writes to it through NumPy;
-  2. a separate C++ process attaches to the same pages and mutates them;
+  2. a separate C++ process attaches to the same pages and mutates them under
+     the segment's writer lock; its commit wakes Python, which is waiting for
+     a new version;
   3. Python prints the mutation it sees, with no copy and no re-attach;
-  4. the reverse: C++ creates "from_cpp", Python attaches and mutates it, and
-     the C++ process prints what it now sees;
+  4. the reverse: C++ creates "from_cpp" and waits for a new version, Python
+     attaches and mutates it under the lock, and the woken C++ process prints
+     what it now sees;
   5. bridgectl ls and show; then everything is destroyed, the daemon stopped,
      and /dev/shm checked.
 
@@ -68,24 +71,26 @@ def run(bin_dir, socket):
     seg = client.create("frames", (3, 4), "float32", meta={"camera": "front"})
     seg.array[...] = np.arange(12, dtype=np.float32).reshape(3, 4)
     print(f"[python pid {os.getpid()}] created 'frames' and wrote:\n{seg.array}", flush=True)
-    subprocess.run(peer + ["mutate", "frames"], check=True)
-    print(f"[python] sees the C++ mutation in the same pages:\n{seg.array}", flush=True)
+    seen = seg.version
+    cpp = subprocess.Popen(peer + ["mutate", "frames"])
+    version = seg.wait(newer_than=seen, timeout=30)  # futex wait: wakes on the C++ commit
+    cpp.wait(timeout=30)  # only so that the two processes' output does not interleave
+    print(f"[python] woke on version {version} (written by pid {seg.last_writer_pid}); "
+          f"the same pages now hold:\n{seg.array}", flush=True)
     assert seg.array[0, 0] == 100 and seg.array[-1, -1] == -1
 
     banner("C++ -> Python")
-    owner = subprocess.Popen(peer + ["own", "from_cpp"], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)
+    owner = subprocess.Popen(peer + ["own", "from_cpp"], stdout=subprocess.PIPE, text=True)
     for line in owner.stdout:  # echo until the C++ process says it is ready
         if line.strip() == "ready":
             break
         print(line, end="", flush=True)
     with client.attach("from_cpp") as theirs:
         print(f"[python] attached 'from_cpp' {theirs.dtype} {theirs.shape}, meta {theirs.meta}")
-        theirs.array[...] *= -1
-        theirs.array[1, :] = 7
-        print(f"[python] mutated it to:\n{theirs.array}", flush=True)
-        owner.stdin.write("go\n")
-        owner.stdin.flush()
+        with theirs.write(timeout=10) as arr:  # the writer lock; the commit wakes C++
+            arr[...] *= -1
+            arr[1, :] = 7
+        print(f"[python] committed version {theirs.version}:\n{theirs.array}", flush=True)
         print(owner.stdout.read(), end="", flush=True)
         owner.wait(timeout=30)
 
