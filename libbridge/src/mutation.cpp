@@ -145,14 +145,8 @@ WriteGuard::~WriteGuard() {
 std::uint64_t WriteGuard::commit() {
   if (!active()) throw Error(Errc::closed, "this write already ended");
   // The version is bumped before seq turns even, so a reader that sees the
-  // even seq also sees the new version with the new bytes. An atomic add, not
-  // load + store: Segment::commit() bumps it without the lock, concurrently.
-  sync_->last_writer_pid.store(static_cast<std::int32_t>(::getpid()), std::memory_order_relaxed);
-  sync_->last_commit_unix_ns.store(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                       std::chrono::system_clock::now().time_since_epoch())
-                                       .count(),
-                                   std::memory_order_relaxed);
-  const std::uint64_t version = sync_->version.fetch_add(1, std::memory_order_acq_rel) + 1;
+  // even seq also sees the new version with the new bytes.
+  const std::uint64_t version = sync::bump_version(*sync_);
   end_write();
   return version;
 }

@@ -76,10 +76,15 @@ void futex_wake_all(const std::atomic<std::uint32_t>& word) {
             nullptr, 0);
 }
 
-std::uint64_t publish_commit(SyncBlock& sync) {
+std::uint64_t bump_version(SyncBlock& sync) {
   sync.last_writer_pid.store(static_cast<std::int32_t>(::getpid()), std::memory_order_relaxed);
   sync.last_commit_unix_ns.store(now_unix_ns(), std::memory_order_relaxed);
-  const std::uint64_t version = sync.version.fetch_add(1, std::memory_order_acq_rel) + 1;
+  // An atomic add, not load + store: lockless commits race locked ones.
+  return sync.version.fetch_add(1, std::memory_order_acq_rel) + 1;
+}
+
+std::uint64_t publish_commit(SyncBlock& sync) {
+  const std::uint64_t version = bump_version(sync);
   wake_waiters(sync);
   return version;
 }

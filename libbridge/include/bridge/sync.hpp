@@ -27,7 +27,10 @@ bool futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected,
 /// Wakes every process sleeping on `word`.
 void futex_wake_all(const std::atomic<std::uint32_t>& word);
 
-/// version += 1, records the writer, wakes waiters; returns the new version.
+/// version += 1 and records the writer (pid, time); returns the new version.
+/// Wakes nobody: a locked write must first end its seqlock section.
+std::uint64_t bump_version(SyncBlock& sync);
+/// bump_version, then wakes waiters; returns the new version.
 std::uint64_t publish_commit(SyncBlock& sync);
 /// Wakes every waiter without a commit (they re-check and sleep again); used
 /// to cancel a wait from another thread.
