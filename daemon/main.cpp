@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 // bridged: parse the command line, build a Config, run the Server.
+#include <sys/resource.h>
+
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 
@@ -10,6 +13,21 @@
 #include "src/config.hpp"
 #include "src/log.hpp"
 #include "src/server.hpp"
+
+namespace {
+
+// Every segment keeps a descriptor open in the daemon and every client holds
+// a socket: the default soft limit (often 1024) is far below what the hard
+// limit allows.
+void raise_descriptor_limit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   bridged::Config config;
@@ -28,10 +46,27 @@ int main(int argc, char** argv) {
                  "Write \"ready\\n\" to this descriptor once accepting connections");
   app.add_option("--max-segment-bytes", config.max_segment_bytes,
                  "Largest array a create may ask for (0: no limit but /dev/shm)");
+  app.add_option("--max-clients", config.limits.max_clients,
+                 "Connections served at once; more are refused with limit_exceeded")
+      ->capture_default_str();
+  double frame_timeout_s = 10;
+  double idle_timeout_s = 300;
+  app.add_option("--frame-timeout", frame_timeout_s,
+                 "Seconds a started request (or hello, or reading a reply) may take")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--idle-timeout", idle_timeout_s,
+                 "Seconds a connection holding no segment may stay silent before it is closed")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_flag("-v,--verbose", config.verbose, "Log every connection and attach");
   app.set_version_flag("--version", std::string("bridged ") + bridge::kVersion);
   CLI11_PARSE(app, argc, argv);
 
+  config.limits.frame_timeout =
+      std::chrono::milliseconds(static_cast<long>(frame_timeout_s * 1000));
+  config.limits.idle_timeout = std::chrono::milliseconds(static_cast<long>(idle_timeout_s * 1000));
+  raise_descriptor_limit();
   if (config.socket_path.empty()) config.socket_path = bridge::default_socket_path();
   bridged::set_verbose(config.verbose);
   try {

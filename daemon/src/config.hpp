@@ -1,10 +1,24 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
 namespace bridged {
+
+/// What one client may cost the daemon (see session.hpp).
+struct Limits {
+  /// Connections served at once; more are answered limit_exceeded and closed.
+  std::size_t max_clients = 1024;
+  /// Once a request's first byte has arrived, the whole frame must arrive
+  /// within this; a reply must be read within it too; hello must come within it.
+  std::chrono::milliseconds frame_timeout{10'000};
+  /// A connection with no attachment and no subscription that sends nothing
+  /// for this long is closed (clients reconnect by themselves).
+  std::chrono::milliseconds idle_timeout{300'000};
+};
 
 struct Config {
   std::string socket_path;
@@ -18,6 +32,7 @@ struct Config {
   /// Largest array a create may ask for; 0 = only what /dev/shm can hold.
   std::uint64_t max_segment_bytes = 0;
   bool verbose = false;
+  Limits limits;
 };
 
 }  // namespace bridged

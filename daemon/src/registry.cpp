@@ -199,6 +199,24 @@ protocol::SegmentInfo Registry::set_meta(const Caller& caller, const std::string
   return describe(segment, true);
 }
 
+void Registry::undo_create(const Caller& caller, const std::string& name, std::uint64_t id) {
+  auto it = segments_.find(name);
+  if (it == segments_.end() || it->second->id != id) return;
+  for (const auto& [client, count] : it->second->attachments) {
+    if (client != caller.client) return;  // someone else uses it now: keep it
+  }
+  log_warn("undoing the create of '" + name + "': its reply could not be delivered to pid " +
+           std::to_string(caller.pid));
+  destroy(caller, name);
+}
+
+bool Registry::holds_anything(ClientId client) const {
+  for (const auto& [name, segment] : segments_) {
+    if (segment->attachments.count(client) != 0) return true;
+  }
+  return false;
+}
+
 void Registry::disconnect(ClientId client) {
   for (auto& [name, segment] : segments_) segment->attachments.erase(client);
 }

@@ -61,8 +61,13 @@ class Registry {
   std::vector<bridge::protocol::SegmentInfo> list() const;
   bridge::protocol::SegmentInfo set_meta(const Caller& caller, const std::string& name,
                                          const nlohmann::json& meta);
+  /// Undoes a create whose reply could not be delivered (the client died):
+  /// removes segment `id` named `name` unless someone else attached it.
+  void undo_create(const Caller& caller, const std::string& name, std::uint64_t id);
   /// Drops every attachment of a client whose connection closed.
   void disconnect(ClientId client);
+  /// Whether `client` is attached to anything.
+  bool holds_anything(ClientId client) const;
   /// Unlinks every segment (ephemeral shutdown). Publishes no events.
   void remove_all();
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "server.hpp"
 
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@ Server::Server(Config config)
       lock_(config_.socket_path),
       acceptor_(io_),
       signals_(io_, SIGINT, SIGTERM),
+      accept_retry_(io_),
       registry_(config_, shm_prefix_for_socket(config_.socket_path)),
       watcher_([this](std::vector<WatchTarget> changed) {
         // On the watcher thread: everything else happens on the io thread.
@@ -77,16 +79,41 @@ int Server::run() {
 void Server::accept_next() {
   acceptor_.async_accept([this](const boost::system::error_code& ec, stream::socket socket) {
     if (stopping_) return;
-    if (!ec) {
+    if (ec) {
+      // Out of descriptors (EMFILE/ENFILE) and friends: the pending
+      // connection stays queued, so accepting again at once would spin.
+      // Keep serving existing clients and retry shortly.
+      log_warn("accept failed: " + ec.message() + "; retrying in 100 ms");
+      accept_retry_.expires_after(std::chrono::milliseconds(100));
+      accept_retry_.async_wait([this](const boost::system::error_code& wait_error) {
+        if (!wait_error && !stopping_) accept_next();
+      });
+      return;
+    }
+    if (sessions_.size() >= config_.limits.max_clients) {
+      refuse(std::move(socket));
+    } else {
       auto session = std::make_shared<Session>(*this, std::move(socket));
       sessions_.emplace(session->caller().client, session);
       session->start();
-    } else {
-      // EMFILE and friends: keep serving existing clients.
-      log_warn("accept failed: " + ec.message());
     }
     accept_next();
   });
+}
+
+void Server::refuse(stream::socket socket) {
+  ++refused_;
+  // Small enough for any socket buffer: sent without waiting, then closed.
+  const std::string frame = bridge::protocol::encode_frame(bridge::protocol::make_error_reply(
+      0, bridge::Errc::limit_exceeded,
+      "bridged serves at most " + std::to_string(config_.limits.max_clients) +
+          " connections; try again later"));
+  [[maybe_unused]] auto n =
+      ::send(socket.native_handle(), frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  if (refused_ == 1 || refused_ % 1000 == 0) {
+    log_warn("refused a connection: " + std::to_string(config_.limits.max_clients) +
+             " clients connected (" + std::to_string(refused_) + " refused so far)");
+  }
 }
 
 void Server::stop() {
@@ -94,6 +121,7 @@ void Server::stop() {
   boost::system::error_code ignored;
   acceptor_.close(ignored);
   signals_.cancel(ignored);
+  accept_retry_.cancel();
   watcher_.stop();
   for (auto& [id, session] : sessions_) session->close();
   // Sessions finish their coroutines (and detach) before run() returns.

@@ -11,6 +11,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -51,6 +52,8 @@ class Server {
 
  private:
   void accept_next();
+  /// Answers limit_exceeded and closes: too many connections.
+  void refuse(boost::asio::local::stream_protocol::socket socket);
   void stop();
   void on_segment_event(const bridge::protocol::Event& event);
   void on_commits(const std::vector<WatchTarget>& changed);
@@ -62,10 +65,12 @@ class Server {
   boost::asio::io_context io_;
   boost::asio::local::stream_protocol::acceptor acceptor_;
   boost::asio::signal_set signals_;
+  boost::asio::steady_timer accept_retry_;
   Registry registry_;
   std::map<std::uint64_t, std::shared_ptr<Session>> sessions_;
   std::uint64_t last_client_id_ = 0;
   std::uint64_t requests_ = 0;
+  std::uint64_t refused_ = 0;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   bool stopping_ = false;
   EventHub hub_;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "session.hpp"
 
+#include <algorithm>
 #include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -27,22 +28,39 @@ using protocol::Op;
 namespace {
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t kMaxEventWriteBytes = 64 * 1024;
+constexpr std::size_t kReadChunkBytes = 64 * 1024;
 }  // namespace
 
 Session::Session(Server& server, asio::local::stream_protocol::socket socket)
-    : server_(server), socket_(std::move(socket)), wakeup_(socket_.get_executor()) {
+    : server_(server),
+      socket_(std::move(socket)),
+      handler_(server, caller_,
+               [this](const protocol::Event& event) {
+                 // Called by the hub, which may outlive this session.
+                 auto self = weak_from_this().lock();
+                 return self != nullptr && self->push_event(event);
+               }),
+      wakeup_(socket_.get_executor()),
+      watchdog_timer_(socket_.get_executor()) {
+  caller_.client = server_.next_client_id();
   ucred cred{};
   socklen_t len = sizeof cred;
   if (::getsockopt(socket_.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
     caller_.pid = cred.pid;
     caller_.uid = cred.uid;
+  } else {
+    // Unknown callers get no one's rights; serve() hangs up on them.
+    caller_.pid = 0;
+    caller_.uid = static_cast<uid_t>(-1);
   }
-  caller_.client = server_.next_client_id();
 }
 
 void Session::start() {
   asio::co_spawn(
       socket_.get_executor(), [self = shared_from_this()] { return self->serve(); },
+      asio::detached);
+  asio::co_spawn(
+      socket_.get_executor(), [self = shared_from_this()] { return self->watchdog(); },
       asio::detached);
 }
 
@@ -50,6 +68,27 @@ void Session::close() {
   boost::system::error_code ignored;
   socket_.close(ignored);
   wakeup_.cancel();
+  watchdog_timer_.cancel();
+}
+
+void Session::set_deadline(Clock::time_point deadline) {
+  // Only an earlier deadline needs the watchdog to wake up now; a later one
+  // is noticed when the current wait ends.
+  const bool earlier = deadline < deadline_;
+  deadline_ = deadline;
+  if (earlier) watchdog_timer_.cancel();
+}
+
+asio::awaitable<void> Session::watchdog() {
+  while (socket_.is_open()) {
+    watchdog_timer_.expires_at(deadline_);
+    co_await watchdog_timer_.async_wait(kUseTuple);
+    if (socket_.is_open() && Clock::now() >= deadline_) {
+      log_warn("closing client " + std::to_string(caller_.client) + " (pid " +
+               std::to_string(caller_.pid) + "): " + (timed_out_ ? timed_out_ : "timed out"));
+      close();
+    }
+  }
 }
 
 bool Session::push_event(const protocol::Event& event) {
@@ -95,42 +134,81 @@ asio::awaitable<void> Session::write_events() {
   close();
 }
 
+asio::awaitable<std::optional<std::string>> Session::read_request() {
+  const Limits& limits = server_.config().limits;
+  // Between requests: a connection that holds nothing may idle only so long
+  // (before hello, only as long as one frame may take).
+  if (!handler_.greeted()) {
+    timed_out_ = "no hello in time";
+    set_deadline(Clock::now() + limits.frame_timeout);
+  } else if (handler_.subscribed() || server_.registry().holds_anything(caller_.client)) {
+    set_deadline(Clock::time_point::max());
+  } else {
+    timed_out_ = "idle";
+    set_deadline(Clock::now() + limits.idle_timeout);
+  }
+  std::array<unsigned char, protocol::kFrameHeaderBytes> prefix{};
+  auto [first_error, first] = co_await socket_.async_read_some(asio::buffer(prefix), kUseTuple);
+  if (first_error) co_return std::nullopt;
+  if (handler_.subscribed()) {
+    // Replies would interleave with events: a subscribed connection only
+    // listens (see protocol.hpp).
+    log_warn("client " + std::to_string(caller_.client) + " (pid " + std::to_string(caller_.pid) +
+             ") sent a request on a subscribed connection; closing");
+    co_return std::nullopt;
+  }
+  // A frame has begun: all of it must arrive within the frame timeout.
+  timed_out_ = "a request took too long to arrive";
+  set_deadline(Clock::now() + limits.frame_timeout);
+  if (first < prefix.size()) {
+    auto [prefix_error, rest] = co_await asio::async_read(
+        socket_, asio::buffer(prefix.data() + first, prefix.size() - first), kUseTuple);
+    if (prefix_error) co_return std::nullopt;
+  }
+  std::uint32_t length = 0;
+  std::optional<Error> bad_prefix;
+  try {
+    length = protocol::decode_frame_length(prefix, protocol::kMaxRequestBytes);
+  } catch (const Error& e) {
+    bad_prefix = e;
+  }
+  if (bad_prefix) {
+    // The stream cannot be resynchronized: answer once, then hang up.
+    co_await send(protocol::encode_frame(RequestHandler::bad_frame_reply(*bad_prefix)), -1);
+    co_return std::nullopt;
+  }
+  // Grown as bytes arrive, so that a length prefix alone costs no memory.
+  std::string payload;
+  while (payload.size() < length) {
+    const std::size_t have = payload.size();
+    const std::size_t chunk = std::min<std::size_t>(length - have, kReadChunkBytes);
+    payload.resize(have + chunk);
+    auto [body_error, got] =
+        co_await socket_.async_read_some(asio::buffer(payload.data() + have, chunk), kUseTuple);
+    if (body_error) co_return std::nullopt;
+    payload.resize(have + got);
+  }
+  co_return payload;
+}
+
 asio::awaitable<void> Session::serve() {
   log_debug("client " + std::to_string(caller_.client) + " connected (pid " +
             std::to_string(caller_.pid) + ", uid " + std::to_string(caller_.uid) + ")");
-  for (;;) {
-    std::array<unsigned char, protocol::kFrameHeaderBytes> prefix{};
-    auto [read_error, got] = co_await asio::async_read(socket_, asio::buffer(prefix), kUseTuple);
-    if (read_error) break;
-    if (subscribed_) {
-      // Replies would interleave with events: a subscribed connection only
-      // listens (see protocol.hpp).
-      log_warn("client " + std::to_string(caller_.client) + " (pid " + std::to_string(caller_.pid) +
-               ") sent a request on a subscribed connection; closing");
+  while (caller_.uid != static_cast<uid_t>(-1)) {
+    std::optional<std::string> payload = co_await read_request();
+    if (!payload) break;
+    RequestHandler::Outcome outcome = handler_.handle(*payload);
+    timed_out_ = "a reply was not read in time";
+    set_deadline(Clock::now() + server_.config().limits.frame_timeout);
+    if (!co_await send(protocol::encode_frame(outcome.reply), outcome.fd)) {
+      // Nobody received the segment: a create it asked for is undone, so
+      // that a client killed mid-create leaves its name free.
+      if (outcome.created) {
+        server_.registry().undo_create(caller_, outcome.created->first, outcome.created->second);
+      }
       break;
     }
-    std::uint32_t length = 0;
-    std::optional<Error> bad_prefix;
-    try {
-      length = protocol::decode_frame_length(prefix, protocol::kMaxRequestBytes);
-    } catch (const Error& e) {
-      bad_prefix = e;
-    }
-    if (bad_prefix) {
-      // The stream cannot be resynchronized: answer once, then hang up.
-      co_await send(protocol::encode_frame(
-                        protocol::make_error_reply(0, bad_prefix->code(), bad_prefix->message())),
-                    -1);
-      break;
-    }
-    std::string payload(length, '\0');
-    auto [body_error, body_got] =
-        co_await asio::async_read(socket_, asio::buffer(payload), kUseTuple);
-    if (body_error) break;
-    server_.count_request();
-    Outcome outcome = handle(payload);
-    if (!co_await send(protocol::encode_frame(outcome.reply), outcome.fd)) break;
-    if (subscribed_) {
+    if (handler_.subscribed()) {
       // Only now: no event may overtake the subscribe reply. Events since the
       // subscription are already queued.
       asio::co_spawn(
@@ -169,89 +247,6 @@ asio::awaitable<bool> Session::send(const std::string& frame, int fd) {
     if (write_error) co_return false;
   }
   co_return true;
-}
-
-Session::Outcome Session::handle(std::string_view payload) {
-  std::uint64_t id = 0;
-  try {
-    const json request = protocol::decode_payload(payload);
-    if (auto it = request.find("id"); it != request.end() && it->is_number_unsigned()) {
-      id = it->get<std::uint64_t>();
-    }
-    const protocol::RequestHead head = protocol::parse_request_head(request);
-    id = head.id;
-    if (!greeted_ && head.op != Op::hello) {
-      throw Error(Errc::protocol_error, "the first request on a connection must be hello");
-    }
-    return dispatch(head.op, head.id, request);
-  } catch (const Error& e) {
-    return {protocol::make_error_reply(id, e.code(), e.message())};
-  } catch (const std::bad_alloc&) {
-    return {protocol::make_error_reply(id, Errc::no_space, "the daemon is out of memory")};
-  } catch (const std::exception& e) {
-    // Never let a client's request take the daemon down.
-    log_warn(std::string("request failed unexpectedly: ") + e.what());
-    return {protocol::make_error_reply(id, Errc::internal, e.what())};
-  }
-}
-
-Session::Outcome Session::dispatch(Op op, std::uint64_t id, const json& body) {
-  Registry& registry = server_.registry();
-  switch (op) {
-    case Op::hello: {
-      const auto request = protocol::parse<protocol::HelloRequest>(body);
-      if (request.protocol != protocol::kProtocolVersion) {
-        throw Error(Errc::protocol_mismatch,
-                    "client speaks protocol " + std::to_string(request.protocol) +
-                        ", bridged speaks " + std::to_string(protocol::kProtocolVersion));
-      }
-      greeted_ = true;
-      protocol::HelloReply reply{protocol::kProtocolVersion,
-                                 std::string("bridged ") + bridge::kVersion, ::getpid()};
-      return {protocol::make_reply(id, reply)};
-    }
-    case Op::create: {
-      auto opened = registry.create(caller_, protocol::parse<protocol::CreateRequest>(body));
-      return {protocol::make_reply(id, opened.info), opened.fd};
-    }
-    case Op::attach: {
-      auto opened = registry.attach(caller_, protocol::parse<protocol::NameRequest>(body).name);
-      return {protocol::make_reply(id, opened.info), opened.fd};
-    }
-    case Op::detach: {
-      const auto request = protocol::parse<protocol::DetachRequest>(body);
-      registry.detach(caller_, request.name, request.id);
-      return {protocol::make_reply(id)};
-    }
-    case Op::destroy:
-      registry.destroy(caller_, protocol::parse<protocol::NameRequest>(body).name);
-      return {protocol::make_reply(id)};
-    case Op::list:
-      return {protocol::make_reply(id, protocol::ListReply{registry.list()})};
-    case Op::info:
-      return {protocol::make_reply(
-          id, registry.info(protocol::parse<protocol::NameRequest>(body).name))};
-    case Op::set_meta: {
-      const auto request = protocol::parse<protocol::SetMetaRequest>(body);
-      return {protocol::make_reply(id, registry.set_meta(caller_, request.name, request.meta))};
-    }
-    case Op::stats:
-      return {protocol::make_reply(id, server_.stats())};
-    case Op::subscribe: {
-      auto request = protocol::parse<protocol::SubscribeRequest>(body);
-      if (request.name) bridge::validate_segment_name(*request.name);
-      // Subscribed before the reply is sent: whatever happens after the
-      // client reads "ok" is queued for it.
-      server_.subscribe(caller_, std::move(request.name),
-                        [weak = weak_from_this()](const protocol::Event& event) {
-                          auto self = weak.lock();
-                          return self != nullptr && self->push_event(event);
-                        });
-      subscribed_ = true;
-      return {protocol::make_reply(id)};
-    }
-  }
-  throw Error(Errc::invalid_argument, "unknown op");
 }
 
 }  // namespace bridged

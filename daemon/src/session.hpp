@@ -1,9 +1,16 @@
 // SPDX-License-Identifier: MIT
 //
 // One client connection: reads length-prefixed JSON requests, answers each in
-// order, and passes segment descriptors with SCM_RIGHTS. Nothing a client
-// sends can crash the daemon: every failure becomes an error reply, and a
-// stream that cannot be resynchronized (bad length prefix) is closed.
+// order (RequestHandler does the work), and passes segment descriptors with
+// SCM_RIGHTS. A stream that cannot be resynchronized (bad length prefix) is
+// answered once and closed.
+//
+// Bounded per connection: a request body is read as it arrives (a length
+// prefix alone allocates nothing), at most kMaxRequestBytes; once a frame has
+// begun it must be complete within Limits::frame_timeout, and a reply must be
+// taken within the same time; a connection that holds nothing (no attachment,
+// no subscription) and sends nothing for Limits::idle_timeout is closed.
+// Clients reconnect by themselves, so closing an idle one costs nothing.
 //
 // After `subscribe` the connection carries events instead: the session queues
 // them and a writer coroutine sends them, so a slow subscriber never blocks the
@@ -20,12 +27,15 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "bridge/protocol.hpp"
 #include "registry.hpp"
+#include "requests.hpp"
 
 namespace bridged {
 
@@ -47,24 +57,27 @@ class Session : public std::enable_shared_from_this<Session> {
   bool push_event(const bridge::protocol::Event& event);
 
  private:
-  struct Outcome {
-    bridge::protocol::json reply;
-    int fd = -1;  ///< descriptor to pass with the reply, owned by the registry
-  };
+  using Clock = std::chrono::steady_clock;
 
   boost::asio::awaitable<void> serve();
+  /// Reads one request payload; nullopt when the connection ended (or was
+  /// answered and must end).
+  boost::asio::awaitable<std::optional<std::string>> read_request();
   boost::asio::awaitable<bool> send(const std::string& frame, int fd);
   boost::asio::awaitable<void> write_events();
-  Outcome handle(std::string_view payload);
-  Outcome dispatch(bridge::protocol::Op op, std::uint64_t id, const bridge::protocol::json& body);
+  /// Closes the connection when deadline_ passes (slow or idle clients).
+  boost::asio::awaitable<void> watchdog();
+  void set_deadline(Clock::time_point deadline);
 
   Server& server_;
   boost::asio::local::stream_protocol::socket socket_;
   Caller caller_{};
-  bool greeted_ = false;
-  bool subscribed_ = false;
+  RequestHandler handler_;
   std::deque<bridge::protocol::Event> pending_;
   boost::asio::steady_timer wakeup_;  ///< cancelled to wake write_events()
+  Clock::time_point deadline_ = Clock::time_point::max();
+  boost::asio::steady_timer watchdog_timer_;
+  const char* timed_out_ = nullptr;  ///< why the watchdog closed the connection
 };
 
 }  // namespace bridged

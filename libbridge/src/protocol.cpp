@@ -375,9 +375,12 @@ bool is_event(const json& message) noexcept {
 }
 
 const json& check_reply(const json& reply, std::uint64_t expected_id) {
-  if (get_u64(reply, "id") != expected_id) bad("reply id does not match the request");
+  const std::uint64_t id = get_u64(reply, "id");
   const json& ok = need(reply, "ok");
   if (!ok.is_boolean()) bad("field 'ok' must be a boolean");
+  // Id 0 is the daemon speaking about the connection rather than a request
+  // (too many connections, an unreadable frame): its error is the answer.
+  if (id != expected_id && (id != 0 || ok.get<bool>())) bad("reply id does not match the request");
   if (ok.get<bool>()) return reply;
   const json& error = need(reply, "error");
   const std::string code = get_string(error, "code");

@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: MIT
+#include "requests.hpp"
+
+#include <unistd.h>
+
+#include "bridge/version.hpp"
+#include "log.hpp"
+#include "server.hpp"
+
+namespace bridged {
+
+namespace protocol = bridge::protocol;
+using bridge::Errc;
+using bridge::Error;
+using protocol::json;
+using protocol::Op;
+
+RequestHandler::RequestHandler(Server& server, const Caller& caller, EventHub::Deliver deliver)
+    : server_(server), caller_(caller), deliver_(std::move(deliver)) {}
+
+json RequestHandler::bad_frame_reply(const Error& error) {
+  return protocol::make_error_reply(0, error.code(), error.message());
+}
+
+RequestHandler::Outcome RequestHandler::handle(std::string_view payload) {
+  server_.count_request();
+  std::uint64_t id = 0;
+  try {
+    const json request = protocol::decode_payload(payload);
+    if (auto it = request.find("id"); it != request.end() && it->is_number_unsigned()) {
+      id = it->get<std::uint64_t>();
+    }
+    const protocol::RequestHead head = protocol::parse_request_head(request);
+    id = head.id;
+    if (!greeted_ && head.op != Op::hello) {
+      throw Error(Errc::protocol_error, "the first request on a connection must be hello");
+    }
+    return dispatch(head.op, head.id, request);
+  } catch (const Error& e) {
+    return {protocol::make_error_reply(id, e.code(), e.message())};
+  } catch (const std::bad_alloc&) {
+    return {protocol::make_error_reply(id, Errc::no_space, "the daemon is out of memory")};
+  } catch (const std::exception& e) {
+    // Never let a client's request take the daemon down.
+    log_warn(std::string("request failed unexpectedly: ") + e.what());
+    return {protocol::make_error_reply(id, Errc::internal, e.what())};
+  }
+}
+
+RequestHandler::Outcome RequestHandler::dispatch(Op op, std::uint64_t id, const json& body) {
+  Registry& registry = server_.registry();
+  switch (op) {
+    case Op::hello: {
+      const auto request = protocol::parse<protocol::HelloRequest>(body);
+      if (request.protocol != protocol::kProtocolVersion) {
+        throw Error(Errc::protocol_mismatch,
+                    "client speaks protocol " + std::to_string(request.protocol) +
+                        ", bridged speaks " + std::to_string(protocol::kProtocolVersion));
+      }
+      greeted_ = true;
+      protocol::HelloReply reply{protocol::kProtocolVersion,
+                                 std::string("bridged ") + bridge::kVersion, ::getpid()};
+      return {protocol::make_reply(id, reply)};
+    }
+    case Op::create: {
+      auto opened = registry.create(caller_, protocol::parse<protocol::CreateRequest>(body));
+      return {protocol::make_reply(id, opened.info), opened.fd,
+              std::make_pair(opened.info.name, opened.info.id)};
+    }
+    case Op::attach: {
+      auto opened = registry.attach(caller_, protocol::parse<protocol::NameRequest>(body).name);
+      return {protocol::make_reply(id, opened.info), opened.fd};
+    }
+    case Op::detach: {
+      const auto request = protocol::parse<protocol::DetachRequest>(body);
+      registry.detach(caller_, request.name, request.id);
+      return {protocol::make_reply(id)};
+    }
+    case Op::destroy:
+      registry.destroy(caller_, protocol::parse<protocol::NameRequest>(body).name);
+      return {protocol::make_reply(id)};
+    case Op::list:
+      return {protocol::make_reply(id, protocol::ListReply{registry.list()})};
+    case Op::info:
+      return {protocol::make_reply(
+          id, registry.info(protocol::parse<protocol::NameRequest>(body).name))};
+    case Op::set_meta: {
+      const auto request = protocol::parse<protocol::SetMetaRequest>(body);
+      return {protocol::make_reply(id, registry.set_meta(caller_, request.name, request.meta))};
+    }
+    case Op::stats:
+      return {protocol::make_reply(id, server_.stats())};
+    case Op::subscribe: {
+      auto request = protocol::parse<protocol::SubscribeRequest>(body);
+      if (request.name) bridge::validate_segment_name(*request.name);
+      // Subscribed before the reply is sent: whatever happens after the
+      // client reads "ok" is queued for it.
+      server_.subscribe(caller_, std::move(request.name), deliver_);
+      subscribed_ = true;
+      return {protocol::make_reply(id)};
+    }
+  }
+  throw Error(Errc::invalid_argument, "unknown op");
+}
+
+}  // namespace bridged
