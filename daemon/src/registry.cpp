@@ -2,12 +2,18 @@
 #include "registry.hpp"
 
 #include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 
 #include "bridge/error.hpp"
+#include "fault.hpp"
 #include "log.hpp"
 
 namespace bridged {
@@ -17,6 +23,10 @@ using bridge::Error;
 namespace protocol = bridge::protocol;
 
 namespace {
+
+// Staging objects are named shm_prefix + kStagingInfix + random hex. Segment
+// names never start with '.', so these can never be mistaken for one.
+constexpr const char* kStagingInfix = ".creating.";
 
 std::int64_t now_unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -46,7 +56,11 @@ std::string shm_prefix_for_socket(const std::string& socket_path) {
 }
 
 Registry::Registry(const Config& config, std::string shm_prefix)
-    : config_(config), shm_prefix_(std::move(shm_prefix)), random_(std::random_device{}()) {}
+    : config_(config),
+      shm_prefix_(std::move(shm_prefix)),
+      grants_path_(config.socket_path + ".grants"),
+      daemon_uid_(::geteuid()),
+      random_(std::random_device{}()) {}
 
 Registry::~Registry() = default;
 
@@ -62,7 +76,15 @@ std::uint64_t Registry::new_segment_id() {
 
 Registry::Segment& Registry::find(const std::string& name) {
   auto it = segments_.find(name);
-  if (it == segments_.end()) throw Error(Errc::not_found, "no segment named '" + name + "'");
+  if (it == segments_.end()) {
+    for (const Quarantined& q : quarantined_) {
+      if (q.name == name) {
+        throw Error(Errc::corrupt_segment,
+                    "segment '" + name + "' is quarantined (" + q.reason + "); destroy removes it");
+      }
+    }
+    throw Error(Errc::not_found, "no segment named '" + name + "'");
+  }
   return *it->second;
 }
 
@@ -85,6 +107,7 @@ protocol::SegmentInfo Registry::describe(const Segment& segment, bool with_meta)
   info.attached = static_cast<std::uint32_t>(segment.attachments.size());
   info.owner_uid = segment.owner_uid;
   info.created_unix_ms = segment.created_unix_ms;
+  for (const auto& [uid, access] : segment.grants) info.grants.push_back({uid, access});
   if (with_meta) {
     // Only the daemon writes metadata, but a client with a writable mapping
     // can scribble over it: never trust it without parsing.
@@ -112,12 +135,21 @@ Registry::Opened Registry::create(const Caller& caller, const protocol::CreateRe
   }
 
   const std::string shm_name = shm_prefix_ + request.name;
-  // Reserve the header, the first metadata slot and the array now; the second
-  // slot is reserved when metadata is first rewritten.
-  ShmObject shm = ShmObject::create(shm_name, layout.total_bytes,
-                                    bridge::kHeaderBytes + bridge::kMetaSlotBytes);
+  // Built under a staging name (a name starting with '.' is never a segment
+  // name) and renamed into place once complete: a crash at any step leaves
+  // either nothing under `shm_name` or a whole segment. Reserve the header,
+  // the first metadata slot and the array now; the second slot is reserved
+  // when metadata is first rewritten.
+  char staging_suffix[24];
+  std::snprintf(staging_suffix, sizeof staging_suffix, "%016llx",
+                static_cast<unsigned long long>(random_()));
+  ShmObject shm =
+      ShmObject::create(shm_prefix_ + kStagingInfix + staging_suffix, layout.total_bytes,
+                        bridge::kHeaderBytes + bridge::kMetaSlotBytes);
+  fault_point("create:sized");
   try {
     shm.reserve(bridge::kDataOffset, layout.nbytes);
+    fault_point("create:reserved");
     auto mapping = std::make_shared<bridge::os::Mapping>(
         bridge::os::Mapping::map(shm.fd(), bridge::kDataOffset, true));
     auto& header = *reinterpret_cast<bridge::SegmentHeader*>(mapping->data());
@@ -125,27 +157,52 @@ Registry::Opened Registry::create(const Caller& caller, const protocol::CreateRe
     const std::int64_t created = now_unix_ms();
     bridge::init_header(header, request.name, id, layout, caller.uid, created);
     bridge::write_meta(mapping->data(), text);
-    auto segment = std::make_unique<Segment>(Segment{
-        std::move(shm), std::move(mapping), layout, request.name, id, caller.uid, created, {}});
+    fault_point("create:written");
+    shm.publish(shm_name);
+    fault_point("create:published");
+    auto segment = std::make_unique<Segment>(Segment{std::move(shm),
+                                                     std::move(mapping),
+                                                     layout,
+                                                     request.name,
+                                                     id,
+                                                     caller.uid,
+                                                     created,
+                                                     {},
+                                                     {},
+                                                     {}});
     segment->attachments[caller.client] = 1;
     Segment& stored = *segments_.emplace(request.name, std::move(segment)).first->second;
     log_info("created '" + request.name + "' " + std::string(bridge::dtype_name(layout.dtype)) +
-             " " + std::to_string(layout.nbytes) + " bytes for pid " + std::to_string(caller.pid));
+             " " + std::to_string(layout.nbytes) + " bytes for pid " + std::to_string(caller.pid) +
+             " (uid " + std::to_string(caller.uid) + ")");
     Opened opened{describe(stored, true), stored.shm.fd()};
     emit(make_event(protocol::EventKind::created, stored, caller.pid, created));
     return opened;
   } catch (...) {
-    ShmObject::unlink_name(shm_name);
+    shm.unlink();  // the staging name, or the real one if published
     throw;
   }
 }
 
 Registry::Opened Registry::attach(const Caller& caller, const std::string& name) {
   bridge::validate_segment_name(name);
-  Segment& segment = find(name);
+  Segment& segment = find_intact(name);
+  const protocol::Access access = access_of(segment, caller);
+  require(segment, caller, protocol::Access::read, "attach");
+  int fd = segment.shm.fd();
+  if (access == protocol::Access::read) {
+    if (!segment.read_only_fd) {
+      segment.read_only_fd = bridge::os::UniqueFd(segment.shm.open_read_only());
+      // Read-only waiters cannot count themselves in `waiters`: committers
+      // must always wake.
+      segment.header().sync.always_wake.store(1, std::memory_order_seq_cst);
+    }
+    fd = segment.read_only_fd.get();
+  }
   ++segment.attachments[caller.client];
-  log_debug("pid " + std::to_string(caller.pid) + " attached '" + name + "'");
-  return {describe(segment, true), segment.shm.fd()};
+  log_debug("pid " + std::to_string(caller.pid) + " attached '" + name + "'" +
+            (access == protocol::Access::read ? " read-only" : ""));
+  return {describe(segment, true), fd};
 }
 
 void Registry::detach(const Caller& caller, const std::string& name, std::uint64_t id) {
@@ -159,23 +216,46 @@ void Registry::detach(const Caller& caller, const std::string& name, std::uint64
 
 void Registry::destroy(const Caller& caller, const std::string& name) {
   bridge::validate_segment_name(name);
+  if (segments_.count(name) == 0) {
+    // A quarantined object: only the daemon's user (or root) may remove it,
+    // since nobody's ownership can be read from a header that failed.
+    auto q = std::find_if(quarantined_.begin(), quarantined_.end(),
+                          [&](const Quarantined& item) { return item.name == name; });
+    if (q != quarantined_.end()) {
+      if (caller.uid != daemon_uid_ && caller.uid != 0) {
+        throw Error(Errc::permission_denied,
+                    "'" + name + "' is quarantined; only the daemon's user may remove it");
+      }
+      ShmObject::unlink_name(q->shm_name);
+      log_info("removed quarantined /dev/shm/" + q->shm_name + " for pid " +
+               std::to_string(caller.pid));
+      quarantined_.erase(q);
+      return;
+    }
+  }
   Segment& segment = find(name);
+  require(segment, caller, protocol::Access::write, "destroy");
+  fault_point("destroy:unlinking");
   segment.shm.unlink();
+  fault_point("destroy:unlinked");
   log_info("destroyed '" + name + "' for pid " + std::to_string(caller.pid) + " (" +
            std::to_string(segment.attachments.size()) +
            " clients still attached keep their mappings)");
   // Out of the table before the events, so that whoever reacts to them sees
   // the registry as it now is.
   const std::unique_ptr<Segment> gone = std::move(segments_.extract(name).mapped());
+  if (!gone->grants.empty()) save_grants();
   // A commit made before this request must not arrive after `destroyed`
   // (nor be lost): the hub drops this one if subscribers already have it.
   emit(make_commit_event(*gone));
   emit(make_event(protocol::EventKind::destroyed, *gone, caller.pid, now_unix_ms()));
 }
 
-protocol::SegmentInfo Registry::info(const std::string& name) const {
+protocol::SegmentInfo Registry::info(const Caller& caller, const std::string& name) {
   bridge::validate_segment_name(name);
-  return describe(find(name), true);
+  Segment& segment = find_intact(name);
+  require(segment, caller, protocol::Access::read, "read the metadata of");
+  return describe(segment, true);
 }
 
 std::vector<protocol::SegmentInfo> Registry::list() const {
@@ -189,7 +269,8 @@ protocol::SegmentInfo Registry::set_meta(const Caller& caller, const std::string
                                          const nlohmann::json& meta) {
   bridge::validate_segment_name(name);
   const std::string text = meta_text(meta);
-  Segment& segment = find(name);
+  Segment& segment = find_intact(name);
+  require(segment, caller, protocol::Access::write, "set the metadata of");
   // The slot about to be written may never have been reserved; do it first so
   // a full /dev/shm is a no_space error, not a SIGBUS in the daemon.
   segment.shm.reserve(bridge::kHeaderBytes, 2 * bridge::kMetaSlotBytes);
@@ -197,6 +278,75 @@ protocol::SegmentInfo Registry::set_meta(const Caller& caller, const std::string
   emit(make_commit_event(segment));  // earlier commits first, as for destroy
   emit(make_event(protocol::EventKind::meta_changed, segment, caller.pid, now_unix_ms()));
   return describe(segment, true);
+}
+
+protocol::SegmentInfo Registry::grant(const Caller& caller, const std::string& name,
+                                      const protocol::Grant& grant) {
+  bridge::validate_segment_name(name);
+  Segment& segment = find_intact(name);
+  if (!may_grant(segment, caller)) {
+    throw Error(Errc::permission_denied, "only the owner of '" + name + "' (uid " +
+                                             std::to_string(segment.owner_uid) +
+                                             ") may grant access to it");
+  }
+  if (grant.uid == segment.owner_uid) {
+    throw Error(Errc::invalid_argument,
+                "uid " + std::to_string(grant.uid) + " owns '" + name + "' already");
+  }
+  if (grant.access == protocol::Access::none) {
+    segment.grants.erase(grant.uid);
+  } else {
+    segment.grants[grant.uid] = grant.access;
+  }
+  save_grants();
+  log_info("uid " + std::to_string(caller.uid) + " granted " +
+           std::string(protocol::to_string(grant.access)) + " access to '" + name + "' to uid " +
+           std::to_string(grant.uid));
+  return describe(segment, true);
+}
+
+protocol::Access Registry::access_of(const Segment& segment, const Caller& caller) const {
+  if (caller.uid == segment.owner_uid || caller.uid == daemon_uid_ || caller.uid == 0) {
+    return protocol::Access::write;
+  }
+  auto it = segment.grants.find(caller.uid);
+  return it == segment.grants.end() ? protocol::Access::none : it->second;
+}
+
+bool Registry::may_grant(const Segment& segment, const Caller& caller) const {
+  return caller.uid == segment.owner_uid || caller.uid == daemon_uid_ || caller.uid == 0;
+}
+
+void Registry::require(const Segment& segment, const Caller& caller, protocol::Access needed,
+                       const char* what) const {
+  const protocol::Access have = access_of(segment, caller);
+  if (static_cast<int>(have) >= static_cast<int>(needed)) return;
+  log_warn("refused: uid " + std::to_string(caller.uid) + " (pid " + std::to_string(caller.pid) +
+           ") may not " + what + " '" + segment.name + "' (has " +
+           std::string(protocol::to_string(have)) + " access)");
+  throw Error(Errc::permission_denied,
+              "uid " + std::to_string(caller.uid) + " may not " + what + " '" + segment.name +
+                  "' (owner uid " + std::to_string(segment.owner_uid) +
+                  "; granted: " + std::string(protocol::to_string(have)) + ")");
+}
+
+Registry::Segment& Registry::find_intact(const std::string& name) {
+  Segment& segment = find(name);
+  try {
+    bridge::validate_header(segment.header(), segment.shm.size());
+    if (segment.header().segment_id != segment.id || name != segment.header().name) {
+      throw Error(Errc::corrupt_segment, "header names another segment");
+    }
+  } catch (const Error& e) {
+    if (e.code() != Errc::corrupt_segment) throw;
+    quarantined_.push_back({segment.shm.name(), name, e.message()});
+    log_warn("quarantined '" + name + "': " + e.message() +
+             " (its header was overwritten; mappings already handed out stay valid)");
+    segments_.erase(name);
+    throw Error(Errc::corrupt_segment,
+                "segment '" + name + "' is corrupt and now quarantined: " + e.message());
+  }
+  return segment;
 }
 
 void Registry::undo_create(const Caller& caller, const std::string& name, std::uint64_t id) {
@@ -224,6 +374,8 @@ void Registry::disconnect(ClientId client) {
 void Registry::remove_all() {
   for (const auto& [name, segment] : segments_) segment->shm.unlink();
   segments_.clear();
+  for (const Quarantined& q : quarantined_) ShmObject::unlink_name(q.shm_name);
+  quarantined_.clear();
 }
 
 protocol::Event Registry::make_event(protocol::EventKind kind, const Segment& segment, pid_t pid,
@@ -291,8 +443,15 @@ void Registry::adopt_existing() {
     if (file.rfind(shm_prefix_, 0) == 0) found.push_back(file);
   }
   ::closedir(dir);
+  std::sort(found.begin(), found.end());
   for (const std::string& shm_name : found) {
     const std::string name = shm_name.substr(shm_prefix_.size());
+    if (name.rfind(kStagingInfix, 0) == 0) {
+      // A create that never completed: nobody was told of it.
+      ShmObject::unlink_name(shm_name);
+      log_info("removed /dev/shm/" + shm_name + ", left by a create that did not complete");
+      continue;
+    }
     try {
       bridge::validate_segment_name(name);
       ShmObject shm = ShmObject::open(shm_name);
@@ -304,6 +463,11 @@ void Registry::adopt_existing() {
       // validate_header checks total_bytes against the real object size.
       bridge::ArrayLayout layout = bridge::validate_header(header, size);
       if (name != header.name) throw Error(Errc::corrupt_segment, "header names another segment");
+      for (const auto& [other_name, other] : segments_) {
+        if (other->id == header.segment_id) {
+          throw Error(Errc::corrupt_segment, "same segment id as '" + other_name + "'");
+        }
+      }
       auto segment = std::make_unique<Segment>(Segment{std::move(shm),
                                                        std::move(mapping),
                                                        layout,
@@ -311,14 +475,73 @@ void Registry::adopt_existing() {
                                                        header.segment_id,
                                                        header.owner_uid,
                                                        header.created_unix_ms,
+                                                       {},
+                                                       {},
                                                        {}});
       segments_.emplace(name, std::move(segment));
       log_info("re-adopted segment '" + name + "'");
     } catch (const Error& e) {
-      quarantined_.push_back(shm_name);
-      log_warn("quarantined /dev/shm/" + shm_name + ": " + e.what() + " (left untouched)");
+      quarantined_.push_back({shm_name, name, e.message()});
+      log_warn("quarantined /dev/shm/" + shm_name + ": " + e.message() + " (left untouched)");
     }
   }
+  load_grants();
+}
+
+void Registry::save_grants() const {
+  nlohmann::json state = nlohmann::json::object();
+  for (const auto& [name, segment] : segments_) {
+    if (segment->grants.empty()) continue;
+    nlohmann::json grants = nlohmann::json::array();
+    for (const auto& [uid, access] : segment->grants) {
+      grants.push_back({{"uid", uid}, {"access", protocol::to_string(access)}});
+    }
+    state[std::to_string(segment->id)] = {{"name", name}, {"grants", std::move(grants)}};
+  }
+  // Written whole and renamed into place: a crash leaves the old or the new
+  // file, never half of one.
+  const std::string temp = grants_path_ + ".tmp";
+  {
+    std::ofstream out(temp, std::ios::trunc);
+    out << state.dump(1) << '\n';
+    out.flush();
+    if (!out) {
+      log_warn("cannot write " + temp + "; grants will not survive a restart");
+      return;
+    }
+  }
+  ::chmod(temp.c_str(), 0600);
+  if (std::rename(temp.c_str(), grants_path_.c_str()) != 0) {
+    log_warn("cannot rename " + temp + ": " + std::strerror(errno));
+  }
+}
+
+void Registry::load_grants() {
+  std::ifstream in(grants_path_);
+  if (!in) return;
+  const nlohmann::json state = nlohmann::json::parse(in, nullptr, false);
+  if (!state.is_object()) {
+    log_warn(grants_path_ + " is unreadable; segments keep only their owners' access");
+    return;
+  }
+  std::size_t loaded = 0;
+  for (auto& [name, segment] : segments_) {
+    auto it = state.find(std::to_string(segment->id));
+    if (it == state.end() || !it->is_object()) continue;
+    try {
+      for (const auto& g : it->at("grants")) {
+        const auto access = protocol::access_from_string(g.at("access").get<std::string>());
+        if (access && *access != protocol::Access::none) {
+          segment->grants[g.at("uid").get<std::uint32_t>()] = *access;
+          ++loaded;
+        }
+      }
+    } catch (const nlohmann::json::exception& e) {
+      log_warn("ignoring unreadable grants of '" + name + "' in " + grants_path_);
+    }
+  }
+  if (loaded > 0) log_info("restored " + std::to_string(loaded) + " grants");
+  save_grants();  // drops entries of segments that are gone
 }
 
 }  // namespace bridged

@@ -18,6 +18,7 @@
 
 #include "bridge/layout.hpp"
 #include "bridge/os/mapping.hpp"
+#include "bridge/os/unique_fd.hpp"
 #include "bridge/protocol.hpp"
 #include "commit_watcher.hpp"
 #include "config.hpp"
@@ -32,6 +33,15 @@ struct Caller {
   ClientId client;
   pid_t pid;
   uid_t uid;
+};
+
+/// A shm object under the daemon's prefix that is not served: its header did
+/// not validate (at start, or when a client attached). Left in place for
+/// inspection; destroy (by the daemon's user or root) removes it.
+struct Quarantined {
+  std::string shm_name;
+  std::string name;
+  std::string reason;
 };
 
 class Registry {
@@ -49,18 +59,23 @@ class Registry {
   };
 
   /// Re-adopts segments left by an earlier daemon on the same socket; headers
-  /// that do not validate are left untouched, logged and counted as quarantined.
+  /// that do not validate are left untouched, logged and quarantined. Staging
+  /// objects of creates that never completed are removed.
   void adopt_existing();
 
   Opened create(const Caller& caller, const bridge::protocol::CreateRequest& request);
+  /// A read grant gets a read-only descriptor; no grant, permission_denied.
   Opened attach(const Caller& caller, const std::string& name);
   /// Idempotent: detaching from a destroyed segment is not an error.
   void detach(const Caller& caller, const std::string& name, std::uint64_t id);
   void destroy(const Caller& caller, const std::string& name);
-  bridge::protocol::SegmentInfo info(const std::string& name) const;
+  bridge::protocol::SegmentInfo info(const Caller& caller, const std::string& name);
   std::vector<bridge::protocol::SegmentInfo> list() const;
   bridge::protocol::SegmentInfo set_meta(const Caller& caller, const std::string& name,
                                          const nlohmann::json& meta);
+  /// The owner (or the daemon's user, or root) sets what `grant.uid` may do.
+  bridge::protocol::SegmentInfo grant(const Caller& caller, const std::string& name,
+                                      const bridge::protocol::Grant& grant);
   /// Undoes a create whose reply could not be delivered (the client died):
   /// removes segment `id` named `name` unless someone else attached it.
   void undo_create(const Caller& caller, const std::string& name, std::uint64_t id);
@@ -68,7 +83,8 @@ class Registry {
   void disconnect(ClientId client);
   /// Whether `client` is attached to anything.
   bool holds_anything(ClientId client) const;
-  /// Unlinks every segment (ephemeral shutdown). Publishes no events.
+  /// Unlinks every segment and quarantined object (ephemeral shutdown).
+  /// Publishes no events.
   void remove_all();
 
   /// Receives created, destroyed and meta_changed after each successful
@@ -89,7 +105,7 @@ class Registry {
   std::uint64_t total_bytes() const;
   std::uint64_t attachment_count() const;
   const std::string& shm_prefix() const { return shm_prefix_; }
-  const std::vector<std::string>& quarantined() const { return quarantined_; }
+  const std::vector<Quarantined>& quarantined() const { return quarantined_; }
 
  private:
   struct Segment {
@@ -102,15 +118,30 @@ class Registry {
     std::uint64_t id;
     std::uint32_t owner_uid;
     std::int64_t created_unix_ms;
-    std::map<ClientId, std::uint32_t> attachments;  ///< client -> attach count
+    std::map<ClientId, std::uint32_t> attachments;             ///< client -> attach count
+    std::map<std::uint32_t, bridge::protocol::Access> grants;  ///< uid -> access
+    bridge::os::UniqueFd read_only_fd;  ///< opened at the first read-only attach
 
-    const bridge::SegmentHeader& header() const {
-      return *reinterpret_cast<const bridge::SegmentHeader*>(header_mapping->data());
+    bridge::SegmentHeader& header() const {
+      return *reinterpret_cast<bridge::SegmentHeader*>(header_mapping->data());
     }
   };
 
   Segment& find(const std::string& name);
   const Segment& find(const std::string& name) const;
+  /// What `caller` may do with `segment`: write for its owner, the daemon's
+  /// user and root; else what was granted.
+  bridge::protocol::Access access_of(const Segment& segment, const Caller& caller) const;
+  bool may_grant(const Segment& segment, const Caller& caller) const;
+  /// Throws permission_denied unless `caller` has at least `needed`.
+  void require(const Segment& segment, const Caller& caller, bridge::protocol::Access needed,
+               const char* what) const;
+  /// Re-validates the header (a client with a writable mapping can scribble
+  /// on it); a segment that fails is quarantined and corrupt_segment thrown.
+  Segment& find_intact(const std::string& name);
+  /// Writes every segment's grants to grants_path_ (atomically: temp + rename).
+  void save_grants() const;
+  void load_grants();
   bridge::protocol::SegmentInfo describe(const Segment& segment, bool with_meta) const;
   std::uint64_t new_segment_id();
   bridge::protocol::Event make_event(bridge::protocol::EventKind kind, const Segment& segment,
@@ -121,7 +152,9 @@ class Registry {
   Config config_;
   std::string shm_prefix_;
   std::map<std::string, std::unique_ptr<Segment>> segments_;
-  std::vector<std::string> quarantined_;
+  std::vector<Quarantined> quarantined_;
+  std::string grants_path_;  ///< grants survive a restart here, next to the socket
+  uid_t daemon_uid_;
   std::mt19937_64 random_;
   EventSink sink_;
 };

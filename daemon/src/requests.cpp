@@ -83,10 +83,15 @@ RequestHandler::Outcome RequestHandler::dispatch(Op op, std::uint64_t id, const 
       return {protocol::make_reply(id, protocol::ListReply{registry.list()})};
     case Op::info:
       return {protocol::make_reply(
-          id, registry.info(protocol::parse<protocol::NameRequest>(body).name))};
+          id, registry.info(caller_, protocol::parse<protocol::NameRequest>(body).name))};
     case Op::set_meta: {
       const auto request = protocol::parse<protocol::SetMetaRequest>(body);
       return {protocol::make_reply(id, registry.set_meta(caller_, request.name, request.meta))};
+    }
+    case Op::grant: {
+      const auto request = protocol::parse<protocol::GrantRequest>(body);
+      return {protocol::make_reply(
+          id, registry.grant(caller_, request.name, {request.uid, request.access}))};
     }
     case Op::stats:
       return {protocol::make_reply(id, server_.stats())};

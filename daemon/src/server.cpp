@@ -196,6 +196,9 @@ bridge::protocol::StatsReply Server::stats() const {
   reply.attachments = registry_.attachment_count();
   reply.requests = requests_;
   reply.shm_prefix = "/" + registry_.shm_prefix();
+  reply.refused = refused_;
+  for (const Quarantined& q : registry_.quarantined())
+    reply.quarantined.push_back({q.name, q.reason});
   return reply;
 }
 

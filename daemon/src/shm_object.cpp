@@ -2,10 +2,12 @@
 #include "shm_object.hpp"
 
 #include <fcntl.h>
+#include <stdio.h>
 #include <sys/stat.h>
 
 #include <boost/interprocess/exceptions.hpp>
 #include <boost/interprocess/permissions.hpp>
+#include <cerrno>
 
 #include "bridge/error.hpp"
 #include "log.hpp"
@@ -62,6 +64,31 @@ ShmObject ShmObject::open(const std::string& name) {
   } catch (const bip::interprocess_exception& e) {
     throw from_boost(e, "cannot open shared memory '" + name + "'");
   }
+}
+
+void ShmObject::publish(const std::string& name) {
+  // shm_open names live in /dev/shm (glibc); renameat2 is atomic there.
+  const std::string from = "/dev/shm/" + name_;
+  const std::string to = "/dev/shm/" + name;
+  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) != 0) {
+    const int err = errno;
+    if (err == EEXIST) {
+      throw bridge::Error(
+          bridge::Errc::already_exists,
+          "shared memory '" + name + "' already exists (quarantined, or not made by this daemon)");
+    }
+    bridge::throw_errno(err, "rename " + from + " to " + to);
+  }
+  name_ = name;
+}
+
+int ShmObject::open_read_only() const {
+  // Through /proc: the same object even after its name is unlinked, and
+  // with exactly the access asked for.
+  const std::string path = "/proc/self/fd/" + std::to_string(fd());
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) bridge::throw_errno(errno, "reopening '" + name_ + "' read-only");
+  return fd;
 }
 
 int ShmObject::fd() const noexcept {

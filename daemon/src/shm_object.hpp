@@ -22,6 +22,15 @@ class ShmObject {
   /// Opens an existing object read-write (re-adoption after a restart).
   static ShmObject open(const std::string& name);
 
+  /// Renames the object to `name` unless that name exists (already_exists):
+  /// a create is built under a private staging name and appears under its
+  /// real name only once complete, so a crash never leaves a half-made
+  /// segment under a name that a restarted daemon would trust.
+  void publish(const std::string& name);
+  /// A new descriptor for the same object, opened read-only: what a client
+  /// with a read grant receives, so the kernel refuses it write mappings.
+  int open_read_only() const;
+
   ShmObject(ShmObject&&) noexcept = default;
   ShmObject& operator=(ShmObject&&) noexcept = default;
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "bridge/client.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -49,7 +50,12 @@ Segment Client::open_segment(const json& reply, std::vector<os::UniqueFd>& fds) 
     const auto size = static_cast<std::uint64_t>(st.st_size);
     if (size < kDataOffset)
       throw Error(Errc::corrupt_segment, "segment is smaller than its header");
-    auto mapping = std::make_shared<os::Mapping>(os::Mapping::map(fd, size, /*writable=*/true));
+    // A read grant comes as a read-only descriptor: the kernel then refuses
+    // a writable mapping, so map what the descriptor allows.
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0) throw_errno(errno, "fcntl");
+    const bool writable = (flags & O_ACCMODE) == O_RDWR;
+    auto mapping = std::make_shared<os::Mapping>(os::Mapping::map(fd, size, writable));
     // The header in shared memory is the truth; the reply must agree with it.
     const auto& header = *reinterpret_cast<const SegmentHeader*>(mapping->data());
     const ArrayLayout layout = validate_header(header, size);

@@ -71,7 +71,7 @@ Snapshot Segment::snapshot(std::optional<std::chrono::nanoseconds> timeout) cons
   snap.shape_ = shape();
   snap.bytes_.resize(nbytes());
   for (;;) {
-    const std::uint64_t before = sync::wait_for_quiescent(sync, deadline);
+    const std::uint64_t before = sync::wait_for_quiescent(sync, deadline, !writable());
     snap.version_ = sync.version.load(std::memory_order_acquire);
     if (!snap.bytes_.empty()) std::memcpy(snap.bytes_.data(), data(), snap.bytes_.size());
     std::atomic_thread_fence(std::memory_order_acquire);
@@ -82,7 +82,8 @@ Snapshot Segment::snapshot(std::optional<std::chrono::nanoseconds> timeout) cons
 std::uint64_t Segment::wait(std::uint64_t newer_than,
                             std::optional<std::chrono::nanoseconds> timeout) const {
   (void)header();
-  return sync::wait_for_version(sync_of(*mapping_), newer_than, sync::deadline_after(timeout));
+  return sync::wait_for_version(sync_of(*mapping_), newer_than, sync::deadline_after(timeout),
+                                nullptr, !writable());
 }
 
 std::uint64_t Segment::wait(std::uint64_t newer_than,
@@ -90,16 +91,25 @@ std::uint64_t Segment::wait(std::uint64_t newer_than,
                             const std::atomic<bool>& cancelled) const {
   (void)header();
   return sync::wait_for_version(sync_of(*mapping_), newer_than, sync::deadline_after(timeout),
-                                &cancelled);
+                                &cancelled, !writable());
 }
 
 void Segment::wake_waiters() const {
   (void)header();
-  sync::wake_waiters(sync_of(*mapping_));
+  if (writable()) {
+    sync::wake_waiters(sync_of(*mapping_));
+  } else {
+    // The wake word cannot be bumped through a read-only mapping; read-only
+    // waiters re-check often enough to see a cancel anyway.
+    sync::futex_wake_all(sync_of(*mapping_).wake);
+  }
 }
 
 std::uint64_t Segment::commit() const {
   (void)header();
+  if (!writable()) {
+    throw Error(Errc::permission_denied, "segment '" + name() + "' is mapped read-only");
+  }
   return sync::publish_commit(sync_of(*mapping_));
 }
 

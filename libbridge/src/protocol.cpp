@@ -69,6 +69,16 @@ DType get_dtype(const json& j, const char* key) {
   return *dtype;
 }
 
+Access get_access(const json& j, const char* key) {
+  const std::string name = get_string(j, key);
+  auto access = access_from_string(name);
+  if (!access) {
+    throw Error(Errc::invalid_argument,
+                "unknown access '" + name + "' (expected none, read or write)");
+  }
+  return *access;
+}
+
 json get_object(const json& j, const char* key) {
   const json& v = need(j, key);
   if (!v.is_object()) throw Error(Errc::invalid_argument, std::string(key) + " must be an object");
@@ -99,8 +109,29 @@ std::string_view to_string(Op op) noexcept {
       return "stats";
     case Op::subscribe:
       return "subscribe";
+    case Op::grant:
+      return "grant";
   }
   return "invalid";
+}
+
+std::string_view to_string(Access access) noexcept {
+  switch (access) {
+    case Access::none:
+      return "none";
+    case Access::read:
+      return "read";
+    case Access::write:
+      return "write";
+  }
+  return "invalid";
+}
+
+std::optional<Access> access_from_string(std::string_view name) noexcept {
+  for (Access access : {Access::none, Access::read, Access::write}) {
+    if (to_string(access) == name) return access;
+  }
+  return std::nullopt;
 }
 
 std::string_view to_string(EventKind kind) noexcept {
@@ -205,6 +236,10 @@ void to_json(json& j, const SegmentInfo& v) {
            {"attached", v.attached},
            {"owner_uid", v.owner_uid},
            {"created_unix_ms", v.created_unix_ms}};
+  json grants = json::array();
+  for (const Grant& g : v.grants)
+    grants.push_back({{"uid", g.uid}, {"access", to_string(g.access)}});
+  j["grants"] = std::move(grants);
   if (v.meta) j["meta"] = *v.meta;
 }
 void from_json(const json& j, SegmentInfo& v) {
@@ -220,6 +255,15 @@ void from_json(const json& j, SegmentInfo& v) {
   v.attached = get_u32(j, "attached");
   v.owner_uid = get_u32(j, "owner_uid");
   v.created_unix_ms = get_i64(j, "created_unix_ms");
+  v.grants.clear();
+  if (j.contains("grants")) {
+    const json& grants = j.at("grants");
+    if (!grants.is_array()) bad("field 'grants' must be an array");
+    for (const json& g : grants) {
+      if (!g.is_object()) bad("each grant must be an object");
+      v.grants.push_back({get_u32(g, "uid"), get_access(g, "access")});
+    }
+  }
   if (j.contains("meta")) v.meta = get_object(j, "meta");
 }
 
@@ -273,6 +317,15 @@ void from_json(const json& j, SetMetaRequest& v) {
   v.meta = get_object(j, "meta");
 }
 
+void to_json(json& j, const GrantRequest& v) {
+  j = {{"name", v.name}, {"uid", v.uid}, {"access", to_string(v.access)}};
+}
+void from_json(const json& j, GrantRequest& v) {
+  v.name = get_string(j, "name");
+  v.uid = get_u32(j, "uid");
+  v.access = get_access(j, "access");
+}
+
 void to_json(json& j, const ListReply& v) {
   j = json::object();
   j["segments"] = json::array();
@@ -294,7 +347,13 @@ void to_json(json& j, const StatsReply& v) {
        {"clients", v.clients},
        {"attachments", v.attachments},
        {"requests", v.requests},
-       {"shm_prefix", v.shm_prefix}};
+       {"shm_prefix", v.shm_prefix},
+       {"refused", v.refused}};
+  json quarantined = json::array();
+  for (const auto& q : v.quarantined) {
+    quarantined.push_back({{"name", q.name}, {"reason", q.reason}});
+  }
+  j["quarantined"] = std::move(quarantined);
 }
 void from_json(const json& j, StatsReply& v) {
   v.pid = get_i64(j, "pid");
@@ -308,6 +367,16 @@ void from_json(const json& j, StatsReply& v) {
   v.attachments = get_u64(j, "attachments");
   v.requests = get_u64(j, "requests");
   v.shm_prefix = get_string(j, "shm_prefix");
+  v.refused = j.contains("refused") ? get_u64(j, "refused") : 0;
+  v.quarantined.clear();
+  if (j.contains("quarantined")) {
+    const json& items = j.at("quarantined");
+    if (!items.is_array()) bad("field 'quarantined' must be an array");
+    for (const json& q : items) {
+      if (!q.is_object()) bad("each quarantined entry must be an object");
+      v.quarantined.push_back({get_string(q, "name"), get_string(q, "reason")});
+    }
+  }
 }
 
 void to_json(json& j, const SubscribeRequest& v) {

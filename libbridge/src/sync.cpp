@@ -31,17 +31,38 @@ inline void cpu_relax() {
 #endif
 }
 
+// A read-only waiter re-checks this often even without a wake: in case the
+// segment's always_wake is not set, and so that a cancel (which cannot bump
+// the wake word through a read-only mapping) is seen.
+constexpr std::chrono::milliseconds kReadOnlyRecheck{20};
+
 // A registered waiter: committers skip the wake syscall while none exist.
+// A read-only mapping cannot register (the daemon sets always_wake instead).
 class WaiterCount {
  public:
-  explicit WaiterCount(SyncBlock& sync) : sync_(sync) { sync_.waiters.fetch_add(1); }
-  ~WaiterCount() { sync_.waiters.fetch_sub(1); }
+  WaiterCount(SyncBlock& sync, bool read_only) : sync_(read_only ? nullptr : &sync) {
+    if (sync_ != nullptr) sync_->waiters.fetch_add(1);
+  }
+  ~WaiterCount() {
+    if (sync_ != nullptr) sync_->waiters.fetch_sub(1);
+  }
   WaiterCount(const WaiterCount&) = delete;
   WaiterCount& operator=(const WaiterCount&) = delete;
 
  private:
-  SyncBlock& sync_;
+  SyncBlock* sync_;
 };
+
+// The deadline of one futex sleep.
+Deadline slice(const Deadline& deadline, bool read_only) {
+  if (!read_only) return deadline;
+  const auto recheck = Clock::now() + kReadOnlyRecheck;
+  return deadline && *deadline < recheck ? *deadline : recheck;
+}
+
+bool past(const Deadline& deadline) {
+  return deadline && Clock::now() >= *deadline;
+}
 
 }  // namespace
 
@@ -93,23 +114,27 @@ void wake_waiters(SyncBlock& sync) {
   // seq_cst pairs with the waiter's increment of `waiters` before it sleeps:
   // either it sees the new `wake` and does not sleep, or we see it waiting.
   sync.wake.fetch_add(1, std::memory_order_seq_cst);
-  if (sync.waiters.load(std::memory_order_seq_cst) != 0) futex_wake_all(sync.wake);
+  if (sync.waiters.load(std::memory_order_seq_cst) != 0 ||
+      sync.always_wake.load(std::memory_order_relaxed) != 0) {
+    futex_wake_all(sync.wake);
+  }
 }
 
 std::uint64_t wait_for_version(SyncBlock& sync, std::uint64_t newer_than, const Deadline& deadline,
-                               const std::atomic<bool>* cancelled) {
+                               const std::atomic<bool>* cancelled, bool read_only) {
   for (int i = 0; i < kSpinIterations; ++i) {
     const std::uint64_t version = sync.version.load(std::memory_order_acquire);
     if (version > newer_than) return version;
     cpu_relax();
   }
-  WaiterCount registered(sync);
+  WaiterCount registered(sync, read_only);
   for (;;) {
     const std::uint32_t wake = sync.wake.load(std::memory_order_seq_cst);
     const std::uint64_t version = sync.version.load(std::memory_order_acquire);
     if (version > newer_than) return version;
     if (cancelled != nullptr && cancelled->load()) throw Error(Errc::closed, "wait cancelled");
-    if (!futex_wait(sync.wake, wake, deadline)) {
+    if (!futex_wait(sync.wake, wake, slice(deadline, read_only)) || past(deadline)) {
+      if (!past(deadline)) continue;  // a read-only re-check, not the deadline
       const std::uint64_t last = sync.version.load(std::memory_order_acquire);
       if (last > newer_than) return last;
       throw Error(Errc::timeout, "no version newer than " + std::to_string(newer_than) +
@@ -118,18 +143,19 @@ std::uint64_t wait_for_version(SyncBlock& sync, std::uint64_t newer_than, const 
   }
 }
 
-std::uint64_t wait_for_quiescent(SyncBlock& sync, const Deadline& deadline) {
+std::uint64_t wait_for_quiescent(SyncBlock& sync, const Deadline& deadline, bool read_only) {
   for (int i = 0; i < kSpinIterations; ++i) {
     const std::uint64_t seq = sync.seq.load(std::memory_order_acquire);
     if (seq % 2 == 0) return seq;
     cpu_relax();
   }
-  WaiterCount registered(sync);
+  WaiterCount registered(sync, read_only);
   for (;;) {
     const std::uint32_t wake = sync.wake.load(std::memory_order_seq_cst);
     const std::uint64_t seq = sync.seq.load(std::memory_order_acquire);
     if (seq % 2 == 0) return seq;
-    if (!futex_wait(sync.wake, wake, deadline)) {
+    if (!futex_wait(sync.wake, wake, slice(deadline, read_only)) || past(deadline)) {
+      if (!past(deadline)) continue;
       throw Error(Errc::timeout,
                   "a write was still in progress at the timeout (its writer may have died "
                   "mid-write; the next writer repairs the segment)");

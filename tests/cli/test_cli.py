@@ -16,9 +16,9 @@ from conftest import binary, run_ctl, run_peer
 
 # protocol::SegmentInfo's JSON (the same fields as Python's client.list()).
 INFO_KEYS = {"name", "segment_id", "dtype", "shape", "strides", "nbytes", "total_bytes",
-             "version", "meta_version", "attached", "owner_uid", "created_unix_ms"}
+             "version", "meta_version", "attached", "owner_uid", "created_unix_ms", "grants"}
 STATS_KEYS = {"pid", "daemon", "uptime_s", "segments", "bytes", "clients", "attachments",
-              "requests", "shm_prefix"}
+              "requests", "shm_prefix", "refused", "quarantined"}
 SHOW_KEYS = {"name", "dtype", "shape", "version", "values", "truncated"}
 
 EXIT_NOT_FOUND = 12

@@ -165,9 +165,17 @@ def test_corrupt_segment(client, daemon):
     with pytest.raises(pybridge.CorruptSegment) as err:
         client.attach("victim")
     check_code(err.value, pybridge.CorruptSegment, "corrupt_segment")
-    # The failed attach is not left counted at the daemon.
-    assert client.info("victim")["attached"] == 0
+    # The daemon re-validated the header too: the segment is quarantined,
+    # reported, never served again, and removable by the daemon's user.
+    quarantined = client.stats()["quarantined"]
+    assert [q["name"] for q in quarantined] == ["victim"]
+    assert "magic" in quarantined[0]["reason"]
+    with pytest.raises(pybridge.CorruptSegment, match="quarantined"):
+        client.attach("victim")
+    assert [s["name"] for s in client.list()] == []
     client.destroy("victim")
+    assert client.stats()["quarantined"] == []
+    assert not os.path.exists(path)
 
 
 def _hello_reply(**fields):

@@ -57,7 +57,9 @@ struct alignas(64) SyncBlock {
   std::atomic<std::uint32_t> waiters;
   std::atomic<std::int64_t> last_commit_unix_ns;
   std::atomic<std::int32_t> last_writer_pid;
-  std::uint32_t reserved0;
+  /// Set by the daemon once it hands out a read-only mapping: such waiters
+  /// cannot register in `waiters`, so every commit must wake.
+  std::atomic<std::uint32_t> always_wake;
   std::uint8_t reserved1[24];
   pthread_mutex_t writer_lock;
   std::uint8_t reserved2[192 - sizeof(pthread_mutex_t)];

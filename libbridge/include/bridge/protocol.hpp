@@ -50,9 +50,22 @@ inline constexpr std::uint32_t kMaxRequestBytes = 1u * 1024 * 1024;
 /// Deepest JSON nesting accepted in a frame (bounds the parser's recursion).
 inline constexpr int kMaxJsonDepth = 64;
 
-enum class Op { hello, create, attach, detach, destroy, list, info, set_meta, stats, subscribe };
-inline constexpr Op kAllOps[] = {Op::hello, Op::create, Op::attach,   Op::detach, Op::destroy,
-                                 Op::list,  Op::info,   Op::set_meta, Op::stats,  Op::subscribe};
+enum class Op {
+  hello,
+  create,
+  attach,
+  detach,
+  destroy,
+  list,
+  info,
+  set_meta,
+  stats,
+  subscribe,
+  grant
+};
+inline constexpr Op kAllOps[] = {Op::hello,   Op::create,    Op::attach, Op::detach,
+                                 Op::destroy, Op::list,      Op::info,   Op::set_meta,
+                                 Op::stats,   Op::subscribe, Op::grant};
 std::string_view to_string(Op op) noexcept;
 std::optional<Op> op_from_string(std::string_view name) noexcept;
 
@@ -69,6 +82,19 @@ json decode_payload(std::string_view payload);
 
 // ---- messages -------------------------------------------------------------
 
+/// What a user other than a segment's owner may do with it ("none", "read",
+/// "write" on the wire). read: attach with a read-only mapping. write: attach
+/// read-write (so also take the writer lock), set metadata, destroy.
+/// Granting is the owner's (and the daemon's user's) alone.
+enum class Access { none, read, write };
+std::string_view to_string(Access access) noexcept;
+std::optional<Access> access_from_string(std::string_view name) noexcept;
+
+struct Grant {
+  std::uint32_t uid = 0;
+  Access access = Access::none;
+};
+
 /// What the daemon knows about a segment; the reply to create/attach/info and
 /// each element of list. `meta` is filled for create/attach/info replies.
 struct SegmentInfo {
@@ -84,6 +110,7 @@ struct SegmentInfo {
   std::uint32_t attached = 0;  ///< clients attached now
   std::uint32_t owner_uid = 0;
   std::int64_t created_unix_ms = 0;
+  std::vector<Grant> grants;  ///< users other than the owner who may use it
   std::optional<json> meta;
 };
 
@@ -113,6 +140,14 @@ struct SetMetaRequest {
   std::string name;
   json meta = json::object();
 };
+/// Sets what user `uid` may do with segment `name` (Access::none revokes).
+/// Only the owner, or the daemon's user, may grant. A grant changes what
+/// later attaches get; mappings already handed out keep their protection.
+struct GrantRequest {
+  std::string name;
+  std::uint32_t uid = 0;
+  Access access = Access::none;
+};
 struct ListReply {
   std::vector<SegmentInfo> segments;
 };
@@ -125,7 +160,16 @@ struct StatsReply {
   std::uint64_t clients = 0;
   std::uint64_t attachments = 0;
   std::uint64_t requests = 0;
-  std::string shm_prefix;  ///< every segment's shm object is named shm_prefix + name
+  std::string shm_prefix;     ///< every segment's shm object is named shm_prefix + name
+  std::uint64_t refused = 0;  ///< connections refused (too many clients)
+  /// Shm objects under the prefix whose header did not validate: never
+  /// served, left in place for inspection; `destroy` by the daemon's user
+  /// (or root) removes one.
+  struct Quarantined {
+    std::string name;
+    std::string reason;
+  };
+  std::vector<Quarantined> quarantined;
 };
 
 /// Asks for events on this connection: every segment's, or one name's (which
@@ -176,6 +220,8 @@ void to_json(json& j, const SetMetaRequest& v);
 void from_json(const json& j, SetMetaRequest& v);
 void to_json(json& j, const ListReply& v);
 void from_json(const json& j, ListReply& v);
+void to_json(json& j, const GrantRequest& v);
+void from_json(const json& j, GrantRequest& v);
 void to_json(json& j, const StatsReply& v);
 void from_json(const json& j, StatsReply& v);
 void to_json(json& j, const SubscribeRequest& v);

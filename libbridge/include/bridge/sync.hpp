@@ -39,12 +39,17 @@ void wake_waiters(SyncBlock& sync);
 /// Blocks until the version is > `newer_than` and returns it. Spins briefly,
 /// then sleeps on the futex. Throws Error(timeout) at the deadline, and
 /// Error(closed) when `cancelled` becomes true (set it, then wake_waiters).
+///
+/// `read_only`: the caller's mapping is read-only, so it cannot count itself
+/// in `waiters`; it relies on `always_wake` (set by the daemon for such
+/// segments) and re-checks every few milliseconds in case it is not set.
 std::uint64_t wait_for_version(SyncBlock& sync, std::uint64_t newer_than, const Deadline& deadline,
-                               const std::atomic<bool>* cancelled = nullptr);
+                               const std::atomic<bool>* cancelled = nullptr,
+                               bool read_only = false);
 
 /// Blocks until no locked write is in progress (seq even) and returns seq.
 /// Throws Error(timeout) at the deadline (a writer that died mid-write keeps
 /// seq odd until the next writer finishes).
-std::uint64_t wait_for_quiescent(SyncBlock& sync, const Deadline& deadline);
+std::uint64_t wait_for_quiescent(SyncBlock& sync, const Deadline& deadline, bool read_only = false);
 
 }  // namespace bridge::sync

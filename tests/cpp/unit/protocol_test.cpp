@@ -327,7 +327,17 @@ TEST(MessageRoundTripTest, EmptyListReply) {
 }
 
 TEST(MessageRoundTripTest, StatsReply) {
-  const StatsReply stats{4242, "bridged 0.1.0", 12.25, 3, 1 << 20, 4, 5, 600, "/shmbridge.abc."};
+  const StatsReply stats{4242,
+                         "bridged 0.1.0",
+                         12.25,
+                         3,
+                         1 << 20,
+                         4,
+                         5,
+                         600,
+                         "/shmbridge.abc.",
+                         7,
+                         {{"broken", "bad header checksum"}}};
   const StatsReply back = round_trip(stats);
   EXPECT_EQ(back.pid, 4242);
   EXPECT_EQ(back.daemon, "bridged 0.1.0");
@@ -338,6 +348,28 @@ TEST(MessageRoundTripTest, StatsReply) {
   EXPECT_EQ(back.attachments, 5u);
   EXPECT_EQ(back.requests, 600u);
   EXPECT_EQ(back.shm_prefix, "/shmbridge.abc.");
+  EXPECT_EQ(back.refused, 7u);
+  ASSERT_EQ(back.quarantined.size(), 1u);
+  EXPECT_EQ(back.quarantined[0].name, "broken");
+  EXPECT_EQ(back.quarantined[0].reason, "bad header checksum");
+}
+
+TEST(MessageRoundTripTest, GrantRequestAndGrantsInInfo) {
+  const GrantRequest request = round_trip(GrantRequest{"frames", 1001, Access::read});
+  EXPECT_EQ(request.name, "frames");
+  EXPECT_EQ(request.uid, 1001u);
+  EXPECT_EQ(request.access, Access::read);
+  json bad = GrantRequest{"frames", 1001, Access::write};
+  bad["access"] = "admin";
+  EXPECT_THROW(parse<GrantRequest>(bad), Error);
+
+  SegmentInfo info;
+  info.name = "frames";
+  info.grants = {{1001, Access::read}, {1002, Access::write}};
+  const SegmentInfo back = round_trip(info);
+  ASSERT_EQ(back.grants.size(), 2u);
+  EXPECT_EQ(back.grants[1].uid, 1002u);
+  EXPECT_EQ(back.grants[1].access, Access::write);
 }
 
 TEST(MessageRoundTripTest, StatsReplyAcceptsIntegerUptime) {
@@ -740,6 +772,7 @@ std::vector<Golden> golden_messages() {
   info.owner_uid = 1000;
   info.created_unix_ms = 1700000000000;
   info.meta = json{{"camera", "front"}};
+  info.grants = {{1001, Access::read}};
 
   SegmentInfo listed;
   listed.name = "weights";
@@ -770,8 +803,19 @@ std::vector<Golden> golden_messages() {
                     SetMetaRequest{"frames", {{"exposure", 0.5}, {"tags", {"a", "b"}}}})},
       {"list_request.json", make_request(7, Op::list)},
       {"list_reply.json", make_reply(7, ListReply{{listed}})},
-      {"stats_reply.json", make_reply(8, StatsReply{4242, "bridged 0.1.0", 12.5, 2, 1191936, 1, 1,
-                                                    9, "/shmbridge.1a2b3c4d."})},
+      {"stats_reply.json", make_reply(8, StatsReply{4242,
+                                                    "bridged 0.1.0",
+                                                    12.5,
+                                                    2,
+                                                    1191936,
+                                                    1,
+                                                    1,
+                                                    9,
+                                                    "/shmbridge.1a2b3c4d.",
+                                                    3,
+                                                    {{"old", "bad header checksum"}}})},
+      {"grant_request.json",
+       make_request(11, Op::grant, GrantRequest{"frames", 1001, Access::read})},
       {"error_reply.json", make_error_reply(9, Errc::not_found, "no segment named 'frames'")},
       {"subscribe_request.json", make_request(10, Op::subscribe, SubscribeRequest{"frames"})},
       {"committed_event.json",
