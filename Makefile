@@ -6,10 +6,14 @@
 PY      := $(CURDIR)/.venv/bin/python
 BUILD   := build/cmake
 ASAN    := build/asan
+TSAN    := build/tsan
 JOBS    ?= $(shell nproc)
 CMAKE_FLAGS := -G Ninja -DBRIDGE_WERROR=ON
+# tests/cpp/integration/load_test.cpp under a sanitizer (10-100x slower): fewer
+# connections and cycles, a shorter soak.
+SAN_LOAD := SHMBRIDGE_LOAD_CLIENTS=20 SHMBRIDGE_LOAD_CYCLES=50 SHMBRIDGE_SOAK_SECONDS=5
 
-.PHONY: all deps build demo test test-cpp test-asan install-py format format-check clean bench
+.PHONY: all deps build demo test test-cpp test-asan test-tsan install-py format format-check clean bench
 
 all: build
 
@@ -36,6 +40,22 @@ test-asan: deps
 	@cmake --build $(ASAN) -j $(JOBS)
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir $(ASAN) --output-on-failure -j 2
+
+# The tests labelled `concurrency` (mutation, events, load + soak) under
+# ThreadSanitizer. TSan sees the threads of one process (the daemon's io and
+# commit-watcher threads, a test's client threads), not other processes
+# sharing the segments; tests/tsan.supp says what it is told to ignore.
+# -Wno-tsan: GCC warns that TSan does not model atomic_thread_fence; the
+# fences (the seqlocks in libbridge) order accesses against other processes,
+# which TSan does not see anyway. Every other warning is still an error.
+# ASLR is off for the run (setarch -R): this TSan runtime can reject the
+# high-entropy mmap addresses of recent kernels ("unexpected memory mapping").
+test-tsan: deps
+	@cmake -S . -B $(TSAN) $(CMAKE_FLAGS) -DCMAKE_BUILD_TYPE=Debug \
+	  -DBRIDGE_SANITIZE=thread -DCMAKE_CXX_FLAGS=-Wno-tsan >/dev/null
+	@cmake --build $(TSAN) -j $(JOBS) --target bridged mutation_test events_test load_test
+	@TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp" $(SAN_LOAD) \
+	  setarch $$(uname -m) -R ctest --test-dir $(TSAN) --output-on-failure -j 2 -L concurrency
 
 # Wake-latency benchmark (not a test, about 40 s): futex and pipe floors,
 # shmbridge C++ and Python side by side in one run; see bench/README.md.
