@@ -46,6 +46,9 @@ int main(int argc, char** argv) {
                  "Write \"ready\\n\" to this descriptor once accepting connections");
   app.add_option("--max-segment-bytes", config.max_segment_bytes,
                  "Largest array a create may ask for (0: no limit but /dev/shm)");
+  app.add_option("--group", config.group,
+                 "Let members of this group connect too (socket 0660, directory 0750); "
+                 "by default only the daemon's user (and root) can");
   app.add_option("--max-clients", config.limits.max_clients,
                  "Connections served at once; more are refused with limit_exceeded")
       ->capture_default_str();

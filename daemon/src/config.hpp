@@ -32,6 +32,9 @@ struct Config {
   /// Largest array a create may ask for; 0 = only what /dev/shm can hold.
   std::uint64_t max_segment_bytes = 0;
   bool verbose = false;
+  /// A group whose members may connect too: the socket becomes 0660 and its
+  /// directory 0750, both of that group. Empty: the daemon's user only.
+  std::string group;
   Limits limits;
 };
 

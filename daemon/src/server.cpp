@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 #include "server.hpp"
 
+#include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <boost/asio/post.hpp>
+#include <cerrno>
 #include <csignal>
 
 #include "bridge/error.hpp"
@@ -40,8 +42,34 @@ Server::Server(Config config)
     throw bridge::Error(bridge::errc_from_errno(ec.value()),
                         "cannot listen on " + config_.socket_path + ": " + ec.message());
   }
-  // Access is decided by the directory (0700); the socket itself is private too.
-  ::chmod(config_.socket_path.c_str(), 0600);
+  admit_group();
+}
+
+void Server::admit_group() {
+  // Who may connect is decided by the socket's mode and its directory's:
+  // 0600 and 0700 by default (the daemon's user and root only).
+  const std::string& path = config_.socket_path;
+  const auto slash = path.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
+  if (config_.group.empty()) {
+    ::chmod(path.c_str(), 0600);
+    return;
+  }
+  const group* found = ::getgrnam(config_.group.c_str());
+  if (found == nullptr) {
+    throw bridge::Error(bridge::Errc::invalid_argument, "no group named '" + config_.group + "'");
+  }
+  const gid_t gid = found->gr_gid;
+  if (::chown(path.c_str(), static_cast<uid_t>(-1), gid) != 0 || ::chmod(path.c_str(), 0660) != 0) {
+    bridge::throw_errno(errno, "cannot give group '" + config_.group + "' access to " + path);
+  }
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) == 0 && st.st_uid == ::geteuid() && (st.st_mode & S_ISVTX) == 0) {
+    if (::chown(dir.c_str(), static_cast<uid_t>(-1), gid) != 0 || ::chmod(dir.c_str(), 0750) != 0) {
+      bridge::throw_errno(errno, "cannot give group '" + config_.group + "' access to " + dir);
+    }
+  }
+  log_info("group '" + config_.group + "' may connect");
 }
 
 Server::~Server() = default;

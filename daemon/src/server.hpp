@@ -51,6 +51,8 @@ class Server {
   void subscribe(const Caller& caller, std::optional<std::string> name, EventHub::Deliver deliver);
 
  private:
+  /// Sets the socket's (and its directory's) mode and group (--group).
+  void admit_group();
   void accept_next();
   /// Answers limit_exceeded and closes: too many connections.
   void refuse(boost::asio::local::stream_protocol::socket socket);

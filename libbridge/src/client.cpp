@@ -66,6 +66,7 @@ Segment Client::open_segment(const json& reply, std::vector<os::UniqueFd>& fds) 
     }
     info.strides = layout.strides;
     info.total_bytes = header.total_bytes;
+    connection_->note_attached(info.name, info.id);
     return Segment(connection_, std::move(mapping), std::move(info));
   } catch (...) {
     // The daemon already counts this attachment; without a detach it would
@@ -116,6 +117,13 @@ void Client::destroy(std::string_view name) {
   connection_->call(Op::destroy, protocol::NameRequest{std::string(name)});
 }
 
+protocol::SegmentInfo Client::grant(std::string_view name, std::uint32_t uid,
+                                    protocol::Access access) {
+  validate_segment_name(name);
+  return protocol::parse<protocol::SegmentInfo>(
+      connection_->call(Op::grant, protocol::GrantRequest{std::string(name), uid, access}).body);
+}
+
 protocol::StatsReply Client::stats() {
   return protocol::parse<protocol::StatsReply>(connection_->call(Op::stats).body);
 }
@@ -128,6 +136,9 @@ const std::string& Client::socket_path() const {
 }
 void Client::close() {
   connection_->close();
+}
+std::uint64_t Client::reconnects() const {
+  return connection_->reconnects();
 }
 
 }  // namespace bridge

@@ -27,6 +27,7 @@ Segment::~Segment() {
 
 void Segment::close() noexcept {
   if (connection_ && mapping_) {
+    connection_->note_detached(info_.name, info_.id);
     try {
       connection_->call(protocol::Op::detach, protocol::DetachRequest{info_.name, info_.id});
     } catch (const Error&) {

@@ -61,7 +61,19 @@ void bind_client(nb::module_& m) {
           "destroy", [](Client& c, const std::string& name) { c.destroy(name); }, nb::arg("name"),
           Release())
       .def(
+          "grant_json",
+          [](Client& c, const std::string& name, std::uint32_t uid, const std::string& access) {
+            auto parsed = bridge::protocol::access_from_string(access);
+            if (!parsed) {
+              throw bridge::Error(bridge::Errc::invalid_argument,
+                                  "access must be 'read', 'write' or 'none', not '" + access + "'");
+            }
+            return dump_json(json(c.grant(name, uid, *parsed)));
+          },
+          nb::arg("name"), nb::arg("uid"), nb::arg("access"), Release())
+      .def(
           "stats_json", [](Client& c) { return dump_json(json(c.stats())); }, Release())
+      .def_prop_ro("reconnects", [](const Client& c) { return c.reconnects(); })
       .def(
           "events",
           [](Client& c, std::optional<std::string> name) {

@@ -49,7 +49,13 @@ class Client {
   /// Replaces a segment's metadata; returns the updated info.
   protocol::SegmentInfo set_meta(std::string_view name, const nlohmann::json& meta);
   /// Unlinks the name. Mappings that processes hold stay valid until dropped.
+  /// Needs write access (the owner, a write grant, the daemon's user).
   void destroy(std::string_view name);
+  /// Sets what user `uid` may do with segment `name`: Access::read (attach
+  /// with a read-only mapping), Access::write (attach read-write, lock,
+  /// set_meta, destroy) or Access::none (revoke). Only the segment's owner or
+  /// the daemon's user may grant. Mappings already handed out keep theirs.
+  protocol::SegmentInfo grant(std::string_view name, std::uint32_t uid, protocol::Access access);
   protocol::StatsReply stats();
   /// Subscribes to daemon events about every segment, or only those named
   /// `name` (which need not exist yet), on a new connection of its own:
@@ -62,6 +68,9 @@ class Client {
   const std::string& socket_path() const;
   /// Closes the connection; segments already attached stay mapped.
   void close();
+  /// How many times this client connected again after the daemon went away
+  /// (each call first checks the connection and reconnects when needed).
+  std::uint64_t reconnects() const;
 
   explicit Client(std::shared_ptr<detail::Connection> connection);
 

@@ -85,6 +85,31 @@ class Client:
             raise InvalidArgument("meta must be a dict, not None")
         return json.loads(self._client().set_meta_json(name, meta_json(meta)))
 
+    def grant(self, name: str, user: Union[int, str], access: str) -> Dict[str, Any]:
+        """Lets another user use segment ``name``: ``access`` is ``"read"``
+        (attach gives a read-only mapping and non-writable arrays),
+        ``"write"`` (attach read-write, lock, set_meta, destroy) or ``"none"``
+        (revoke). ``user`` is a uid or a user name. Only the segment's owner
+        (or the daemon's user) may grant; returns the updated SegmentInfo,
+        whose ``grants`` lists every grant."""
+        if isinstance(user, str):
+            import pwd
+
+            try:
+                uid = pwd.getpwnam(user).pw_uid
+            except KeyError:
+                raise InvalidArgument(f"no user named {user!r}") from None
+        elif isinstance(user, int) and not isinstance(user, bool):
+            uid = user
+        else:
+            raise InvalidArgument(f"user must be a uid or a user name, not {user!r}")
+        return json.loads(self._client().grant_json(name, uid, access))
+
+    @property
+    def reconnects(self) -> int:
+        """How many times this client reconnected after the daemon went away."""
+        return self._client().reconnects
+
     def stats(self) -> Dict[str, Any]:
         """The daemon's counters (pid, segments, bytes, clients, shm_prefix ...)."""
         return json.loads(self._client().stats_json())
