@@ -14,6 +14,7 @@
 #include "bridge/version.hpp"
 #include "log.hpp"
 #include "session.hpp"
+#include "sigbus_guard.hpp"
 
 namespace bridged {
 
@@ -76,6 +77,7 @@ Server::~Server() = default;
 
 int Server::run() {
   ::signal(SIGPIPE, SIG_IGN);
+  install_sigbus_guard();
   signals_.async_wait([this](const boost::system::error_code& ec, int signo) {
     if (ec) return;
     log_info(std::string("received ") + (signo == SIGINT ? "SIGINT" : "SIGTERM") + ", stopping");

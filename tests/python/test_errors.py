@@ -254,3 +254,23 @@ def test_errors_pickle_with_their_code():
     err = pickle.loads(pickle.dumps(pybridge.NotFound("no segment 'x'", "not_found")))
     assert type(err) is pybridge.NotFound and err.code == "not_found"
     assert str(err) == "no segment 'x'"
+
+
+def test_truncated_segment_is_quarantined_not_fatal(client, daemon):
+    """A writer can ftruncate a segment under the daemon (shm objects cannot be
+    sealed); the daemon's next look at its header must not die of SIGBUS."""
+    keep = client.create("keep", (4,), "int32")
+    client.create("victim", (1024,), "float64").close()
+    path = "/dev/shm/" + daemon.shm_prefix.lstrip("/") + "victim"
+    # What a malicious writer would do with its descriptor.
+    os.truncate(path, 0)
+    assert {s["name"] for s in client.list()} == {"keep", "victim"}  # reads the header
+    with pytest.raises(pybridge.CorruptSegment):
+        client.info("victim")
+    assert [q["name"] for q in client.stats()["quarantined"]] == ["victim"]
+    assert daemon.proc.poll() is None
+    # Everyone else is still served.
+    keep.array[:] = 7
+    assert client.attach("keep").array.tolist() == [7, 7, 7, 7]
+    client.destroy("victim")
+    client.destroy("keep")
