@@ -43,11 +43,12 @@ def test_already_exists(client):
     assert client.attach("dup").array.tolist() == [9, 9]
 
 
-@pytest.mark.parametrize("name", ["", "a/b", "..", ".hidden", "x" * 129, "sp ace", "é"])
+@pytest.mark.parametrize("name", ["", "a/b", "..", "../x", ".hidden", "x" * 129, "sp ace", "é",
+                                  "a\x00b", "\udcff", b"bytes", 7, None])
 def test_bad_names_are_invalid_argument(client, name):
     for call in (lambda: client.create(name, (1,), "uint8"), lambda: client.attach(name),
                  lambda: client.info(name), lambda: client.destroy(name),
-                 lambda: client.set_meta(name, {})):
+                 lambda: client.set_meta(name, {}), lambda: client.grant(name, 1, "read")):
         with pytest.raises(pybridge.InvalidArgument) as err:
             call()
         check_code(err.value, pybridge.InvalidArgument, "invalid_argument")

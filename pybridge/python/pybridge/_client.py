@@ -17,6 +17,18 @@ from .errors import Closed, InvalidArgument
 PathLike = Union[str, "os.PathLike[str]"]
 
 
+def segment_name(name: Any) -> str:
+    """A name the extension can take: anything else is InvalidArgument, like
+    a malformed name (the daemon checks the characters)."""
+    if not isinstance(name, str):
+        raise InvalidArgument(f"segment name must be a str, not {type(name).__name__}")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgument(f"segment name {name!r} is not valid UTF-8") from None
+    return name
+
+
 class Client:
     """A connection to bridged; make one with :func:`pybridge.connect`.
 
@@ -40,7 +52,8 @@ class Client:
                meta: Optional[Mapping[str, Any]] = None) -> Segment:
         """Creates a zero-filled C-contiguous array segment and attaches to it."""
         core = self._client()
-        return Segment(core.create(name, dtype_name(dtype), shape_list(shape), meta_json(meta)))
+        return Segment(core.create(segment_name(name), dtype_name(dtype), shape_list(shape),
+                                   meta_json(meta)))
 
     def create_from(self, name: str, array: Any,
                     meta: Optional[Mapping[str, Any]] = None) -> Segment:
@@ -63,11 +76,11 @@ class Client:
 
     def attach(self, name: str) -> Segment:
         """Attaches to an existing segment: maps the same pages, no copy."""
-        return Segment(self._client().attach(name))
+        return Segment(self._client().attach(segment_name(name)))
 
     def destroy(self, name: str) -> None:
         """Unlinks the name. Mappings (and arrays) that processes hold stay valid."""
-        self._client().destroy(name)
+        self._client().destroy(segment_name(name))
 
     # ---- catalog ------------------------------------------------------------
     def list(self) -> List[Dict[str, Any]]:
@@ -76,14 +89,14 @@ class Client:
 
     def info(self, name: str) -> Dict[str, Any]:
         """One segment's SegmentInfo, with ``meta``."""
-        return json.loads(self._client().info_json(name))
+        return json.loads(self._client().info_json(segment_name(name)))
 
     def set_meta(self, name: str, meta: Mapping[str, Any]) -> Dict[str, Any]:
         """Replaces a segment's metadata (a dict, at most 64 KiB of JSON);
         returns the updated SegmentInfo."""
         if meta is None:
             raise InvalidArgument("meta must be a dict, not None")
-        return json.loads(self._client().set_meta_json(name, meta_json(meta)))
+        return json.loads(self._client().set_meta_json(segment_name(name), meta_json(meta)))
 
     def grant(self, name: str, user: Union[int, str], access: str) -> Dict[str, Any]:
         """Lets another user use segment ``name``: ``access`` is ``"read"``
@@ -103,7 +116,7 @@ class Client:
             uid = user
         else:
             raise InvalidArgument(f"user must be a uid or a user name, not {user!r}")
-        return json.loads(self._client().grant_json(name, uid, access))
+        return json.loads(self._client().grant_json(segment_name(name), uid, access))
 
     @property
     def reconnects(self) -> int:
@@ -121,7 +134,7 @@ class Client:
         need not exist yet): an iterator of dicts, see :class:`EventStream`.
         Events are those after this call returns. The stream has a
         connection of its own, so this client keeps working meanwhile."""
-        return EventStream(self._client().events(name))
+        return EventStream(self._client().events(None if name is None else segment_name(name)))
 
     # ---- connection ---------------------------------------------------------
     @property
