@@ -147,3 +147,64 @@ def test_create_never_adopts_an_object_it_did_not_create(daemon):
         assert path.read_bytes() == b"not a segment"
     finally:
         path.unlink()
+
+
+def _wait_until(condition, timeout=5.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)
+
+
+def test_idle_connection_is_closed_and_the_client_reconnects_by_itself(tmp_path):
+    d = Daemon(tmp_path, "--idle-timeout", "0.3")
+    try:
+        idle = pybridge.connect(d.socket)
+        holder = pybridge.connect(d.socket)
+        seg = holder.create("held", (2,), "uint8")  # a connection holding a segment stays
+        assert holder.stats()["clients"] == 2
+        # The daemon's own count is the signal: wait for it to drop the idle one.
+        _wait_until(lambda: holder.stats()["clients"] == 1)
+        assert idle.reconnects == 0
+        assert [s["name"] for s in idle.list()] == ["held"]  # reconnects transparently
+        assert idle.reconnects == 1
+        assert holder.reconnects == 0 and holder.info("held")["attached"] == 1
+        seg.close()
+        holder.destroy("held")
+        idle.close()
+        holder.close()
+    finally:
+        assert d.stop() == 0, d.log()
+    assert "idle" in d.log()
+
+
+def test_calls_while_the_daemon_is_down_fail_fast_then_reconnect(tmp_path):
+    import time
+
+    d = Daemon(tmp_path)
+    client = pybridge.connect(d.socket)
+    seg = client.create("kept", (3,), "int64")
+    seg.array[:] = [1, 2, 3]
+    d.proc.kill()
+    assert d.stop() == -signal.SIGKILL
+    for _ in range(3):
+        start = time.monotonic()
+        with pytest.raises(pybridge.DaemonUnavailable):
+            client.list()
+        assert time.monotonic() - start < 1.0
+    # The mapping does not need the daemon.
+    seg.array[1] = 20
+    assert seg.array.tolist() == [1, 20, 3]
+    restarted = Daemon(tmp_path)  # same socket: re-adopts "kept"
+    try:
+        assert client.info("kept")["attached"] == 1  # reconnected and re-attached
+        assert client.reconnects == 1
+        assert client.attach("kept").array.tolist() == [1, 20, 3]
+        seg.close()
+    finally:
+        client.close()
+        assert restarted.stop() == 0, restarted.log()
+    assert restarted.leftover_shm() == []
