@@ -35,18 +35,27 @@ def binary(name):
 
 
 class Daemon:
-    """A running bridged on a private socket."""
+    """A running bridged on a private socket.
 
-    def __init__(self, directory, *extra_args):
+    Keyword options (all optional): `ephemeral=False` keeps segments in
+    /dev/shm after a stop so that a later Daemon on the same directory
+    re-adopts them; `env` replaces the daemon's environment (e.g. with
+    BRIDGED_FAULT); `wrapper` is a command that execs the daemon's argv
+    appended to it (e.g. unshare); the log is appended to, so a restarted
+    daemon's log follows its predecessor's.
+    """
+
+    def __init__(self, directory, *extra_args, ephemeral=True, env=None, wrapper=()):
         self.directory = Path(directory)
         self.socket = str(self.directory / "bridged.sock")
         self.log_path = self.directory / "bridged.log"
         read_fd, write_fd = os.pipe()
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [binary("bridged"), "--socket", self.socket, "--ephemeral",
+            [*wrapper, binary("bridged"), "--socket", self.socket,
+             *(["--ephemeral"] if ephemeral else []),
              "--ready-fd", str(write_fd), *extra_args],
-            stdout=self._log, stderr=subprocess.STDOUT, pass_fds=(write_fd,))
+            stdout=self._log, stderr=subprocess.STDOUT, pass_fds=(write_fd,), env=env)
         os.close(write_fd)
         with os.fdopen(read_fd, "rb") as ready:
             line = ready.readline()  # EOF without "ready" means it failed to start

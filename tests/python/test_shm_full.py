@@ -1,0 +1,179 @@
+# SPDX-License-Identifier: MIT
+"""A full /dev/shm, for real: the daemon runs in a private mount namespace
+whose /dev/shm is a 16 MiB tmpfs (clients outside it get descriptors over the
+socket, so they work as usual). A create that does not fit fails at once with
+no_space and leaves nothing behind; what was created can be written to the
+last byte without SIGBUS; set_meta on a full tmpfs succeeds or says no_space;
+the daemon never dies.
+
+Where unshare/mount is not permitted the real test is skipped (saying why)
+and only the size quota (--max-segment-bytes) is tested.
+"""
+import functools
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+import pybridge
+from conftest import Daemon, run_peer
+from crash_helpers import assert_prefix_consistent, objects, shm_root
+from mut_helpers import finish, popen_child
+
+MiB = 1024 * 1024
+TMPFS_BYTES = 16 * MiB
+#: "At once": a failing create costs at most the reservation it undoes.
+NO_SPACE_LIMIT_S = 0.5
+MOUNT = f"mount -t tmpfs -o size={TMPFS_BYTES} tmpfs /dev/shm"
+#: Runs the daemon's argv ("$0" "$@") on a private 16 MiB /dev/shm.
+WRAPPER = ("unshare", "-m", "sh", "-c", MOUNT + ' && exec "$0" "$@"')
+
+
+@functools.lru_cache(maxsize=None)
+def private_shm_unavailable():
+    """Why a private tmpfs on /dev/shm cannot be had here (None if it can)."""
+    try:
+        probe = subprocess.run(["unshare", "-m", "sh", "-c", MOUNT], capture_output=True,
+                               text=True, timeout=30)
+    except FileNotFoundError:
+        return "unshare(1) is not installed"
+    if probe.returncode != 0:
+        return ("cannot mount a private tmpfs on /dev/shm (unshare -m + mount need "
+                f"CAP_SYS_ADMIN): {probe.stderr.strip()}; only the --max-segment-bytes "
+                "quota is tested")
+    return None
+
+
+def free_bytes(root):
+    st = os.statvfs(root)
+    return st.f_bfree * st.f_frsize
+
+
+def timed_no_space(client, name, nbytes):
+    start = time.monotonic()
+    with pytest.raises(pybridge.NoSpace):
+        client.create(name, (nbytes,), "uint8")
+    elapsed = time.monotonic() - start
+    assert elapsed < NO_SPACE_LIMIT_S, f"a create that does not fit took {elapsed:.3f} s"
+
+
+#: Attaches every segment named in argv[2:] and writes every byte of each.
+WRITE_EVERYTHING = """
+    import sys, pybridge
+    c = pybridge.connect(sys.argv[1])
+    total = 0
+    for name in sys.argv[2:]:
+        seg = c.attach(name)
+        seg.array[...] = 0xA5
+        seg.commit()
+        assert (seg.array == 0xA5).all()
+        total += seg.nbytes
+    print(total, flush=True)
+"""
+
+
+@pytest.fixture
+def full_daemon(tmp_path):
+    reason = private_shm_unavailable()
+    if reason:
+        pytest.skip(reason)
+    d = Daemon(tmp_path, wrapper=WRAPPER)
+    yield d
+    alive = d.proc.poll() is None
+    code = d.stop()
+    assert alive, f"bridged died ({code}):\n{d.log()}"
+    assert code == 0, f"bridged exited with {code}:\n{d.log()}"
+    assert d.leftover_shm() == []  # the host's /dev/shm never saw a thing
+
+
+def test_full_dev_shm(full_daemon):
+    d = full_daemon
+    root = shm_root(d)
+    st = os.statvfs(root)
+    assert st.f_blocks * st.f_frsize == TMPFS_BYTES, "the daemon does not see the private tmpfs"
+    c = pybridge.connect(d.socket)
+    assert c.stats()["pid"] == d.proc.pid
+
+    base = c.create("base", (6 * MiB,), "uint8")
+    free = free_bytes(root)
+    # Larger than the whole tmpfs, and larger than what is free: no_space at
+    # once, nothing left behind, every page given back.
+    for name, size in (("huge", 2 * TMPFS_BYTES), ("big", free + MiB)):
+        timed_no_space(c, name, size)
+        assert objects(d, root) == ["base"]
+        assert free_bytes(root) == free, "a failed create kept pages"
+    assert_prefix_consistent(d, c, root)
+    # The next, smaller create succeeds.
+    segs = {"base": base, "small": c.create("small", (MiB,), "uint8")}
+
+    # Fill the tmpfs: ever smaller segments until even an empty one (header
+    # and metadata slot) does not fit.
+    for size in (MiB, 256 * 1024, 64 * 1024, 16 * 1024, 4096, 0):
+        while True:
+            name = f"fill-{len(segs)}"
+            try:
+                segs[name] = c.create(name, (size,), "uint8", meta={"size": size})
+            except pybridge.NoSpace:
+                break
+        timed_no_space(c, f"fill-{len(segs)}", size)
+    assert_prefix_consistent(d, c, root)
+    assert free_bytes(root) < 128 * 1024
+
+    # Every byte of every segment can be written, from other processes (a
+    # lazily backed page would be a SIGBUS here).
+    writer = popen_child(WRITE_EVERYTHING, d, *segs)
+    writer.stdin.close()
+    assert int(finish(writer)) == sum(s.nbytes for s in segs.values())
+    peer = run_peer(d, "fill", "base", 90, check=False)
+    assert peer.returncode == 0, f"bridge_peer fill: {peer.returncode} {peer.stderr}"
+    assert (base.array == 90).all() and (segs["small"].array == 0xA5).all()
+
+    # set_meta writes the second metadata slot: with the tmpfs full it
+    # succeeds or fails with no_space (today it succeeds: creating sizes the
+    # object with posix_fallocate, which reserves both slots), and the
+    # metadata stays readable. Twice each, so both slots are written.
+    for name in [n for n in segs if n.startswith("fill-")][:4]:
+        for round in range(2):
+            old = c.info(name)["meta"]
+            new = {"rewritten": name, "round": round}
+            try:
+                assert c.set_meta(name, new)["meta"] == new
+            except pybridge.NoSpace:
+                assert c.info(name)["meta"] == old
+            assert d.proc.poll() is None, "bridged died"
+
+    # Freeing space makes room again.
+    for name in list(segs):
+        segs.pop(name).close()
+        c.destroy(name)
+    assert objects(d, root) == []
+    assert free_bytes(root) == TMPFS_BYTES
+    with c.create("after", (8 * MiB,), "uint8") as seg:
+        seg.array[...] = 1
+    c.destroy("after")
+    assert c.stats()["pid"] == d.proc.pid
+    c.close()
+
+
+def test_size_quota(tmp_path):
+    """--max-segment-bytes: a create above it fails at once and leaves nothing;
+    one at the limit succeeds. (The only no-space check where a private tmpfs
+    cannot be mounted.)"""
+    d = Daemon(tmp_path, "--max-segment-bytes", str(MiB))
+    try:
+        with pybridge.connect(d.socket) as c:
+            start = time.monotonic()
+            with pytest.raises((pybridge.InvalidArgument, pybridge.LimitExceeded,
+                                pybridge.NoSpace)):
+                c.create("over", (MiB + 1,), "uint8")
+            assert time.monotonic() - start < NO_SPACE_LIMIT_S
+            assert objects(d) == []
+            with c.create("at-limit", (MiB,), "uint8") as seg:
+                seg.array[...] = 1
+            assert objects(d) == ["at-limit"]
+            c.destroy("at-limit")
+    finally:
+        assert d.stop(signal.SIGTERM) == 0
+    assert d.leftover_shm() == []
