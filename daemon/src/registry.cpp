@@ -137,9 +137,10 @@ Registry::Opened Registry::create(const Caller& caller, const protocol::CreateRe
   const std::string shm_name = shm_prefix_ + request.name;
   // Built under a staging name (a name starting with '.' is never a segment
   // name) and renamed into place once complete: a crash at any step leaves
-  // either nothing under `shm_name` or a whole segment. Reserve the header,
-  // the first metadata slot and the array now; the second slot is reserved
-  // when metadata is first rewritten.
+  // either nothing under `shm_name` or a whole segment. Every page is
+  // reserved now (Boost >= 1.76 already posix_fallocates the whole object in
+  // truncate; the explicit reserves keep that true whatever Boost does), so
+  // nobody can get SIGBUS from a full /dev/shm later.
   char staging_suffix[24];
   std::snprintf(staging_suffix, sizeof staging_suffix, "%016llx",
                 static_cast<unsigned long long>(random_()));
@@ -271,8 +272,8 @@ protocol::SegmentInfo Registry::set_meta(const Caller& caller, const std::string
   const std::string text = meta_text(meta);
   Segment& segment = find_intact(name);
   require(segment, caller, protocol::Access::write, "set the metadata of");
-  // The slot about to be written may never have been reserved; do it first so
-  // a full /dev/shm is a no_space error, not a SIGBUS in the daemon.
+  // Reserved at create already; checked again (a no-op then) so that a
+  // full /dev/shm could only ever be a no_space error here, never a SIGBUS.
   segment.shm.reserve(bridge::kHeaderBytes, 2 * bridge::kMetaSlotBytes);
   bridge::write_meta(segment.header_mapping->data(), text);
   emit(make_commit_event(segment));  // earlier commits first, as for destroy
