@@ -6,7 +6,8 @@
 // fork/exec, its output going to a log file, and waits for the "ready\n" line
 // on that pipe (the daemon writes it once it accepts connections, so there is
 // no sleeping or polling). DaemonTest is a fixture that gives each test its
-// own daemon in a fresh temporary directory and, in TearDown, stops it with
+// own daemon (with daemon_args(), empty unless a subclass overrides it) in a
+// fresh temporary directory and, in TearDown, stops it with
 // SIGTERM, expects exit status 0 and expects no shm object of that daemon
 // (stats().shm_prefix) to remain in /dev/shm.
 #pragma once
@@ -212,7 +213,7 @@ class DaemonTest : public ::testing::Test {
   void SetUp() override {
     dir_ = make_temp_dir();
     socket_path_ = dir_ + "/bridged.sock";
-    daemon_.emplace(socket_path_, dir_ + "/bridged.log");
+    daemon_.emplace(socket_path_, dir_ + "/bridged.log", daemon_args());
     ASSERT_TRUE(daemon_->wait_ready())
         << "bridged failed to start (" << describe_wait_status(daemon_->wait()) << "):\n"
         << daemon_->log();
@@ -239,6 +240,10 @@ class DaemonTest : public ::testing::Test {
       std::filesystem::remove_all(dir_, ignored);
     }
   }
+
+  /// Extra bridged arguments for every test of a fixture, e.g.
+  /// {"--idle-timeout", "1"}: override in a subclass.
+  virtual std::vector<std::string> daemon_args() const { return {}; }
 
   /// The fixture's client (connected in SetUp).
   Client& client() { return *client_; }

@@ -4,16 +4,22 @@
 // never would: hand-made frames, garbage, requests the client validates away.
 #pragma once
 
+#include <linux/sockios.h>
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "bridge/os/unix_socket.hpp"
 #include "bridge/protocol.hpp"
@@ -59,6 +65,50 @@ class RawConnection {
 
   /// True once the daemon has closed its end (reads EOF).
   bool closed_by_peer() { return !receive().has_value(); }
+
+  /// Waits up to `timeout` until there is something to read (a frame, EOF or
+  /// a reset); false when nothing came.
+  bool readable_within(std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      pollfd pfd{fd_.get(), POLLIN, 0};
+      const int rc = ::poll(&pfd, 1, static_cast<int>(std::max<std::int64_t>(left.count(), 0)));
+      if (rc > 0) return true;
+      if (rc == 0) return false;
+      if (errno != EINTR) throw std::runtime_error(std::string("poll: ") + std::strerror(errno));
+    }
+  }
+
+  /// True when the daemon closes the connection within `timeout` without
+  /// sending anything first.
+  bool closed_within(std::chrono::milliseconds timeout) {
+    return readable_within(timeout) && closed_by_peer();
+  }
+
+  /// Bytes this side sent that the daemon has not read yet (SIOCOUTQ): 0
+  /// once the daemon has consumed everything written so far.
+  std::size_t unread_by_peer() const {
+    int queued = 0;
+    if (::ioctl(fd_.get(), SIOCOUTQ, &queued) != 0) {
+      throw std::runtime_error(std::string("ioctl(SIOCOUTQ): ") + std::strerror(errno));
+    }
+    return static_cast<std::size_t>(queued);
+  }
+
+  /// Waits (polling SIOCOUTQ, up to `timeout`) until the daemon has read
+  /// every byte sent so far; false if it has not by then.
+  bool drained_within(std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (unread_by_peer() != 0) {
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      std::this_thread::yield();
+    }
+    return true;
+  }
+
+  int fd() const noexcept { return fd_.get(); }
 
  private:
   // False on EOF or reset before the first byte; true when `size` bytes arrived.
