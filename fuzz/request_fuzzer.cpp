@@ -1,0 +1,454 @@
+// SPDX-License-Identifier: MIT
+//
+// libFuzzer target: the bytes one client could send bridged, fed to the
+// daemon's own request code (bridged::RequestHandler) bound to a real
+// bridged::Server. The Server is built once, on a socket in a private
+// temporary directory (so its shm prefix is its own) with a 1 MiB segment
+// limit; its io_context never runs, so no socket is served and no thread
+// starts (checked: the commit watcher starts only in Server::run()).
+//
+// An input is one control byte, then the byte stream of one connection:
+//   control & 0x07 == 0x07  no automatic hello: the stream must greet by
+//                           itself (the greeting logic is fuzzed); otherwise
+//                           a valid hello is sent first, so that the fuzzer
+//                           reaches the other operations
+//   control & 0x18 == 0x18  every create's reply "cannot be delivered": the
+//                           create is undone (Registry::undo_create), as
+//                           Session does when the send fails
+//   control & 0x60 == 0x60  subscribers fall behind: their event delivery
+//                           fails, so the hub drops them
+//   control & 0x80          every second connection is another user (a uid
+//                           that is not this process's): access control
+// The stream is cut into frames the way Session reads it: a 4-byte length
+// prefix (decode_frame_length with kMaxRequestBytes), then that many bytes.
+// A bad prefix gets RequestHandler::bad_frame_reply and ends the input (the
+// session hangs up); a truncated prefix or body ends it too (the client went
+// away mid-frame). A subscribed connection only listens (the session closes
+// it at its next frame), so after `subscribe` the rest of the stream comes
+// from a new connection, and the subscriber's events are checked as the
+// registry publishes them.
+//
+// Invariants (a broken one aborts with a message):
+// - every reply is a JSON object that protocol::encode_frame accepts, with an
+//   unsigned "id" (the request's, or 0 when it had none) and a boolean "ok";
+// - an error carries {"code", "message"}, the code a known name
+//   (bridge::errc_from_string) and never "internal" (an unexpected exception
+//   in the daemon is a bug), and no descriptor;
+// - an ok reply parses as its operation's reply type; create and attach pass
+//   a valid descriptor (fcntl F_GETFD); only a create reports a new segment,
+//   whose shm object exists (mode 0600);
+// - access control, judged by the reply's own owner_uid and grants: what
+//   succeeded was allowed (read for attach and info, write for set_meta, only
+//   the owner, the daemon's user or root grants), and an attachment's
+//   descriptor is O_RDWR only for write access, O_RDONLY for read;
+// - after every request, /dev/shm holds exactly the registry's segments under
+//   the daemon's prefix (a rejected create leaves nothing behind);
+// - events are encodable and parse back to themselves;
+// - after each input every connection is ended (Server::session_ended) and
+//   Registry::remove_all runs: no segment, no shm object and no descriptor
+//   handed out by the input is left.
+//
+// Built two ways (fuzz/CMakeLists.txt): with -fsanitize=fuzzer for libFuzzer
+// (make fuzz), and with run_inputs.cpp as main() for the regression test
+// that replays fuzz/regressions/ and fuzz/corpus/ in every test build.
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bridge/error.hpp"
+#include "bridge/protocol.hpp"
+#include "config.hpp"
+#include "registry.hpp"
+#include "requests.hpp"
+#include "server.hpp"
+
+namespace {
+
+namespace protocol = bridge::protocol;
+using bridge::Errc;
+using protocol::json;
+using protocol::Op;
+
+/// Where failure messages go: a copy of stderr taken before libFuzzer's
+/// -close_fd_mask=2 closes it (the daemon logs every create to stderr).
+int g_report_fd = STDERR_FILENO;
+/// REQUEST_FUZZER_VERBOSE=1 prints every request and reply (for reading a
+/// reproducer, not for fuzzing).
+const bool g_verbose = [] {
+  const char* value = std::getenv("REQUEST_FUZZER_VERBOSE");
+  return value != nullptr && *value != '\0' && *value != '0';
+}();
+
+void report(const std::string& text) {
+  std::string line = "request_fuzzer: " + text + "\n";
+  const char* p = line.data();
+  std::size_t left = line.size();
+  while (left > 0) {
+    const ssize_t n = ::write(g_report_fd, p, left);
+    if (n <= 0) return;
+    p += n;
+    left -= static_cast<std::size_t>(n);
+  }
+}
+
+[[noreturn]] void fail(const std::string& what, const json* context = nullptr) {
+  report("invariant broken: " + what +
+         (context != nullptr ? "\n  in: " + protocol::dump_json(*context).substr(0, 4096) : ""));
+  std::abort();
+}
+
+void check(bool ok, const std::string& what, const json* context = nullptr) {
+  if (!ok) fail(what, context);
+}
+
+/// Files in /dev/shm whose names start with `prefix`.
+std::size_t count_shm(const std::string& prefix) {
+  DIR* dir = ::opendir("/dev/shm");
+  if (dir == nullptr) fail(std::string("cannot open /dev/shm: ") + std::strerror(errno));
+  std::size_t n = 0;
+  while (const dirent* entry = ::readdir(dir)) {
+    if (std::strncmp(entry->d_name, prefix.c_str(), prefix.size()) == 0) ++n;
+  }
+  ::closedir(dir);
+  return n;
+}
+
+/// Whether a thread named like the commit watcher runs in this process.
+bool commit_watcher_running() {
+  DIR* dir = ::opendir("/proc/self/task");
+  if (dir == nullptr) return false;
+  bool found = false;
+  while (const dirent* entry = ::readdir(dir)) {
+    if (entry->d_name[0] == '.') continue;
+    std::ifstream comm(std::string("/proc/self/task/") + entry->d_name + "/comm");
+    std::string name;
+    std::getline(comm, name);
+    found = found || name == bridged::CommitWatcher::kThreadName;
+  }
+  ::closedir(dir);
+  return found;
+}
+
+/// The one Server every input talks to.
+class Daemon {
+ public:
+  Daemon() {
+    const char* base = std::getenv("TMPDIR");
+    std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") +
+                          "/bridge-request-fuzzer.XXXXXX";
+    if (::mkdtemp(pattern.data()) == nullptr) fail("mkdtemp: " + std::string(std::strerror(errno)));
+    dir_ = pattern;
+    bridged::Config config;
+    config.socket_path = dir_ + "/bridged.sock";
+    config.max_segment_bytes = 1u << 20;
+    // The Server's signal_set takes SIGINT and SIGTERM as soon as it is
+    // built; give them back to whoever had them (libFuzzer, or nobody).
+    struct sigaction old_int {};
+    struct sigaction old_term {};
+    ::sigaction(SIGINT, nullptr, &old_int);
+    ::sigaction(SIGTERM, nullptr, &old_term);
+    server_ = std::make_unique<bridged::Server>(config);
+    ::sigaction(SIGINT, &old_int, nullptr);
+    ::sigaction(SIGTERM, &old_term, nullptr);
+    prefix_ = server_->registry().shm_prefix();
+    check(!commit_watcher_running(), "the Server constructor started the commit watcher thread");
+    check(count_shm(prefix_) == 0, "a fresh daemon prefix already has objects in /dev/shm");
+  }
+
+  ~Daemon() {
+    server_.reset();
+    // The socket, its lock and whatever the daemon keeps beside them.
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
+
+  bridged::Server& server() { return *server_; }
+  const std::string& prefix() const { return prefix_; }
+
+ private:
+  std::string dir_;
+  std::string prefix_;
+  std::unique_ptr<bridged::Server> server_;
+};
+
+Daemon& daemon_instance() {
+  static Daemon daemon;
+  return daemon;
+}
+
+/// One input: the connections it opened and what they were handed.
+class Run {
+ public:
+  Run(Daemon& daemon, std::uint8_t control)
+      : daemon_(daemon),
+        server_(daemon.server()),
+        registry_(server_.registry()),
+        auto_hello_((control & 0x07) != 0x07),
+        undo_creates_((control & 0x18) == 0x18),
+        drop_subscribers_((control & 0x60) == 0x60),
+        other_users_((control & 0x80) != 0) {}
+
+  void feed(std::string_view stream) {
+    open_connection();
+    while (!stream.empty()) {
+      if (stream.size() < protocol::kFrameHeaderBytes) return;  // gone mid-prefix
+      std::array<unsigned char, protocol::kFrameHeaderBytes> prefix{};
+      std::memcpy(prefix.data(), stream.data(), prefix.size());
+      stream.remove_prefix(prefix.size());
+      std::uint32_t length = 0;
+      try {
+        length = protocol::decode_frame_length(prefix, protocol::kMaxRequestBytes);
+      } catch (const bridge::Error& e) {
+        // Answered once, then the session hangs up.
+        const json reply = bridged::RequestHandler::bad_frame_reply(e);
+        check_error_reply(reply);
+        check(reply.at("id") == 0, "a bad frame's reply has an id", &reply);
+        check(reply.at("error").at("code") == "protocol_error",
+              "a bad frame is not a protocol_error", &reply);
+        return;
+      }
+      if (stream.size() < length) return;  // gone mid-body
+      const std::string_view payload = stream.substr(0, length);
+      stream.remove_prefix(length);
+      request(payload);
+      if (current().handler->subscribed()) open_connection();
+    }
+  }
+
+  /// Ends every connection and removes every segment, then checks that
+  /// nothing the input made is left.
+  void finish() {
+    for (const auto& connection : connections_) server_.session_ended(connection->caller.client);
+    check(registry_.attachment_count() == 0, "attachments left after every session ended");
+    registry_.remove_all();
+    check(registry_.segment_count() == 0, "segments left after remove_all");
+    check(count_shm(daemon_.prefix()) == 0, "shm objects left in /dev/shm after remove_all");
+    for (int fd : handed_out_) {
+      check(::fcntl(fd, F_GETFD) == -1 && errno == EBADF,
+            "descriptor " + std::to_string(fd) + " still open after remove_all");
+    }
+    check(!commit_watcher_running(), "the commit watcher thread started without Server::run()");
+  }
+
+ private:
+  struct Connection {
+    bridged::Caller caller;
+    std::unique_ptr<bridged::RequestHandler> handler;
+  };
+
+  Connection& current() { return *connections_.back(); }
+
+  void open_connection() {
+    auto connection = std::make_unique<Connection>();
+    const bool stranger = other_users_ && connections_.size() % 2 == 1;
+    connection->caller = {server_.next_client_id(), ::getpid(), ::getuid() + (stranger ? 4242 : 0)};
+    connection->handler = std::make_unique<bridged::RequestHandler>(
+        server_, connection->caller,
+        [this](const protocol::Event& event) { return deliver(event); });
+    connections_.push_back(std::move(connection));
+    if (auto_hello_) {
+      const json reply = request(protocol::dump_json(protocol::make_request(
+          0, Op::hello, protocol::HelloRequest{protocol::kProtocolVersion, "request_fuzzer"})));
+      check(reply.at("ok") == true, "a valid hello was refused", &reply);
+    }
+  }
+
+  bool deliver(const protocol::Event& event) {
+    const json j = event;
+    try {
+      const std::string frame = protocol::encode_frame(j);
+      check(protocol::is_event(j), "an event does not look like one", &j);
+      check(json(protocol::parse<protocol::Event>(j)) == j, "an event does not parse back", &j);
+      check(frame.size() > protocol::kFrameHeaderBytes, "an empty event frame", &j);
+    } catch (const bridge::Error& e) {
+      fail(std::string("event cannot be encoded or parsed: ") + e.what(), &j);
+    }
+    return !drop_subscribers_;
+  }
+
+  /// Sends one payload on the current connection and checks the reply.
+  json request(std::string_view payload) {
+    // What the request says, decoded independently of the daemon.
+    std::optional<json> decoded;
+    try {
+      decoded = protocol::decode_payload(payload);
+    } catch (const bridge::Error&) {
+    }
+    std::uint64_t expected_id = 0;
+    std::optional<Op> op;
+    if (decoded) {
+      if (auto it = decoded->find("id"); it != decoded->end() && it->is_number_unsigned()) {
+        expected_id = it->get<std::uint64_t>();
+      }
+      if (auto it = decoded->find("op"); it != decoded->end() && it->is_string()) {
+        op = protocol::op_from_string(it->get<std::string>());
+      }
+    }
+
+    bridged::RequestHandler::Outcome outcome = current().handler->handle(payload);
+    const json& reply = outcome.reply;
+    if (g_verbose) {
+      report("client " + std::to_string(current().caller.client) + " sent " +
+             protocol::dump_json(json(std::string(payload.substr(0, 200)))) +
+             (payload.size() > 200 ? "..." : "") + "\n  reply " +
+             protocol::dump_json(reply).substr(0, 300) +
+             (outcome.fd >= 0 ? " + fd " + std::to_string(outcome.fd) : ""));
+    }
+    check(reply.is_object(), "the reply is not an object", &reply);
+    try {
+      protocol::encode_frame(reply);
+    } catch (const bridge::Error& e) {
+      fail(std::string("the reply cannot be encoded: ") + e.what(), &reply);
+    }
+    check(reply.contains("id") && reply.at("id").is_number_unsigned(), "no unsigned id", &reply);
+    check(reply.at("id").get<std::uint64_t>() == expected_id, "the reply's id is not the request's",
+          &reply);
+    check(reply.contains("ok") && reply.at("ok").is_boolean(), "'ok' is not a boolean", &reply);
+
+    if (!reply.at("ok").get<bool>()) {
+      check_error_reply(reply);
+      check(outcome.fd == -1, "an error reply passes a descriptor", &reply);
+      check(!outcome.created, "an error reply reports a created segment", &reply);
+    } else {
+      check(op.has_value(), "an ok reply to a request without a known op", &reply);
+      check_ok_reply(*op, outcome);
+    }
+    check(count_shm(daemon_.prefix()) == registry_.segment_count(),
+          "/dev/shm does not hold exactly the registry's segments", &reply);
+    return reply;
+  }
+
+  void check_error_reply(const json& reply) {
+    check(reply.contains("error") && reply.at("error").is_object(), "no error object", &reply);
+    const json& error = reply.at("error");
+    check(error.contains("code") && error.at("code").is_string(), "no error code", &reply);
+    check(error.contains("message") && error.at("message").is_string(), "no error message", &reply);
+    const auto code = bridge::errc_from_string(error.at("code").get<std::string>());
+    check(code.has_value(), "an unknown error code", &reply);
+    check(*code != Errc::internal, "an internal error (an unexpected exception)", &reply);
+  }
+
+  /// What the caller may do with a segment, by its description in the
+  /// reply: the owner, the daemon's user and root everything, others what
+  /// they were granted.
+  protocol::Access access_of(const protocol::SegmentInfo& info) {
+    const uid_t uid = current().caller.uid;
+    if (uid == info.owner_uid || uid == ::getuid() || uid == 0) return protocol::Access::write;
+    for (const protocol::Grant& grant : info.grants) {
+      if (grant.uid == uid) return grant.access;
+    }
+    return protocol::Access::none;
+  }
+
+  /// An operation that succeeded was allowed, and an attachment's descriptor
+  /// allows no more than the caller may do.
+  void check_access(Op op, const protocol::SegmentInfo& info,
+                    const bridged::RequestHandler::Outcome& outcome) {
+    const json& reply = outcome.reply;
+    const protocol::Access access = access_of(info);
+    if (op == Op::grant) {
+      const uid_t uid = current().caller.uid;
+      check(uid == info.owner_uid || uid == ::getuid() || uid == 0,
+            "someone other than the owner granted access", &reply);
+    } else if (op == Op::set_meta) {
+      check(access == protocol::Access::write, "metadata set without write access", &reply);
+    } else {
+      check(access != protocol::Access::none, "a segment served without read access", &reply);
+    }
+    if (outcome.fd >= 0) {
+      const int flags = ::fcntl(outcome.fd, F_GETFL);
+      check(flags != -1, "the descriptor passed is not open", &reply);
+      check((flags & O_ACCMODE) == (access == protocol::Access::write ? O_RDWR : O_RDONLY),
+            "the descriptor's access mode is not the caller's access", &reply);
+    }
+  }
+
+  void check_ok_reply(Op op, const bridged::RequestHandler::Outcome& outcome) {
+    const json& reply = outcome.reply;
+    check(outcome.created.has_value() == (op == Op::create),
+          "only a create reports a created segment", &reply);
+    check((outcome.fd >= 0) == (op == Op::create || op == Op::attach),
+          "a descriptor passed with the wrong reply", &reply);
+    // An if-chain, not a switch: an operation added later gets the envelope
+    // checks above without breaking this build.
+    try {
+      if (op == Op::hello) {
+        check(protocol::parse<protocol::HelloReply>(reply).protocol == protocol::kProtocolVersion,
+              "hello answered with another protocol", &reply);
+      } else if (op == Op::create || op == Op::attach || op == Op::info || op == Op::set_meta ||
+                 op == Op::grant) {
+        const auto info = protocol::parse<protocol::SegmentInfo>(reply);
+        check(info.meta.has_value() && info.meta->is_object(), "no metadata object", &reply);
+        bridge::validate_segment_name(info.name);
+        check_access(op, info, outcome);
+      } else if (op == Op::list) {
+        for (const auto& info : protocol::parse<protocol::ListReply>(reply).segments) {
+          bridge::validate_segment_name(info.name);
+        }
+      } else if (op == Op::stats) {
+        check(protocol::parse<protocol::StatsReply>(reply).segments == registry_.segment_count(),
+              "stats counts the wrong number of segments", &reply);
+      }
+    } catch (const bridge::Error& e) {
+      fail(std::string("an ok reply does not parse: ") + e.what(), &reply);
+    }
+    if (outcome.fd >= 0) {
+      check(::fcntl(outcome.fd, F_GETFD) != -1, "the descriptor passed is not open", &reply);
+      handed_out_.push_back(outcome.fd);
+    }
+    if (outcome.created) {
+      const auto& [name, id] = *outcome.created;
+      check(name == reply.at("name") && id == reply.at("segment_id"),
+            "the created segment is not the one described", &reply);
+      struct stat st {};
+      check(::stat(("/dev/shm/" + daemon_.prefix() + name).c_str(), &st) == 0,
+            "a created segment has no shm object", &reply);
+      check((st.st_mode & 0777) == 0600, "a segment's shm object is not 0600", &reply);
+      if (undo_creates_) registry_.undo_create(current().caller, name, id);
+    }
+  }
+
+  Daemon& daemon_;
+  bridged::Server& server_;
+  bridged::Registry& registry_;
+  const bool auto_hello_;
+  const bool undo_creates_;
+  const bool drop_subscribers_;
+  const bool other_users_;
+  std::vector<std::unique_ptr<Connection>> connections_;
+  std::vector<int> handed_out_;
+};
+
+}  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
+  // Before libFuzzer's -close_fd_mask=2 closes stderr.
+  const int fd = ::fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+  if (fd >= 0) g_report_fd = fd;
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  if (size == 0) return 0;
+  Daemon& daemon = daemon_instance();
+  Run run(daemon, data[0]);
+  run.feed(std::string_view(reinterpret_cast<const char*>(data) + 1, size - 1));
+  run.finish();
+  return 0;
+}
