@@ -6,6 +6,7 @@
 PY      := $(CURDIR)/.venv/bin/python
 BUILD   := build/cmake
 ASAN    := build/asan
+FUZZ    := build/fuzz
 TSAN    := build/tsan
 JOBS    ?= $(shell nproc)
 CMAKE_FLAGS := -G Ninja -DBRIDGE_WERROR=ON
@@ -13,7 +14,7 @@ CMAKE_FLAGS := -G Ninja -DBRIDGE_WERROR=ON
 # connections and cycles, a shorter soak.
 SAN_LOAD := SHMBRIDGE_LOAD_CLIENTS=20 SHMBRIDGE_LOAD_CYCLES=50 SHMBRIDGE_SOAK_SECONDS=5
 
-.PHONY: all deps build demo test test-cpp test-asan test-tsan install-py format format-check clean bench
+.PHONY: all deps build demo test test-cpp test-asan test-tsan fuzz install-py format format-check clean bench
 
 all: build
 
@@ -29,10 +30,12 @@ demo: build
 	@PYTHONPATH=$(BUILD)/python $(PY) examples/python/demo.py $(BUILD)/bin
 
 # GoogleTest (unit + integration against a real daemon), pytest (Python API,
-# cross-process with a C++ peer, CLI), then the C++ suite again under ASan+UBSan.
+# cross-process with a C++ peer, CLI), then the C++ suite again under ASan+UBSan,
+# then a bounded fuzzing run.
 test: build
 	@ctest --test-dir $(BUILD) --output-on-failure -j 2
 	@$(MAKE) --no-print-directory test-asan
+	@$(MAKE) --no-print-directory fuzz
 
 test-asan: deps
 	@cmake -S . -B $(ASAN) $(CMAKE_FLAGS) -DCMAKE_BUILD_TYPE=Debug \
@@ -56,6 +59,29 @@ test-tsan: deps
 	@cmake --build $(TSAN) -j $(JOBS) --target bridged mutation_test events_test load_test
 	@TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp" $(SAN_LOAD) \
 	  setarch $$(uname -m) -R ctest --test-dir $(TSAN) --output-on-failure -j 2 -L concurrency
+
+# The request fuzzer (fuzz/README.md): clang, libFuzzer, ASan+UBSan; only
+# libbridge and bridged_core are built. Replays fuzz/regressions/, then fuzzes
+# FUZZ_RUNS executions (at most FUZZ_SECONDS) from fuzz/corpus/ plus what
+# earlier runs found ($(FUZZ)/corpus). A crash input lands in $(FUZZ)/artifacts/.
+FUZZ_RUNS    ?= 20000
+FUZZ_SECONDS ?= 300
+FUZZ_FLAGS   := -close_fd_mask=2 -detect_leaks=1 -timeout=10
+fuzz: deps
+	@CC=clang CXX=clang++ cmake -S . -B $(FUZZ) $(CMAKE_FLAGS) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DBRIDGE_BUILD_FUZZ=ON -DBRIDGE_BUILD_TESTS=OFF -DBRIDGE_BUILD_BENCH=OFF \
+	  -DBRIDGE_SANITIZE=address,undefined >/dev/null
+	@cmake --build $(FUZZ) -j $(JOBS) --target request_fuzzer
+	@mkdir -p $(FUZZ)/corpus $(FUZZ)/artifacts
+	@$(FUZZ)/bin/request_fuzzer $(FUZZ_FLAGS) fuzz/regressions/* >$(FUZZ)/regressions.log 2>&1 \
+	  || { tail -n 60 $(FUZZ)/regressions.log; exit 1; }
+	@echo "fuzz: $$(ls fuzz/regressions | wc -l) regression inputs pass"
+	@$(FUZZ)/bin/request_fuzzer $(FUZZ_FLAGS) -dict=fuzz/request.dict -max_len=8192 -runs=$(FUZZ_RUNS) \
+	  -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=$(FUZZ)/artifacts/ \
+	  $(FUZZ)/corpus fuzz/corpus >$(FUZZ)/fuzz.log 2>&1 \
+	  || { tail -n 80 $(FUZZ)/fuzz.log; exit 1; }
+	@grep -E '^(Done|stat::(number_of_executed_units|average_exec_per_sec|new_units_added))' \
+	  $(FUZZ)/fuzz.log | sed 's/^/fuzz: /'
 
 # Wake-latency benchmark (not a test, about 40 s): futex and pipe floors,
 # shmbridge C++ and Python side by side in one run; see bench/README.md.

@@ -4,8 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# clang and its runtime libraries (libFuzzer, sanitizers) build the fuzz
+# targets (make fuzz); libclang-rt-14-dev is only a Recommends of clang-14.
 debs=(g++ make ninja-build libboost1.81-dev nlohmann-json3-dev libgtest-dev libgmock-dev
-      libcli11-dev clang-format)
+      libcli11-dev clang-format clang libclang-rt-14-dev)
 missing=()
 for pkg in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
