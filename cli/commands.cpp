@@ -1,15 +1,21 @@
 // SPDX-License-Identifier: MIT
 //
-// ls, info, rm and stats: thin renderings of the daemon's replies. JSON
+// ls, info, rm, stats and grant: thin renderings of the daemon's replies. JSON
 // output is the protocol's own encoding of each reply (protocol::to_json), so
 // scripts see the same fields as Python's client and the wire.
 #include "commands.hpp"
 
+#include <pwd.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <ctime>
 #include <iostream>
 #include <optional>
+#include <vector>
 
 #include "bridge/protocol.hpp"
 #include "table.hpp"
@@ -39,13 +45,73 @@ std::string local_time(std::int64_t unix_ms) {
   return text;
 }
 
-/// Prints aligned "key: value" lines.
+/// Prints aligned "key: value" lines; an empty key continues the line above
+/// (its value is aligned under the values, with no key).
 void print_fields(const std::vector<std::pair<std::string, std::string>>& fields) {
   std::size_t width = 0;
   for (const auto& [key, value] : fields) width = std::max(width, key.size());
   for (const auto& [key, value] : fields) {
-    std::cout << key << ':' << std::string(width - key.size() + 2, ' ') << value << '\n';
+    if (key.empty()) {
+      std::cout << std::string(width + 3, ' ') << value << '\n';
+    } else {
+      std::cout << key << ':' << std::string(width - key.size() + 2, ' ') << value << '\n';
+    }
   }
+}
+
+/// A getpw*_r lookup, its buffer grown on ERANGE. The entry's strings point
+/// into `buffer`.
+template <class Lookup>
+std::optional<passwd> find_passwd(std::vector<char>& buffer, Lookup lookup) {
+  const long size = ::sysconf(_SC_GETPW_R_SIZE_MAX);
+  buffer.resize(size > 0 ? static_cast<std::size_t>(size) : 1024);
+  for (;;) {
+    passwd entry{};
+    passwd* found = nullptr;
+    const int rc = lookup(&entry, buffer.data(), buffer.size(), &found);
+    if (rc == ERANGE && buffer.size() < (1u << 20)) {
+      buffer.resize(buffer.size() * 2);
+      continue;
+    }
+    if (rc != 0 || found == nullptr) return std::nullopt;
+    return entry;
+  }
+}
+
+/// The password database's name for `uid`, if it has one.
+std::optional<std::string> user_name(std::uint32_t uid) {
+  std::vector<char> buffer;
+  auto entry = find_passwd(buffer, [uid](passwd* e, char* b, std::size_t n, passwd** found) {
+    return ::getpwuid_r(static_cast<uid_t>(uid), e, b, n, found);
+  });
+  if (!entry) return std::nullopt;
+  return std::string(entry->pw_name);
+}
+
+/// The uid of user `name`, if the password database has one.
+std::optional<std::uint32_t> user_uid(const std::string& name) {
+  std::vector<char> buffer;
+  auto entry = find_passwd(buffer, [&name](passwd* e, char* b, std::size_t n, passwd** found) {
+    return ::getpwnam_r(name.c_str(), e, b, n, found);
+  });
+  if (!entry) return std::nullopt;
+  return static_cast<std::uint32_t>(entry->pw_uid);
+}
+
+/// One "info" line per grant: "read   bob (uid 1002)".
+std::vector<std::pair<std::string, std::string>> grant_fields(
+    const std::vector<bridge::protocol::Grant>& grants) {
+  std::vector<std::pair<std::string, std::string>> fields;
+  if (grants.empty()) {
+    fields.emplace_back("grants", "none (only the owner, the daemon's user and root)");
+    return fields;
+  }
+  for (const auto& grant : grants) {
+    std::string access(bridge::protocol::to_string(grant.access));
+    access.resize(std::max<std::size_t>(access.size(), 5), ' ');
+    fields.emplace_back(fields.empty() ? "grants" : "", access + "  " + user_label(grant.uid));
+  }
+  return fields;
 }
 
 }  // namespace
@@ -57,6 +123,29 @@ std::string Context::socket_path() const {
 
 bridge::Client Context::connect() const {
   return bridge::Client::connect(socket_path());
+}
+
+std::uint32_t resolve_user(const std::string& user) {
+  if (user.empty()) throw bridge::Error(bridge::Errc::invalid_argument, "empty user name");
+  if (std::all_of(user.begin(), user.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    std::uint32_t uid = 0;
+    const auto [end, ec] = std::from_chars(user.data(), user.data() + user.size(), uid);
+    // (uid_t)-1 means "no uid" to the kernel (chown's "leave unchanged").
+    if (ec != std::errc() || end != user.data() + user.size() || uid == UINT32_MAX) {
+      throw bridge::Error(bridge::Errc::invalid_argument,
+                          "uid " + user + " is out of range (0 to 4294967294)");
+    }
+    return uid;
+  }
+  if (auto uid = user_uid(user)) return *uid;
+  throw bridge::Error(bridge::Errc::invalid_argument,
+                      "no user named '" + user + "' (give a user name or a numeric uid)");
+}
+
+std::string user_label(std::uint32_t uid) {
+  const std::string number = "uid " + std::to_string(uid);
+  if (auto name = user_name(uid)) return *name + " (" + number + ")";
+  return number;
 }
 
 void print_json(const json& document) {
@@ -115,7 +204,7 @@ int cmd_info(const Context& ctx, const std::string& name) {
     print_json(document);
     return 0;
   }
-  print_fields({
+  std::vector<std::pair<std::string, std::string>> fields{
       {"name", info.name},
       {"segment id", std::to_string(info.id)},
       {"dtype", std::string(bridge::dtype_name(info.dtype))},
@@ -127,9 +216,12 @@ int cmd_info(const Context& ctx, const std::string& name) {
       {"version", std::to_string(info.version)},
       {"meta version", std::to_string(info.meta_version)},
       {"attached", std::to_string(info.attached)},
-      {"owner uid", std::to_string(info.owner_uid)},
-      {"created", local_time(info.created_unix_ms) + " (" + age_of(info.created_unix_ms) + " ago)"},
-  });
+      {"owner", user_label(info.owner_uid)},
+  };
+  for (auto& field : grant_fields(info.grants)) fields.push_back(std::move(field));
+  fields.emplace_back(
+      "created", local_time(info.created_unix_ms) + " (" + age_of(info.created_unix_ms) + " ago)");
+  print_fields(fields);
   const json meta = info.meta.value_or(json::object());
   std::cout << "meta:\n" << bridge::protocol::dump_json(meta, 2) << '\n';
   return 0;
@@ -176,7 +268,41 @@ int cmd_stats(const Context& ctx) {
       {"attachments", std::to_string(stats.attachments)},
       {"requests", std::to_string(stats.requests)},
       {"shm prefix", stats.shm_prefix},
+      {"refused", std::to_string(stats.refused) +
+                      (stats.refused == 1 ? " connection" : " connections") +
+                      " (over --max-clients)"},
+      {"quarantined", std::to_string(stats.quarantined.size()) +
+                          (stats.quarantined.size() == 1 ? " object" : " objects") +
+                          (stats.quarantined.empty() ? "" : " (bridgectl rm NAME removes one)")},
   });
+  for (const auto& q : stats.quarantined) std::cout << "  " << q.name << ": " << q.reason << '\n';
+  return 0;
+}
+
+int cmd_grant(const Context& ctx, const GrantOptions& options) {
+  const auto access = bridge::protocol::access_from_string(options.access);
+  if (!access) {
+    throw bridge::Error(bridge::Errc::invalid_argument,
+                        "unknown access '" + options.access + "' (expected read, write or none)");
+  }
+  const std::uint32_t uid = resolve_user(options.user);
+  auto client = ctx.connect();
+  const auto info = client.grant(options.name, uid, *access);
+  if (ctx.json) {
+    json document = info;
+    if (!document.contains("meta")) document["meta"] = json::object();
+    print_json(document);
+    return 0;
+  }
+  if (*access == bridge::protocol::Access::none) {
+    std::cout << "revoked " << user_label(uid) << "'s access to " << info.name << '\n';
+  } else {
+    std::cout << "granted " << options.access << " access to " << info.name << " to "
+              << user_label(uid) << '\n';
+  }
+  std::vector<std::pair<std::string, std::string>> fields{{"owner", user_label(info.owner_uid)}};
+  for (auto& field : grant_fields(info.grants)) fields.push_back(std::move(field));
+  print_fields(fields);
   return 0;
 }
 

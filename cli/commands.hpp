@@ -31,6 +31,12 @@ struct ShowOptions {
   std::int64_t max_elements = 1000;  ///< --json: abbreviate past this many elements; 0 = never
 };
 
+struct GrantOptions {
+  std::string name;
+  std::string user;    ///< a user name or a numeric uid
+  std::string access;  ///< "read", "write" or "none" (checked by the parser)
+};
+
 struct WatchOptions {
   std::optional<std::string> name;     ///< a segment's versions; none: daemon events
   std::optional<std::uint64_t> count;  ///< stop after this many versions (events)
@@ -42,7 +48,14 @@ int cmd_info(const Context& ctx, const std::string& name);
 int cmd_show(const Context& ctx, const ShowOptions& options);
 int cmd_rm(const Context& ctx, const std::vector<std::string>& names);
 int cmd_stats(const Context& ctx);
+int cmd_grant(const Context& ctx, const GrantOptions& options);
 int cmd_watch(const Context& ctx, const WatchOptions& options);
+
+/// The uid a USER argument names: digits are a uid, anything else a user
+/// name looked up in the password database. Throws Error(invalid_argument).
+std::uint32_t resolve_user(const std::string& user);
+/// "alice (uid 1001)", or "uid 1001" when no user has that uid.
+std::string user_label(std::uint32_t uid);
 
 /// One JSON document on one line of stdout.
 void print_json(const nlohmann::json& document);

@@ -25,6 +25,7 @@ constexpr const char* kToolExamples = R"(Examples:
   bridgectl info frames             geometry, version and metadata of one segment
   bridgectl show frames             NumPy-style preview of the values
   bridgectl rm frames depth         destroy segments
+  bridgectl grant frames bob read   let user bob attach frames read-only
   bridgectl watch frames            print each new version of a segment as it happens
   bridgectl watch --json            daemon events (created, destroyed, ...) as JSON lines
   bridgectl --socket /run/bridged.sock stats
@@ -64,6 +65,7 @@ int run(int argc, char** argv) {
   std::string info_name;
   std::vector<std::string> rm_names;
   bridgectl::WatchOptions watch;
+  bridgectl::GrantOptions grant;
 
   CLI::App app{"bridgectl: inspect and manage shmbridge shared-memory segments", "bridgectl"};
   app.set_version_flag("--version", std::string("bridgectl ") + bridge::kVersion + " (protocol " +
@@ -80,9 +82,13 @@ int run(int argc, char** argv) {
       "  bridgectl ls --json   # a list of objects with the fields of Python's client.list()");
   add_common_options(*ls, ctx);
 
-  auto* info = app.add_subcommand("info", "Show one segment's geometry, version and metadata");
+  auto* info = app.add_subcommand(
+      "info", "Show one segment's geometry, version, owner, grants and metadata");
   info->add_option("name", info_name, "segment name")->required()->type_name("NAME");
   info->footer(
+      "The owner is the user who created the segment; grants list who else may read or\n"
+      "write it (see grant). Users are shown by name when the password database has one.\n"
+      "\n"
       "Examples:\n"
       "  bridgectl info frames\n"
       "  bridgectl info frames --json | jq .meta");
@@ -133,10 +139,45 @@ int run(int argc, char** argv) {
   auto* stats =
       app.add_subcommand("stats", "Show the daemon's counters (segments, bytes, clients)");
   stats->footer(
+      "refused counts connections turned away because bridged --max-clients were connected.\n"
+      "Quarantined objects are shm objects under the daemon's prefix whose header did not\n"
+      "validate: never served, listed with the reason; bridgectl rm NAME (as the daemon's\n"
+      "user or root) removes one.\n"
+      "\n"
       "Examples:\n"
       "  bridgectl stats\n"
       "  bridgectl stats --json | jq .segments");
   add_common_options(*stats, ctx);
+
+  auto* grant_cmd =
+      app.add_subcommand("grant", "Let another user read or write a segment, or revoke that");
+  grant_cmd->add_option("name", grant.name, "segment name")->required()->type_name("NAME");
+  grant_cmd->add_option("user", grant.user, "user name or numeric uid")
+      ->required()
+      ->type_name("USER");
+  grant_cmd->add_option("access", grant.access, "read, write or none (revoke)")
+      ->required()
+      ->type_name("ACCESS")
+      ->check(CLI::IsMember({"read", "write", "none"}).description(""));
+  grant_cmd->footer(
+      "A segment belongs to the user who created it. The owner, the daemon's user and root\n"
+      "may use it fully; anyone else (who can reach the daemon's socket: see bridged\n"
+      "--group) only as granted:\n"
+      "  read   attach with a read-only mapping (NumPy arrays are not writable); wait,\n"
+      "         snapshot, read, show and watch work; writing, commit and the lock do not\n"
+      "  write  attach read-write: write, take the writer lock, set metadata, destroy\n"
+      "  none   revoke: later attaches are refused (mappings already made keep working)\n"
+      "Only the owner, the daemon's user and root may grant. Grants survive a daemon\n"
+      "restart. USER is a user name, or digits for a uid (which need not have a name).\n"
+      "\n"
+      "Prints the segment's owner and grants; --json prints the updated segment info\n"
+      "(the fields of info --json, \"grants\" a list of {\"uid\", \"access\"}).\n"
+      "\n"
+      "Examples:\n"
+      "  bridgectl grant frames bob read\n"
+      "  bridgectl grant frames 1002 write --json | jq .grants\n"
+      "  bridgectl grant frames bob none      # revoke");
+  add_common_options(*grant_cmd, ctx);
 
   auto* watch_cmd = app.add_subcommand(
       "watch", "Print each new version of a segment, or the daemon's events, as they happen");
@@ -191,6 +232,7 @@ int run(int argc, char** argv) {
     if (show_cmd->parsed()) return bridgectl::cmd_show(ctx, show);
     if (rm->parsed()) return bridgectl::cmd_rm(ctx, rm_names);
     if (stats->parsed()) return bridgectl::cmd_stats(ctx);
+    if (grant_cmd->parsed()) return bridgectl::cmd_grant(ctx, grant);
     if (watch_cmd->parsed()) return bridgectl::cmd_watch(ctx, watch);
     return 1;  // unreachable: require_subcommand(1)
   } catch (const bridge::Error& e) {

@@ -6,13 +6,14 @@ depend on pybridge beyond what the shared `daemon` fixture needs.
 """
 import json
 import os
+import pwd
 import subprocess
 import time
 
 import numpy as np
 import pytest
 
-from conftest import binary, run_ctl, run_peer
+from conftest import Daemon, binary, run_ctl, run_peer
 
 # protocol::SegmentInfo's JSON (the same fields as Python's client.list()).
 INFO_KEYS = {"name", "segment_id", "dtype", "shape", "strides", "nbytes", "total_bytes",
@@ -21,9 +22,12 @@ STATS_KEYS = {"pid", "daemon", "uptime_s", "segments", "bytes", "clients", "atta
               "requests", "shm_prefix", "refused", "quarantined"}
 SHOW_KEYS = {"name", "dtype", "shape", "version", "values", "truncated"}
 
+EXIT_INVALID_ARGUMENT = 11
 EXIT_NOT_FOUND = 12
 EXIT_DAEMON_UNAVAILABLE = 16
-COMMANDS = ["ls", "info", "show", "rm", "stats"]
+EXIT_CORRUPT_SEGMENT = 20
+EXIT_LIMIT_EXCEEDED = 21
+COMMANDS = ["ls", "info", "show", "rm", "stats", "grant"]
 
 
 def ctl_json(daemon, *args, expect=0):
@@ -96,7 +100,9 @@ def test_version():
 
 
 @pytest.mark.parametrize("args", [[], ["frobnicate"], ["info"], ["rm"], ["show", "x", "--bogus"],
-                                  ["show", "x", "--edgeitems", "0"]])
+                                  ["show", "x", "--edgeitems", "0"], ["grant"],
+                                  ["grant", "x", "bob"], ["grant", "x", "bob", "admin"],
+                                  ["grant", "x", "bob", "read", "extra"]])
 def test_usage_errors(args):
     proc = subprocess.run([binary("bridgectl"), *args], capture_output=True, text=True,
                           timeout=60)
@@ -189,19 +195,131 @@ def test_info_json_includes_meta(daemon):
     assert info["shape"] == [4, 5] and info["strides"] == [10, 2] and info["nbytes"] == 40
 
 
+def info_fields(out):
+    """info's "key: value" lines (before the metadata) as a dict; a line with no
+    key continues the one above, so its value joins the list under that key."""
+    fields, key = {}, None
+    for line in out.split("\nmeta:")[0].splitlines():
+        if line.startswith(" "):
+            fields[key].append(line.strip())
+            continue
+        key, value = line.split(":", 1)
+        fields[key] = [value.strip()]
+    return {k: v[0] if len(v) == 1 else v for k, v in fields.items()}
+
+
+def me():
+    return f"{pwd.getpwuid(os.getuid()).pw_name} (uid {os.getuid()})"
+
+
+def unnamed_uid():
+    """A uid the password database has no name for."""
+    uid = 4242
+    while True:
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            return uid
+        uid += 1
+
+
+def named_user():
+    """A user other than the one running the tests, or skip."""
+    for entry in pwd.getpwall():
+        if entry.pw_uid != os.getuid() and 0 < entry.pw_uid < 2**32 - 1:
+            return entry
+    pytest.skip("the password database names no other user")
+
+
 def test_info_text(daemon):
     create(daemon, "frames", "uint8", (480, 640, 3), {"camera": "front"})
     out = run_ctl(daemon, "info", "frames", check=True).stdout
-    fields = dict(line.split(":", 1) for line in out.split("\nmeta:")[0].splitlines())
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    fields = info_fields(out)
     assert fields["name"] == "frames"
     assert fields["dtype"] == "uint8"
     assert fields["shape"] == "(480, 640, 3)"
     assert fields["size"].startswith("900 KiB")
     assert fields["version"] == "0"
+    assert fields["owner"] == me()
+    assert fields["grants"].startswith("none")
     meta_text = out.split("\nmeta:\n", 1)[1]
     assert json.loads(meta_text) == {"camera": "front"}
     assert '\n  "camera": "front"\n' in meta_text  # pretty-printed
+
+
+def test_info_text_lists_grants(daemon):
+    create(daemon, "shared", "int8", (2,))
+    user, nameless = named_user(), unnamed_uid()
+    run_ctl(daemon, "grant", "shared", user.pw_name, "read", check=True)
+    run_ctl(daemon, "grant", "shared", nameless, "write", check=True)
+    grants = info_fields(run_ctl(daemon, "info", "shared", check=True).stdout)["grants"]
+    assert sorted(grants) == sorted([f"read   {user.pw_name} (uid {user.pw_uid})",
+                                     f"write  uid {nameless}"])
+
+
+# ---- grant ------------------------------------------------------------------
+
+def test_grant_json(daemon):
+    meta = {"camera": "front"}
+    made = create(daemon, "frames", "uint8", (4,), meta)
+    nameless = unnamed_uid()
+    info = ctl_json(daemon, "grant", "frames", nameless, "write", "--json")
+    assert set(info) == INFO_KEYS | {"meta"}
+    assert info["segment_id"] == made["id"] and info["meta"] == meta
+    assert info["owner_uid"] == os.getuid()
+    assert info["grants"] == [{"uid": nameless, "access": "write"}]
+    # The same as info afterwards, and as what the Python client sees.
+    assert ctl_json(daemon, "info", "frames", "--json") == info
+    pybridge = pytest.importorskip("pybridge")
+    with pybridge.connect(daemon.socket) as c:
+        assert c.info("frames")["grants"] == info["grants"]
+    # A user name resolves to its uid; none revokes.
+    user = named_user()
+    info = ctl_json(daemon, "grant", "frames", user.pw_name, "read", "--json")
+    assert sorted(info["grants"], key=lambda g: g["uid"]) == sorted(
+        [{"uid": nameless, "access": "write"}, {"uid": user.pw_uid, "access": "read"}],
+        key=lambda g: g["uid"])
+    info = ctl_json(daemon, "grant", "frames", nameless, "none", "--json")
+    assert info["grants"] == [{"uid": user.pw_uid, "access": "read"}]
+
+
+def test_grant_text(daemon):
+    create(daemon, "frames", "uint8", (4,))
+    user, nameless = named_user(), unnamed_uid()
+    out = run_ctl(daemon, "grant", "frames", user.pw_name, "read", check=True).stdout
+    lines = out.splitlines()
+    assert lines[0] == f"granted read access to frames to {user.pw_name} (uid {user.pw_uid})"
+    assert lines[1].split(None, 1) == ["owner:", me()]
+    assert lines[2].split(None, 1) == ["grants:", f"read   {user.pw_name} (uid {user.pw_uid})"]
+
+    out = run_ctl(daemon, "grant", "frames", str(user.pw_uid), "none", check=True).stdout
+    assert out.splitlines()[0] == f"revoked {user.pw_name} (uid {user.pw_uid})'s access to frames"
+    assert "grants:" in out and "none" in out.split("grants:")[1]
+
+    out = run_ctl(daemon, "grant", "frames", nameless, "write", check=True).stdout
+    assert out.splitlines()[0] == f"granted write access to frames to uid {nameless}"
+
+
+@pytest.mark.parametrize("user,code,words", [
+    ("no-such-user-here", EXIT_INVALID_ARGUMENT, "no user named 'no-such-user-here'"),
+    ("4294967295", EXIT_INVALID_ARGUMENT, "out of range"),
+    ("99999999999", EXIT_INVALID_ARGUMENT, "out of range"),
+    (str(os.getuid()), EXIT_INVALID_ARGUMENT, "owns"),  # the owner already has everything
+])
+def test_grant_refused(daemon, user, code, words):
+    create(daemon, "frames", "uint8", (4,))
+    proc = run_ctl(daemon, "grant", "frames", user, "read", "--json")
+    assert proc.returncode == code, proc.stderr
+    error = json.loads(proc.stdout)["error"]
+    assert error["code"] == "invalid_argument" and words in error["message"]
+    assert proc.stderr.startswith("bridgectl: invalid_argument: ")
+    assert ctl_json(daemon, "info", "frames", "--json")["grants"] == []
+
+
+def test_grant_missing_segment(daemon):
+    proc = run_ctl(daemon, "grant", "nope", "4242", "read", "--json")
+    assert proc.returncode == EXIT_NOT_FOUND
+    assert json.loads(proc.stdout)["error"]["code"] == "not_found"
 
 
 # ---- show -------------------------------------------------------------------
@@ -353,6 +471,64 @@ def test_stats(daemon):
     out = run_ctl(daemon, "stats", check=True).stdout
     assert str(daemon.proc.pid) in out and daemon.socket in out
     assert any(line.split() == ["segments:", "1"] for line in out.splitlines())
+    assert any(line.split()[:2] == ["refused:", "0"] for line in out.splitlines())
+    assert any(line.split()[:2] == ["quarantined:", "0"] for line in out.splitlines())
+
+
+def test_stats_lists_quarantined_objects(daemon):
+    create(daemon, "victim", "int32", (4,))
+    create(daemon, "fine", "int32", (4,))
+    with open("/dev/shm/" + daemon.shm_prefix.lstrip("/") + "victim", "r+b") as f:
+        f.write(b"NOTMAGIC")  # the header's magic number
+    assert run_ctl(daemon, "info", "victim").returncode == EXIT_CORRUPT_SEGMENT
+    (quarantined,) = ctl_json(daemon, "stats", "--json")["quarantined"]
+    assert quarantined["name"] == "victim" and "magic" in quarantined["reason"]
+
+    lines = run_ctl(daemon, "stats", check=True).stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("quarantined:"))
+    assert lines[at].split()[:2] == ["quarantined:", "1"]
+    assert "bridgectl rm" in lines[at]
+    assert lines[at + 1:] == [f"  victim: {quarantined['reason']}"]
+
+    run_ctl(daemon, "rm", "victim", check=True)
+    out = run_ctl(daemon, "stats", check=True).stdout
+    assert any(line.split()[:2] == ["quarantined:", "0"] for line in out.splitlines())
+    assert "victim" not in out
+
+
+def test_stats_counts_refused_connections(tmp_path):
+    pybridge = pytest.importorskip("pybridge")
+
+    def when_free(attempt):
+        """Retries `attempt` while the daemon still counts a client that left
+        (it notices a close on its own time)."""
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                return attempt()
+            except (pybridge.LimitExceeded, pybridge.DaemonUnavailable, AssertionError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    d = Daemon(tmp_path, "--max-clients", "1")
+    try:
+        with when_free(lambda: pybridge.connect(d.socket)):
+            proc = run_ctl(d, "stats", "--json")
+            # limit_exceeded; or daemon_unavailable when the hello is sent after
+            # the daemon closed (a known libbridge race, see
+            # tests/cpp/integration/connect_limit_repro_test.cpp).
+            assert proc.returncode in (EXIT_LIMIT_EXCEEDED, EXIT_DAEMON_UNAVAILABLE), proc.stderr
+        out = when_free(lambda: run_ctl(d, "stats", check=True)).stdout
+        refused = next(line for line in out.splitlines() if line.startswith("refused:"))
+        count = int(refused.split()[1])
+        assert count >= 1
+        assert refused.split()[2:] == ["connection" + "s" * (count != 1), "(over",
+                                       "--max-clients)"]
+        assert when_free(lambda: ctl_json(d, "stats", "--json"))["refused"] >= count
+    finally:
+        assert d.stop() == 0
+    assert d.leftover_shm() == []
 
 
 # ---- errors -----------------------------------------------------------------
@@ -371,7 +547,8 @@ def test_missing_name_is_not_found(daemon, command):
     assert text.stderr.startswith("bridgectl: not_found: ")
 
 
-@pytest.mark.parametrize("args", [["ls"], ["info", "x"], ["show", "x"], ["rm", "x"], ["stats"]])
+@pytest.mark.parametrize("args", [["ls"], ["info", "x"], ["show", "x"], ["rm", "x"], ["stats"],
+                                  ["grant", "x", "4242", "read"]])
 def test_no_daemon_is_daemon_unavailable(tmp_path, args):
     socket = str(tmp_path / "nobody-here.sock")
     proc = subprocess.run([binary("bridgectl"), "--socket", socket, *args, "--json"],
