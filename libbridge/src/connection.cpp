@@ -81,7 +81,22 @@ Connection::Reply Connection::exchange_locked(protocol::Op op, const protocol::j
       protocol::encode_frame(protocol::make_request(id, op, body), protocol::kMaxRequestBytes);
   Reply reply;
   try {
-    os::send_all(fd_.get(), frame);
+    try {
+      os::send_all(fd_.get(), frame);
+    } catch (const Error&) {
+      // The daemon may have said why it hung up (too many connections)
+      // before closing: that frame is the better answer, if it is there.
+      pollfd p{fd_.get(), POLLIN, 0};
+      if (::poll(&p, 1, 0) == 1 && (p.revents & POLLIN) != 0) {
+        std::array<unsigned char, protocol::kFrameHeaderBytes> prefix{};
+        os::recv_exact(fd_.get(), prefix.data(), prefix.size(), reply.fds);
+        std::string payload(protocol::decode_frame_length(prefix), '\0');
+        os::recv_exact(fd_.get(), payload.data(), payload.size(), reply.fds);
+        const protocol::json goodbye = protocol::decode_payload(payload);
+        if (goodbye.value("id", std::uint64_t{1}) == 0) protocol::check_reply(goodbye, id);
+      }
+      throw;
+    }
     std::array<unsigned char, protocol::kFrameHeaderBytes> prefix{};
     os::recv_exact(fd_.get(), prefix.data(), prefix.size(), reply.fds);
     std::string payload(protocol::decode_frame_length(prefix), '\0');

@@ -215,8 +215,13 @@ json decode_payload(std::string_view payload) {
       --depth;
     }
   }
-  json message = json::parse(payload, nullptr, /*allow_exceptions=*/false);
-  if (message.is_discarded()) bad("frame is not valid UTF-8 JSON");
+  json message;
+  try {
+    message = json::parse(payload);
+  } catch (const json::exception& e) {
+    // Invalid UTF-8, NaN, 1e400 and plain garbage all end here.
+    bad(std::string("frame is not valid UTF-8 JSON: ") + e.what());
+  }
   if (!message.is_object()) bad("message is not a JSON object");
   return message;
 }
