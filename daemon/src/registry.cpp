@@ -2,6 +2,7 @@
 #include "registry.hpp"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -58,7 +59,7 @@ std::string shm_prefix_for_socket(const std::string& socket_path) {
 Registry::Registry(const Config& config, std::string shm_prefix)
     : config_(config),
       shm_prefix_(std::move(shm_prefix)),
-      grants_path_(config.socket_path + ".grants"),
+      access_path_(config.socket_path + ".grants"),
       daemon_uid_(::geteuid()),
       random_(std::random_device{}()) {}
 
@@ -173,6 +174,7 @@ Registry::Opened Registry::create(const Caller& caller, const protocol::CreateRe
                                                      {}});
     segment->attachments[caller.client] = 1;
     Segment& stored = *segments_.emplace(request.name, std::move(segment)).first->second;
+    if (needs_access_record(stored)) save_access();
     log_info("created '" + request.name + "' " + std::string(bridge::dtype_name(layout.dtype)) +
              " " + std::to_string(layout.nbytes) + " bytes for pid " + std::to_string(caller.pid) +
              " (uid " + std::to_string(caller.uid) + ")");
@@ -245,7 +247,7 @@ void Registry::destroy(const Caller& caller, const std::string& name) {
   // Out of the table before the events, so that whoever reacts to them sees
   // the registry as it now is.
   const std::unique_ptr<Segment> gone = std::move(segments_.extract(name).mapped());
-  if (!gone->grants.empty()) save_grants();
+  if (needs_access_record(*gone)) save_access();
   // A commit made before this request must not arrive after `destroyed`
   // (nor be lost): the hub drops this one if subscribers already have it.
   emit(make_commit_event(*gone));
@@ -299,10 +301,15 @@ protocol::SegmentInfo Registry::grant(const Caller& caller, const std::string& n
   } else {
     segment.grants[grant.uid] = grant.access;
   }
-  save_grants();
-  log_info("uid " + std::to_string(caller.uid) + " granted " +
-           std::string(protocol::to_string(grant.access)) + " access to '" + name + "' to uid " +
-           std::to_string(grant.uid));
+  save_access();
+  if (grant.access == protocol::Access::none) {
+    log_info("uid " + std::to_string(caller.uid) + " revoked uid " + std::to_string(grant.uid) +
+             "'s access to '" + name + "'");
+  } else {
+    log_info("uid " + std::to_string(caller.uid) + " granted " +
+             std::string(protocol::to_string(grant.access)) + " access to '" + name + "' to uid " +
+             std::to_string(grant.uid));
+  }
   return describe(segment, true);
 }
 
@@ -377,6 +384,7 @@ void Registry::remove_all() {
   segments_.clear();
   for (const Quarantined& q : quarantined_) ShmObject::unlink_name(q.shm_name);
   quarantined_.clear();
+  ::unlink(access_path_.c_str());
 }
 
 protocol::Event Registry::make_event(protocol::EventKind kind, const Segment& segment, pid_t pid,
@@ -486,63 +494,87 @@ void Registry::adopt_existing() {
       log_warn("quarantined /dev/shm/" + shm_name + ": " + e.message() + " (left untouched)");
     }
   }
-  load_grants();
+  load_access();
 }
 
-void Registry::save_grants() const {
+bool Registry::needs_access_record(const Segment& segment) const {
+  return segment.owner_uid != daemon_uid_ || !segment.grants.empty();
+}
+
+void Registry::save_access() const {
   nlohmann::json state = nlohmann::json::object();
   for (const auto& [name, segment] : segments_) {
-    if (segment->grants.empty()) continue;
+    if (!needs_access_record(*segment)) continue;
     nlohmann::json grants = nlohmann::json::array();
     for (const auto& [uid, access] : segment->grants) {
       grants.push_back({{"uid", uid}, {"access", protocol::to_string(access)}});
     }
-    state[std::to_string(segment->id)] = {{"name", name}, {"grants", std::move(grants)}};
+    state[std::to_string(segment->id)] = {
+        {"name", name}, {"owner_uid", segment->owner_uid}, {"grants", std::move(grants)}};
   }
+  const std::string text = state.dump(1) + "\n";
   // Written whole and renamed into place: a crash leaves the old or the new
-  // file, never half of one.
-  const std::string temp = grants_path_ + ".tmp";
-  {
-    std::ofstream out(temp, std::ios::trunc);
-    out << state.dump(1) << '\n';
-    out.flush();
-    if (!out) {
-      log_warn("cannot write " + temp + "; grants will not survive a restart");
-      return;
-    }
+  // file, never half of one. The temporary file is created exclusively and
+  // private from the start, whatever the umask: nobody else may hold it open.
+  const std::string temp = access_path_ + ".tmp";
+  ::unlink(temp.c_str());
+  bridge::os::UniqueFd fd(
+      ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  bool ok = static_cast<bool>(fd) && ::fchmod(fd.get(), 0600) == 0;
+  for (std::size_t done = 0; ok && done < text.size();) {
+    const ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    ok = n > 0;
+    if (ok) done += static_cast<std::size_t>(n);
   }
-  ::chmod(temp.c_str(), 0600);
-  if (std::rename(temp.c_str(), grants_path_.c_str()) != 0) {
-    log_warn("cannot rename " + temp + ": " + std::strerror(errno));
+  if (!ok || std::rename(temp.c_str(), access_path_.c_str()) != 0) {
+    log_warn("cannot write " + access_path_ + " (" + std::strerror(errno) +
+             "); owners and grants will not survive a restart");
+    ::unlink(temp.c_str());
   }
 }
 
-void Registry::load_grants() {
-  std::ifstream in(grants_path_);
-  if (!in) return;
-  const nlohmann::json state = nlohmann::json::parse(in, nullptr, false);
-  if (!state.is_object()) {
-    log_warn(grants_path_ + " is unreadable; segments keep only their owners' access");
-    return;
-  }
-  std::size_t loaded = 0;
-  for (auto& [name, segment] : segments_) {
-    auto it = state.find(std::to_string(segment->id));
-    if (it == state.end() || !it->is_object()) continue;
-    try {
-      for (const auto& g : it->at("grants")) {
-        const auto access = protocol::access_from_string(g.at("access").get<std::string>());
-        if (access && *access != protocol::Access::none) {
-          segment->grants[g.at("uid").get<std::uint32_t>()] = *access;
-          ++loaded;
-        }
-      }
-    } catch (const nlohmann::json::exception& e) {
-      log_warn("ignoring unreadable grants of '" + name + "' in " + grants_path_);
+void Registry::load_access() {
+  nlohmann::json state = nlohmann::json::object();
+  if (std::ifstream in(access_path_); in) {
+    state = nlohmann::json::parse(in, nullptr, false);
+    if (!state.is_object()) {
+      log_warn(access_path_ + " is unreadable; every segment is now owned by the daemon's user");
+      state = nlohmann::json::object();
     }
   }
-  if (loaded > 0) log_info("restored " + std::to_string(loaded) + " grants");
-  save_grants();  // drops entries of segments that are gone
+  std::size_t grants = 0;
+  for (auto& [name, segment] : segments_) {
+    // The header's owner is only a hint: a client with write access can
+    // rewrite it (and its checksum). Ownership comes from this daemon-only
+    // file, matched by id and name; without a record, the daemon's user owns.
+    const std::uint32_t claimed = segment->owner_uid;
+    segment->owner_uid = daemon_uid_;
+    auto it = state.find(std::to_string(segment->id));
+    if (it != state.end() && it->is_object() && it->value("name", "") == name) {
+      try {
+        segment->owner_uid = it->at("owner_uid").get<std::uint32_t>();
+        for (const auto& g : it->at("grants")) {
+          const auto access = protocol::access_from_string(g.at("access").get<std::string>());
+          if (access && *access != protocol::Access::none) {
+            segment->grants[g.at("uid").get<std::uint32_t>()] = *access;
+            ++grants;
+          }
+        }
+      } catch (const nlohmann::json::exception&) {
+        log_warn("ignoring the unreadable record of '" + name + "' in " + access_path_);
+        segment->owner_uid = daemon_uid_;
+        segment->grants.clear();
+      }
+    }
+    if (segment->owner_uid != claimed) {
+      log_warn("'" + name + "' claims owner uid " + std::to_string(claimed) + ", but " +
+               access_path_ + " says uid " + std::to_string(segment->owner_uid) +
+               "; the file wins");
+    }
+  }
+  if (grants > 0) log_info("restored " + std::to_string(grants) + " grants");
+  save_access();  // drops records of segments that are gone
 }
 
 }  // namespace bridged

@@ -139,9 +139,14 @@ class Registry {
   /// Re-validates the header (a client with a writable mapping can scribble
   /// on it); a segment that fails is quarantined and corrupt_segment thrown.
   Segment& find_intact(const std::string& name);
-  /// Writes every segment's grants to grants_path_ (atomically: temp + rename).
-  void save_grants() const;
-  void load_grants();
+  /// Whether the segment's owner or grants must be on record (not the
+  /// default: owned by the daemon's user, no grants).
+  bool needs_access_record(const Segment& segment) const;
+  /// Writes every recorded owner and grant to access_path_ (atomically).
+  void save_access() const;
+  /// After re-adoption: owners and grants from access_path_, never from the
+  /// (client-writable) headers.
+  void load_access();
   bridge::protocol::SegmentInfo describe(const Segment& segment, bool with_meta) const;
   std::uint64_t new_segment_id();
   bridge::protocol::Event make_event(bridge::protocol::EventKind kind, const Segment& segment,
@@ -153,7 +158,9 @@ class Registry {
   std::string shm_prefix_;
   std::map<std::string, std::unique_ptr<Segment>> segments_;
   std::vector<Quarantined> quarantined_;
-  std::string grants_path_;  ///< grants survive a restart here, next to the socket
+  /// Owners and grants survive a restart here, next to the socket (0600,
+  /// the daemon's alone): "<socket>.grants".
+  std::string access_path_;
   uid_t daemon_uid_;
   std::mt19937_64 random_;
   EventSink sink_;

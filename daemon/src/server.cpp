@@ -37,7 +37,12 @@ Server::Server(Config config)
   registry_.adopt_existing();
   boost::system::error_code ec;
   acceptor_.open(stream(), ec);
-  if (!ec) acceptor_.bind(stream::endpoint(config_.socket_path), ec);
+  if (!ec) {
+    // Private from the moment it exists; admit_group() widens it if asked.
+    const mode_t umask_before = ::umask(0177);
+    acceptor_.bind(stream::endpoint(config_.socket_path), ec);
+    ::umask(umask_before);
+  }
   if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
     throw bridge::Error(bridge::errc_from_errno(ec.value()),

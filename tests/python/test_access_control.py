@@ -331,10 +331,6 @@ def test_grants_survive_a_restart(users, start):
     assert second.leftover_shm() == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: a restarted daemon takes each segment's owner from its shm header, which any "
-    "client with write access can rewrite (checksum included): a write grant becomes "
-    "ownership, and the right to grant, at the next restart"))
 def test_a_write_grant_does_not_become_ownership_across_a_restart(users, start):
     first = start("--group", GROUP, ephemeral=False)
     with pybridge.connect(first.socket) as root:
@@ -372,11 +368,6 @@ def op_race_open(s, path, seconds):
     return None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: Registry::save_grants creates <socket>.grants.tmp with std::ofstream (0666 & "
-    "~umask: 0666 under umask 0) and chmods it 0600 only after writing: a group member "
-    "who opens it in between keeps a writable descriptor to what is renamed into the "
-    "grants file, and what he writes there is loaded as grants at the next start"))
 def test_others_cannot_open_the_grants_file_for_writing(users, daemon):
     bob = Remote(users.bob_member, daemon.socket)  # forked before the thread below
     with pybridge.connect(daemon.socket) as root:
