@@ -37,12 +37,24 @@ test: build
 	@$(MAKE) --no-print-directory test-asan
 	@$(MAKE) --no-print-directory fuzz
 
-test-asan: deps
+# ASan+UBSan: the C++ suite (load_test with a smaller load), then pytest with
+# the sanitized bridged, bridgectl and bridge_peer (BRIDGE_BIN_DIR), so every
+# Python and CLI test also runs the daemon and the CLI under the sanitizers.
+# The Python extension is the normal build's (python itself is not
+# sanitized). A sanitizer report ends the program with status 1 (UBSan too:
+# -fno-sanitize-recover), which the daemon fixtures and the tests that run
+# bridgectl or bridge_peer check; tests/cli/test_sanitized_binaries.py checks
+# (SHMBRIDGE_EXPECT_SANITIZED) that the binaries really are the sanitized ones.
+ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:exitcode=1 \
+            UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=1
+test-asan: build
 	@cmake -S . -B $(ASAN) $(CMAKE_FLAGS) -DCMAKE_BUILD_TYPE=Debug \
 	  -DBRIDGE_SANITIZE=address,undefined >/dev/null
 	@cmake --build $(ASAN) -j $(JOBS)
-	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  ctest --test-dir $(ASAN) --output-on-failure -j 2
+	@$(ASAN_ENV) $(SAN_LOAD) ctest --test-dir $(ASAN) --output-on-failure -j 2
+	@$(ASAN_ENV) SHMBRIDGE_EXPECT_SANITIZED=address,undefined BRIDGE_BIN_DIR=$(CURDIR)/$(ASAN)/bin \
+	  PYTHONPATH=$(CURDIR)/$(BUILD)/python \
+	  $(PY) -m pytest -q -p no:cacheprovider tests/python tests/cli
 
 # The tests labelled `concurrency` (mutation, events, load + soak) under
 # ThreadSanitizer. TSan sees the threads of one process (the daemon's io and
