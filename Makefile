@@ -29,12 +29,14 @@ build: deps
 demo: build
 	@PYTHONPATH=$(BUILD)/python $(PY) examples/python/demo.py $(BUILD)/bin
 
-# GoogleTest (unit + integration against a real daemon), pytest (Python API,
-# cross-process with a C++ peer, CLI), then the C++ suite again under ASan+UBSan,
-# then a bounded fuzzing run.
+# GoogleTest (unit + integration against a real daemon, the load test and a
+# 15 s soak), pytest (Python API, cross-process with a C++ peer, CLI), then the
+# C++ suite and pytest again under ASan+UBSan, the concurrency tests under
+# TSan, then a bounded fuzzing run.
 test: build
 	@ctest --test-dir $(BUILD) --output-on-failure -j 2
 	@$(MAKE) --no-print-directory test-asan
+	@$(MAKE) --no-print-directory test-tsan
 	@$(MAKE) --no-print-directory fuzz
 
 # ASan+UBSan: the C++ suite (load_test with a smaller load), then pytest with
