@@ -29,6 +29,7 @@ namespace {
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t kMaxEventWriteBytes = 64 * 1024;
 constexpr std::size_t kReadChunkBytes = 64 * 1024;
+constexpr const char* kIdle = "idle";
 }  // namespace
 
 Session::Session(Server& server, asio::local::stream_protocol::socket socket)
@@ -84,6 +85,12 @@ asio::awaitable<void> Session::watchdog() {
     watchdog_timer_.expires_at(deadline_);
     co_await watchdog_timer_.async_wait(kUseTuple);
     if (socket_.is_open() && Clock::now() >= deadline_) {
+      if (timed_out_ == kIdle && server_.registry().holds_anything(caller_.client)) {
+        // Holding a segment is a reason to stay connected. Checked only
+        // here, once per idle period, not on every request.
+        deadline_ = Clock::now() + server_.config().limits.idle_timeout;
+        continue;
+      }
       log_warn("closing client " + std::to_string(caller_.client) + " (pid " +
                std::to_string(caller_.pid) + "): " + (timed_out_ ? timed_out_ : "timed out"));
       close();
@@ -141,10 +148,10 @@ asio::awaitable<std::optional<std::string>> Session::read_request() {
   if (!handler_.greeted()) {
     timed_out_ = "no hello in time";
     set_deadline(Clock::now() + limits.frame_timeout);
-  } else if (handler_.subscribed() || server_.registry().holds_anything(caller_.client)) {
+  } else if (handler_.subscribed()) {
     set_deadline(Clock::time_point::max());
   } else {
-    timed_out_ = "idle";
+    timed_out_ = kIdle;  // unless it holds a segment then (see watchdog)
     set_deadline(Clock::now() + limits.idle_timeout);
   }
   std::array<unsigned char, protocol::kFrameHeaderBytes> prefix{};
