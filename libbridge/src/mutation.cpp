@@ -11,6 +11,10 @@ namespace bridge {
 
 namespace {
 
+// Optimistic (seqlock) copies a snapshot tries before it takes the writer
+// lock to copy; see Segment::snapshot.
+constexpr int kOptimisticSnapshots = 4;
+
 SyncBlock& sync_of(const os::Mapping& mapping) {
   return reinterpret_cast<SegmentHeader*>(mapping.data())->sync;
 }
@@ -70,7 +74,23 @@ Snapshot Segment::snapshot(std::optional<std::chrono::nanoseconds> timeout) cons
   snap.dtype_ = dtype();
   snap.shape_ = shape();
   snap.bytes_.resize(nbytes());
-  for (;;) {
+  for (int attempt = 0;; ++attempt) {
+    if (attempt >= kOptimisticSnapshots && writable()) {
+      // A writer that never pauses for as long as a copy takes would starve
+      // an optimistic reader forever: copy under the writer lock instead.
+      const bool owner_died = lock_writer(sync, deadline, name());
+      if (sync.seq.load(std::memory_order_acquire) % 2 == 0) {
+        snap.version_ = sync.version.load(std::memory_order_acquire);
+        if (!snap.bytes_.empty()) std::memcpy(snap.bytes_.data(), data(), snap.bytes_.size());
+        pthread_mutex_unlock(&sync.writer_lock);
+        return snap;
+      }
+      // A dead writer's unfinished write (seq odd): nothing consistent to
+      // copy until the next writer ends. It will see seq odd and report
+      // owner_died, even though this lock took the kernel's EOWNERDEAD.
+      (void)owner_died;
+      pthread_mutex_unlock(&sync.writer_lock);
+    }
     const std::uint64_t before = sync::wait_for_quiescent(sync, deadline, !writable());
     snap.version_ = sync.version.load(std::memory_order_acquire);
     if (!snap.bytes_.empty()) std::memcpy(snap.bytes_.data(), data(), snap.bytes_.size());
@@ -131,6 +151,9 @@ WriteGuard::WriteGuard(std::shared_ptr<os::Mapping> mapping, const protocol::Seg
       owner_died_(owner_died),
       uncaught_at_start_(std::uncaught_exceptions()) {
   const std::uint64_t seq = sync_->seq.load(std::memory_order_relaxed);
+  // Odd under the lock: the previous holder died mid-write, whoever took the
+  // kernel's EOWNERDEAD (a snapshot may have).
+  if (seq % 2 != 0) owner_died_ = true;
   // Odd already means a dead writer's unfinished write: keep it odd.
   if (seq % 2 == 0) sync_->seq.store(seq + 1, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);

@@ -103,7 +103,9 @@ class Segment {
   /// overlapped it (ReadGuard::consistent / check).
   ReadGuard read() const;
   /// A consistent copy of the array: never mixes two writes. Waits while a
-  /// locked write is in progress; throws Error(timeout) at the deadline.
+  /// locked write is in progress; after a few copies spoiled by writes it
+  /// takes the writer lock to copy (a writer that never pauses cannot starve
+  /// it), unless the mapping is read-only. Throws Error(timeout) at the deadline.
   Snapshot snapshot(std::optional<std::chrono::nanoseconds> timeout = std::nullopt) const;
   /// Blocks (futex, no polling, no daemon) until version() > newer_than and
   /// returns the new version. Throws Error(timeout).
