@@ -350,7 +350,10 @@ Registry::Segment& Registry::find_intact(const std::string& name) {
     quarantined_.push_back({segment.shm.name(), name, e.message()});
     log_warn("quarantined '" + name + "': " + e.message() +
              " (its header was overwritten; mappings already handed out stay valid)");
-    segments_.erase(name);
+    // Gone from the catalog, as far as subscribers are concerned.
+    const std::unique_ptr<Segment> gone = std::move(segments_.extract(name).mapped());
+    if (needs_access_record(*gone)) save_access();
+    emit(make_event(protocol::EventKind::destroyed, *gone, 0, now_unix_ms()));
     throw Error(Errc::corrupt_segment,
                 "segment '" + name + "' is corrupt and now quarantined: " + e.message());
   }

@@ -160,14 +160,19 @@ def test_closed_client(daemon):
 
 def test_corrupt_segment(client, daemon):
     client.create("victim", (4,), "int32").close()
+    events = client.events("victim")
     path = "/dev/shm/" + daemon.shm_prefix.lstrip("/") + "victim"
     with open(path, "r+b") as f:
         f.write(b"NOTMAGIC")  # the header's magic number
     with pytest.raises(pybridge.CorruptSegment) as err:
         client.attach("victim")
     check_code(err.value, pybridge.CorruptSegment, "corrupt_segment")
-    # The daemon re-validated the header too: the segment is quarantined,
-    # reported, never served again, and removable by the daemon's user.
+    # The daemon re-validated the header too: the segment is quarantined
+    # (subscribers see it go), reported, never served again, and removable by
+    # the daemon's user.
+    gone = events.next(timeout=5)
+    assert (gone["event"], gone["name"]) == ("destroyed", "victim")
+    events.close()
     quarantined = client.stats()["quarantined"]
     assert [q["name"] for q in quarantined] == ["victim"]
     assert "magic" in quarantined[0]["reason"]
