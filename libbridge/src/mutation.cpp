@@ -14,6 +14,7 @@ namespace {
 // Optimistic (seqlock) copies a snapshot tries before it takes the writer
 // lock to copy; see Segment::snapshot.
 constexpr int kOptimisticSnapshots = 4;
+constexpr std::chrono::milliseconds kOptimisticWait{5};
 
 SyncBlock& sync_of(const os::Mapping& mapping) {
   return reinterpret_cast<SegmentHeader*>(mapping.data())->sync;
@@ -91,7 +92,20 @@ Snapshot Segment::snapshot(std::optional<std::chrono::nanoseconds> timeout) cons
       (void)owner_died;
       pthread_mutex_unlock(&sync.writer_lock);
     }
-    const std::uint64_t before = sync::wait_for_quiescent(sync, deadline, !writable());
+    // While the lock is a fallback, wait only briefly for a quiet moment: a
+    // nonstop writer may never be seen between writes at all.
+    sync::Deadline wait_until = deadline;
+    if (writable()) {
+      const auto brief = sync::Clock::now() + kOptimisticWait;
+      if (!deadline || brief < *deadline) wait_until = brief;
+    }
+    std::uint64_t before = 0;
+    try {
+      before = sync::wait_for_quiescent(sync, wait_until, !writable());
+    } catch (const Error& e) {
+      if (e.code() != Errc::timeout || wait_until == deadline) throw;
+      continue;  // counts as a spoiled attempt
+    }
     snap.version_ = sync.version.load(std::memory_order_acquire);
     if (!snap.bytes_.empty()) std::memcpy(snap.bytes_.data(), data(), snap.bytes_.size());
     std::atomic_thread_fence(std::memory_order_acquire);
