@@ -42,20 +42,24 @@ class Daemon:
     re-adopts them; `env` replaces the daemon's environment (e.g. with
     BRIDGED_FAULT); `wrapper` is a command that execs the daemon's argv
     appended to it (e.g. unshare); the log is appended to, so a restarted
-    daemon's log follows its predecessor's.
+    daemon's log follows its predecessor's. `socket` and `log_path` default
+    to bridged.sock and bridged.log in `directory`; `popen` holds further
+    subprocess.Popen arguments (user, group, umask ...).
     """
 
-    def __init__(self, directory, *extra_args, ephemeral=True, env=None, wrapper=()):
+    def __init__(self, directory, *extra_args, ephemeral=True, env=None, wrapper=(),
+                 socket=None, log_path=None, popen=None):
         self.directory = Path(directory)
-        self.socket = str(self.directory / "bridged.sock")
-        self.log_path = self.directory / "bridged.log"
+        self.socket = str(socket or self.directory / "bridged.sock")
+        self.log_path = Path(log_path or self.directory / "bridged.log")
         read_fd, write_fd = os.pipe()
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [*wrapper, binary("bridged"), "--socket", self.socket,
              *(["--ephemeral"] if ephemeral else []),
              "--ready-fd", str(write_fd), *extra_args],
-            stdout=self._log, stderr=subprocess.STDOUT, pass_fds=(write_fd,), env=env)
+            stdout=self._log, stderr=subprocess.STDOUT, pass_fds=(write_fd,), env=env,
+            **(popen or {}))
         os.close(write_fd)
         with os.fdopen(read_fd, "rb") as ready:
             line = ready.readline()  # EOF without "ready" means it failed to start

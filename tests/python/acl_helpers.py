@@ -33,7 +33,7 @@ from types import SimpleNamespace
 import pytest
 
 import pybridge
-from conftest import binary
+from conftest import Daemon, binary
 
 ALICE = "shmbridge-alice"
 BOB = "shmbridge-bob"
@@ -112,43 +112,20 @@ def ensure_accounts():
 
 # ---- a daemon running as another user ----------------------------------------
 
-class UserDaemon:
+class UserDaemon(Daemon):
     """bridged running as `account` with umask 0 (so every mode it leaves is
     one it chose), on `socket`, logging to `log_path`."""
 
     def __init__(self, account, socket, log_path, *extra_args, ephemeral=True):
         self.account = account
-        self.socket = str(socket)
-        self.log_path = Path(log_path)
         self.stopped = False  # by stop(), i.e. on purpose
-        read_fd, write_fd = os.pipe()
-        self._log = open(self.log_path, "ab")
-        argv = [binary("bridged"), "--socket", self.socket, "--ready-fd", str(write_fd),
-                *extra_args]
-        if ephemeral:
-            argv.append("--ephemeral")
-        self.proc = subprocess.Popen(argv, user=account.uid, group=account.gid,
-                                     extra_groups=list(account.groups), umask=0,
-                                     stdout=self._log, stderr=subprocess.STDOUT,
-                                     pass_fds=(write_fd,))
-        os.close(write_fd)
-        with os.fdopen(read_fd, "rb") as ready:
-            line = ready.readline()
-        if not line.startswith(b"ready"):
-            self.proc.wait(timeout=10)
-            self._log.close()
-            raise RuntimeError(f"bridged failed to start:\n{self.log()}")
-        with pybridge.connect(self.socket) as c:  # as root, who may always connect
-            self.shm_prefix = c.stats()["shm_prefix"]
-
-    def log(self):
-        return self.log_path.read_text(errors="replace")
+        super().__init__(Path(socket).parent, *extra_args, ephemeral=ephemeral, socket=socket,
+                         log_path=log_path,
+                         popen=dict(user=account.uid, group=account.gid,
+                                    extra_groups=list(account.groups), umask=0))
 
     def shm_path(self, name):
         return "/dev/shm/" + self.shm_prefix.lstrip("/") + name
-
-    def leftover_shm(self):
-        return sorted(p.name for p in Path("/dev/shm").glob(self.shm_prefix.lstrip("/") + "*"))
 
     def remove_leftovers(self):
         """Unlinks whatever this daemon's prefix still names (a failed test's)."""
@@ -160,16 +137,7 @@ class UserDaemon:
 
     def stop(self, sig=signal.SIGTERM):
         self.stopped = True
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise
-        self._log.close()
-        return self.proc.returncode
+        return super().stop(sig)
 
 
 def make_socket_home(owner):
