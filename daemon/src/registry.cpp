@@ -314,9 +314,7 @@ protocol::SegmentInfo Registry::grant(const Caller& caller, const std::string& n
 }
 
 protocol::Access Registry::access_of(const Segment& segment, const Caller& caller) const {
-  if (caller.uid == segment.owner_uid || caller.uid == daemon_uid_ || caller.uid == 0) {
-    return protocol::Access::write;
-  }
+  if (may_grant(segment, caller)) return protocol::Access::write;
   auto it = segment.grants.find(caller.uid);
   return it == segment.grants.end() ? protocol::Access::none : it->second;
 }

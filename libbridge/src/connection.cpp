@@ -60,10 +60,21 @@ void Connection::connect_locked() {
   }
 }
 
+short Connection::poll_now_locked(short events) const {
+  pollfd p{fd_.get(), events, 0};
+  return ::poll(&p, 1, 0) == 1 ? p.revents : 0;
+}
+
 bool Connection::hung_up_locked() const {
-  pollfd p{fd_.get(), POLLIN | POLLRDHUP, 0};
-  const int n = ::poll(&p, 1, 0);
-  return n > 0 && (p.revents & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)) != 0;
+  return (poll_now_locked(POLLIN | POLLRDHUP) & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
+protocol::json Connection::read_frame_locked(std::vector<os::UniqueFd>& fds) {
+  std::array<unsigned char, protocol::kFrameHeaderBytes> prefix{};
+  os::recv_exact(fd_.get(), prefix.data(), prefix.size(), fds);
+  std::string payload(protocol::decode_frame_length(prefix), '\0');
+  os::recv_exact(fd_.get(), payload.data(), payload.size(), fds);
+  return protocol::decode_payload(payload);
 }
 
 Connection::Reply Connection::call(protocol::Op op, const protocol::json& body) {
@@ -86,22 +97,13 @@ Connection::Reply Connection::exchange_locked(protocol::Op op, const protocol::j
     } catch (const Error&) {
       // The daemon may have said why it hung up (too many connections)
       // before closing: that frame is the better answer, if it is there.
-      pollfd p{fd_.get(), POLLIN, 0};
-      if (::poll(&p, 1, 0) == 1 && (p.revents & POLLIN) != 0) {
-        std::array<unsigned char, protocol::kFrameHeaderBytes> prefix{};
-        os::recv_exact(fd_.get(), prefix.data(), prefix.size(), reply.fds);
-        std::string payload(protocol::decode_frame_length(prefix), '\0');
-        os::recv_exact(fd_.get(), payload.data(), payload.size(), reply.fds);
-        const protocol::json goodbye = protocol::decode_payload(payload);
+      if ((poll_now_locked(POLLIN) & POLLIN) != 0) {
+        const protocol::json goodbye = read_frame_locked(reply.fds);
         if (goodbye.value("id", std::uint64_t{1}) == 0) protocol::check_reply(goodbye, id);
       }
       throw;
     }
-    std::array<unsigned char, protocol::kFrameHeaderBytes> prefix{};
-    os::recv_exact(fd_.get(), prefix.data(), prefix.size(), reply.fds);
-    std::string payload(protocol::decode_frame_length(prefix), '\0');
-    os::recv_exact(fd_.get(), payload.data(), payload.size(), reply.fds);
-    reply.body = protocol::decode_payload(payload);
+    reply.body = read_frame_locked(reply.fds);
   } catch (const Error&) {
     // A broken stream cannot be resynchronized: drop it; the next call
     // connects again.

@@ -55,6 +55,10 @@ class Connection {
   /// Whether the daemon has hung up (the socket is readable with no request
   /// outstanding: EOF, or an id-0 goodbye).
   bool hung_up_locked() const;
+  /// The socket's poll revents for `events` right now (0 if none).
+  short poll_now_locked(short events) const;
+  /// Reads one whole frame and decodes it; descriptors that came with it go to `fds`.
+  protocol::json read_frame_locked(std::vector<os::UniqueFd>& fds);
   Reply exchange_locked(protocol::Op op, const protocol::json& body);
 
   std::mutex mutex_;

@@ -64,6 +64,13 @@ bool past(const Deadline& deadline) {
   return deadline && Clock::now() >= *deadline;
 }
 
+// One sleep on the wake word (woken, changed, or a read-only re-check);
+// false once the deadline has passed.
+bool sleep_on_wake(SyncBlock& sync, std::uint32_t wake, const Deadline& deadline, bool read_only) {
+  futex_wait(sync.wake, wake, slice(deadline, read_only));
+  return !past(deadline);
+}
+
 }  // namespace
 
 Deadline deadline_after(std::optional<std::chrono::nanoseconds> timeout) {
@@ -133,8 +140,7 @@ std::uint64_t wait_for_version(SyncBlock& sync, std::uint64_t newer_than, const 
     const std::uint64_t version = sync.version.load(std::memory_order_acquire);
     if (version > newer_than) return version;
     if (cancelled != nullptr && cancelled->load()) throw Error(Errc::closed, "wait cancelled");
-    if (!futex_wait(sync.wake, wake, slice(deadline, read_only)) || past(deadline)) {
-      if (!past(deadline)) continue;  // a read-only re-check, not the deadline
+    if (!sleep_on_wake(sync, wake, deadline, read_only)) {
       const std::uint64_t last = sync.version.load(std::memory_order_acquire);
       if (last > newer_than) return last;
       throw Error(Errc::timeout, "no version newer than " + std::to_string(newer_than) +
@@ -154,8 +160,7 @@ std::uint64_t wait_for_quiescent(SyncBlock& sync, const Deadline& deadline, bool
     const std::uint32_t wake = sync.wake.load(std::memory_order_seq_cst);
     const std::uint64_t seq = sync.seq.load(std::memory_order_acquire);
     if (seq % 2 == 0) return seq;
-    if (!futex_wait(sync.wake, wake, slice(deadline, read_only)) || past(deadline)) {
-      if (!past(deadline)) continue;
+    if (!sleep_on_wake(sync, wake, deadline, read_only)) {
       throw Error(Errc::timeout,
                   "a write was still in progress at the timeout (its writer may have died "
                   "mid-write; the next writer repairs the segment)");
