@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "bridge/bridge.hpp"
+#include "bridge/detail/segment_state.hpp"
 
 namespace {
 
@@ -178,12 +179,13 @@ std::vector<std::int64_t> run_pipe(const Options& options) {
   return samples;
 }
 
-// ---- (c) shmbridge: Segment::commit -> Segment::wait -----------------------------------------
+// ---- (c) shmbridge: Segment::mark_changed -> Segment::wait
+// -----------------------------------------
 
 // Processes registered as waiting on `segment` (past their spin).
 std::uint32_t waiters(const bridge::Segment& segment) {
-  const auto* header = reinterpret_cast<const bridge::SegmentHeader*>(segment.mapping()->data());
-  return header->sync.waiters.load(std::memory_order_seq_cst);
+  return bridge::detail::SegmentAccess::state(segment)->sync().waiters.load(
+      std::memory_order_seq_cst);
 }
 
 // Spins until someone waits on `segment`: makes the commit that follows wake
@@ -198,15 +200,15 @@ std::vector<std::int64_t> run_shmbridge(const Options& options, bool asleep) {
   bridge::Client client = bridge::Client::connect(options.socket);
   const std::string tag = std::to_string(::getpid());
   // Two segments, one per direction, as a request/response pair would use.
-  bridge::Segment ping = client.create("bench-ping-" + tag, bridge::DType::uint8, {1});
-  bridge::Segment pong = client.create("bench-pong-" + tag, bridge::DType::uint8, {1});
+  bridge::Segment ping = client.create("bench-ping-" + tag, {1}, bridge::DType::uint8);
+  bridge::Segment pong = client.create("bench-pong-" + tag, {1}, bridge::DType::uint8);
   std::uint64_t seen_pong = pong.version();
   const std::uint64_t ping_start = ping.version();
   auto samples = ping_pong(
       options,
       [&](int) {
         if (asleep) until_waiting(ping);
-        ping.commit();
+        ping.mark_changed();
         seen_pong = pong.wait(seen_pong);
       },
       [&](int total) {
@@ -218,7 +220,7 @@ std::vector<std::int64_t> run_shmbridge(const Options& options, bool asleep) {
         for (int i = 0; i < total; ++i) {
           seen = in.wait(seen);
           if (asleep) until_waiting(out);
-          out.commit();
+          out.mark_changed();
         }
       });
   ping.close();

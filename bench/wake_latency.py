@@ -121,7 +121,7 @@ def ping_python(pybridge, tag, total, partner_cpu, socket, args):
             clock = time.perf_counter_ns
             for i in range(total):
                 start = clock()
-                ping.commit()
+                ping.mark_changed()
                 seen_pong = pong.wait(newer_than=seen_pong, timeout=WAIT_TIMEOUT_S)
                 if i >= args.warmup:
                     samples.append(clock() - start)
@@ -148,7 +148,7 @@ def partner_main(socket, ping_name, pong_name, ping_start, total, cpu):
         seen = int(ping_start)
         for _ in range(int(total)):
             seen = ping.wait(newer_than=seen, timeout=WAIT_TIMEOUT_S)
-            pong.commit()
+            pong.mark_changed()
         ping.close()
         pong.close()
 

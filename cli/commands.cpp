@@ -17,7 +17,7 @@
 #include <optional>
 #include <vector>
 
-#include "bridge/protocol.hpp"
+#include "bridge/detail/protocol.hpp"
 #include "table.hpp"
 #include "units.hpp"
 

@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "bridge/detail/protocol.hpp"
 #include "bridge/error.hpp"
-#include "bridge/protocol.hpp"
 #include "bridge/version.hpp"
 #include "commands.hpp"
 

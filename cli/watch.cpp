@@ -14,8 +14,10 @@
 #include <iostream>
 #include <sstream>
 
+#include "bridge/detail/protocol.hpp"
+#include "bridge/detail/segment_state.hpp"
+#include "bridge/detail/sync.hpp"
 #include "bridge/events.hpp"
-#include "bridge/protocol.hpp"
 #include "bridge/segment.hpp"
 #include "commands.hpp"
 
@@ -28,7 +30,7 @@ using nlohmann::json;
 // are async-signal-safe (an atomic add plus a futex syscall; an atomic store
 // plus shutdown(2)).
 std::atomic<bool> g_interrupted{false};
-std::atomic<const bridge::Segment*> g_segment{nullptr};
+std::atomic<bridge::SyncBlock*> g_sync{nullptr};
 std::atomic<bridge::EventStream*> g_stream{nullptr};
 
 void on_interrupt(int) {
@@ -36,7 +38,7 @@ void on_interrupt(int) {
   g_interrupted.store(true);
   // Bumping the wake word also closes the window between the wait's last
   // check of g_interrupted and its futex sleep (the sleep sees a new value).
-  if (const bridge::Segment* segment = g_segment.load()) segment->wake_waiters();
+  if (bridge::SyncBlock* sync = g_sync.load()) bridge::sync::wake_waiters(*sync);
   if (bridge::EventStream* stream = g_stream.load()) stream->close();
   errno = saved_errno;
 }
@@ -55,7 +57,7 @@ class InterruptHandler {
   ~InterruptHandler() {
     ::sigaction(SIGINT, &old_int_, nullptr);
     ::sigaction(SIGTERM, &old_term_, nullptr);
-    g_segment.store(nullptr);
+    g_sync.store(nullptr);
     g_stream.store(nullptr);
   }
   InterruptHandler(const InterruptHandler&) = delete;
@@ -105,8 +107,11 @@ int watch_segment(const Context& ctx, const WatchOptions& options) {
   std::uint64_t seen = segment.version();
   const std::uint64_t start = seen;
 
+  // The handler wakes the wait through the sync words directly: Segment's
+  // own calls take a mutex, which a signal handler must not.
+  const auto state = bridge::detail::SegmentAccess::state(segment);
   InterruptHandler interrupts;
-  g_segment.store(&segment);
+  g_sync.store(&state->sync());
   // The "watching" line is the signal that later commits will be seen.
   std::cerr << "bridgectl: watching '" << segment.name() << "' from version " << seen
             << " (Ctrl-C to stop)" << std::endl;
@@ -132,13 +137,13 @@ int watch_segment(const Context& ctx, const WatchOptions& options) {
     version = std::max(version, segment.version());
     const std::uint64_t coalesced = version - seen - 1;
 
-    json document = bridge::protocol::Event{bridge::protocol::EventKind::committed,
-                                            segment.name(),
-                                            segment.id(),
-                                            version,
-                                            segment.meta_version(),
-                                            pid,
-                                            time_ms};
+    json document = bridge::Event{bridge::EventKind::committed,
+                                  segment.name(),
+                                  segment.id(),
+                                  version,
+                                  segment.meta_version(),
+                                  pid,
+                                  time_ms};
     document["coalesced"] = coalesced;
     std::string text = clock_time(time_ms) + "  " + segment.name() + "  version " +
                        std::to_string(version) + "  pid " + std::to_string(pid);
@@ -163,22 +168,22 @@ int watch_daemon(const Context& ctx, const WatchOptions& options) {
   std::cerr << "bridgectl: watching daemon events at " << client.socket_path()
             << " (Ctrl-C to stop)" << std::endl;
   for (std::uint64_t printed = 0; !options.count || printed < *options.count; ++printed) {
-    std::optional<bridge::protocol::Event> event;
+    bridge::Event event;
     try {
       event = stream.next(timeout);
     } catch (const bridge::Error& e) {
       if (e.code() == bridge::Errc::closed && g_interrupted.load()) return 0;
+      if (e.code() == bridge::Errc::timeout) {
+        throw bridge::Error(bridge::Errc::timeout,
+                            "no daemon event within " + seconds_text(*options.timeout_s));
+      }
       throw;
     }
-    if (!event) {
-      throw bridge::Error(bridge::Errc::timeout,
-                          "no daemon event within " + seconds_text(*options.timeout_s));
-    }
-    std::string text = clock_time(event->time_unix_ms) + "  " +
-                       std::string(bridge::protocol::to_string(event->kind)) + "  " + event->name +
-                       "  version " + std::to_string(event->version) + "  meta " +
-                       std::to_string(event->meta_version) + "  pid " + std::to_string(event->pid);
-    print_line(ctx, *event, text);
+    std::string text = clock_time(event.time_unix_ms) + "  " +
+                       std::string(bridge::to_string(event.kind)) + "  " + event.name +
+                       "  version " + std::to_string(event.version) + "  meta " +
+                       std::to_string(event.meta_version) + "  pid " + std::to_string(event.pid);
+    print_line(ctx, event, text);
     if (g_interrupted.load()) return 0;
   }
   return 0;

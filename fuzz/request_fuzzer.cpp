@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: MIT
 //
 // libFuzzer target: the bytes one client could send bridged, fed to the
-// daemon's own request code (bridged::RequestHandler) bound to a real
-// bridged::Server. The Server is built once, on a socket in a private
-// temporary directory (so its shm prefix is its own) with a 1 MiB segment
-// limit; its io_context never runs, so no socket is served and no thread
-// starts (checked: the commit watcher starts only in Server::run()).
+// daemon's own request code (bridged::RequestHandler) through its narrow
+// RequestContext: a bridged::LocalContext, the daemon's real registry and
+// event hub with no socket, no event loop and no thread. It is built once,
+// for a socket path in a private temporary directory (so its shm prefix and
+// grants file are its own), with a 1 MiB segment limit.
 //
 // An input is one control byte, then the byte stream of one connection:
 //   control & 0x07 == 0x07  no automatic hello: the stream must greet by
@@ -44,7 +44,7 @@
 // - after every request, /dev/shm holds exactly the registry's segments under
 //   the daemon's prefix (a rejected create leaves nothing behind);
 // - events are encodable and parse back to themselves;
-// - after each input every connection is ended (Server::session_ended) and
+// - after each input every connection is ended (LocalContext::disconnect) and
 //   Registry::remove_all runs: no segment, no shm object and no descriptor
 //   handed out by the input is left.
 //
@@ -71,12 +71,11 @@
 #include <string_view>
 #include <vector>
 
+#include "bridge/detail/protocol.hpp"
 #include "bridge/error.hpp"
-#include "bridge/protocol.hpp"
 #include "config.hpp"
 #include "registry.hpp"
 #include "requests.hpp"
-#include "server.hpp"
 
 namespace {
 
@@ -145,7 +144,7 @@ bool commit_watcher_running() {
   return found;
 }
 
-/// The one Server every input talks to.
+/// The one daemon core every input talks to.
 class Daemon {
  public:
   Daemon() {
@@ -157,34 +156,28 @@ class Daemon {
     bridged::Config config;
     config.socket_path = dir_ + "/bridged.sock";
     config.max_segment_bytes = 1u << 20;
-    // The Server's signal_set takes SIGINT and SIGTERM as soon as it is
-    // built; give them back to whoever had them (libFuzzer, or nobody).
-    struct sigaction old_int {};
-    struct sigaction old_term {};
-    ::sigaction(SIGINT, nullptr, &old_int);
-    ::sigaction(SIGTERM, nullptr, &old_term);
-    server_ = std::make_unique<bridged::Server>(config);
-    ::sigaction(SIGINT, &old_int, nullptr);
-    ::sigaction(SIGTERM, &old_term, nullptr);
-    prefix_ = server_->registry().shm_prefix();
-    check(!commit_watcher_running(), "the Server constructor started the commit watcher thread");
+    context_ = std::make_unique<bridged::LocalContext>(
+        config, bridged::shm_prefix_for_socket(config.socket_path));
+    prefix_ = context_->registry().shm_prefix();
     check(count_shm(prefix_) == 0, "a fresh daemon prefix already has objects in /dev/shm");
   }
 
   ~Daemon() {
-    server_.reset();
-    // The socket, its lock and whatever the daemon keeps beside them.
+    context_.reset();
+    // Whatever the daemon keeps beside its socket (the grants file).
     std::error_code ignored;
     std::filesystem::remove_all(dir_, ignored);
   }
 
-  bridged::Server& server() { return *server_; }
+  bridged::LocalContext& context() { return *context_; }
   const std::string& prefix() const { return prefix_; }
+  bridged::ClientId next_client_id() { return ++last_client_id_; }
 
  private:
   std::string dir_;
   std::string prefix_;
-  std::unique_ptr<bridged::Server> server_;
+  std::unique_ptr<bridged::LocalContext> context_;
+  bridged::ClientId last_client_id_ = 0;
 };
 
 Daemon& daemon_instance() {
@@ -197,8 +190,8 @@ class Run {
  public:
   Run(Daemon& daemon, std::uint8_t control)
       : daemon_(daemon),
-        server_(daemon.server()),
-        registry_(server_.registry()),
+        context_(daemon.context()),
+        registry_(context_.registry()),
         auto_hello_((control & 0x07) != 0x07),
         undo_creates_((control & 0x18) == 0x18),
         drop_subscribers_((control & 0x60) == 0x60),
@@ -234,7 +227,7 @@ class Run {
   /// Ends every connection and removes every segment, then checks that
   /// nothing the input made is left.
   void finish() {
-    for (const auto& connection : connections_) server_.session_ended(connection->caller.client);
+    for (const auto& connection : connections_) context_.disconnect(connection->caller.client);
     check(registry_.attachment_count() == 0, "attachments left after every session ended");
     registry_.remove_all();
     check(registry_.segment_count() == 0, "segments left after remove_all");
@@ -243,7 +236,7 @@ class Run {
       check(::fcntl(fd, F_GETFD) == -1 && errno == EBADF,
             "descriptor " + std::to_string(fd) + " still open after remove_all");
     }
-    check(!commit_watcher_running(), "the commit watcher thread started without Server::run()");
+    check(!commit_watcher_running(), "a commit watcher thread started");
   }
 
  private:
@@ -257,9 +250,9 @@ class Run {
   void open_connection() {
     auto connection = std::make_unique<Connection>();
     const bool stranger = other_users_ && connections_.size() % 2 == 1;
-    connection->caller = {server_.next_client_id(), ::getpid(), ::getuid() + (stranger ? 4242 : 0)};
+    connection->caller = {daemon_.next_client_id(), ::getpid(), ::getuid() + (stranger ? 4242 : 0)};
     connection->handler = std::make_unique<bridged::RequestHandler>(
-        server_, connection->caller,
+        context_, connection->caller,
         [this](const protocol::Event& event) { return deliver(event); });
     connections_.push_back(std::move(connection));
     if (auto_hello_) {
@@ -425,7 +418,7 @@ class Run {
   }
 
   Daemon& daemon_;
-  bridged::Server& server_;
+  bridged::LocalContext& context_;
   bridged::Registry& registry_;
   const bool auto_hello_;
   const bool undo_creates_;

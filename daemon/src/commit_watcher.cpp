@@ -14,7 +14,7 @@
 #include <map>
 #include <optional>
 
-#include "bridge/layout.hpp"
+#include "bridge/detail/layout.hpp"
 #include "log.hpp"
 
 #ifndef SYS_futex_waitv

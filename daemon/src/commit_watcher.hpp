@@ -36,7 +36,7 @@
 #include <thread>
 #include <vector>
 
-#include "bridge/os/mapping.hpp"
+#include "bridge/detail/os/mapping.hpp"
 
 namespace bridged {
 

@@ -8,9 +8,9 @@ namespace bridged {
 using bridge::protocol::Event;
 using bridge::protocol::EventKind;
 
-void EventHub::subscribe(ClientId client, std::optional<std::string> name, Deliver deliver,
-                         Versions known) {
-  subscribers_[client] = Subscriber{std::move(name), std::move(deliver), std::move(known)};
+void EventHub::subscribe(ClientId client, uid_t uid, std::optional<std::string> name,
+                         Deliver deliver, Versions known) {
+  subscribers_[client] = Subscriber{uid, std::move(name), std::move(deliver), std::move(known)};
 }
 
 bool EventHub::unsubscribe(ClientId client) {
@@ -24,10 +24,11 @@ bool EventHub::wants(const std::string& name) const {
   return false;
 }
 
-std::size_t EventHub::publish(const Event& event) {
+std::size_t EventHub::publish(const Event& event, const Audience& audience) {
   std::vector<ClientId> dropped;
   for (auto& [client, subscriber] : subscribers_) {
     if (subscriber.name && *subscriber.name != event.name) continue;
+    if (!audience.admits(subscriber.uid)) continue;
     switch (event.kind) {
       case EventKind::created:
         subscriber.known[event.segment_id] = event.version;
@@ -45,6 +46,8 @@ std::size_t EventHub::publish(const Event& event) {
       case EventKind::destroyed:
         subscriber.known.erase(event.segment_id);
         break;
+      case EventKind::reconnected:
+        continue;  // made by clients, never by the daemon
     }
     if (!subscriber.deliver(event)) dropped.push_back(client);
   }

@@ -7,6 +7,7 @@
 // segment, so that a subscriber never gets a `committed` event for a version
 // it already knows (one that predates its subscription, or one a flush
 // before `destroyed` already delivered) and sees versions only increase.
+// A subscriber hears only about segments it may attach (Audience).
 // Single-threaded: the io thread only.
 #pragma once
 
@@ -16,7 +17,7 @@
 #include <optional>
 #include <string>
 
-#include "bridge/protocol.hpp"
+#include "bridge/detail/protocol.hpp"
 #include "registry.hpp"
 
 namespace bridged {
@@ -29,16 +30,18 @@ class EventHub {
   /// segment id -> the data version the subscriber already knows.
   using Versions = std::map<std::uint64_t, std::uint64_t>;
 
-  /// Adds a subscriber for every segment (`name` empty) or one name.
-  /// `known` holds the current version of each segment it can see, so that
-  /// commits before the subscription are not reported as new.
-  void subscribe(ClientId client, std::optional<std::string> name, Deliver deliver, Versions known);
+  /// Adds a subscriber (user `uid`) for every segment (`name` empty) or one
+  /// name. `known` holds the current version of each segment it can see, so
+  /// that commits before the subscription are not reported as new.
+  void subscribe(ClientId client, uid_t uid, std::optional<std::string> name, Deliver deliver,
+                 Versions known);
   /// Returns whether `client` was a subscriber.
   bool unsubscribe(ClientId client);
 
-  /// Delivers `event` to every subscriber whose filter matches. Returns how
-  /// many subscribers were dropped (their Deliver returned false).
-  std::size_t publish(const bridge::protocol::Event& event);
+  /// Delivers `event` to every subscriber whose filter matches and whom the
+  /// audience admits. Returns how many subscribers were dropped (their
+  /// Deliver returned false).
+  std::size_t publish(const bridge::protocol::Event& event, const Audience& audience);
 
   /// Whether any subscriber wants events about segment `name`.
   bool wants(const std::string& name) const;
@@ -47,6 +50,7 @@ class EventHub {
 
  private:
   struct Subscriber {
+    uid_t uid;
     std::optional<std::string> name;
     Deliver deliver;
     Versions known;

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include "registry.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,7 +10,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 
 #include "bridge/error.hpp"
 #include "fault.hpp"
@@ -24,10 +22,6 @@ using bridge::Error;
 namespace protocol = bridge::protocol;
 
 namespace {
-
-// Staging objects are named shm_prefix + kStagingInfix + random hex. Segment
-// names never start with '.', so these can never be mistaken for one.
-constexpr const char* kStagingInfix = ".creating.";
 
 std::int64_t now_unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -59,7 +53,7 @@ std::string shm_prefix_for_socket(const std::string& socket_path) {
 Registry::Registry(const Config& config, std::string shm_prefix)
     : config_(config),
       shm_prefix_(std::move(shm_prefix)),
-      access_path_(config.socket_path + ".grants"),
+      access_(config.socket_path + ".grants"),
       daemon_uid_(::geteuid()),
       random_(std::random_device{}()) {}
 
@@ -179,7 +173,7 @@ Registry::Opened Registry::create(const Caller& caller, const protocol::CreateRe
              " " + std::to_string(layout.nbytes) + " bytes for pid " + std::to_string(caller.pid) +
              " (uid " + std::to_string(caller.uid) + ")");
     Opened opened{describe(stored, true), stored.shm.fd()};
-    emit(make_event(protocol::EventKind::created, stored, caller.pid, created));
+    emit(make_event(protocol::EventKind::created, stored, caller.pid, created), stored);
     return opened;
   } catch (...) {
     shm.unlink();  // the staging name, or the real one if published
@@ -244,14 +238,18 @@ void Registry::destroy(const Caller& caller, const std::string& name) {
   log_info("destroyed '" + name + "' for pid " + std::to_string(caller.pid) + " (" +
            std::to_string(segment.attachments.size()) +
            " clients still attached keep their mappings)");
+  forget(name, caller.pid, /*flush_commit=*/true);
+}
+
+void Registry::forget(const std::string& name, pid_t pid, bool flush_commit) {
   // Out of the table before the events, so that whoever reacts to them sees
   // the registry as it now is.
   const std::unique_ptr<Segment> gone = std::move(segments_.extract(name).mapped());
   if (needs_access_record(*gone)) save_access();
   // A commit made before this request must not arrive after `destroyed`
   // (nor be lost): the hub drops this one if subscribers already have it.
-  emit(make_commit_event(*gone));
-  emit(make_event(protocol::EventKind::destroyed, *gone, caller.pid, now_unix_ms()));
+  if (flush_commit) emit(make_commit_event(*gone), *gone);
+  emit(make_event(protocol::EventKind::destroyed, *gone, pid, now_unix_ms()), *gone);
 }
 
 protocol::SegmentInfo Registry::info(const Caller& caller, const std::string& name) {
@@ -261,11 +259,23 @@ protocol::SegmentInfo Registry::info(const Caller& caller, const std::string& na
   return describe(segment, true);
 }
 
-std::vector<protocol::SegmentInfo> Registry::list() const {
+std::vector<protocol::SegmentInfo> Registry::list(const Caller& caller) const {
   std::vector<protocol::SegmentInfo> out;
-  out.reserve(segments_.size());
-  for (const auto& [name, segment] : segments_) out.push_back(describe(*segment, false));
+  for (const auto& [name, segment] : segments_) {
+    if (access_of(*segment, caller) != protocol::Access::none) {
+      out.push_back(describe(*segment, false));
+    }
+  }
   return out;
+}
+
+bool Registry::admits(const std::string& name, uid_t uid) const {
+  auto it = segments_.find(name);
+  return it != segments_.end() && audience(*it->second).admits(uid);
+}
+
+Audience Registry::audience(const Segment& segment) const {
+  return Audience{segment.owner_uid, segment.grants, daemon_uid_};
 }
 
 protocol::SegmentInfo Registry::set_meta(const Caller& caller, const std::string& name,
@@ -278,8 +288,8 @@ protocol::SegmentInfo Registry::set_meta(const Caller& caller, const std::string
   // full /dev/shm could only ever be a no_space error here, never a SIGBUS.
   segment.shm.reserve(bridge::kHeaderBytes, 2 * bridge::kMetaSlotBytes);
   bridge::write_meta(segment.header_mapping->data(), text);
-  emit(make_commit_event(segment));  // earlier commits first, as for destroy
-  emit(make_event(protocol::EventKind::meta_changed, segment, caller.pid, now_unix_ms()));
+  emit(make_commit_event(segment), segment);  // earlier commits first, as for destroy
+  emit(make_event(protocol::EventKind::meta_changed, segment, caller.pid, now_unix_ms()), segment);
   return describe(segment, true);
 }
 
@@ -349,9 +359,7 @@ Registry::Segment& Registry::find_intact(const std::string& name) {
     log_warn("quarantined '" + name + "': " + e.message() +
              " (its header was overwritten; mappings already handed out stay valid)");
     // Gone from the catalog, as far as subscribers are concerned.
-    const std::unique_ptr<Segment> gone = std::move(segments_.extract(name).mapped());
-    if (needs_access_record(*gone)) save_access();
-    emit(make_event(protocol::EventKind::destroyed, *gone, 0, now_unix_ms()));
+    forget(name, 0, /*flush_commit=*/false);
     throw Error(Errc::corrupt_segment,
                 "segment '" + name + "' is corrupt and now quarantined: " + e.message());
   }
@@ -385,7 +393,7 @@ void Registry::remove_all() {
   segments_.clear();
   for (const Quarantined& q : quarantined_) ShmObject::unlink_name(q.shm_name);
   quarantined_.clear();
-  ::unlink(access_path_.c_str());
+  access_.remove();
 }
 
 protocol::Event Registry::make_event(protocol::EventKind kind, const Segment& segment, pid_t pid,
@@ -412,15 +420,15 @@ protocol::Event Registry::make_commit_event(const Segment& segment) const {
   return event;
 }
 
-void Registry::emit(const protocol::Event& event) const {
-  if (sink_) sink_(event);
+void Registry::emit(const protocol::Event& event, const Segment& segment) const {
+  if (sink_) sink_(event, audience(segment));
 }
 
-std::optional<protocol::Event> Registry::commit_event(const std::string& name,
-                                                      std::uint64_t id) const {
+std::optional<std::pair<protocol::Event, Audience>> Registry::commit_event(const std::string& name,
+                                                                           std::uint64_t id) const {
   auto it = segments_.find(name);
   if (it == segments_.end() || it->second->id != id) return std::nullopt;
-  return make_commit_event(*it->second);
+  return std::make_pair(make_commit_event(*it->second), audience(*it->second));
 }
 
 std::vector<WatchTarget> Registry::watch_targets(
@@ -445,56 +453,22 @@ std::uint64_t Registry::attachment_count() const {
 }
 
 void Registry::adopt_existing() {
-  DIR* dir = ::opendir("/dev/shm");
-  if (dir == nullptr) return;
-  std::vector<std::string> found;
-  while (dirent* entry = ::readdir(dir)) {
-    const std::string file = entry->d_name;
-    if (file.rfind(shm_prefix_, 0) == 0) found.push_back(file);
+  Found found = find_segments(shm_prefix_);
+  for (FoundSegment& f : found.segments) {
+    const std::string name = f.name;
+    segments_.emplace(name, std::make_unique<Segment>(Segment{std::move(f.shm),
+                                                              std::move(f.header_mapping),
+                                                              std::move(f.layout),
+                                                              f.name,
+                                                              f.id,
+                                                              f.claimed_owner_uid,
+                                                              f.created_unix_ms,
+                                                              {},
+                                                              {},
+                                                              {}}));
+    log_info("re-adopted segment '" + name + "'");
   }
-  ::closedir(dir);
-  std::sort(found.begin(), found.end());
-  for (const std::string& shm_name : found) {
-    const std::string name = shm_name.substr(shm_prefix_.size());
-    if (name.rfind(kStagingInfix, 0) == 0) {
-      // A create that never completed: nobody was told of it.
-      ShmObject::unlink_name(shm_name);
-      log_info("removed /dev/shm/" + shm_name + ", left by a create that did not complete");
-      continue;
-    }
-    try {
-      bridge::validate_segment_name(name);
-      ShmObject shm = ShmObject::open(shm_name);
-      const std::uint64_t size = shm.size();
-      if (size < bridge::kDataOffset) throw Error(Errc::corrupt_segment, "smaller than a header");
-      auto mapping = std::make_shared<bridge::os::Mapping>(
-          bridge::os::Mapping::map(shm.fd(), bridge::kDataOffset, true));
-      const auto& header = *reinterpret_cast<const bridge::SegmentHeader*>(mapping->data());
-      // validate_header checks total_bytes against the real object size.
-      bridge::ArrayLayout layout = bridge::validate_header(header, size);
-      if (name != header.name) throw Error(Errc::corrupt_segment, "header names another segment");
-      for (const auto& [other_name, other] : segments_) {
-        if (other->id == header.segment_id) {
-          throw Error(Errc::corrupt_segment, "same segment id as '" + other_name + "'");
-        }
-      }
-      auto segment = std::make_unique<Segment>(Segment{std::move(shm),
-                                                       std::move(mapping),
-                                                       layout,
-                                                       name,
-                                                       header.segment_id,
-                                                       header.owner_uid,
-                                                       header.created_unix_ms,
-                                                       {},
-                                                       {},
-                                                       {}});
-      segments_.emplace(name, std::move(segment));
-      log_info("re-adopted segment '" + name + "'");
-    } catch (const Error& e) {
-      quarantined_.push_back({shm_name, name, e.message()});
-      log_warn("quarantined /dev/shm/" + shm_name + ": " + e.message() + " (left untouched)");
-    }
-  }
+  for (Quarantined& q : found.quarantined) quarantined_.push_back(std::move(q));
   load_access();
 }
 
@@ -503,74 +477,33 @@ bool Registry::needs_access_record(const Segment& segment) const {
 }
 
 void Registry::save_access() const {
-  nlohmann::json state = nlohmann::json::object();
+  AccessStore::Records records;
   for (const auto& [name, segment] : segments_) {
-    if (!needs_access_record(*segment)) continue;
-    nlohmann::json grants = nlohmann::json::array();
-    for (const auto& [uid, access] : segment->grants) {
-      grants.push_back({{"uid", uid}, {"access", protocol::to_string(access)}});
+    if (needs_access_record(*segment)) {
+      records[segment->id] = {name, segment->owner_uid, segment->grants};
     }
-    state[std::to_string(segment->id)] = {
-        {"name", name}, {"owner_uid", segment->owner_uid}, {"grants", std::move(grants)}};
   }
-  const std::string text = state.dump(1) + "\n";
-  // Written whole and renamed into place: a crash leaves the old or the new
-  // file, never half of one. The temporary file is created exclusively and
-  // private from the start, whatever the umask: nobody else may hold it open.
-  const std::string temp = access_path_ + ".tmp";
-  ::unlink(temp.c_str());
-  bridge::os::UniqueFd fd(
-      ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-  bool ok = static_cast<bool>(fd) && ::fchmod(fd.get(), 0600) == 0;
-  for (std::size_t done = 0; ok && done < text.size();) {
-    const ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    ok = n > 0;
-    if (ok) done += static_cast<std::size_t>(n);
-  }
-  if (!ok || std::rename(temp.c_str(), access_path_.c_str()) != 0) {
-    log_warn("cannot write " + access_path_ + " (" + std::strerror(errno) +
-             "); owners and grants will not survive a restart");
-    ::unlink(temp.c_str());
-  }
+  access_.save(records);
 }
 
 void Registry::load_access() {
-  nlohmann::json state = nlohmann::json::object();
-  if (std::ifstream in(access_path_); in) {
-    state = nlohmann::json::parse(in, nullptr, false);
-    if (!state.is_object()) {
-      log_warn(access_path_ + " is unreadable; every segment is now owned by the daemon's user");
-      state = nlohmann::json::object();
-    }
-  }
+  const AccessStore::Records records = access_.load();
   std::size_t grants = 0;
   for (auto& [name, segment] : segments_) {
     // The header's owner is only a hint: a client with write access can
-    // rewrite it (and its checksum). Ownership comes from this daemon-only
-    // file, matched by id and name; without a record, the daemon's user owns.
+    // rewrite it (and its checksum). Ownership comes from the daemon-only
+    // store, matched by id and name; without a record, the daemon's user owns.
     const std::uint32_t claimed = segment->owner_uid;
     segment->owner_uid = daemon_uid_;
-    auto it = state.find(std::to_string(segment->id));
-    if (it != state.end() && it->is_object() && it->value("name", "") == name) {
-      try {
-        segment->owner_uid = it->at("owner_uid").get<std::uint32_t>();
-        for (const auto& g : it->at("grants")) {
-          const auto access = protocol::access_from_string(g.at("access").get<std::string>());
-          if (access && *access != protocol::Access::none) {
-            segment->grants[g.at("uid").get<std::uint32_t>()] = *access;
-            ++grants;
-          }
-        }
-      } catch (const nlohmann::json::exception&) {
-        log_warn("ignoring the unreadable record of '" + name + "' in " + access_path_);
-        segment->owner_uid = daemon_uid_;
-        segment->grants.clear();
-      }
+    auto it = records.find(segment->id);
+    if (it != records.end() && it->second.name == name) {
+      segment->owner_uid = it->second.owner_uid;
+      segment->grants = it->second.grants;
+      grants += segment->grants.size();
     }
     if (segment->owner_uid != claimed) {
       log_warn("'" + name + "' claims owner uid " + std::to_string(claimed) + ", but " +
-               access_path_ + " says uid " + std::to_string(segment->owner_uid) +
+               access_.path() + " says uid " + std::to_string(segment->owner_uid) +
                "; the file wins");
     }
   }

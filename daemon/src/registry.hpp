@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 //
-// What exists and who is attached: the daemon's one table of segments. All
-// state-changing operations go through here; the session layer only decodes
-// requests and encodes replies. Single-threaded (the io_context's thread).
+// What exists, who is attached and who may do what: the daemon's one table
+// of segments and its access policy. All state-changing operations go
+// through here; the request layer only decodes requests and encodes replies.
+// Where owners and grants are stored is access_store.hpp's; what is found in
+// /dev/shm at start, adoption.hpp's. Single-threaded (the io thread).
 #pragma once
 
 #include <sys/types.h>
@@ -16,10 +18,12 @@
 #include <string>
 #include <vector>
 
-#include "bridge/layout.hpp"
-#include "bridge/os/mapping.hpp"
-#include "bridge/os/unique_fd.hpp"
-#include "bridge/protocol.hpp"
+#include "access_store.hpp"
+#include "adoption.hpp"
+#include "bridge/detail/layout.hpp"
+#include "bridge/detail/os/mapping.hpp"
+#include "bridge/detail/os/unique_fd.hpp"
+#include "bridge/detail/protocol.hpp"
 #include "commit_watcher.hpp"
 #include "config.hpp"
 #include "shm_object.hpp"
@@ -35,13 +39,16 @@ struct Caller {
   uid_t uid;
 };
 
-/// A shm object under the daemon's prefix that is not served: its header did
-/// not validate (at start, or when a client attached). Left in place for
-/// inspection; destroy (by the daemon's user or root) removes it.
-struct Quarantined {
-  std::string shm_name;
-  std::string name;
-  std::string reason;
+/// Who may hear about a segment: whoever may attach it (its owner, its
+/// grantees, the daemon's user and root). Events carry one, since a
+/// destroyed segment is no longer in the registry to ask.
+struct Audience {
+  std::uint32_t owner_uid = 0;
+  std::map<std::uint32_t, bridge::Access> grants;
+  uid_t daemon_uid = 0;
+  bool admits(uid_t uid) const {
+    return uid == owner_uid || uid == daemon_uid || uid == 0 || grants.count(uid) != 0;
+  }
 };
 
 class Registry {
@@ -58,9 +65,8 @@ class Registry {
     int fd;  ///< owned by the registry; valid until the next call
   };
 
-  /// Re-adopts segments left by an earlier daemon on the same socket; headers
-  /// that do not validate are left untouched, logged and quarantined. Staging
-  /// objects of creates that never completed are removed.
+  /// Re-adopts segments left by an earlier daemon on the same socket (see
+  /// adoption.hpp), with the owners and grants the access store recorded.
   void adopt_existing();
 
   Opened create(const Caller& caller, const bridge::protocol::CreateRequest& request);
@@ -70,7 +76,8 @@ class Registry {
   void detach(const Caller& caller, const std::string& name, std::uint64_t id);
   void destroy(const Caller& caller, const std::string& name);
   bridge::protocol::SegmentInfo info(const Caller& caller, const std::string& name);
-  std::vector<bridge::protocol::SegmentInfo> list() const;
+  /// The segments `caller` may attach (none of the others is named).
+  std::vector<bridge::protocol::SegmentInfo> list(const Caller& caller) const;
   bridge::protocol::SegmentInfo set_meta(const Caller& caller, const std::string& name,
                                          const nlohmann::json& meta);
   /// The owner (or the daemon's user, or root) sets what `grant.uid` may do.
@@ -88,15 +95,20 @@ class Registry {
   void remove_all();
 
   /// Receives created, destroyed and meta_changed after each successful
-  /// operation. Before meta_changed and destroyed it also receives the
-  /// segment's current `committed` state (see commit_event), so subscribers
-  /// see a commit made before a request ahead of that request's event.
-  using EventSink = std::function<void(const bridge::protocol::Event&)>;
+  /// operation, with who may hear of it. Before meta_changed and destroyed it
+  /// also receives the segment's current `committed` state (see
+  /// commit_event), so subscribers see a commit made before a request ahead
+  /// of that request's event.
+  using EventSink = std::function<void(const bridge::protocol::Event&, const Audience&)>;
   void set_event_sink(EventSink sink) { sink_ = std::move(sink); }
   /// A `committed` event with the segment's version and last writer as they
   /// are in shared memory now; none if `name` no longer has segment `id`.
-  std::optional<bridge::protocol::Event> commit_event(const std::string& name,
-                                                      std::uint64_t id) const;
+  std::optional<std::pair<bridge::protocol::Event, Audience>> commit_event(const std::string& name,
+                                                                           std::uint64_t id) const;
+  /// Whether `uid` may attach segment `name` (false when there is none).
+  bool admits(const std::string& name, uid_t uid) const;
+  /// Whether `uid` is the daemon's user or root.
+  bool privileged(uid_t uid) const { return uid == daemon_uid_ || uid == 0; }
   /// The header mappings of the segments whose name `wanted` accepts.
   std::vector<WatchTarget> watch_targets(
       const std::function<bool(const std::string&)>& wanted) const;
@@ -142,25 +154,27 @@ class Registry {
   /// Whether the segment's owner or grants must be on record (not the
   /// default: owned by the daemon's user, no grants).
   bool needs_access_record(const Segment& segment) const;
-  /// Writes every recorded owner and grant to access_path_ (atomically).
+  /// Writes every recorded owner and grant to the access store.
   void save_access() const;
-  /// After re-adoption: owners and grants from access_path_, never from the
-  /// (client-writable) headers.
+  /// After re-adoption: owners and grants from the access store, never from
+  /// the (client-writable) headers.
   void load_access();
+  Audience audience(const Segment& segment) const;
+  /// Takes a segment out of the catalog and tells subscribers it is gone.
+  void forget(const std::string& name, pid_t pid, bool flush_commit);
   bridge::protocol::SegmentInfo describe(const Segment& segment, bool with_meta) const;
   std::uint64_t new_segment_id();
   bridge::protocol::Event make_event(bridge::protocol::EventKind kind, const Segment& segment,
                                      pid_t pid, std::int64_t time_unix_ms) const;
   bridge::protocol::Event make_commit_event(const Segment& segment) const;
-  void emit(const bridge::protocol::Event& event) const;
+  void emit(const bridge::protocol::Event& event, const Segment& segment) const;
 
   Config config_;
   std::string shm_prefix_;
   std::map<std::string, std::unique_ptr<Segment>> segments_;
   std::vector<Quarantined> quarantined_;
-  /// Owners and grants survive a restart here, next to the socket (0600,
-  /// the daemon's alone): "<socket>.grants".
-  std::string access_path_;
+  /// Owners and grants survive a restart here: "<socket>.grants".
+  AccessStore access_;
   uid_t daemon_uid_;
   std::mt19937_64 random_;
   EventSink sink_;

@@ -5,7 +5,6 @@
 
 #include "bridge/version.hpp"
 #include "log.hpp"
-#include "server.hpp"
 
 namespace bridged {
 
@@ -15,15 +14,67 @@ using bridge::Error;
 using protocol::json;
 using protocol::Op;
 
-RequestHandler::RequestHandler(Server& server, const Caller& caller, EventHub::Deliver deliver)
-    : server_(server), caller_(caller), deliver_(std::move(deliver)) {}
+void fill_stats(protocol::StatsReply& reply, const Registry& registry, const Caller& caller) {
+  reply.pid = ::getpid();
+  reply.daemon = std::string("bridged ") + bridge::kVersion;
+  reply.segments = registry.segment_count();
+  reply.bytes = registry.total_bytes();
+  reply.attachments = registry.attachment_count();
+  reply.shm_prefix = "/" + registry.shm_prefix();
+  reply.quarantined_count = registry.quarantined().size();
+  // Names of quarantined objects are names of segments: only for those who
+  // may see every segment.
+  if (registry.privileged(caller.uid)) {
+    for (const Quarantined& q : registry.quarantined()) {
+      reply.quarantined.push_back({q.name, q.reason});
+    }
+  }
+}
+
+EventHub::Versions known_versions(const Registry& registry, const Caller& caller,
+                                  const std::optional<std::string>& name) {
+  EventHub::Versions known;
+  for (const auto& info : registry.list(caller)) {
+    if (!name || info.name == *name) known[info.id] = info.version;
+  }
+  return known;
+}
+
+LocalContext::LocalContext(const Config& config, std::string shm_prefix)
+    : registry_(config, std::move(shm_prefix)) {
+  registry_.set_event_sink([this](const protocol::Event& event, const Audience& audience) {
+    hub_.publish(event, audience);
+  });
+}
+
+protocol::StatsReply LocalContext::stats(const Caller& caller) {
+  protocol::StatsReply reply;
+  fill_stats(reply, registry_, caller);
+  reply.requests = requests_;
+  return reply;
+}
+
+void LocalContext::subscribe(const Caller& caller, std::optional<std::string> name,
+                             EventHub::Deliver deliver) {
+  EventHub::Versions known = known_versions(registry_, caller, name);
+  hub_.subscribe(caller.client, caller.uid, std::move(name), std::move(deliver), std::move(known));
+}
+
+void LocalContext::disconnect(ClientId client) {
+  registry_.disconnect(client);
+  hub_.unsubscribe(client);
+}
+
+RequestHandler::RequestHandler(RequestContext& context, const Caller& caller,
+                               EventHub::Deliver deliver)
+    : context_(context), caller_(caller), deliver_(std::move(deliver)) {}
 
 json RequestHandler::bad_frame_reply(const Error& error) {
   return protocol::make_error_reply(0, error.code(), error.message());
 }
 
 RequestHandler::Outcome RequestHandler::handle(std::string_view payload) {
-  server_.count_request();
+  context_.count_request();
   std::uint64_t id = 0;
   try {
     const json request = protocol::decode_payload(payload);
@@ -48,7 +99,7 @@ RequestHandler::Outcome RequestHandler::handle(std::string_view payload) {
 }
 
 RequestHandler::Outcome RequestHandler::dispatch(Op op, std::uint64_t id, const json& body) {
-  Registry& registry = server_.registry();
+  Registry& registry = context_.registry();
   switch (op) {
     case Op::hello: {
       const auto request = protocol::parse<protocol::HelloRequest>(body);
@@ -80,7 +131,7 @@ RequestHandler::Outcome RequestHandler::dispatch(Op op, std::uint64_t id, const 
       registry.destroy(caller_, protocol::parse<protocol::NameRequest>(body).name);
       return {protocol::make_reply(id)};
     case Op::list:
-      return {protocol::make_reply(id, protocol::ListReply{registry.list()})};
+      return {protocol::make_reply(id, protocol::ListReply{registry.list(caller_)})};
     case Op::info:
       return {protocol::make_reply(
           id, registry.info(caller_, protocol::parse<protocol::NameRequest>(body).name))};
@@ -94,13 +145,13 @@ RequestHandler::Outcome RequestHandler::dispatch(Op op, std::uint64_t id, const 
           id, registry.grant(caller_, request.name, {request.uid, request.access}))};
     }
     case Op::stats:
-      return {protocol::make_reply(id, server_.stats())};
+      return {protocol::make_reply(id, context_.stats(caller_))};
     case Op::subscribe: {
       auto request = protocol::parse<protocol::SubscribeRequest>(body);
       if (request.name) bridge::validate_segment_name(*request.name);
       // Subscribed before the reply is sent: whatever happens after the
       // client reads "ok" is queued for it.
-      server_.subscribe(caller_, std::move(request.name), deliver_);
+      context_.subscribe(caller_, std::move(request.name), deliver_);
       subscribed_ = true;
       return {protocol::make_reply(id)};
     }

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MIT
 //
 // What one connection's requests do: decode a frame's payload, check it,
-// dispatch it to the registry or the server, and encode the reply. Kept
-// apart from the socket (Session) so that the same code path can be driven
-// byte by byte by the fuzz target (fuzz/) without a connection.
+// dispatch it to the registry, and encode the reply. Kept apart from the
+// socket (Session) and from the Server behind a narrow interface
+// (RequestContext), so that the fuzz target (fuzz/) and unit tests drive the
+// same code path byte by byte with no socket and no event loop.
 //
 // Nothing a client sends may crash the daemon: every failure, including an
 // unexpected exception, becomes an error reply.
@@ -15,18 +16,61 @@
 #include <string_view>
 #include <utility>
 
-#include "bridge/protocol.hpp"
+#include "bridge/detail/protocol.hpp"
+#include "config.hpp"
 #include "events.hpp"
 #include "registry.hpp"
 
 namespace bridged {
 
-class Server;
+/// What request handling needs from the daemon around it.
+class RequestContext {
+ public:
+  virtual ~RequestContext() = default;
+  virtual Registry& registry() = 0;
+  /// The daemon's counters as `caller` may see them.
+  virtual bridge::protocol::StatsReply stats(const Caller& caller) = 0;
+  /// Starts delivering events to `caller` (every segment, or one name).
+  virtual void subscribe(const Caller& caller, std::optional<std::string> name,
+                         EventHub::Deliver deliver) = 0;
+  /// Counts one request (for stats).
+  virtual void count_request() = 0;
+};
+
+/// A RequestContext with no socket, no event loop and no watcher thread: a
+/// registry and an event hub, for the fuzz target and unit tests.
+class LocalContext : public RequestContext {
+ public:
+  LocalContext(const Config& config, std::string shm_prefix);
+  Registry& registry() override { return registry_; }
+  bridge::protocol::StatsReply stats(const Caller& caller) override;
+  void subscribe(const Caller& caller, std::optional<std::string> name,
+                 EventHub::Deliver deliver) override;
+  void count_request() override { ++requests_; }
+  /// A connection ended: its attachments and subscription go.
+  void disconnect(ClientId client);
+  EventHub& hub() { return hub_; }
+
+ private:
+  Registry registry_;
+  EventHub hub_;
+  std::uint64_t requests_ = 0;
+};
+
+/// The part of the stats every daemon fills the same way: segment counts and
+/// sizes, and quarantined objects, named only for the daemon's user and root.
+void fill_stats(bridge::protocol::StatsReply& reply, const Registry& registry,
+                const Caller& caller);
+/// What subscribing `caller` must already know: the current version of every
+/// segment it may see (and that `name` matches), so that earlier commits are
+/// not reported as new.
+EventHub::Versions known_versions(const Registry& registry, const Caller& caller,
+                                  const std::optional<std::string>& name);
 
 class RequestHandler {
  public:
   /// `deliver` receives this connection's events once it subscribes.
-  RequestHandler(Server& server, const Caller& caller, EventHub::Deliver deliver);
+  RequestHandler(RequestContext& context, const Caller& caller, EventHub::Deliver deliver);
 
   struct Outcome {
     using Created = std::optional<std::pair<std::string, std::uint64_t>>;
@@ -51,7 +95,7 @@ class RequestHandler {
  private:
   Outcome dispatch(bridge::protocol::Op op, std::uint64_t id, const bridge::protocol::json& body);
 
-  Server& server_;
+  RequestContext& context_;
   const Caller& caller_;
   EventHub::Deliver deliver_;
   bool greeted_ = false;

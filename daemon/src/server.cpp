@@ -32,8 +32,9 @@ Server::Server(Config config)
         // On the watcher thread: everything else happens on the io thread.
         asio::post(io_, [this, changed = std::move(changed)] { on_commits(changed); });
       }) {
-  registry_.set_event_sink(
-      [this](const bridge::protocol::Event& event) { on_segment_event(event); });
+  registry_.set_event_sink([this](const bridge::protocol::Event& event, const Audience& audience) {
+    on_segment_event(event, audience);
+  });
   registry_.adopt_existing();
   boost::system::error_code ec;
   acceptor_.open(stream(), ec);
@@ -170,18 +171,15 @@ void Server::session_ended(std::uint64_t client_id) {
 
 void Server::subscribe(const Caller& caller, std::optional<std::string> name,
                        EventHub::Deliver deliver) {
-  EventHub::Versions known;
-  for (const auto& info : registry_.list()) {
-    if (!name || info.name == *name) known[info.id] = info.version;
-  }
+  EventHub::Versions known = known_versions(registry_, caller, name);
   log_debug("client " + std::to_string(caller.client) + " (pid " + std::to_string(caller.pid) +
             ") subscribed to events" + (name ? " of '" + *name + "'" : ""));
-  hub_.subscribe(caller.client, std::move(name), std::move(deliver), std::move(known));
+  hub_.subscribe(caller.client, caller.uid, std::move(name), std::move(deliver), std::move(known));
   update_watch();
 }
 
-void Server::on_segment_event(const bridge::protocol::Event& event) {
-  const std::size_t dropped = hub_.publish(event);
+void Server::on_segment_event(const bridge::protocol::Event& event, const Audience& audience) {
+  const std::size_t dropped = hub_.publish(event, audience);
   if (dropped > 0 || event.kind == bridge::protocol::EventKind::created ||
       event.kind == bridge::protocol::EventKind::destroyed) {
     update_watch();
@@ -196,7 +194,7 @@ void Server::on_commits(const std::vector<WatchTarget>& changed) {
     // a segment destroyed since the watcher looked (its flush already ran).
     if (auto event = registry_.commit_event(target.name, target.segment_id)) {
       // A dropped subscriber may have been the only one watching something.
-      if (hub_.publish(*event) > 0) update_watch();
+      if (hub_.publish(event->first, event->second) > 0) update_watch();
     }
   }
 }
@@ -219,21 +217,14 @@ void Server::update_watch() {
   watcher_.watch(std::move(targets));
 }
 
-bridge::protocol::StatsReply Server::stats() const {
+bridge::protocol::StatsReply Server::stats(const Caller& caller) {
   bridge::protocol::StatsReply reply;
-  reply.pid = ::getpid();
-  reply.daemon = std::string("bridged ") + bridge::kVersion;
+  fill_stats(reply, registry_, caller);
   reply.uptime_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
-  reply.segments = registry_.segment_count();
-  reply.bytes = registry_.total_bytes();
   reply.clients = sessions_.size();
-  reply.attachments = registry_.attachment_count();
   reply.requests = requests_;
-  reply.shm_prefix = "/" + registry_.shm_prefix();
   reply.refused = refused_;
-  for (const Quarantined& q : registry_.quarantined())
-    reply.quarantined.push_back({q.name, q.reason});
   return reply;
 }
 

@@ -24,13 +24,14 @@
 #include "config.hpp"
 #include "events.hpp"
 #include "registry.hpp"
+#include "requests.hpp"
 #include "socket_lock.hpp"
 
 namespace bridged {
 
 class Session;
 
-class Server {
+class Server : public RequestContext {
  public:
   /// Takes the socket lock, re-adopts surviving segments and listens.
   /// Throws bridge::Error when the socket cannot be served.
@@ -40,15 +41,17 @@ class Server {
   /// Runs until SIGINT/SIGTERM; returns the process exit status.
   int run();
 
-  Registry& registry() { return registry_; }
+  // RequestContext
+  Registry& registry() override { return registry_; }
+  bridge::protocol::StatsReply stats(const Caller& caller) override;
+  void subscribe(const Caller& caller, std::optional<std::string> name,
+                 EventHub::Deliver deliver) override;
+  void count_request() override { ++requests_; }
+
   const Config& config() const { return config_; }
   std::uint64_t next_client_id() { return ++last_client_id_; }
-  void count_request() { ++requests_; }
-  bridge::protocol::StatsReply stats() const;
   /// Called by a session when its connection ends.
   void session_ended(std::uint64_t client_id);
-  /// Starts delivering events to `caller` (all segments, or one name).
-  void subscribe(const Caller& caller, std::optional<std::string> name, EventHub::Deliver deliver);
 
  private:
   /// Sets the socket's (and its directory's) mode and group (--group).
@@ -57,7 +60,7 @@ class Server {
   /// Answers limit_exceeded and closes: too many connections.
   void refuse(boost::asio::local::stream_protocol::socket socket);
   void stop();
-  void on_segment_event(const bridge::protocol::Event& event);
+  void on_segment_event(const bridge::protocol::Event& event, const Audience& audience);
   void on_commits(const std::vector<WatchTarget>& changed);
   /// Hands the watcher the segments some subscriber wants.
   void update_watch();

@@ -11,7 +11,7 @@
 #include <boost/asio/write.hpp>
 #include <optional>
 
-#include "bridge/os/unix_socket.hpp"
+#include "bridge/detail/os/unix_socket.hpp"
 #include "bridge/version.hpp"
 #include "log.hpp"
 #include "server.hpp"

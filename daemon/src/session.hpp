@@ -33,7 +33,7 @@
 #include <optional>
 #include <string>
 
-#include "bridge/protocol.hpp"
+#include "bridge/detail/protocol.hpp"
 #include "registry.hpp"
 #include "requests.hpp"
 

@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "bridge/os/unique_fd.hpp"
+#include "bridge/detail/os/unique_fd.hpp"
 
 namespace bridged {
 

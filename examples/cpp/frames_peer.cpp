@@ -51,7 +51,7 @@ int mutate(bridge::Client& client, const std::string& name) {
 }
 
 int own(bridge::Client& client, const std::string& name) {
-  bridge::Segment seg = client.create(name, bridge::DType::int32, {3, 4}, {{"owner", "c++"}});
+  bridge::Segment seg = client.create(name, {3, 4}, bridge::DType::int32, {{"owner", "c++"}});
   auto view = seg.view<std::int32_t>();
   std::int32_t next = 0;
   for (auto& v : view.flat()) v = next++;

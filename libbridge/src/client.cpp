@@ -7,49 +7,37 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 
-#include "bridge/layout.hpp"
+#include "bridge/detail/connection.hpp"
+#include "bridge/detail/layout.hpp"
+#include "bridge/detail/segment_state.hpp"
 #include "bridge/version.hpp"
-#include "connection.hpp"
 
 namespace bridge {
 
+using detail::Connection;
 using protocol::json;
 using protocol::Op;
 
-std::string default_socket_path() {
-  if (const char* env = std::getenv("BRIDGE_SOCKET"); env != nullptr && *env != '\0') return env;
-  if (const char* xdg = std::getenv("XDG_RUNTIME_DIR"); xdg != nullptr && *xdg != '\0') {
-    return std::string(xdg) + "/shmbridge/bridged.sock";
-  }
-  return "/tmp/shmbridge-" + std::to_string(::getuid()) + "/bridged.sock";
-}
+namespace {
 
-Client Client::connect() {
-  return connect(default_socket_path());
-}
-
-Client Client::connect(const std::string& socket_path) {
-  return Client(
-      std::make_shared<detail::Connection>(socket_path, std::string("libbridge ") + kVersion));
-}
-
-Client::Client(std::shared_ptr<detail::Connection> connection)
-    : connection_(std::move(connection)) {}
-
-Segment Client::open_segment(const json& reply, std::vector<os::UniqueFd>& fds) {
-  auto info = protocol::parse<protocol::SegmentInfo>(reply);
+// Maps the descriptor that came with a create/attach reply, checks the
+// header against the daemon's description, and makes the Segment.
+Segment open_segment(const std::shared_ptr<Connection>& connection, Connection::Reply& reply) {
+  auto info = protocol::parse<SegmentInfo>(reply.body);
   try {
-    if (fds.size() != 1) {
-      throw Error(Errc::protocol_error,
-                  "expected one descriptor with the reply, got " + std::to_string(fds.size()));
+    if (reply.fds.size() != 1) {
+      throw Error(Errc::protocol_error, "expected one descriptor with the reply, got " +
+                                            std::to_string(reply.fds.size()));
     }
-    const int fd = fds.front().get();
+    const int fd = reply.fds.front().get();
     struct stat st {};
     if (::fstat(fd, &st) != 0) throw_errno(errno, "fstat");
     const auto size = static_cast<std::uint64_t>(st.st_size);
-    if (size < kDataOffset)
+    if (size < kDataOffset) {
       throw Error(Errc::corrupt_segment, "segment is smaller than its header");
+    }
     // A read grant comes as a read-only descriptor: the kernel then refuses
     // a writable mapping, so map what the descriptor allows.
     const int flags = ::fcntl(fd, F_GETFL);
@@ -66,50 +54,89 @@ Segment Client::open_segment(const json& reply, std::vector<os::UniqueFd>& fds) 
     }
     info.strides = layout.strides;
     info.total_bytes = header.total_bytes;
-    connection_->note_attached(info.name, info.id);
-    return Segment(connection_, std::move(mapping), std::move(info));
+    connection->note_attached(info.name, info.id);
+    return detail::SegmentAccess::make(std::make_shared<detail::SegmentState>(
+        std::make_shared<const SegmentInfo>(std::move(info)), std::move(mapping), connection));
   } catch (...) {
     // The daemon already counts this attachment; without a detach it would
     // stay counted for as long as this connection lives.
-    try {
-      connection_->call(Op::detach, protocol::DetachRequest{info.name, info.id});
-    } catch (const Error&) {
-    }
+    connection->note_attached(info.name, info.id);
+    connection->detach_async(info.name, info.id);
     throw;
   }
 }
 
-Segment Client::create(std::string_view name, DType dtype, const std::vector<std::int64_t>& shape,
+}  // namespace
+
+std::string default_socket_path() {
+  if (const char* env = std::getenv("BRIDGE_SOCKET"); env != nullptr && *env != '\0') return env;
+  if (const char* xdg = std::getenv("XDG_RUNTIME_DIR"); xdg != nullptr && *xdg != '\0') {
+    return std::string(xdg) + "/shmbridge/bridged.sock";
+  }
+  return "/tmp/shmbridge-" + std::to_string(::getuid()) + "/bridged.sock";
+}
+
+Client Client::connect() {
+  return connect(default_socket_path());
+}
+
+Client Client::connect(const std::string& socket_path) {
+  return Client(std::make_shared<Connection>(socket_path, std::string("libbridge ") + kVersion));
+}
+
+Client::Client(std::shared_ptr<Connection> connection) : connection_(std::move(connection)) {}
+
+Segment Client::create(std::string_view name, const std::vector<std::int64_t>& shape, DType dtype,
                        const json& meta) {
   validate_segment_name(name);
   compute_layout(dtype, shape);
   if (!meta.is_object()) throw Error(Errc::invalid_argument, "meta must be a JSON object");
   protocol::CreateRequest request{std::string(name), dtype, shape, meta};
   auto reply = connection_->call(Op::create, request);
-  return open_segment(reply.body, reply.fds);
+  return open_segment(connection_, reply);
+}
+
+Segment Client::create_from_bytes(std::string_view name, const std::vector<std::int64_t>& shape,
+                                  DType dtype, const void* bytes, std::size_t size,
+                                  const json& meta) {
+  const ArrayLayout layout = compute_layout(dtype, shape);
+  if (layout.nbytes != size) {
+    throw Error(Errc::invalid_argument, "create_from: " + std::to_string(size) +
+                                            " bytes of values for a shape of " +
+                                            std::to_string(layout.nbytes) + " bytes");
+  }
+  Segment segment = create(name, shape, dtype, meta);
+  if (size != 0) std::memcpy(segment.mutable_data(), bytes, size);
+  return segment;
 }
 
 Segment Client::attach(std::string_view name) {
   validate_segment_name(name);
   auto reply = connection_->call(Op::attach, protocol::NameRequest{std::string(name)});
-  return open_segment(reply.body, reply.fds);
+  return open_segment(connection_, reply);
 }
 
-std::vector<protocol::SegmentInfo> Client::list() {
+std::vector<SegmentInfo> Client::list() {
   return protocol::parse<protocol::ListReply>(connection_->call(Op::list).body).segments;
 }
 
-protocol::SegmentInfo Client::info(std::string_view name) {
+SegmentInfo Client::info(std::string_view name) {
   validate_segment_name(name);
-  return protocol::parse<protocol::SegmentInfo>(
+  return protocol::parse<SegmentInfo>(
       connection_->call(Op::info, protocol::NameRequest{std::string(name)}).body);
 }
 
-protocol::SegmentInfo Client::set_meta(std::string_view name, const json& meta) {
+SegmentInfo Client::set_meta(std::string_view name, const json& meta) {
   validate_segment_name(name);
   if (!meta.is_object()) throw Error(Errc::invalid_argument, "meta must be a JSON object");
-  return protocol::parse<protocol::SegmentInfo>(
+  return protocol::parse<SegmentInfo>(
       connection_->call(Op::set_meta, protocol::SetMetaRequest{std::string(name), meta}).body);
+}
+
+SegmentInfo Client::grant(std::string_view name, std::uint32_t uid, Access access) {
+  validate_segment_name(name);
+  return protocol::parse<SegmentInfo>(
+      connection_->call(Op::grant, protocol::GrantRequest{std::string(name), uid, access}).body);
 }
 
 void Client::destroy(std::string_view name) {
@@ -117,26 +144,22 @@ void Client::destroy(std::string_view name) {
   connection_->call(Op::destroy, protocol::NameRequest{std::string(name)});
 }
 
-protocol::SegmentInfo Client::grant(std::string_view name, std::uint32_t uid,
-                                    protocol::Access access) {
-  validate_segment_name(name);
-  return protocol::parse<protocol::SegmentInfo>(
-      connection_->call(Op::grant, protocol::GrantRequest{std::string(name), uid, access}).body);
+DaemonStats Client::stats() {
+  return protocol::parse<DaemonStats>(connection_->call(Op::stats).body);
 }
 
-protocol::StatsReply Client::stats() {
-  return protocol::parse<protocol::StatsReply>(connection_->call(Op::stats).body);
-}
-
-const protocol::HelloReply& Client::daemon() const {
+DaemonInfo Client::daemon() const {
   return connection_->hello();
 }
-const std::string& Client::socket_path() const {
+
+std::string Client::socket_path() const {
   return connection_->socket_path();
 }
+
 void Client::close() {
   connection_->close();
 }
+
 std::uint64_t Client::reconnects() const {
   return connection_->reconnects();
 }

@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT
-#include "connection.hpp"
+#include "bridge/detail/connection.hpp"
 
 #include <poll.h>
+#include <sys/socket.h>
 
 #include <array>
 
-#include "bridge/os/unix_socket.hpp"
+#include "bridge/detail/os/unix_socket.hpp"
 #include "bridge/version.hpp"
 
 namespace bridge::detail {
@@ -14,6 +15,11 @@ namespace {
 // Long enough for a create that reserves gigabytes; short enough that a hung
 // daemon does not hang its clients forever.
 constexpr std::chrono::milliseconds kReplyTimeout{60'000};
+
+std::uint64_t id_of(const protocol::json& message) {
+  auto it = message.find("id");
+  return it != message.end() && it->is_number_unsigned() ? it->get<std::uint64_t>() : 0;
+}
 }  // namespace
 
 Connection::Connection(std::string socket_path, std::string client_name)
@@ -26,6 +32,17 @@ void Connection::connect_locked() {
   const bool again = hello_.pid != 0;
   fd_ = os::connect_unix(socket_path_);
   os::set_socket_timeouts(fd_.get(), kReplyTimeout);
+  // Whatever was queued for the old connection is moot: the new daemon
+  // knows nothing of it. What is still held is attached again below, and
+  // detaches queued from now on follow those attaches.
+  outbox_.clear();
+  unread_.clear();
+  std::map<std::pair<std::string, std::uint64_t>, std::uint32_t> held;
+  {
+    std::lock_guard book(book_);
+    held = attached_;
+    pending_detaches_.clear();
+  }
   protocol::HelloRequest hello{protocol::kProtocolVersion, client_name_};
   Reply reply = exchange_locked(protocol::Op::hello, hello);
   auto answer = protocol::parse<protocol::HelloReply>(reply.body);
@@ -35,17 +52,20 @@ void Connection::connect_locked() {
                                              std::to_string(answer.protocol) + ", this client " +
                                              std::to_string(protocol::kProtocolVersion));
   }
-  hello_ = std::move(answer);
+  {
+    std::lock_guard book(book_);
+    hello_ = std::move(answer);
+  }
   if (!again) return;
   ++reconnects_;
   // The new daemon does not know what this client holds: attach again (the
   // descriptors that come back are dropped; the mappings we have are the
   // same pages). A segment destroyed or replaced meanwhile is forgotten.
-  for (auto it = attached_.begin(); it != attached_.end();) {
-    const auto& [name, id] = it->first;
+  for (const auto& [key, count] : held) {
+    const auto& [name, id] = key;
     bool keep = false;
     try {
-      for (std::uint32_t i = 0; i < it->second; ++i) {
+      for (std::uint32_t i = 0; i < count; ++i) {
         Reply attached = exchange_locked(protocol::Op::attach, protocol::NameRequest{name});
         if (protocol::parse<protocol::SegmentInfo>(attached.body).id != id) {
           exchange_locked(protocol::Op::detach, protocol::DetachRequest{name, id});
@@ -56,7 +76,10 @@ void Connection::connect_locked() {
     } catch (const Error& e) {
       if (e.code() == Errc::daemon_unavailable) throw;
     }
-    it = keep ? std::next(it) : attached_.erase(it);
+    if (!keep) {
+      std::lock_guard book(book_);
+      attached_.erase(key);
+    }
   }
 }
 
@@ -65,8 +88,23 @@ short Connection::poll_now_locked(short events) const {
   return ::poll(&p, 1, 0) == 1 ? p.revents : 0;
 }
 
-bool Connection::hung_up_locked() const {
-  return (poll_now_locked(POLLIN | POLLRDHUP) & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)) != 0;
+bool Connection::drain_locked() {
+  for (;;) {
+    if ((poll_now_locked(POLLIN) & (POLLIN | POLLHUP | POLLERR)) == 0) return false;
+    char byte;
+    const ssize_t n = ::recv(fd_.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n <= 0) return true;  // EOF or a reset: the daemon went away
+    std::vector<os::UniqueFd> fds;
+    protocol::json message;
+    try {
+      message = read_frame_locked(fds);
+    } catch (const Error&) {
+      return true;
+    }
+    // A reply to a detach nobody waits for; anything else unasked (an id-0
+    // goodbye) means the daemon hung up.
+    if (unread_.erase(id_of(message)) == 0) return true;
+  }
 }
 
 protocol::json Connection::read_frame_locked(std::vector<os::UniqueFd>& fds) {
@@ -77,11 +115,42 @@ protocol::json Connection::read_frame_locked(std::vector<os::UniqueFd>& fds) {
   return protocol::decode_payload(payload);
 }
 
+void Connection::flush_locked(bool block) {
+  {
+    std::lock_guard book(book_);
+    for (const auto& request : pending_detaches_) {
+      const std::uint64_t id = next_id_++;
+      outbox_ += protocol::encode_frame(protocol::make_request(id, protocol::Op::detach, request));
+      unread_.insert(id);
+    }
+    pending_detaches_.clear();
+  }
+  if (outbox_.empty()) return;
+  if (block) {
+    os::send_all(fd_.get(), outbox_);
+    outbox_.clear();
+    return;
+  }
+  while (!outbox_.empty()) {
+    const std::size_t sent = os::send_some_with_fd(fd_.get(), outbox_, -1);
+    if (sent == 0) return;  // the socket is full: the next call sends the rest
+    outbox_.erase(0, sent);
+  }
+}
+
 Connection::Reply Connection::call(protocol::Op op, const protocol::json& body) {
   std::lock_guard lock(mutex_);
   if (closed_) throw Error(Errc::daemon_unavailable, "the connection to the daemon is closed");
-  if (fd_ && hung_up_locked()) fd_.reset();
+  if (fd_ && drain_locked()) fd_.reset();
   if (!fd_) connect_locked();
+  try {
+    // Detaches queued before this call go first, so that the daemon sees
+    // this client's requests in the order they were made.
+    flush_locked(true);
+  } catch (const Error&) {
+    fd_.reset();
+    throw;
+  }
   return exchange_locked(op, body);
 }
 
@@ -103,7 +172,11 @@ Connection::Reply Connection::exchange_locked(protocol::Op op, const protocol::j
       }
       throw;
     }
-    reply.body = read_frame_locked(reply.fds);
+    for (;;) {
+      reply.body = read_frame_locked(reply.fds);
+      if (unread_.erase(id_of(reply.body)) == 0) break;
+      reply.fds.clear();  // a detach's reply, which carries none anyway
+    }
   } catch (const Error&) {
     // A broken stream cannot be resynchronized: drop it; the next call
     // connects again.
@@ -121,14 +194,31 @@ Connection::Reply Connection::exchange_locked(protocol::Op op, const protocol::j
 }
 
 void Connection::note_attached(const std::string& name, std::uint64_t id) {
-  std::lock_guard lock(mutex_);
+  std::lock_guard book(book_);
   ++attached_[{name, id}];
 }
 
-void Connection::note_detached(const std::string& name, std::uint64_t id) {
-  std::lock_guard lock(mutex_);
-  auto it = attached_.find({name, id});
-  if (it != attached_.end() && --it->second == 0) attached_.erase(it);
+void Connection::detach_async(const std::string& name, std::uint64_t id) noexcept {
+  try {
+    {
+      std::lock_guard book(book_);
+      auto it = attached_.find({name, id});
+      if (it != attached_.end() && --it->second == 0) attached_.erase(it);
+      pending_detaches_.push_back({name, id});
+    }
+    // A call in progress on another thread holds the socket: it (or the next
+    // call) sends the detach. Never wait for it.
+    std::unique_lock lock(mutex_, std::try_to_lock);
+    if (!lock.owns_lock() || closed_ || !fd_) return;
+    try {
+      flush_locked(false);
+    } catch (const Error&) {
+      fd_.reset();  // the daemon is gone; it learns of the detach at disconnect
+    }
+  } catch (...) {
+    // Out of memory: the daemon still learns of the detach when this
+    // connection ends.
+  }
 }
 
 void Connection::close() {
@@ -141,6 +231,15 @@ os::UniqueFd Connection::release_fd() {
   std::lock_guard lock(mutex_);
   closed_ = true;
   return std::move(fd_);
+}
+
+protocol::HelloReply Connection::hello() const {
+  std::lock_guard book(book_);
+  return hello_;
+}
+
+std::uint64_t Connection::reconnects() const {
+  return reconnects_.load();
 }
 
 }  // namespace bridge::detail

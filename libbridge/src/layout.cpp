@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-#include "bridge/layout.hpp"
+#include "bridge/detail/layout.hpp"
 
 #include <cstring>
 #include <new>

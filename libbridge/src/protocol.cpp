@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-#include "bridge/protocol.hpp"
+#include "bridge/detail/protocol.hpp"
 
 namespace bridge::protocol {
 
@@ -115,46 +115,6 @@ std::string_view to_string(Op op) noexcept {
   return "invalid";
 }
 
-std::string_view to_string(Access access) noexcept {
-  switch (access) {
-    case Access::none:
-      return "none";
-    case Access::read:
-      return "read";
-    case Access::write:
-      return "write";
-  }
-  return "invalid";
-}
-
-std::optional<Access> access_from_string(std::string_view name) noexcept {
-  for (Access access : {Access::none, Access::read, Access::write}) {
-    if (to_string(access) == name) return access;
-  }
-  return std::nullopt;
-}
-
-std::string_view to_string(EventKind kind) noexcept {
-  switch (kind) {
-    case EventKind::created:
-      return "created";
-    case EventKind::destroyed:
-      return "destroyed";
-    case EventKind::meta_changed:
-      return "meta_changed";
-    case EventKind::committed:
-      return "committed";
-  }
-  return "invalid";
-}
-
-std::optional<EventKind> event_kind_from_string(std::string_view name) noexcept {
-  for (EventKind kind : kAllEventKinds) {
-    if (to_string(kind) == name) return kind;
-  }
-  return std::nullopt;
-}
-
 std::optional<Op> op_from_string(std::string_view name) noexcept {
   for (Op op : kAllOps) {
     if (to_string(op) == name) return op;
@@ -228,65 +188,12 @@ json decode_payload(std::string_view payload) {
 
 // ---- messages -------------------------------------------------------------
 
-void to_json(json& j, const SegmentInfo& v) {
-  j = json{{"name", v.name},
-           {"segment_id", v.id},
-           {"dtype", dtype_name(v.dtype)},
-           {"shape", v.shape},
-           {"strides", v.strides},
-           {"nbytes", v.nbytes},
-           {"total_bytes", v.total_bytes},
-           {"version", v.version},
-           {"meta_version", v.meta_version},
-           {"attached", v.attached},
-           {"owner_uid", v.owner_uid},
-           {"created_unix_ms", v.created_unix_ms}};
-  json grants = json::array();
-  for (const Grant& g : v.grants)
-    grants.push_back({{"uid", g.uid}, {"access", to_string(g.access)}});
-  j["grants"] = std::move(grants);
-  if (v.meta) j["meta"] = *v.meta;
-}
-void from_json(const json& j, SegmentInfo& v) {
-  v.name = get_string(j, "name");
-  v.id = get_u64(j, "segment_id");
-  v.dtype = get_dtype(j, "dtype");
-  v.shape = get_i64_array(j, "shape");
-  v.strides = get_i64_array(j, "strides");
-  v.nbytes = get_u64(j, "nbytes");
-  v.total_bytes = get_u64(j, "total_bytes");
-  v.version = get_u64(j, "version");
-  v.meta_version = get_u64(j, "meta_version");
-  v.attached = get_u32(j, "attached");
-  v.owner_uid = get_u32(j, "owner_uid");
-  v.created_unix_ms = get_i64(j, "created_unix_ms");
-  v.grants.clear();
-  if (j.contains("grants")) {
-    const json& grants = j.at("grants");
-    if (!grants.is_array()) bad("field 'grants' must be an array");
-    for (const json& g : grants) {
-      if (!g.is_object()) bad("each grant must be an object");
-      v.grants.push_back({get_u32(g, "uid"), get_access(g, "access")});
-    }
-  }
-  if (j.contains("meta")) v.meta = get_object(j, "meta");
-}
-
 void to_json(json& j, const HelloRequest& v) {
   j = {{"protocol", v.protocol}, {"client", v.client}};
 }
 void from_json(const json& j, HelloRequest& v) {
   v.protocol = get_u32(j, "protocol");
   v.client = j.contains("client") ? get_string(j, "client") : std::string();
-}
-
-void to_json(json& j, const HelloReply& v) {
-  j = {{"protocol", v.protocol}, {"daemon", v.daemon}, {"pid", v.pid}};
-}
-void from_json(const json& j, HelloReply& v) {
-  v.protocol = get_u32(j, "protocol");
-  v.daemon = get_string(j, "daemon");
-  v.pid = get_i64(j, "pid");
 }
 
 void to_json(json& j, const CreateRequest& v) {
@@ -343,47 +250,6 @@ void from_json(const json& j, ListReply& v) {
   for (const json& item : items) v.segments.push_back(parse<SegmentInfo>(item));
 }
 
-void to_json(json& j, const StatsReply& v) {
-  j = {{"pid", v.pid},
-       {"daemon", v.daemon},
-       {"uptime_s", v.uptime_s},
-       {"segments", v.segments},
-       {"bytes", v.bytes},
-       {"clients", v.clients},
-       {"attachments", v.attachments},
-       {"requests", v.requests},
-       {"shm_prefix", v.shm_prefix},
-       {"refused", v.refused}};
-  json quarantined = json::array();
-  for (const auto& q : v.quarantined) {
-    quarantined.push_back({{"name", q.name}, {"reason", q.reason}});
-  }
-  j["quarantined"] = std::move(quarantined);
-}
-void from_json(const json& j, StatsReply& v) {
-  v.pid = get_i64(j, "pid");
-  v.daemon = get_string(j, "daemon");
-  const json& up = need(j, "uptime_s");
-  if (!up.is_number()) bad("field 'uptime_s' must be a number");
-  v.uptime_s = up.get<double>();
-  v.segments = get_u64(j, "segments");
-  v.bytes = get_u64(j, "bytes");
-  v.clients = get_u64(j, "clients");
-  v.attachments = get_u64(j, "attachments");
-  v.requests = get_u64(j, "requests");
-  v.shm_prefix = get_string(j, "shm_prefix");
-  v.refused = j.contains("refused") ? get_u64(j, "refused") : 0;
-  v.quarantined.clear();
-  if (j.contains("quarantined")) {
-    const json& items = j.at("quarantined");
-    if (!items.is_array()) bad("field 'quarantined' must be an array");
-    for (const json& q : items) {
-      if (!q.is_object()) bad("each quarantined entry must be an object");
-      v.quarantined.push_back({get_string(q, "name"), get_string(q, "reason")});
-    }
-  }
-}
-
 void to_json(json& j, const SubscribeRequest& v) {
   j = json::object();
   if (v.name) j["name"] = *v.name;
@@ -392,25 +258,6 @@ void from_json(const json& j, SubscribeRequest& v) {
   if (!j.is_object()) bad("message is not a JSON object");
   v.name.reset();
   if (j.contains("name")) v.name = get_string(j, "name");
-}
-
-void to_json(json& j, const Event& v) {
-  j = {{"event", to_string(v.kind)},     {"name", v.name},
-       {"segment_id", v.segment_id},     {"version", v.version},
-       {"meta_version", v.meta_version}, {"pid", v.pid},
-       {"time_unix_ms", v.time_unix_ms}};
-}
-void from_json(const json& j, Event& v) {
-  const std::string kind = get_string(j, "event");
-  auto parsed = event_kind_from_string(kind);
-  if (!parsed) bad("unknown event '" + kind + "'");
-  v.kind = *parsed;
-  v.name = get_string(j, "name");
-  v.segment_id = get_u64(j, "segment_id");
-  v.version = get_u64(j, "version");
-  v.meta_version = get_u64(j, "meta_version");
-  v.pid = get_i64(j, "pid");
-  v.time_unix_ms = get_i64(j, "time_unix_ms");
 }
 
 // ---- envelope -------------------------------------------------------------
@@ -463,3 +310,180 @@ const json& check_reply(const json& reply, std::uint64_t expected_id) {
 }
 
 }  // namespace bridge::protocol
+
+// ---- the public catalog values (bridge/catalog.hpp) ------------------------
+
+namespace bridge {
+
+using protocol::bad;
+using protocol::get_access;
+using protocol::get_dtype;
+using protocol::get_i64;
+using protocol::get_i64_array;
+using protocol::get_object;
+using protocol::get_string;
+using protocol::get_u32;
+using protocol::get_u64;
+using protocol::json;
+using protocol::need;
+using protocol::parse;
+
+std::string_view to_string(Access access) noexcept {
+  switch (access) {
+    case Access::none:
+      return "none";
+    case Access::read:
+      return "read";
+    case Access::write:
+      return "write";
+  }
+  return "invalid";
+}
+
+std::optional<Access> access_from_string(std::string_view name) noexcept {
+  for (Access access : {Access::none, Access::read, Access::write}) {
+    if (to_string(access) == name) return access;
+  }
+  return std::nullopt;
+}
+
+std::string_view to_string(EventKind kind) noexcept {
+  switch (kind) {
+    case EventKind::created:
+      return "created";
+    case EventKind::destroyed:
+      return "destroyed";
+    case EventKind::meta_changed:
+      return "meta_changed";
+    case EventKind::committed:
+      return "committed";
+    case EventKind::reconnected:
+      return "reconnected";
+  }
+  return "invalid";
+}
+
+std::optional<EventKind> event_kind_from_string(std::string_view name) noexcept {
+  for (EventKind kind : {EventKind::created, EventKind::destroyed, EventKind::meta_changed,
+                         EventKind::committed, EventKind::reconnected}) {
+    if (to_string(kind) == name) return kind;
+  }
+  return std::nullopt;
+}
+
+void to_json(json& j, const SegmentInfo& v) {
+  j = json{{"name", v.name},
+           {"segment_id", v.id},
+           {"dtype", dtype_name(v.dtype)},
+           {"shape", v.shape},
+           {"strides", v.strides},
+           {"nbytes", v.nbytes},
+           {"total_bytes", v.total_bytes},
+           {"version", v.version},
+           {"meta_version", v.meta_version},
+           {"attached", v.attached},
+           {"owner_uid", v.owner_uid},
+           {"created_unix_ms", v.created_unix_ms}};
+  json grants = json::array();
+  for (const Grant& g : v.grants)
+    grants.push_back({{"uid", g.uid}, {"access", to_string(g.access)}});
+  j["grants"] = std::move(grants);
+  if (v.meta) j["meta"] = *v.meta;
+}
+void from_json(const json& j, SegmentInfo& v) {
+  v.name = get_string(j, "name");
+  v.id = get_u64(j, "segment_id");
+  v.dtype = get_dtype(j, "dtype");
+  v.shape = get_i64_array(j, "shape");
+  v.strides = get_i64_array(j, "strides");
+  v.nbytes = get_u64(j, "nbytes");
+  v.total_bytes = get_u64(j, "total_bytes");
+  v.version = get_u64(j, "version");
+  v.meta_version = get_u64(j, "meta_version");
+  v.attached = get_u32(j, "attached");
+  v.owner_uid = get_u32(j, "owner_uid");
+  v.created_unix_ms = get_i64(j, "created_unix_ms");
+  v.grants.clear();
+  if (j.contains("grants")) {
+    const json& grants = j.at("grants");
+    if (!grants.is_array()) bad("field 'grants' must be an array");
+    for (const json& g : grants) {
+      if (!g.is_object()) bad("each grant must be an object");
+      v.grants.push_back({get_u32(g, "uid"), get_access(g, "access")});
+    }
+  }
+  if (j.contains("meta")) v.meta = get_object(j, "meta");
+}
+
+void to_json(json& j, const DaemonInfo& v) {
+  j = {{"protocol", v.protocol}, {"daemon", v.daemon}, {"pid", v.pid}};
+}
+void from_json(const json& j, DaemonInfo& v) {
+  v.protocol = get_u32(j, "protocol");
+  v.daemon = get_string(j, "daemon");
+  v.pid = get_i64(j, "pid");
+}
+
+void to_json(json& j, const DaemonStats& v) {
+  j = {{"pid", v.pid},
+       {"daemon", v.daemon},
+       {"uptime_s", v.uptime_s},
+       {"segments", v.segments},
+       {"bytes", v.bytes},
+       {"clients", v.clients},
+       {"attachments", v.attachments},
+       {"requests", v.requests},
+       {"shm_prefix", v.shm_prefix},
+       {"refused", v.refused},
+       {"quarantined_count", v.quarantined_count}};
+  json quarantined = json::array();
+  for (const auto& q : v.quarantined) {
+    quarantined.push_back({{"name", q.name}, {"reason", q.reason}});
+  }
+  j["quarantined"] = std::move(quarantined);
+}
+void from_json(const json& j, DaemonStats& v) {
+  v.pid = get_i64(j, "pid");
+  v.daemon = get_string(j, "daemon");
+  const json& up = need(j, "uptime_s");
+  if (!up.is_number()) bad("field 'uptime_s' must be a number");
+  v.uptime_s = up.get<double>();
+  v.segments = get_u64(j, "segments");
+  v.bytes = get_u64(j, "bytes");
+  v.clients = get_u64(j, "clients");
+  v.attachments = get_u64(j, "attachments");
+  v.requests = get_u64(j, "requests");
+  v.shm_prefix = get_string(j, "shm_prefix");
+  v.refused = j.contains("refused") ? get_u64(j, "refused") : 0;
+  v.quarantined_count = j.contains("quarantined_count") ? get_u64(j, "quarantined_count") : 0;
+  v.quarantined.clear();
+  if (j.contains("quarantined")) {
+    const json& items = j.at("quarantined");
+    if (!items.is_array()) bad("field 'quarantined' must be an array");
+    for (const json& q : items) {
+      if (!q.is_object()) bad("each quarantined entry must be an object");
+      v.quarantined.push_back({get_string(q, "name"), get_string(q, "reason")});
+    }
+  }
+}
+
+void to_json(json& j, const Event& v) {
+  j = {{"event", to_string(v.kind)},     {"name", v.name},
+       {"segment_id", v.segment_id},     {"version", v.version},
+       {"meta_version", v.meta_version}, {"pid", v.pid},
+       {"time_unix_ms", v.time_unix_ms}};
+}
+void from_json(const json& j, Event& v) {
+  const std::string kind = get_string(j, "event");
+  auto parsed = event_kind_from_string(kind);
+  if (!parsed) bad("unknown event '" + kind + "'");
+  v.kind = *parsed;
+  v.name = get_string(j, "name");
+  v.segment_id = get_u64(j, "segment_id");
+  v.version = get_u64(j, "version");
+  v.meta_version = get_u64(j, "meta_version");
+  v.pid = get_i64(j, "pid");
+  v.time_unix_ms = get_i64(j, "time_unix_ms");
+}
+
+}  // namespace bridge

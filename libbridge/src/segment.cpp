@@ -1,23 +1,60 @@
 // SPDX-License-Identifier: MIT
 #include "bridge/segment.hpp"
 
-#include "connection.hpp"
+#include "bridge/detail/connection.hpp"
+#include "bridge/detail/segment_state.hpp"
+#include "bridge/detail/sync.hpp"
 
 namespace bridge {
 
-Segment::Segment(std::shared_ptr<detail::Connection> connection,
-                 std::shared_ptr<os::Mapping> mapping, protocol::SegmentInfo info)
-    : connection_(std::move(connection)), mapping_(std::move(mapping)), info_(std::move(info)) {}
+namespace detail {
 
-Segment::Segment(Segment&&) noexcept = default;
+ViewParts view_parts(const SegmentState& state, DType element, std::size_t element_size,
+                     bool writable) {
+  const SegmentInfo& info = *state.info;
+  if (element != info.dtype) {
+    throw Error(Errc::type_mismatch, "segment '" + info.name + "' holds " +
+                                         std::string(dtype_name(info.dtype)) + ", not " +
+                                         std::string(dtype_name(element)));
+  }
+  if (writable && !state.writable()) {
+    throw Error(Errc::permission_denied, "segment '" + info.name + "' is mapped read-only");
+  }
+  ViewParts parts{std::shared_ptr<const void>(state.mapping, state.mapping->data()),
+                  state.data(),
+                  &info.shape,
+                  {}};
+  parts.element_strides.reserve(info.strides.size());
+  for (auto s : info.strides) {
+    parts.element_strides.push_back(s / static_cast<std::int64_t>(element_size));
+  }
+  return parts;
+}
+
+}  // namespace detail
+
+Segment::Segment(std::shared_ptr<detail::SegmentState> state)
+    : state_(std::move(state)), info_(state_->info) {}
+
+Segment::Segment(Segment&& other) noexcept {
+  std::lock_guard lock(other.mutex_);
+  state_ = std::move(other.state_);
+  info_ = other.info_;  // the moved-from handle still describes what it was
+}
 
 Segment& Segment::operator=(Segment&& other) noexcept {
-  if (this != &other) {
-    close();
-    connection_ = std::move(other.connection_);
-    mapping_ = std::move(other.mapping_);
-    info_ = std::move(other.info_);
+  if (this == &other) return *this;
+  std::shared_ptr<detail::SegmentState> incoming;
+  std::shared_ptr<const SegmentInfo> incoming_info;
+  {
+    std::lock_guard lock(other.mutex_);
+    incoming = std::move(other.state_);
+    incoming_info = other.info_;
   }
+  close();
+  std::lock_guard lock(mutex_);
+  state_ = std::move(incoming);
+  info_ = std::move(incoming_info);
   return *this;
 }
 
@@ -25,52 +62,85 @@ Segment::~Segment() {
   close();
 }
 
+std::shared_ptr<detail::SegmentState> Segment::pin() const {
+  std::lock_guard lock(mutex_);
+  if (!state_) throw Error(Errc::closed, "segment '" + info_->name + "' is closed");
+  return state_;
+}
+
 void Segment::close() noexcept {
-  if (connection_ && mapping_) {
-    connection_->note_detached(info_.name, info_.id);
-    try {
-      connection_->call(protocol::Op::detach, protocol::DetachRequest{info_.name, info_.id});
-    } catch (const Error&) {
-      // Already destroyed, or the daemon is gone: either way it no longer
-      // counts us as attached.
-    }
+  std::shared_ptr<detail::SegmentState> state;
+  {
+    std::lock_guard lock(mutex_);
+    state = std::move(state_);
   }
-  connection_.reset();
-  mapping_.reset();
+  if (!state) return;
+  // Waits in progress hold their own reference to the state (and so the
+  // mapping); they see the flag once woken and end with Error(closed).
+  state->closed.store(true);
+  if (state->writable()) {
+    sync::wake_waiters(state->sync());
+  } else {
+    // The wake word cannot be bumped through a read-only mapping; read-only
+    // waiters re-check every few milliseconds anyway.
+    sync::futex_wake_all(state->sync().wake);
+  }
+  if (state->connection) state->connection->detach_async(state->name(), state->info->id);
 }
 
 bool Segment::writable() const noexcept {
-  return mapping_ && mapping_->writable();
+  std::lock_guard lock(mutex_);
+  return state_ && state_->writable();
 }
 
-const SegmentHeader& Segment::header() const {
-  if (!mapping_) throw Error(Errc::closed, "segment '" + info_.name + "' is closed");
-  return *reinterpret_cast<const SegmentHeader*>(mapping_->data());
+bool Segment::is_open() const noexcept {
+  std::lock_guard lock(mutex_);
+  return state_ != nullptr;
 }
 
-std::byte* Segment::data() const {
-  header();
-  return mapping_->data() + kDataOffset;
+const std::byte* Segment::data() const {
+  return pin()->data();
+}
+
+std::byte* Segment::mutable_data() const {
+  auto state = pin();
+  if (!state->writable()) {
+    throw Error(Errc::permission_denied,
+                "segment '" + state->name() + "' is mapped read-only (a read grant)");
+  }
+  return state->data();
 }
 
 std::uint64_t Segment::version() const {
-  return header().sync.version.load(std::memory_order_acquire);
+  return pin()->sync().version.load(std::memory_order_acquire);
 }
 
 nlohmann::json Segment::meta() const {
-  header();
-  const std::string text = read_meta(mapping_->data());
+  auto state = pin();
+  const std::string text = read_meta(state->mapping->data());
   if (text.empty()) return nlohmann::json::object();
   auto parsed = nlohmann::json::parse(text, nullptr, false);
   if (parsed.is_discarded() || !parsed.is_object()) {
-    throw Error(Errc::corrupt_segment, "segment '" + info_.name + "' holds unreadable metadata");
+    throw Error(Errc::corrupt_segment, "segment '" + state->name() + "' holds unreadable metadata");
   }
   return parsed;
 }
 
 std::uint64_t Segment::meta_version() const {
-  header();
-  return read_meta_version(mapping_->data());
+  return read_meta_version(pin()->mapping->data());
+}
+
+std::int32_t Segment::last_writer_pid() const {
+  return pin()->sync().last_writer_pid.load(std::memory_order_relaxed);
+}
+
+std::int64_t Segment::last_commit_unix_ns() const {
+  return pin()->sync().last_commit_unix_ns.load(std::memory_order_relaxed);
+}
+
+std::shared_ptr<const void> Segment::keepalive() const {
+  auto state = pin();
+  return std::shared_ptr<const void>(state->mapping, state->mapping->data());
 }
 
 }  // namespace bridge

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-#include "bridge/sync.hpp"
+#include "bridge/detail/sync.hpp"
 
 #include <linux/futex.h>
 #include <sys/syscall.h>
@@ -58,6 +58,13 @@ Deadline slice(const Deadline& deadline, bool read_only) {
   if (!read_only) return deadline;
   const auto recheck = Clock::now() + kReadOnlyRecheck;
   return deadline && *deadline < recheck ? *deadline : recheck;
+}
+
+bool stopped(StopFlags stop) {
+  for (const std::atomic<bool>* flag : stop) {
+    if (flag->load()) return true;
+  }
+  return false;
 }
 
 bool past(const Deadline& deadline) {
@@ -128,7 +135,7 @@ void wake_waiters(SyncBlock& sync) {
 }
 
 std::uint64_t wait_for_version(SyncBlock& sync, std::uint64_t newer_than, const Deadline& deadline,
-                               const std::atomic<bool>* cancelled, bool read_only) {
+                               StopFlags stop, bool read_only) {
   for (int i = 0; i < kSpinIterations; ++i) {
     const std::uint64_t version = sync.version.load(std::memory_order_acquire);
     if (version > newer_than) return version;
@@ -139,7 +146,7 @@ std::uint64_t wait_for_version(SyncBlock& sync, std::uint64_t newer_than, const 
     const std::uint32_t wake = sync.wake.load(std::memory_order_seq_cst);
     const std::uint64_t version = sync.version.load(std::memory_order_acquire);
     if (version > newer_than) return version;
-    if (cancelled != nullptr && cancelled->load()) throw Error(Errc::closed, "wait cancelled");
+    if (stopped(stop)) throw Error(Errc::closed, "wait cancelled");
     if (!sleep_on_wake(sync, wake, deadline, read_only)) {
       const std::uint64_t last = sync.version.load(std::memory_order_acquire);
       if (last > newer_than) return last;
@@ -149,7 +156,8 @@ std::uint64_t wait_for_version(SyncBlock& sync, std::uint64_t newer_than, const 
   }
 }
 
-std::uint64_t wait_for_quiescent(SyncBlock& sync, const Deadline& deadline, bool read_only) {
+std::uint64_t wait_for_quiescent(SyncBlock& sync, const Deadline& deadline, bool read_only,
+                                 StopFlags stop) {
   for (int i = 0; i < kSpinIterations; ++i) {
     const std::uint64_t seq = sync.seq.load(std::memory_order_acquire);
     if (seq % 2 == 0) return seq;
@@ -160,6 +168,7 @@ std::uint64_t wait_for_quiescent(SyncBlock& sync, const Deadline& deadline, bool
     const std::uint32_t wake = sync.wake.load(std::memory_order_seq_cst);
     const std::uint64_t seq = sync.seq.load(std::memory_order_acquire);
     if (seq % 2 == 0) return seq;
+    if (stopped(stop)) throw Error(Errc::closed, "wait cancelled");
     if (!sleep_on_wake(sync, wake, deadline, read_only)) {
       throw Error(Errc::timeout,
                   "a write was still in progress at the timeout (its writer may have died "

@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "bridge/bridge.hpp"
+#include "bridge/detail/layout.hpp"
+#include "bridge/detail/protocol.hpp"
 #include "pybridge.hpp"
 
 namespace pybridge {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "bridge/bridge.hpp"
+#include "bridge/detail/protocol.hpp"
 #include "pybridge.hpp"
 
 namespace pybridge {
@@ -36,11 +37,11 @@ void bind_client(nb::module_& m) {
           nb::arg("socket_path") = nb::none(), Release())
       .def(
           "create",
-          [](Client& c, const std::string& name, const std::string& dtype,
-             const std::vector<std::int64_t>& shape, const std::string& meta_json) {
-            return SegmentHandle(c.create(name, parse_dtype(dtype), shape, parse_meta(meta_json)));
+          [](Client& c, const std::string& name, const std::vector<std::int64_t>& shape,
+             const std::string& dtype, const std::string& meta_json) {
+            return SegmentHandle(c.create(name, shape, parse_dtype(dtype), parse_meta(meta_json)));
           },
-          nb::arg("name"), nb::arg("dtype"), nb::arg("shape"), nb::arg("meta_json"), Release())
+          nb::arg("name"), nb::arg("shape"), nb::arg("dtype"), nb::arg("meta_json"), Release())
       .def(
           "attach",
           [](Client& c, const std::string& name) { return SegmentHandle(c.attach(name)); },
@@ -63,7 +64,7 @@ void bind_client(nb::module_& m) {
       .def(
           "grant_json",
           [](Client& c, const std::string& name, std::uint32_t uid, const std::string& access) {
-            auto parsed = bridge::protocol::access_from_string(access);
+            auto parsed = bridge::access_from_string(access);
             if (!parsed) {
               throw bridge::Error(bridge::Errc::invalid_argument,
                                   "access must be 'read', 'write' or 'none', not '" + access + "'");

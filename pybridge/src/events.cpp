@@ -10,6 +10,7 @@
 
 #include "blocking.hpp"
 #include "bridge/bridge.hpp"
+#include "bridge/detail/protocol.hpp"
 #include "pybridge.hpp"
 
 namespace pybridge {
@@ -17,8 +18,7 @@ namespace pybridge {
 EventsHandle::EventsHandle(bridge::EventStream stream)
     : stream_(std::make_shared<bridge::EventStream>(std::move(stream))), name_(stream_->name()) {}
 
-std::optional<std::string> EventsHandle::next_json(std::optional<double> timeout,
-                                                   bool check_signals) {
+std::string EventsHandle::next_json(std::optional<double> timeout, bool check_signals) {
   using bridge::Errc;
   using bridge::Error;
   if (!stream_) throw Error(Errc::closed, "the event stream is closed");
@@ -31,17 +31,9 @@ std::optional<std::string> EventsHandle::next_json(std::optional<double> timeout
     bool& reading;
     ~Done() { reading = false; }
   } done{reading_};
-  try {
-    const bridge::protocol::Event event = run_blocking(wait, check_signals, [&](Timeout t) {
-      std::optional<bridge::protocol::Event> next = stream->next(t);
-      if (!next) throw Error(Errc::timeout, "no event before the timeout");
-      return *next;
-    });
-    return bridge::protocol::dump_json(nlohmann::json(event));
-  } catch (const Error& e) {
-    if (e.code() == Errc::timeout) return std::nullopt;
-    throw;
-  }
+  const bridge::Event event =
+      run_blocking(wait, check_signals, [&](Timeout t) { return stream->next(t); });
+  return bridge::protocol::dump_json(nlohmann::json(event));
 }
 
 void EventsHandle::close() noexcept {
@@ -55,7 +47,8 @@ void bind_events(nb::module_& m) {
   nb::class_<EventsHandle>(m, "EventStream", "Daemon events (see pybridge.EventStream).")
       .def("next_json", &EventsHandle::next_json, "timeout"_a = nb::none(),
            "check_signals"_a = false,
-           "The next event as JSON text; None when the timeout passes first.")
+           "The next event as JSON text; raises Timeout when the timeout passes first.")
+      .def_prop_ro("reconnects", &EventsHandle::reconnects)
       .def("close", &EventsHandle::close)
       .def_prop_ro("is_open", &EventsHandle::is_open)
       .def_prop_ro("name", &EventsHandle::name);

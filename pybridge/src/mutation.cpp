@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MIT
 //
 // The mutation protocol for Python: the writer lock as a guard object, the
-// read window, snapshots, version waits and commits (bridge/mutation.hpp).
-// Every call that can block runs without the GIL and on a pinned reference to
-// the segment, so another thread's close() cannot unmap it mid-call.
+// read window, snapshots, version waits and mark_changed (bridge/mutation.hpp).
+// Every call that can block runs without the GIL; bridge::Segment holds the
+// mapping for the call's duration, so another thread's close() cannot unmap
+// it mid-call (it ends the call with Closed instead).
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/unique_ptr.h>
@@ -19,6 +20,7 @@
 
 #include "blocking.hpp"
 #include "bridge/bridge.hpp"
+#include "bridge/detail/segment_state.hpp"
 #include "pybridge.hpp"
 
 namespace pybridge {
@@ -26,42 +28,6 @@ namespace {
 
 using bridge::Errc;
 using bridge::Error;
-
-// Keeps the segment open across a call without the GIL. If close() ran in the
-// meantime, this is the last reference and the detach happens here, also
-// without the GIL.
-class Pinned {
- public:
-  explicit Pinned(const SegmentHandle& handle) : segment_(handle.pin()) {}
-  Pinned(const Pinned&) = delete;
-  Pinned& operator=(const Pinned&) = delete;
-  ~Pinned() {
-    if (segment_.use_count() == 1) {
-      nb::gil_scoped_release unlocked;
-      segment_.reset();
-    }
-  }
-  const bridge::Segment& operator*() const noexcept { return *segment_; }
-  const bridge::Segment* operator->() const noexcept { return segment_.get(); }
-
- private:
-  std::shared_ptr<const bridge::Segment> segment_;
-};
-
-// A wait that close() can cancel while it is in progress.
-class RegisteredWait {
- public:
-  RegisteredWait(SegmentHandle& handle, CancelToken* token) : handle_(handle), token_(token) {
-    handle_.register_wait(token_);
-  }
-  RegisteredWait(const RegisteredWait&) = delete;
-  RegisteredWait& operator=(const RegisteredWait&) = delete;
-  ~RegisteredWait() { handle_.unregister_wait(token_); }
-
- private:
-  SegmentHandle& handle_;
-  CancelToken* token_;
-};
 
 // (thread, segment id) for every write lock a pybridge guard holds. The lock
 // is a normal (non-recursive) mutex: taking it again on the thread that holds
@@ -77,85 +43,85 @@ void refuse_if_writing(const SegmentHandle& s, const char* what) {
   }
 }
 
-/// One held writer lock (bridge::WriteGuard). Ended by commit() or abort();
-/// if it is collected while still active the write is aborted (no version),
-/// because a guard dropped without an explicit end is a write nobody finished.
+/// One held writer lock (bridge::WriteGuard). Ends as a C++ guard does:
+/// commit() or abort(), else when it is dropped while still held it commits
+/// (Python's `with` aborts on an exception before that can happen). Dropped
+/// on a thread other than the one that took the lock, it cannot unlock (the
+/// kernel allows only that thread): it warns, and the lock passes to the next
+/// writer with owner_died when the owning thread ends.
 class WriteHandle {
  public:
   WriteHandle(bridge::WriteGuard guard, const bridge::Segment& segment)
-      : guard_(std::move(guard)),
-        mapping_(segment.mapping()),
-        info_(segment.info()),
-        thread_(std::this_thread::get_id()) {
-    held_locks.emplace(thread_, info_.id);
+      : guard_(std::move(guard)), info_(segment.info()), keepalive_(segment.keepalive()) {
+    held_locks.emplace(guard_.owner_thread(), info_.id);
   }
   WriteHandle(const WriteHandle&) = delete;
   WriteHandle& operator=(const WriteHandle&) = delete;
-  ~WriteHandle() { end(false); }
+  ~WriteHandle() {
+    if (!active()) return;
+    held_locks.erase({guard_.owner_thread(), info_.id});
+    if (std::this_thread::get_id() == guard_.owner_thread()) {
+      guard_.commit();
+      return;
+    }
+    bridge::detail::SegmentAccess::abandon(guard_);
+    const std::string warning = "a held write of segment '" + info_.name +
+                                "' was dropped on another thread than the one that took its "
+                                "lock; the lock passes to the next writer (owner_died) when "
+                                "that thread ends";
+    if (PyErr_WarnEx(PyExc_RuntimeWarning, warning.c_str(), 1) != 0) {
+      PyErr_WriteUnraisable(nullptr);  // warnings turned into errors: report, never raise here
+    }
+  }
 
   bool owner_died() const noexcept { return guard_.owner_died(); }
   bool active() const noexcept { return guard_.active(); }
 
   nb::object array() const {
     require_active();
-    return make_ndarray(guard_.data(), info_, mapping_owner(mapping_), /*writable=*/true);
+    return make_ndarray(guard_.data(), info_, owner_capsule(keepalive_), /*writable=*/true);
   }
 
   std::uint64_t commit() {
     require_active();
-    require_owner_thread();
-    return *end(true);
+    const std::uint64_t version = guard_.commit();  // throws on the wrong thread
+    held_locks.erase({guard_.owner_thread(), info_.id});
+    return version;
   }
 
   void abort() {
     if (!active()) return;
-    require_owner_thread();
-    end(false);
+    guard_.abort();  // throws on the wrong thread
+    held_locks.erase({guard_.owner_thread(), info_.id});
   }
 
  private:
   void require_active() const {
     if (!active()) throw Error(Errc::closed, "this write of '" + info_.name + "' already ended");
   }
-  // The robust mutex belongs to the thread that locked it: the kernel refuses
-  // an unlock from any other thread, which would leave the lock held.
-  void require_owner_thread() const {
-    if (std::this_thread::get_id() != thread_) {
-      throw Error(Errc::invalid_argument,
-                  "a write of '" + info_.name + "' must end on the thread that began it");
-    }
-  }
-  std::optional<std::uint64_t> end(bool commit) {
-    if (!active()) return std::nullopt;
-    held_locks.erase({thread_, info_.id});
-    if (commit) return guard_.commit();
-    guard_.abort();
-    return std::nullopt;
-  }
 
   bridge::WriteGuard guard_;
-  std::shared_ptr<const bridge::os::Mapping> mapping_;
-  bridge::protocol::SegmentInfo info_;
-  std::thread::id thread_;
+  bridge::SegmentInfo info_;
+  std::shared_ptr<const void> keepalive_;
 };
 
 /// A zero-copy read window (bridge::ReadGuard) and its read-only array.
 class ReadHandle {
  public:
   ReadHandle(bridge::ReadGuard guard, const bridge::Segment& segment)
-      : guard_(std::move(guard)), mapping_(segment.mapping()), info_(segment.info()) {}
+      : guard_(std::move(guard)), info_(segment.info()), keepalive_(segment.keepalive()) {}
 
   nb::object array() const {
     // Read-only even over a writable mapping: writes belong under write().
-    return make_ndarray(const_cast<std::byte*>(guard_.data()), info_, mapping_owner(mapping_),
+    return make_ndarray(const_cast<std::byte*>(guard_.data()), info_, owner_capsule(keepalive_),
                         /*writable=*/false);
   }
   const bridge::ReadGuard& guard() const noexcept { return guard_; }
 
  private:
   bridge::ReadGuard guard_;
-  std::shared_ptr<const bridge::os::Mapping> mapping_;
-  bridge::protocol::SegmentInfo info_;
+  bridge::SegmentInfo info_;
+  std::shared_ptr<const void> keepalive_;
 };
 
 void delete_snapshot(void* p) noexcept {
@@ -189,11 +155,11 @@ void bind_mutation(nb::module_& m, nb::class_<SegmentHandle>& segment) {
       .def(
           "write",
           [](const SegmentHandle& s, std::optional<double> timeout, bool check_signals) {
-            Pinned seg(s);
             refuse_if_writing(s, "a nested write()");
+            const bridge::Segment& seg = s.get();
             bridge::WriteGuard guard = run_blocking(to_timeout(timeout), check_signals,
-                                                    [&](Timeout t) { return seg->write(t); });
-            return std::make_unique<WriteHandle>(std::move(guard), *seg);
+                                                    [&](Timeout t) { return seg.write(t); });
+            return std::make_unique<WriteHandle>(std::move(guard), seg);
           },
           "timeout"_a = nb::none(), "check_signals"_a = false)
       .def("read",
@@ -204,10 +170,10 @@ void bind_mutation(nb::module_& m, nb::class_<SegmentHandle>& segment) {
       .def(
           "snapshot",
           [](const SegmentHandle& s, std::optional<double> timeout, bool check_signals) {
-            Pinned seg(s);
             refuse_if_writing(s, "snapshot()");
+            const bridge::Segment& seg = s.get();
             auto snap = std::make_unique<bridge::Snapshot>(run_blocking(
-                to_timeout(timeout), check_signals, [&](Timeout t) { return seg->snapshot(t); }));
+                to_timeout(timeout), check_signals, [&](Timeout t) { return seg.snapshot(t); }));
             const std::uint64_t version = snap->version();
             // The array takes over the snapshot's buffer: no second copy.
             void* data = const_cast<std::byte*>(snap->bytes().data());
@@ -218,14 +184,13 @@ void bind_mutation(nb::module_& m, nb::class_<SegmentHandle>& segment) {
           "timeout"_a = nb::none(), "check_signals"_a = false)
       .def(
           "wait",
-          [](SegmentHandle& s, std::uint64_t newer_than, std::optional<double> timeout,
+          [](const SegmentHandle& s, std::uint64_t newer_than, std::optional<double> timeout,
              bool check_signals, CancelToken* token) {
-            Pinned seg(s);
+            const bridge::Segment& seg = s.get();
             CancelToken own;
-            CancelToken* cancel = token != nullptr ? token : &own;
-            RegisteredWait registered(s, cancel);
+            const std::atomic<bool>& cancelled = (token != nullptr ? token : &own)->flag;
             return run_blocking(to_timeout(timeout), check_signals,
-                                [&](Timeout t) { return seg->wait(newer_than, t, cancel->flag); });
+                                [&](Timeout t) { return seg.wait(newer_than, t, cancelled); });
           },
           "newer_than"_a, "timeout"_a = nb::none(), "check_signals"_a = false,
           "token"_a = nb::none())
@@ -233,10 +198,14 @@ void bind_mutation(nb::module_& m, nb::class_<SegmentHandle>& segment) {
           "cancel",
           [](const SegmentHandle& s, CancelToken& token) {
             token.flag.store(true);
-            if (s.is_open()) s.get().wake_waiters();
+            try {
+              s.get().wake_waiters();
+            } catch (const bridge::Error&) {
+              // Closed meanwhile: that ended the wait already.
+            }
           },
           "token"_a, "Makes the wait given `token` return (raising Closed) promptly.")
-      .def("commit", [](const SegmentHandle& s) { return s.get().commit(); })
+      .def("mark_changed", [](const SegmentHandle& s) { return s.get().mark_changed(); })
       .def("wake_waiters", [](const SegmentHandle& s) { s.get().wake_waiters(); })
       .def("last_writer_pid", [](const SegmentHandle& s) { return s.get().last_writer_pid(); })
       .def("last_commit_unix_ns",

@@ -11,61 +11,39 @@
 #include <string>
 #include <vector>
 
-#include "bridge/dtype.hpp"
-#include "bridge/events.hpp"
-#include "bridge/segment.hpp"
+#include "bridge/bridge.hpp"
 
 namespace pybridge {
 
 namespace nb = nanobind;
 
-/// Ends one blocking wait early from another thread (asyncio cancellation,
-/// Segment.close()). Only touched with the GIL held, except `flag`, which the
-/// waiting thread reads.
+/// Ends one blocking wait early from another thread (asyncio cancellation).
+/// `flag` is read by the waiting thread without the GIL.
 struct CancelToken {
   std::atomic<bool> flag{false};
 };
 
-/// The handle Python holds for one attachment.
-///
-/// The bridge::Segment is shared: a call that blocks without the GIL (wait,
-/// write lock, snapshot) holds its own reference, so a close() from another
-/// thread cannot unmap the pages under it; the detach then happens when the
-/// last such call returns. Every member is touched only with the GIL held.
+/// The handle Python holds for one attachment: a bridge::Segment, which is
+/// safe to use from several threads (a call that blocks without the GIL
+/// holds the mapping itself, and close() from another thread ends it with
+/// Error(closed)).
 class SegmentHandle {
  public:
-  explicit SegmentHandle(bridge::Segment segment);
-  SegmentHandle(SegmentHandle&&) noexcept = default;
-  SegmentHandle& operator=(SegmentHandle&&) = delete;
-  ~SegmentHandle();
+  explicit SegmentHandle(bridge::Segment segment) : segment_(std::move(segment)) {}
 
-  /// What the daemon said at attach time; valid after close().
-  const bridge::protocol::SegmentInfo& info() const noexcept { return info_; }
-  bool is_open() const noexcept { return live_ != nullptr; }
-  /// The open segment. Throws Error(closed) after close().
-  const bridge::Segment& get() const;
-  /// A reference that keeps the segment open across a call without the GIL.
-  std::shared_ptr<const bridge::Segment> pin() const;
-
-  /// Waits in progress on this handle; close() cancels them.
-  void register_wait(CancelToken* token) { waits_.push_back(token); }
-  void unregister_wait(CancelToken* token) noexcept;
-
-  /// Cancels waits in progress, then detaches (or lets the last blocking call
-  /// that still holds the segment detach when it returns). Safe with or
-  /// without the GIL.
-  void close() noexcept;
+  const bridge::Segment& get() const noexcept { return segment_; }
+  const bridge::SegmentInfo& info() const noexcept { return segment_.info(); }
+  /// Detaches without waiting for the daemon; ends waits in progress.
+  void close() noexcept { segment_.close(); }
 
  private:
-  std::shared_ptr<const bridge::Segment> live_;
-  bridge::protocol::SegmentInfo info_;
-  std::vector<CancelToken*> waits_;
+  bridge::Segment segment_;
 };
 
-/// The handle Python holds for one bridge::EventStream. Shared like the
-/// segment: a next() in progress holds its own reference, so close() from
-/// another thread ends that call (Error(closed)) instead of freeing the
-/// stream under it. Touched only with the GIL held.
+/// The handle Python holds for one bridge::EventStream. Shared: a next() in
+/// progress holds its own reference, so close() from another thread ends
+/// that call (Error(closed)) instead of freeing the stream under it.
+/// Touched only with the GIL held.
 class EventsHandle {
  public:
   explicit EventsHandle(bridge::EventStream stream);
@@ -73,11 +51,12 @@ class EventsHandle {
   EventsHandle& operator=(const EventsHandle&) = delete;
   ~EventsHandle() { close(); }
 
-  /// The next event as protocol JSON text, or nullopt once `timeout`
-  /// seconds pass without one. One reader at a time.
-  std::optional<std::string> next_json(std::optional<double> timeout, bool check_signals);
+  /// The next event as JSON text; raises Timeout once `timeout` seconds
+  /// pass without one. One reader at a time.
+  std::string next_json(std::optional<double> timeout, bool check_signals);
   void close() noexcept;
   bool is_open() const noexcept { return stream_ && stream_->is_open(); }
+  std::uint64_t reconnects() const noexcept { return stream_ ? stream_->reconnects() : 0; }
   const std::optional<std::string>& name() const noexcept { return name_; }
 
  private:
@@ -88,10 +67,10 @@ class EventsHandle {
 
 /// A NumPy array of the segment's dtype and shape over `data`; `owner` (a
 /// capsule) keeps the memory alive for as long as the array or any view of it.
-nb::object make_ndarray(void* data, const bridge::protocol::SegmentInfo& info, nb::capsule owner,
+nb::object make_ndarray(void* data, const bridge::SegmentInfo& info, nb::capsule owner,
                         bool writable);
-/// A capsule holding a reference to `mapping`.
-nb::capsule mapping_owner(std::shared_ptr<const bridge::os::Mapping> mapping);
+/// A capsule holding `keepalive` (a reference to a segment's mapping).
+nb::capsule owner_capsule(std::shared_ptr<const void> keepalive);
 
 /// Metadata crosses the boundary as JSON text: parses it and enforces what
 /// the daemon would (an object of at most kMaxMetaBytes), so that oversized
@@ -104,8 +83,8 @@ void bind_errors(nb::module_& m);
 void bind_client(nb::module_& m);
 void bind_events(nb::module_& m);
 void bind_segment(nb::module_& m);
-/// Adds write/read/snapshot/wait/commit to the Segment class and binds the
-/// guard types.
+/// Adds write/read/snapshot/wait/mark_changed to the Segment class and binds
+/// the guard types.
 void bind_mutation(nb::module_& m, nb::class_<SegmentHandle>& segment);
 
 }  // namespace pybridge

@@ -12,12 +12,12 @@
 #include <vector>
 
 #include "bridge/bridge.hpp"
+#include "bridge/detail/protocol.hpp"
+#include "bridge/detail/segment_state.hpp"
 #include "pybridge.hpp"
 
 namespace pybridge {
 namespace {
-
-using MappingRef = std::shared_ptr<const bridge::os::Mapping>;
 
 nb::dlpack::dtype dlpack_dtype(bridge::DType dtype) {
   using Code = nb::dlpack::dtype_code;
@@ -52,23 +52,17 @@ nb::dlpack::dtype dlpack_dtype(bridge::DType dtype) {
   return nb::dlpack::dtype{static_cast<std::uint8_t>(code), bits, 1};
 }
 
-void delete_mapping_ref(void* p) noexcept {
-  delete static_cast<MappingRef*>(p);
-}
+using Keepalive = std::shared_ptr<const void>;
 
-bool finalizing() noexcept {
-#if PY_VERSION_HEX >= 0x030D0000
-  return Py_IsFinalizing() != 0;
-#else
-  return _Py_IsFinalizing() != 0;
-#endif
+void delete_keepalive(void* p) noexcept {
+  delete static_cast<Keepalive*>(p);
 }
 
 }  // namespace
 
-nb::capsule mapping_owner(std::shared_ptr<const bridge::os::Mapping> mapping) {
-  auto keep = std::make_unique<MappingRef>(std::move(mapping));
-  nb::capsule owner(keep.get(), &delete_mapping_ref);
+nb::capsule owner_capsule(std::shared_ptr<const void> keepalive) {
+  auto keep = std::make_unique<Keepalive>(std::move(keepalive));
+  nb::capsule owner(keep.get(), &delete_keepalive);
   keep.release();  // the capsule deletes it from now on
   return owner;
 }
@@ -78,7 +72,7 @@ nb::capsule mapping_owner(std::shared_ptr<const bridge::os::Mapping> mapping) {
 // mapped for as long as the array (or any view or DLPack capsule made from
 // it) lives, whatever happens to the Segment: close(), garbage collection or
 // destroy of the name.
-nb::object make_ndarray(void* data, const bridge::protocol::SegmentInfo& info, nb::capsule owner,
+nb::object make_ndarray(void* data, const bridge::SegmentInfo& info, nb::capsule owner,
                         bool writable) {
   const auto itemsize = static_cast<std::int64_t>(bridge::itemsize(info.dtype));
   std::vector<std::size_t> shape;
@@ -96,47 +90,6 @@ nb::object make_ndarray(void* data, const bridge::protocol::SegmentInfo& info, n
       .cast();
 }
 
-SegmentHandle::SegmentHandle(bridge::Segment segment)
-    : live_(std::make_shared<bridge::Segment>(std::move(segment))), info_(live_->info()) {}
-
-SegmentHandle::~SegmentHandle() {
-  close();
-}
-
-const bridge::Segment& SegmentHandle::get() const {
-  if (!live_) throw bridge::Error(bridge::Errc::closed, "segment '" + info_.name + "' is closed");
-  return *live_;
-}
-
-std::shared_ptr<const bridge::Segment> SegmentHandle::pin() const {
-  (void)get();
-  return live_;
-}
-
-void SegmentHandle::unregister_wait(CancelToken* token) noexcept {
-  std::erase(waits_, token);
-}
-
-void SegmentHandle::close() noexcept {
-  if (!live_) return;
-  std::shared_ptr<const bridge::Segment> doomed = std::move(live_);
-  if (!waits_.empty()) {
-    // A wait in another thread holds its own reference: make it return (it
-    // raises Closed) so that the detach below is not postponed for long.
-    for (CancelToken* token : waits_) token->flag.store(true);
-    doomed->wake_waiters();
-  }
-  // The last reference detaches: a daemon round trip, so other Python threads
-  // may run meanwhile. During shutdown the GIL is not handed around any more.
-  if (PyGILState_Check() != 0 && !finalizing()) {
-    PyThreadState* state = PyEval_SaveThread();
-    doomed.reset();
-    PyEval_RestoreThread(state);
-  } else {
-    doomed.reset();
-  }
-}
-
 void bind_segment(nb::module_& m) {
   nb::class_<SegmentHandle> cls(m, "Segment",
                                 "One attachment to a named segment (see pybridge.Segment).");
@@ -148,9 +101,8 @@ void bind_segment(nb::module_& m) {
       .def_prop_ro("shape", [](const SegmentHandle& s) { return s.info().shape; })
       .def_prop_ro("strides", [](const SegmentHandle& s) { return s.info().strides; })
       .def_prop_ro("nbytes", [](const SegmentHandle& s) { return s.info().nbytes; })
-      .def_prop_ro("writable",
-                   [](const SegmentHandle& s) { return s.is_open() && s.get().writable(); })
-      .def_prop_ro("is_open", [](const SegmentHandle& s) { return s.is_open(); })
+      .def_prop_ro("writable", [](const SegmentHandle& s) { return s.get().writable(); })
+      .def_prop_ro("is_open", [](const SegmentHandle& s) { return s.get().is_open(); })
       .def("version", [](const SegmentHandle& s) { return s.get().version(); })
       .def("meta_version", [](const SegmentHandle& s) { return s.get().meta_version(); })
       .def(
@@ -166,12 +118,15 @@ void bind_segment(nb::module_& m) {
       .def(
           "array",
           [](const SegmentHandle& s) {
-            const bridge::Segment& segment = s.get();
-            return make_ndarray(segment.data(), segment.info(), mapping_owner(segment.mapping()),
-                                segment.writable());
+            const auto state = bridge::detail::SegmentAccess::state(s.get());
+            return make_ndarray(state->data(), *state->info,
+                                owner_capsule({state->mapping, state->mapping->data()}),
+                                state->writable());
           },
           "A new NumPy array over the mapping; it keeps the mapping alive.")
-      .def("close", &SegmentHandle::close, "Detaches and drops this handle's mapping reference.");
+      .def("close", &SegmentHandle::close,
+           "Detaches (without waiting for the daemon) and drops this handle's mapping "
+           "reference; waits in progress end with Closed.");
   bind_mutation(m, cls);
 }
 

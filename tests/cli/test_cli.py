@@ -19,7 +19,7 @@ from conftest import Daemon, binary, run_ctl, run_peer
 INFO_KEYS = {"name", "segment_id", "dtype", "shape", "strides", "nbytes", "total_bytes",
              "version", "meta_version", "attached", "owner_uid", "created_unix_ms", "grants"}
 STATS_KEYS = {"pid", "daemon", "uptime_s", "segments", "bytes", "clients", "attachments",
-              "requests", "shm_prefix", "refused", "quarantined"}
+              "requests", "shm_prefix", "refused", "quarantined", "quarantined_count"}
 SHOW_KEYS = {"name", "dtype", "shape", "version", "values", "truncated"}
 
 EXIT_INVALID_ARGUMENT = 11

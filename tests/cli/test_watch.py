@@ -114,7 +114,7 @@ def json_lines(text):
 def test_watch_name_json_count_shows_commits_from_another_process(daemon, watches):
     seg = create(daemon, "frames")
     watch = watches(daemon, "frames", "--json", "--count", 3)
-    pid, out = peer(daemon, "commit", "frames", 3)
+    pid, out = peer(daemon, "mark_changed", "frames", 3)
     assert out.split() == ["3"]
     status, rest = watch.finish()
     assert status == 0
@@ -150,7 +150,7 @@ def test_watch_name_text_prints_each_version_with_its_writer(daemon, watches):
 def test_watch_name_says_how_many_commits_were_coalesced(daemon, watches):
     create(daemon, "frames")
     watch = watches(daemon, "frames", "--json", "--count", 500)
-    pid, _ = peer(daemon, "commit", "frames", 500)
+    pid, _ = peer(daemon, "mark_changed", "frames", 500)
     status, rest = watch.finish()
     assert status == 0
     lines = json_lines(rest)
@@ -195,7 +195,7 @@ def test_watch_daemon_events_json_shows_created_and_destroyed(daemon, watches):
 def test_watch_daemon_events_include_commits_of_other_processes(daemon, watches):
     create(daemon, "frames")
     watch = watches(daemon, "--count", 1)
-    pid, _ = peer(daemon, "commit", "frames", 1)
+    pid, _ = peer(daemon, "mark_changed", "frames", 1)
     status, rest = watch.finish()
     assert status == 0
     assert "committed  frames  version 1" in rest and f"pid {pid}" in rest

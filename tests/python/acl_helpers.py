@@ -347,7 +347,7 @@ def op_unlock(s, name, values):
 
 
 def op_commit(s, name):
-    return s.segs[name].commit()
+    return s.segs[name].mark_changed()
 
 
 def op_snapshot(s, name):

@@ -14,7 +14,7 @@ from conftest import run_ctl
 INFO_KEYS = {"name", "segment_id", "dtype", "shape", "strides", "nbytes", "total_bytes",
              "version", "meta_version", "attached", "owner_uid", "created_unix_ms", "grants"}
 STATS_KEYS = {"pid", "daemon", "uptime_s", "segments", "bytes", "clients", "attachments",
-              "requests", "shm_prefix", "refused", "quarantined"}
+              "requests", "shm_prefix", "refused", "quarantined", "quarantined_count"}
 
 
 def test_list_empty(client):

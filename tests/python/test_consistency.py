@@ -95,7 +95,7 @@ def test_read_flags_overlapping_writes_and_only_those(client, daemon):
         with seg.read() as arr:
             total = int(arr[:1000].sum())
         if k % 50 == 0:
-            run_peer(daemon, "commit", "frames")
+            run_peer(daemon, "mark_changed", "frames")
     assert total == 1000 * int(seg.array[0])
 
 

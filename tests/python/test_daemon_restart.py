@@ -42,7 +42,7 @@ CLIENT = """
             elif op == "get":
                 out["values"] = segs[cmd["name"]].array.reshape(-1).tolist()
             elif op == "commit":
-                out["version"] = segs[cmd["name"]].commit()
+                out["version"] = segs[cmd["name"]].mark_changed()
             elif op == "lock":
                 guard = segs[cmd["name"]].write(timeout=5)
                 out["owner_died"] = guard.owner_died
@@ -147,7 +147,7 @@ def test_daemon_sigkill_and_restart_under_load(daemons):
         seg = owner.create(name, shape, DTYPES[i % len(DTYPES)], meta={"i": i, "tag": f"t{i}"})
         fill(seg, rng)
         for _ in range(i % 4):
-            seg.commit()
+            seg.mark_changed()
         if i % 10 == 0:
             owner.set_meta(name, {"i": i, "rewritten": True})
         segs[name] = seg

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import pybridge
-from conftest import run_peer
+from conftest import Daemon, run_peer
 from mut_helpers import expect_line, kill, popen_child, wait_until_blocked_in
 from pb_helpers import run_python
 
@@ -59,13 +59,15 @@ def test_lifecycle_events_with_pids_and_versions(client, daemon):
 def test_name_filter_and_timeout(client):
     with client.events("wanted") as events:
         assert events.name == "wanted"
-        client.create("other", (1,), "uint8").commit()
+        client.create("other", (1,), "uint8").mark_changed()
         client.create("wanted", (1,), "uint8")
         assert next_event(events)["name"] == "wanted"  # "other" never shows up
         start = time.monotonic()
-        assert events.next(timeout=0.3) is None
+        with pytest.raises(pybridge.Timeout):
+            events.next(timeout=0.3)
         assert 0.3 <= time.monotonic() - start < 2
-        assert events.next(timeout=0) is None
+        with pytest.raises(pybridge.Timeout):
+            events.next(timeout=0)
 
 
 def test_stream_outlives_its_client(client, daemon):
@@ -122,11 +124,26 @@ def test_one_reader_at_a_time(client):
     assert ended == ["closed"]
 
 
-def test_daemon_gone_raises_daemon_unavailable(client, daemon):
-    events = client.events()
+def test_stream_outlives_a_daemon_restart_and_says_it_reconnected(client, daemon):
+    events = client.events("ev")
     daemon.stop()
-    with pytest.raises(pybridge.DaemonUnavailable):
-        events.next(timeout=30)
+    with pytest.raises(pybridge.Timeout):  # nobody answers; it keeps trying meanwhile
+        events.next(timeout=0.3)
+    assert not events.closed
+    again = Daemon(daemon.directory)
+    try:
+        back = events.next(timeout=30)
+        assert back["event"] == "reconnected"
+        assert back["name"] == "ev" and back["pid"] == again.proc.pid
+        assert events.reconnects == 1
+        with pybridge.connect(again.socket) as other:
+            other.create("ev", (1,), "uint8")
+            created = events.next(timeout=30)
+            assert (created["event"], created["name"]) == ("created", "ev")
+            other.destroy("ev")
+        events.close()
+    finally:
+        assert again.stop() == 0, again.log()
 
 
 def test_waiting_for_events_releases_the_gil(daemon):

@@ -65,23 +65,26 @@ def test_explicit_commit_and_abort(client):
     assert seg.version == 2
 
 
-def test_guard_collected_while_held_aborts_and_unlocks(client):
+def test_guard_dropped_while_held_commits_and_unlocks_as_in_cpp(client):
+    # The one rule of both languages: a write ends with a commit unless an
+    # exception ends it (C++: ~WriteGuard on a normal scope exit commits).
     seg = client.create("m", (2,), "uint8")
     guard = seg.write()
     guard.array[:] = 1
     del guard
     gc.collect()
-    assert seg.version == 0
-    seg.write(timeout=0).commit()
     assert seg.version == 1
+    assert seg.snapshot().tolist() == [1, 1]
+    seg.write(timeout=0).commit()
+    assert seg.version == 2
 
 
 def test_commit_without_lock(client, daemon):
     seg = client.create("m", (2,), "uint8")
-    assert seg.commit() == 1
-    assert seg.commit() == 2 and seg.version == 2
+    assert seg.mark_changed() == 1
+    assert seg.mark_changed() == 2 and seg.version == 2
     assert seg.last_writer_pid == os.getpid()
-    assert run_peer(daemon, "commit", "m", 3).stdout.strip() == "5"
+    assert run_peer(daemon, "mark_changed", "m", 3).stdout.strip() == "5"
     assert seg.version == 5
     assert seg.last_writer_pid not in (None, os.getpid())  # the peer's
 
@@ -209,7 +212,7 @@ def test_bad_timeouts_and_closed_segments(client):
     with seg.write(timeout=float("inf")):
         pass
     seg.close()
-    for call in (seg.write, seg.read, seg.snapshot, seg.commit, lambda: seg.wait(0)):
+    for call in (seg.write, seg.read, seg.snapshot, seg.mark_changed, lambda: seg.wait(0)):
         with pytest.raises(pybridge.Closed):
             call()
 
@@ -250,7 +253,7 @@ def start_incrementer(kind, daemon):
 @pytest.mark.parametrize("kinds", [("python", "python"), ("python", "cpp")])
 def test_two_writer_processes_never_lose_an_increment(client, daemon, kinds):
     seg = client.create("counter", (4,), "int64")
-    seg.commit()  # start from a version other than 0
+    seg.mark_changed()  # start from a version other than 0
     start = seg.version
     writers = [start_incrementer(kind, daemon) for kind in kinds]
     for w in writers:

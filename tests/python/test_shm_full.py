@@ -67,7 +67,7 @@ WRITE_EVERYTHING = """
     for name in sys.argv[2:]:
         seg = c.attach(name)
         seg.array[...] = 0xA5
-        seg.commit()
+        seg.mark_changed()
         assert (seg.array == 0xA5).all()
         total += seg.nbytes
     print(total, flush=True)

@@ -19,7 +19,7 @@ CPU_FRACTION_LIMIT = 0.10
 
 def test_returns_at_once_when_already_newer(client):
     seg = client.create("w", (1,), "uint8")
-    seg.commit()
+    seg.mark_changed()
     assert seg.wait(0, timeout=0) == 1
     assert seg.wait(newer_than=0) == 1
 
@@ -27,7 +27,7 @@ def test_returns_at_once_when_already_newer(client):
 def test_cpp_commit_wakes_python(client, daemon):
     seg = client.create("w", (1,), "uint8")
     start = seg.version
-    peer = popen_peer(daemon, "commit", "w")  # commits once attached
+    peer = popen_peer(daemon, "mark_changed", "w")  # commits once attached
     try:
         assert seg.wait(newer_than=start, timeout=30) == start + 1
     finally:
@@ -45,14 +45,14 @@ def test_cpp_locked_write_wakes_python(client, daemon):
         finish(peer)
 
 
-@pytest.mark.parametrize("how", ["commit", "write"])
+@pytest.mark.parametrize("how", ["mark_changed", "write"])
 def test_python_commit_wakes_cpp(client, daemon, how):
     seg = client.create("w", (2,), "int64")
     peer = popen_peer(daemon, "wait", "w", seg.version, 30)
     try:
         expect_line(peer, "waiting")
-        if how == "commit":
-            seg.commit()
+        if how == "mark_changed":
+            seg.mark_changed()
         else:
             with seg.write() as arr:
                 arr[:] = 5
@@ -76,7 +76,7 @@ def test_python_commit_wakes_python(client, daemon):
     waiter = popen_child(PY_WAITER, daemon, "w")
     try:
         expect_line(waiter, "waiting")
-        seg.commit()
+        seg.mark_changed()
         assert int(finish(waiter)) == 1
     finally:
         kill(waiter)
@@ -141,7 +141,7 @@ def test_wait_releases_the_gil(daemon):
         t = threading.Thread(target=lambda: woke.append(s.wait(0, timeout=None)))
         t.start()
         spins = sum(1 for _ in range(200_000))  # Python code: needs the GIL
-        s.commit()
+        s.mark_changed()
         t.join()
         print(woke, spins)
     """, daemon.socket, timeout=60)

@@ -62,7 +62,7 @@ def test_several_tasks_and_the_loop_stay_live(client, daemon):
         for _ in range(100):  # the loop keeps scheduling while all three wait
             await asyncio.sleep(0)
             ticks += 1
-        await peer(daemon, "commit", "a")
+        await peer(daemon, "mark_changed", "a")
         return ticks, await asyncio.gather(*waits)
 
     ticks, versions = asyncio.run(scenario())
@@ -90,7 +90,7 @@ def test_cancellation_frees_the_executor_thread_promptly(client):
         try:
             freed_at = await asyncio.wait_for(asyncio.shield(freed), 5)
         finally:
-            seg.commit()  # ends a wait that cancellation failed to end (else no shutdown)
+            seg.mark_changed()  # ends a wait that cancellation failed to end (else no shutdown)
         return freed_at - cancelled_at
 
     latency = run(scenario)

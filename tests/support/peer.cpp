@@ -114,8 +114,8 @@ int run(const std::vector<std::string>& args) {
 
   if (command == "create") {
     json meta = rest.size() > 2 ? json::parse(rest[2]) : json::object();
-    auto seg = client.create(name, bridge::dtype_from_name(rest.at(0)).value(),
-                             parse_shape(rest.at(1)), meta);
+    auto seg = client.create(name, parse_shape(rest.at(1)),
+                             bridge::dtype_from_name(rest.at(0)).value(), meta);
     std::cout << json{{"name", seg.name()}, {"id", seg.id()}}.dump() << "\n";
     return 0;
   }
@@ -128,10 +128,10 @@ int run(const std::vector<std::string>& args) {
     }
     return 0;
   }
-  if (command == "commit") {
+  if (command == "mark_changed") {
     const int count = rest.empty() ? 1 : std::stoi(rest.at(0));
     std::uint64_t version = seg.version();
-    for (int k = 0; k < count; ++k) version = seg.commit();
+    for (int k = 0; k < count; ++k) version = seg.mark_changed();
     std::cout << version << std::endl;
     return 0;
   }

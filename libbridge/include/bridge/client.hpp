@@ -1,26 +1,27 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "bridge/catalog.hpp"
 #include "bridge/dtype.hpp"
+#include "bridge/error.hpp"
 #include "bridge/events.hpp"
-#include "bridge/os/unique_fd.hpp"
-#include "bridge/protocol.hpp"
 #include "bridge/segment.hpp"
 
 namespace bridge {
 
 namespace detail {
 class Connection;
-}
+struct SegmentAccess;
+}  // namespace detail
 
 /// The socket a client connects to and a daemon serves when none is given:
 /// $BRIDGE_SOCKET, else $XDG_RUNTIME_DIR/shmbridge/bridged.sock, else
@@ -29,6 +30,10 @@ std::string default_socket_path();
 
 /// A connection to bridged. Cheap to copy (copies share one connection, whose
 /// requests are serialized); thread-safe. Every call throws bridge::Error.
+///
+/// The connection survives a daemon restart: a call that finds the daemon
+/// gone connects again and re-attaches what this client holds. A call made
+/// while no daemon answers fails with Error(daemon_unavailable) at once.
 class Client {
  public:
   /// Connects and exchanges protocol versions. Throws
@@ -36,46 +41,58 @@ class Client {
   static Client connect();
   static Client connect(const std::string& socket_path);
 
-  /// Creates a segment holding a zero-filled C-contiguous array and attaches
-  /// to it. `meta` must be a JSON object of at most 64 KiB.
-  Segment create(std::string_view name, DType dtype, const std::vector<std::int64_t>& shape,
+  /// Creates a segment holding a zero-filled C-contiguous array of `shape`
+  /// and `dtype` (NumPy's order) and attaches to it. `meta` must be a JSON
+  /// object of at most 64 KiB.
+  Segment create(std::string_view name, const std::vector<std::int64_t>& shape, DType dtype,
                  const nlohmann::json& meta = nlohmann::json::object());
+  /// Creates a segment holding a copy of `values` (C order, `shape`'s
+  /// product of them): the one explicit copy. Throws Error(invalid_argument)
+  /// when the count does not match the shape.
+  template <class T>
+  Segment create_from(std::string_view name, const std::vector<std::int64_t>& shape,
+                      std::span<const T> values,
+                      const nlohmann::json& meta = nlohmann::json::object()) {
+    return create_from_bytes(name, shape, dtype_of<T>(), values.data(), values.size_bytes(), meta);
+  }
   /// Attaches to an existing segment: maps the same pages, no copy.
   Segment attach(std::string_view name);
-  /// Every segment, without metadata.
-  std::vector<protocol::SegmentInfo> list();
+  /// The segments this caller may attach, without metadata.
+  std::vector<SegmentInfo> list();
   /// One segment, with metadata.
-  protocol::SegmentInfo info(std::string_view name);
+  SegmentInfo info(std::string_view name);
   /// Replaces a segment's metadata; returns the updated info.
-  protocol::SegmentInfo set_meta(std::string_view name, const nlohmann::json& meta);
-  /// Unlinks the name. Mappings that processes hold stay valid until dropped.
-  /// Needs write access (the owner, a write grant, the daemon's user).
-  void destroy(std::string_view name);
+  SegmentInfo set_meta(std::string_view name, const nlohmann::json& meta);
   /// Sets what user `uid` may do with segment `name`: Access::read (attach
   /// with a read-only mapping), Access::write (attach read-write, lock,
   /// set_meta, destroy) or Access::none (revoke). Only the segment's owner or
   /// the daemon's user may grant. Mappings already handed out keep theirs.
-  protocol::SegmentInfo grant(std::string_view name, std::uint32_t uid, protocol::Access access);
-  protocol::StatsReply stats();
+  SegmentInfo grant(std::string_view name, std::uint32_t uid, Access access);
+  /// Unlinks the name. Mappings that processes hold stay valid until dropped.
+  /// Needs write access (the owner, a write grant, the daemon's user).
+  void destroy(std::string_view name);
+
   /// Subscribes to daemon events about every segment, or only those named
   /// `name` (which need not exist yet), on a new connection of its own:
   /// this client's requests keep working meanwhile. Events are those after
   /// this call returns.
   EventStream events(std::optional<std::string> name = std::nullopt);
+  DaemonStats stats();
 
   /// What the daemon said in the hello exchange.
-  const protocol::HelloReply& daemon() const;
-  const std::string& socket_path() const;
+  DaemonInfo daemon() const;
+  std::string socket_path() const;
+  /// How many times this client connected again after the daemon went away.
+  std::uint64_t reconnects() const;
   /// Closes the connection; segments already attached stay mapped.
   void close();
-  /// How many times this client connected again after the daemon went away
-  /// (each call first checks the connection and reconnects when needed).
-  std::uint64_t reconnects() const;
-
-  explicit Client(std::shared_ptr<detail::Connection> connection);
 
  private:
-  Segment open_segment(const nlohmann::json& reply, std::vector<os::UniqueFd>& fds);
+  friend struct detail::SegmentAccess;
+  explicit Client(std::shared_ptr<detail::Connection> connection);
+  Segment create_from_bytes(std::string_view name, const std::vector<std::int64_t>& shape,
+                            DType dtype, const void* bytes, std::size_t size,
+                            const nlohmann::json& meta);
   std::shared_ptr<detail::Connection> connection_;
 };
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-#include "bridge/os/mapping.hpp"
+#include "bridge/detail/os/mapping.hpp"
 
 #include <sys/mman.h>
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-#include "bridge/os/unix_socket.hpp"
+#include "bridge/detail/os/unix_socket.hpp"
 
 #include <sys/socket.h>
 #include <sys/un.h>

@@ -52,7 +52,7 @@ class Client:
                meta: Optional[Mapping[str, Any]] = None) -> Segment:
         """Creates a zero-filled C-contiguous array segment and attaches to it."""
         core = self._client()
-        return Segment(core.create(segment_name(name), dtype_name(dtype), shape_list(shape),
+        return Segment(core.create(segment_name(name), shape_list(shape), dtype_name(dtype),
                                    meta_json(meta)))
 
     def create_from(self, name: str, array: Any,

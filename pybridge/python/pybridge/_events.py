@@ -16,18 +16,23 @@ class EventStream:
         with client.events("frames") as events:
             for event in events:                  # blocks; Ctrl-C works
                 print(event["event"], event["version"])
-            event = events.next(timeout=1.0)      # None after 1 s without one
+            event = events.next(timeout=1.0)      # raises pybridge.Timeout after 1 s
 
     Each event is a dict ``{"event", "name", "segment_id", "version",
     "meta_version", "pid", "time_unix_ms"}`` where ``"event"`` is
     ``"created"``, ``"destroyed"``, ``"meta_changed"`` or ``"committed"``
     (the objects ``bridgectl watch --json`` prints). Commits faster than the
     reader coalesce into one ``committed`` event with the latest version.
+    Only segments this user may attach are reported.
+
+    The stream outlives its daemon: when the daemon restarts (or drops this
+    subscriber for falling too far behind) the stream subscribes again by
+    itself and yields ``{"event": "reconnected", ...}``, since events in
+    between may be missing: list the segments again.
 
     The stream has a connection of its own. Waiting releases the GIL. One
     thread reads at a time; :meth:`close` may be called from any thread, and
-    ends a blocked iteration (StopIteration) or ``next()`` (Closed). A
-    subscriber that falls far behind is disconnected: DaemonUnavailable.
+    ends a blocked iteration (StopIteration) or ``next()`` (Closed).
     """
 
     __slots__ = ("_core",)
@@ -44,22 +49,25 @@ class EventStream:
     def closed(self) -> bool:
         return not self._core.is_open
 
-    def next(self, timeout: Optional[float] = None) -> Optional[Dict[str, Any]]:
-        """The next event, waiting up to ``timeout`` seconds (None: forever);
-        None when the timeout passes first. Raises Closed after close()."""
-        text = self._core.next_json(timeout, on_main_thread())
-        return None if text is None else json.loads(text)
+    def next(self, timeout: Optional[float] = None) -> Dict[str, Any]:
+        """The next event, waiting up to ``timeout`` seconds (None: forever).
+        Raises Timeout when the timeout passes first (as every wait in
+        pybridge does), Closed after close()."""
+        return json.loads(self._core.next_json(timeout, on_main_thread()))
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the stream subscribed again after losing the daemon."""
+        return self._core.reconnects
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         return self
 
     def __next__(self) -> Dict[str, Any]:
         try:
-            event = self.next()
+            return self.next()
         except Closed:
             raise StopIteration from None
-        assert event is not None  # no timeout: only an event or an error ends the wait
-        return event
 
     def close(self) -> None:
         """Ends the subscription. Idempotent."""

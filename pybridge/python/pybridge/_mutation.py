@@ -32,10 +32,16 @@ class WriteGuard:
     Use it as a context manager: ``with seg.write() as arr:`` gives the
     writable array; a normal exit commits (version += 1, waiters wake), an
     exception aborts (no new version) and propagates. Or end it explicitly
-    with :meth:`commit` / :meth:`abort`. A guard collected while still held
-    aborts. It must end on the thread that took it. While a thread holds it,
-    its own ``write()`` or ``snapshot()`` of the segment raises
-    InvalidArgument instead of deadlocking (both wait for this write).
+    with :meth:`commit` / :meth:`abort`. A guard dropped while still held
+    commits, as a C++ ``bridge::WriteGuard`` does when it goes out of scope
+    (the one rule: commit unless an exception ends the write).
+
+    It must end on the thread that took it (the kernel lets only that thread
+    release the lock): ``commit()``/``abort()`` elsewhere raise
+    InvalidArgument; dropped elsewhere it warns (RuntimeWarning) and the lock
+    passes to the next writer, with ``owner_died``, when the owning thread
+    ends. While a thread holds it, its own ``write()`` or ``snapshot()`` of
+    the segment raises InvalidArgument instead of deadlocking.
     """
 
     __slots__ = ("_core", "_array", "_version")
@@ -107,7 +113,7 @@ class ReadGuard:
     pages; on a normal exit it raises :class:`pybridge.TornRead` if a locked
     write started, or was in progress, while the window was open (the values
     read may mix two versions). Writers that skip the lock
-    (:meth:`Segment.commit`) are not detected.
+    (:meth:`Segment.mark_changed`) are not detected.
     """
 
     __slots__ = ("_core", "_array")

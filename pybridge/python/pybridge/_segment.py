@@ -30,7 +30,7 @@ class Segment:
         snap = seg.snapshot()           # a consistent private copy
         with seg.read() as arr:         # zero-copy, read-only; TornRead on exit
             total = arr.sum()           # if a locked write overlapped
-        seg.commit()                    # version += 1 without the lock
+        seg.mark_changed()              # version += 1 without the lock
         v = await seg.wait_async(v)     # asyncio
     """
 
@@ -133,20 +133,20 @@ class Segment:
         array, version = self._handle.snapshot(timeout, on_main_thread())
         return (array, version) if with_version else array
 
-    def wait(self, newer_than: Optional[int] = None, timeout: Optional[float] = None) -> int:
-        """Blocks until the version is greater than ``newer_than`` and returns
-        the new version; raises Timeout after ``timeout`` seconds (None:
-        forever). A futex wait on the shared header: no polling, no daemon,
-        the GIL released. ``newer_than=None`` means the version now (a commit
-        that lands before the call is then missed: pass the version you
-        last saw instead). Raises Closed if another thread closes the segment.
+    def wait(self, newer_than: int, timeout: Optional[float] = None) -> int:
+        """Blocks until the version is greater than ``newer_than`` (the
+        version you last saw) and returns the new version; raises Timeout
+        after ``timeout`` seconds (None: forever). A futex wait on the shared
+        segment: no polling, no daemon, the GIL released. Raises Closed if
+        another thread closes the segment meanwhile.
+
+        ``newer_than`` is required, as in C++: reading the version inside the
+        call would miss a commit that lands between your last look and the
+        call (the lost-wakeup race).
         """
-        if newer_than is None:
-            newer_than = self.version
         return self._handle.wait(newer_than, timeout, on_main_thread())
 
-    async def wait_async(self, newer_than: Optional[int] = None,
-                         timeout: Optional[float] = None) -> int:
+    async def wait_async(self, newer_than: int, timeout: Optional[float] = None) -> int:
         """:meth:`wait` for asyncio: blocks a thread of the loop's default
         executor, not the event loop. Cancelling the awaiting task wakes that
         thread at once, so it does not stay blocked. Each pending wait holds
@@ -154,8 +154,6 @@ class Segment:
         default executor (``loop.set_default_executor``)."""
         import asyncio
 
-        if newer_than is None:
-            newer_than = self.version
         handle = self._handle
         token = _pybridge.CancelToken()
         loop = asyncio.get_running_loop()
@@ -167,11 +165,12 @@ class Segment:
             handle.cancel(token)
             raise
 
-    def commit(self) -> int:
-        """version += 1 and wakes waiters, for writers that skip the lock
-        (e.g. a single writer); returns the new version. Such writes are
-        invisible to snapshot() and read() torn-read detection."""
-        return self._handle.commit()
+    def mark_changed(self) -> int:
+        """version += 1 and wakes waiters, without the writer lock: for a
+        single writer, or one that coordinates some other way; returns the
+        new version. Such writes are invisible to snapshot() and read()
+        torn-read detection. (``WriteGuard.commit`` ends a locked write.)"""
+        return self._handle.mark_changed()
 
     @property
     def last_writer_pid(self) -> Optional[int]:

@@ -4,9 +4,11 @@
 Every failure libbridge or the daemon reports carries a stable code (the wire
 name, e.g. ``"not_found"``); ``pybridge`` raises the subclass of
 :class:`BridgeError` named after it in CamelCase, with ``.code`` set to the
-wire name. Codes that describe bad input also derive from the matching
-built-in (``InvalidArgument`` is a ``ValueError``, ``TypeMismatch`` a
-``TypeError``), so generic ``except ValueError`` handlers keep working.
+wire name. Codes with a matching built-in also derive from it, so generic
+handlers keep working: ``InvalidArgument`` is a ``ValueError``,
+``TypeMismatch`` a ``TypeError``, ``NotFound`` a ``KeyError`` (and so a
+``LookupError``), ``PermissionDenied`` a ``PermissionError``, ``Timeout`` a
+``TimeoutError``.
 """
 from __future__ import annotations
 
@@ -25,6 +27,10 @@ class BridgeError(Exception):
         if code is not None:
             self.code = code
 
+    def __str__(self) -> str:
+        # KeyError would show repr(message); OSError subclasses their errno.
+        return self.message
+
     def __reduce__(self):  # keep .code across pickling (multiprocessing)
         return (type(self), (self.message, self.code))
 
@@ -35,7 +41,7 @@ class InvalidArgument(BridgeError, ValueError):
     code = "invalid_argument"
 
 
-class NotFound(BridgeError):
+class NotFound(BridgeError, KeyError):
     """No segment of that name."""
 
     code = "not_found"
@@ -47,7 +53,7 @@ class AlreadyExists(BridgeError):
     code = "already_exists"
 
 
-class PermissionDenied(BridgeError):
+class PermissionDenied(BridgeError, PermissionError):
     """The caller may not do this."""
 
     code = "permission_denied"

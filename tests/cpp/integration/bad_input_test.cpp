@@ -128,7 +128,7 @@ class BadInputTest : public bridge::testing::DaemonTest {
     Client fresh = connect();
     EXPECT_EQ(fresh.stats().pid, daemon().pid());
     {
-      Segment probe = fresh.create("probe", DType::float32, {4}, {{"probe", true}});
+      Segment probe = fresh.create("probe", {4}, DType::float32, {{"probe", true}});
       probe.view<float>()(3) = 1.5f;
       EXPECT_EQ(fresh.attach("probe").view<float>()(3), 1.5f);
       EXPECT_EQ(fresh.info("probe").meta, json({{"probe", true}}));
@@ -639,7 +639,7 @@ TEST_F(IdleTimeoutTest, IdleConnectionHoldingNothingIsClosedOneHoldingASegmentIs
   EXPECT_EQ(other.info("held").attached, 1u);
   // The subscriber still hears about what happens.
   EXPECT_FALSE(subscriber->readable_within(0ms)) << "the subscriber was closed";
-  Segment made = other.create("news", DType::uint8, {1});
+  Segment made = other.create("news", {1}, DType::uint8);
   const auto event = subscriber->receive();
   ASSERT_TRUE(event.has_value()) << "the subscriber was closed";
   EXPECT_EQ(event->at("event"), "created");

@@ -63,7 +63,7 @@ std::uint32_t attached_eventually(Client& client, const std::string& name, std::
 // ---- segments and views -------------------------------------------------------------
 
 TEST_F(SegmentTest, CreateThenAttachFromSecondClientAliasesTheSameBytes) {
-  Segment a = client().create("frames", DType::uint8, {4, 5, 3}, {{"camera", "front"}});
+  Segment a = client().create("frames", {4, 5, 3}, DType::uint8, {{"camera", "front"}});
   EXPECT_THAT(shm_files(), ElementsAre(shm_file_for("frames")));
 
   Client other = connect();
@@ -87,14 +87,14 @@ TEST_F(SegmentTest, CreateThenAttachFromSecondClientAliasesTheSameBytes) {
 }
 
 TEST_F(SegmentTest, SameClientAttachingTwiceAliasesToo) {
-  Segment a = client().create("twice", DType::float32, {8});
+  Segment a = client().create("twice", {8}, DType::float32);
   Segment b = client().attach("twice");
   a.view<float>()(3) = 1.25f;
   EXPECT_EQ(b.view<float>()(3), 1.25f);
 }
 
 TEST_F(SegmentTest, ViewWithWrongElementTypeThrowsTypeMismatch) {
-  Segment s = client().create("typed", DType::float32, {2, 2});
+  Segment s = client().create("typed", {2, 2}, DType::float32);
   EXPECT_ERRC_MSG(s.view<double>(), Errc::type_mismatch, "float32");
   EXPECT_ERRC(s.view<std::int32_t>(), Errc::type_mismatch);   // same size, other type
   EXPECT_ERRC(s.view<std::uint32_t>(), Errc::type_mismatch);  // same size, other type
@@ -106,7 +106,7 @@ TEST_F(SegmentTest, ViewWithWrongElementTypeThrowsTypeMismatch) {
 }
 
 TEST_F(SegmentTest, ElementAccessIsRowMajorAndBoundsChecked) {
-  Segment s = client().create("grid", DType::int32, {2, 3, 4});
+  Segment s = client().create("grid", {2, 3, 4}, DType::int32);
   auto v = s.view<std::int32_t>();
   for (int i = 0; i < 2; ++i) {
     for (int j = 0; j < 3; ++j) {
@@ -136,7 +136,7 @@ TEST_F(SegmentTest, ElementAccessIsRowMajorAndBoundsChecked) {
 
 TEST_F(SegmentTest, ReportsShapeStridesMetaAndVersion) {
   const json meta = {{"camera", "front"}, {"gains", {1, 2}}};
-  Segment s = client().create("geometry", DType::float64, {2, 3, 4}, meta);
+  Segment s = client().create("geometry", {2, 3, 4}, DType::float64, meta);
   EXPECT_EQ(s.name(), "geometry");
   EXPECT_EQ(s.dtype(), DType::float64);
   EXPECT_EQ(s.shape(), (Shape{2, 3, 4}));
@@ -169,7 +169,7 @@ TEST_F(SegmentTest, ReportsShapeStridesMetaAndVersion) {
 }
 
 TEST_F(SegmentTest, CreateWithoutMetaHasEmptyObject) {
-  Segment s = client().create("bare", DType::uint8, {1});
+  Segment s = client().create("bare", {1}, DType::uint8);
   EXPECT_EQ(s.meta(), json::object());
   EXPECT_EQ(client().info("bare").meta, json::object());
 }
@@ -179,7 +179,7 @@ TEST_F(SegmentTest, EveryDTypeCanBeCreatedAndAttached) {
   for (DType dtype : kAllDTypes) {
     SCOPED_TRACE(dtype_name(dtype));
     const std::string name = "dt-" + std::string(dtype_name(dtype));
-    Segment a = client().create(name, dtype, {2, 3});
+    Segment a = client().create(name, {2, 3}, dtype);
     Segment b = other.attach(name);
     const auto size = static_cast<std::int64_t>(itemsize(dtype));
     EXPECT_EQ(b.dtype(), dtype);
@@ -191,7 +191,7 @@ TEST_F(SegmentTest, EveryDTypeCanBeCreatedAndAttached) {
       EXPECT_EQ(b.view<const T>().strides(), (Shape{3, 1}));
     });
     for (std::uint64_t i = 0; i < a.nbytes(); ++i) {
-      a.data()[i] = static_cast<std::byte>(i * 7 + 1);
+      a.mutable_data()[i] = static_cast<std::byte>(i * 7 + 1);
     }
     EXPECT_EQ(std::memcmp(a.data(), b.data(), a.nbytes()), 0);
     EXPECT_EQ(client().info(name).dtype, dtype);
@@ -200,8 +200,8 @@ TEST_F(SegmentTest, EveryDTypeCanBeCreatedAndAttached) {
 }
 
 TEST_F(SegmentTest, ZeroSizeArraysCanBeCreatedAndAttached) {
-  Segment a = client().create("empty-rows", DType::float64, {0, 3});
-  Segment b = client().create("empty-cols", DType::float64, {3, 0});
+  Segment a = client().create("empty-rows", {0, 3}, DType::float64);
+  Segment b = client().create("empty-cols", {3, 0}, DType::float64);
   EXPECT_EQ(a.nbytes(), 0u);
   EXPECT_EQ(a.strides(), (Shape{24, 8}));
   EXPECT_EQ(b.strides(), (Shape{8, 8}));
@@ -218,7 +218,7 @@ TEST_F(SegmentTest, ZeroSizeArraysCanBeCreatedAndAttached) {
 }
 
 TEST_F(SegmentTest, ZeroDimensionalArrayHoldsOneElement) {
-  Segment a = client().create("scalar", DType::float64, {});
+  Segment a = client().create("scalar", {}, DType::float64);
   EXPECT_TRUE(a.shape().empty());
   EXPECT_TRUE(a.strides().empty());
   EXPECT_EQ(a.nbytes(), 8u);
@@ -244,8 +244,8 @@ TEST_F(CatalogTest, HelloReportsTheDaemon) {
 
 TEST_F(CatalogTest, ListInfoAndStatsDescribeTheSegments) {
   EXPECT_THAT(client().list(), IsEmpty());
-  Segment a = client().create("alpha", DType::uint8, {10}, {{"k", "v"}});
-  Segment b = client().create("beta", DType::float32, {2, 2});
+  Segment a = client().create("alpha", {10}, DType::uint8, {{"k", "v"}});
+  Segment b = client().create("beta", {2, 2}, DType::float32);
 
   const auto listed = client().list();
   EXPECT_THAT(names_of(listed), UnorderedElementsAre("alpha", "beta"));
@@ -291,7 +291,7 @@ TEST_F(CatalogTest, ListInfoAndStatsDescribeTheSegments) {
 }
 
 TEST_F(CatalogTest, SetMetaIsSeenByAttachedSegmentsWithoutReattaching) {
-  Segment a = client().create("cam", DType::uint8, {4}, {{"v", 1}});
+  Segment a = client().create("cam", {4}, DType::uint8, {{"v", 1}});
   Client other = connect();
   Segment b = other.attach("cam");
   EXPECT_EQ(b.meta(), json({{"v", 1}}));
@@ -316,7 +316,7 @@ TEST_F(CatalogTest, SetMetaIsSeenByAttachedSegmentsWithoutReattaching) {
 }
 
 TEST_F(CatalogTest, DestroyRemovesTheNameAndTheShmObject) {
-  Segment s = client().create("doomed", DType::uint8, {16});
+  Segment s = client().create("doomed", {16}, DType::uint8);
   EXPECT_THAT(shm_files(), ElementsAre(shm_file_for("doomed")));
   client().destroy("doomed");
   EXPECT_THAT(client().list(), IsEmpty());
@@ -329,11 +329,11 @@ TEST_F(CatalogTest, DestroyRemovesTheNameAndTheShmObject) {
 }
 
 TEST_F(CatalogTest, CreateOfAnExistingNameIsAlreadyExistsAndLeavesItAlone) {
-  Segment s = client().create("taken", DType::int16, {3}, {{"first", true}});
+  Segment s = client().create("taken", {3}, DType::int16, {{"first", true}});
   s.view<std::int16_t>()(1) = -5;
   Client other = connect();
-  EXPECT_ERRC_MSG(other.create("taken", DType::int16, {3}), Errc::already_exists, "taken");
-  EXPECT_ERRC(other.create("taken", DType::uint8, {100}), Errc::already_exists);
+  EXPECT_ERRC_MSG(other.create("taken", {3}, DType::int16), Errc::already_exists, "taken");
+  EXPECT_ERRC(other.create("taken", {100}, DType::uint8), Errc::already_exists);
   const auto info = other.info("taken");
   EXPECT_EQ(info.id, s.id());
   EXPECT_EQ(info.dtype, DType::int16);
@@ -356,21 +356,21 @@ TEST_F(ValidationTest, ClientRejectsBadNamesShapesAndDTypesBeforeAnyShmIsCreated
   for (const std::string& name :
        {std::string(""), std::string("."), std::string(".."), std::string("a/b"),
         std::string("a\0b", 3), std::string(kMaxNameBytes + 1, 'n'), std::string("caf\xc3\xa9")}) {
-    EXPECT_ERRC(client().create(name, DType::uint8, {1}), Errc::invalid_argument)
+    EXPECT_ERRC(client().create(name, {1}, DType::uint8), Errc::invalid_argument)
         << ::testing::PrintToString(name);
     EXPECT_ERRC(client().attach(name), Errc::invalid_argument);
     EXPECT_ERRC(client().info(name), Errc::invalid_argument);
     EXPECT_ERRC(client().destroy(name), Errc::invalid_argument);
   }
-  EXPECT_ERRC(client().create("neg", DType::uint8, {-1}), Errc::invalid_argument);
-  EXPECT_ERRC(client().create("dims", DType::uint8, Shape(33, 1)), Errc::invalid_argument);
-  EXPECT_ERRC(client().create("huge", DType::float64, {1ll << 61}), Errc::invalid_argument);
-  EXPECT_ERRC(client().create("huge2", DType::uint8, {1ll << 32, 1ll << 32}),
+  EXPECT_ERRC(client().create("neg", {-1}, DType::uint8), Errc::invalid_argument);
+  EXPECT_ERRC(client().create("dims", Shape(33, 1), DType::uint8), Errc::invalid_argument);
+  EXPECT_ERRC(client().create("huge", {1ll << 61}, DType::float64), Errc::invalid_argument);
+  EXPECT_ERRC(client().create("huge2", {1ll << 32, 1ll << 32}, DType::uint8),
               Errc::invalid_argument);
-  EXPECT_ERRC(client().create("dtype", static_cast<DType>(0), {1}), Errc::invalid_argument);
-  EXPECT_ERRC(client().create("dtype", static_cast<DType>(99), {1}), Errc::invalid_argument);
-  EXPECT_ERRC(client().create("meta", DType::uint8, {1}, json::array()), Errc::invalid_argument);
-  EXPECT_ERRC(client().create("meta", DType::uint8, {1}, json(3)), Errc::invalid_argument);
+  EXPECT_ERRC(client().create("dtype", {1}, static_cast<DType>(0)), Errc::invalid_argument);
+  EXPECT_ERRC(client().create("dtype", {1}, static_cast<DType>(99)), Errc::invalid_argument);
+  EXPECT_ERRC(client().create("meta", {1}, DType::uint8, json::array()), Errc::invalid_argument);
+  EXPECT_ERRC(client().create("meta", {1}, DType::uint8, json(3)), Errc::invalid_argument);
   EXPECT_ERRC(client().set_meta("meta", json("x")), Errc::invalid_argument);
 
   EXPECT_THAT(client().list(), IsEmpty());
@@ -449,12 +449,12 @@ TEST_F(ValidationTest, MetadataOver64KiBIsInvalidArgument) {
   const json at_limit = meta_of_dumped_size(kMaxMetaBytes);
   const json over_limit = meta_of_dumped_size(kMaxMetaBytes + 1);
 
-  EXPECT_ERRC(client().create("big", DType::uint8, {1}, over_limit), Errc::invalid_argument);
-  EXPECT_ERRC(client().create("big", DType::uint8, {1}, {{"pad", std::string(200'000, 'y')}}),
+  EXPECT_ERRC(client().create("big", {1}, DType::uint8, over_limit), Errc::invalid_argument);
+  EXPECT_ERRC(client().create("big", {1}, DType::uint8, {{"pad", std::string(200'000, 'y')}}),
               Errc::invalid_argument);
   EXPECT_THAT(shm_files(), IsEmpty());
 
-  Segment s = client().create("big", DType::uint8, {1}, at_limit);
+  Segment s = client().create("big", {1}, DType::uint8, at_limit);
   EXPECT_EQ(s.meta(), at_limit);
   EXPECT_ERRC(client().set_meta("big", over_limit), Errc::invalid_argument);
   EXPECT_EQ(s.meta(), at_limit) << "a rejected set_meta must leave the metadata alone";
@@ -468,7 +468,7 @@ TEST_F(ValidationTest, CreateLargerThanSharedMemoryIsNoSpaceAndLeavesNothing) {
   if (fs.f_blocks == 0) GTEST_SKIP() << "/dev/shm has no size limit";
   const auto shm_bytes =
       static_cast<std::int64_t>(fs.f_blocks) * static_cast<std::int64_t>(fs.f_frsize);
-  EXPECT_ERRC(client().create("too-big", DType::uint8, {shm_bytes + (1ll << 30)}), Errc::no_space);
+  EXPECT_ERRC(client().create("too-big", {shm_bytes + (1ll << 30)}, DType::uint8), Errc::no_space);
   EXPECT_THAT(client().list(), IsEmpty());
   EXPECT_THAT(shm_files(), IsEmpty());
 }
@@ -476,7 +476,7 @@ TEST_F(ValidationTest, CreateLargerThanSharedMemoryIsNoSpaceAndLeavesNothing) {
 // ---- attachment and lifetime --------------------------------------------------------------
 
 TEST_F(LifetimeTest, AttachedCountsFollowAttachCloseAndDisconnect) {
-  Segment a = client().create("counted", DType::uint8, {8});
+  Segment a = client().create("counted", {8}, DType::uint8);
   EXPECT_EQ(a.info().attached, 1u);
   EXPECT_EQ(client().info("counted").attached, 1u);
 
@@ -504,7 +504,7 @@ TEST_F(LifetimeTest, AttachedCountsFollowAttachCloseAndDisconnect) {
 }
 
 TEST_F(LifetimeTest, MovedFromSegmentDoesNotDetachTwice) {
-  Segment a = client().create("moved", DType::uint8, {8});
+  Segment a = client().create("moved", {8}, DType::uint8);
   Segment b = std::move(a);
   EXPECT_TRUE(b.is_open());
   EXPECT_EQ(client().info("moved").attached, 1u);
@@ -513,7 +513,7 @@ TEST_F(LifetimeTest, MovedFromSegmentDoesNotDetachTwice) {
 }
 
 TEST_F(LifetimeTest, DestroyWhileAttachedKeepsMappingsValidAndFreesTheName) {
-  Segment a = client().create("shared", DType::int64, {16});
+  Segment a = client().create("shared", {16}, DType::int64);
   Client other = connect();
   Segment b = other.attach("shared");
   const std::uint64_t old_id = a.id();
@@ -535,7 +535,7 @@ TEST_F(LifetimeTest, DestroyWhileAttachedKeepsMappingsValidAndFreesTheName) {
   EXPECT_EQ(a.meta(), json::object());
 
   // The name can be created anew: a different segment, not the old pages.
-  Segment fresh = other.create("shared", DType::int64, {16});
+  Segment fresh = other.create("shared", {16}, DType::int64);
   EXPECT_NE(fresh.id(), old_id);
   EXPECT_EQ(fresh.view<std::int64_t>()(3), 0);
   fresh.view<std::int64_t>()(3) = 99;
@@ -552,7 +552,7 @@ TEST_F(LifetimeTest, DestroyWhileAttachedKeepsMappingsValidAndFreesTheName) {
 TEST_F(LifetimeTest, TensorViewOutlivesItsSegment) {
   std::optional<TensorView<float>> kept;
   {
-    Segment s = client().create("kept", DType::float32, {4});
+    Segment s = client().create("kept", {4}, DType::float32);
     kept.emplace(s.view<float>());
     (*kept)(2) = 1.5f;
   }  // Segment closed here
@@ -572,7 +572,7 @@ TEST_F(LifetimeTest, TensorViewOutlivesItsSegment) {
 }
 
 TEST_F(LifetimeTest, ClosedSegmentThrowsClosed) {
-  Segment s = client().create("closing", DType::uint8, {4});
+  Segment s = client().create("closing", {4}, DType::uint8);
   s.close();
   EXPECT_FALSE(s.is_open());
   EXPECT_FALSE(s.writable());
@@ -586,7 +586,7 @@ TEST_F(LifetimeTest, ClosedSegmentThrowsClosed) {
 
 TEST_F(LifetimeTest, ClosedClientFailsWithDaemonUnavailableButMappingsStay) {
   Client other = connect();
-  Segment s = other.create("orphan", DType::uint16, {2});
+  Segment s = other.create("orphan", {2}, DType::uint16);
   auto v = s.view<std::uint16_t>();
   other.close();
   EXPECT_ERRC(other.list(), Errc::daemon_unavailable);
@@ -621,7 +621,7 @@ TEST(ConnectTest, NoDaemonAtThePathThrowsDaemonUnavailable) {
 }
 
 TEST_F(DaemonRobustnessTest, SecondDaemonOnTheSameSocketRefusesToStart) {
-  Segment s = client().create("first", DType::uint8, {4});
+  Segment s = client().create("first", {4}, DType::uint8);
   s.view<std::uint8_t>()(0) = 9;
 
   DaemonProcess second(socket_path(), dir() + "/second.log");
@@ -650,7 +650,7 @@ void expect_error_or_hangup(RawConnection& raw, Errc code) {
 }
 
 TEST_F(DaemonRobustnessTest, GarbageFramesGetAnErrorOrAHangupAndTheDaemonKeepsServing) {
-  Segment s = client().create("survivor", DType::uint8, {4});
+  Segment s = client().create("survivor", {4}, DType::uint8);
 
   {  // A length prefix past every limit.
     RawConnection raw(socket_path());
@@ -714,7 +714,7 @@ TEST_F(DaemonRobustnessTest, GarbageFramesGetAnErrorOrAHangupAndTheDaemonKeepsSe
   // Everyone else is still served: the old connection and a new one.
   EXPECT_THAT(names_of(client().list()), ElementsAre("survivor"));
   Client fresh = connect();
-  Segment t = fresh.create("after-garbage", DType::uint8, {4});
+  Segment t = fresh.create("after-garbage", {4}, DType::uint8);
   s.view<std::uint8_t>()(0) = 1;
   EXPECT_EQ(fresh.attach("survivor").view<std::uint8_t>()(0), 1);
   EXPECT_EQ(fresh.stats().pid, daemon().pid());

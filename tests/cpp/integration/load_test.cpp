@@ -162,7 +162,7 @@ std::int64_t pattern(std::uint64_t seed, std::int64_t i) {
 std::optional<std::string> run_cycle(Client& creator, Client& attacher, const std::string& name,
                                      std::uint64_t seed) {
   try {
-    Segment created = creator.create(name, DType::int64, {kElements});
+    Segment created = creator.create(name, {kElements}, DType::int64);
     Segment attached = attacher.attach(name);
     if (attached.id() != created.id()) return name + ": attached a different segment id";
     if (attached.data() == created.data()) return name + ": attach returned the same mapping";

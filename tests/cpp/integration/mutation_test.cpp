@@ -42,8 +42,9 @@ using RobustLockTest = bridge::testing::DaemonTest;
 using WaitTest = bridge::testing::DaemonTest;
 using WriteGuardTest = bridge::testing::DaemonTest;
 
+// The segment's sync words (the Segment keeps the mapping alive).
 const SyncBlock& sync_of(const Segment& segment) {
-  return reinterpret_cast<const SegmentHeader*>(segment.mapping()->data())->sync;
+  return detail::SegmentAccess::state(segment)->sync();
 }
 
 // Processes registered as waiting for a newer version (or for a quiet seq).
@@ -100,7 +101,7 @@ bool killed_by(int status, int sig) {
 
 TEST_F(WriterLockTest, TwoProcessesTimes10000LockedIncrementsGiveExactly20000) {
   constexpr int kPerWriter = 10'000;
-  Segment seg = client().create("counter", DType::int64, {1});
+  Segment seg = client().create("counter", {1}, DType::int64);
   const std::uint64_t v0 = seg.version();
   SignalPipe ready, go;
   auto writer = [&] {
@@ -135,7 +136,7 @@ TEST_F(WriterLockTest, TwoProcessesTimes10000LockedIncrementsGiveExactly20000) {
 // the same counter: none of their bumps may be lost.
 TEST_F(WriterLockTest, LockedAndLocklessCommitsAreAllCounted) {
   constexpr int kEach = 50'000;
-  Segment seg = client().create("mixed", DType::int64, {1});
+  Segment seg = client().create("mixed", {1}, DType::int64);
   const std::uint64_t v0 = seg.version();
   SignalPipe ready, go;
   auto committer = [&](bool locked) {
@@ -148,7 +149,7 @@ TEST_F(WriterLockTest, LockedAndLocklessCommitsAreAllCounted) {
         if (locked) {
           s.write().commit();
         } else {
-          s.commit();
+          s.mark_changed();
         }
       }
       return 0;
@@ -190,7 +191,7 @@ int pattern_writer(Client own, SignalPipe& started, SignalPipe& stop, std::uint6
 
 TEST_F(SeqlockTest, SnapshotsNeverMixTwoWritesAndReadGuardsFlagOverlaps) {
   Segment seg =
-      client().create("pattern", DType::uint32, {static_cast<std::int64_t>(kPatternElements)});
+      client().create("pattern", {static_cast<std::int64_t>(kPatternElements)}, DType::uint32);
   const std::uint64_t v0 = seg.version();
   SignalPipe started, stop;
   // Writes take a few hundred µs; the varying gaps after them let some
@@ -250,7 +251,7 @@ TEST_F(SeqlockTest, SnapshotsNeverMixTwoWritesAndReadGuardsFlagOverlaps) {
 // must then give up at about its deadline rather than retry forever.
 TEST_F(SeqlockTest, SnapshotIsNotStarvedByAWriterThatNeverPauses) {
   Segment seg =
-      client().create("pattern", DType::uint32, {static_cast<std::int64_t>(kPatternElements)});
+      client().create("pattern", {static_cast<std::int64_t>(kPatternElements)}, DType::uint32);
   const std::uint64_t v0 = seg.version();
   SignalPipe started, stop;
   // No gap between writes: a seqlock copy alone would never find a quiet
@@ -277,7 +278,7 @@ TEST_F(SeqlockTest, SnapshotIsNotStarvedByAWriterThatNeverPauses) {
 
 TEST_F(SeqlockTest, SnapshotTimesOutByItsDeadlineWhileAWriteNeverEnds) {
   Segment seg =
-      client().create("pattern", DType::uint32, {static_cast<std::int64_t>(kPatternElements)});
+      client().create("pattern", {static_cast<std::int64_t>(kPatternElements)}, DType::uint32);
   WriteGuard held = seg.write();  // this thread holds the lock: nobody can copy
   SignalPipe result;
   ChildProcess reader([&] {
@@ -314,7 +315,7 @@ int half_writer(Client own, const SignalPipe& holding) {
 
 // The segment "robust" with version 1 holding 7 everywhere.
 Segment make_robust_segment(Client& client) {
-  Segment seg = client.create("robust", DType::uint32, {1024});
+  Segment seg = client.create("robust", {1024}, DType::uint32);
   WriteGuard g = seg.write();
   for (auto& x : g.view<std::uint32_t>().flat()) x = 7;
   g.commit();
@@ -434,7 +435,7 @@ TEST_F(RobustLockTest, SnapshotTimesOutWhileADeadWritersWriteIsUnrepaired) {
 // ---- waiting for a newer version ----------------------------------------------------------
 
 TEST_F(WaitTest, WakesOnCommitsFromAnotherProcessAndReturnsTheNewVersion) {
-  Segment seg = client().create("ticks", DType::int32, {4});
+  Segment seg = client().create("ticks", {4}, DType::int32);
   const std::uint64_t v0 = seg.version();
   SignalPipe again;
   ChildProcess committer([&] {
@@ -443,7 +444,7 @@ TEST_F(WaitTest, WakesOnCommitsFromAnotherProcessAndReturnsTheNewVersion) {
     // Commit only once the parent is registered as a waiter (past its spin,
     // about to sleep or asleep): the commit must wake it.
     CHILD_CHECK(spin_until([&] { return waiters(s) > 0; }), 2);
-    CHILD_CHECK(s.commit() == v0 + 1, 3);
+    CHILD_CHECK(s.mark_changed() == v0 + 1, 3);
     CHILD_CHECK(again.receive() == 'a', 4);  // the parent's first wait has returned
     CHILD_CHECK(spin_until([&] { return waiters(s) > 0; }), 5);
     WriteGuard g = s.write();
@@ -460,7 +461,7 @@ TEST_F(WaitTest, WakesOnCommitsFromAnotherProcessAndReturnsTheNewVersion) {
 }
 
 TEST_F(WaitTest, WaiterInAnotherProcessWakesOnThisProcessesCommit) {
-  Segment seg = client().create("ticks", DType::int32, {4});
+  Segment seg = client().create("ticks", {4}, DType::int32);
   const std::uint64_t v0 = seg.version();
   ChildProcess waiter([&] {
     Client own = connect();
@@ -469,19 +470,19 @@ TEST_F(WaitTest, WaiterInAnotherProcessWakesOnThisProcessesCommit) {
     return 0;
   });
   ASSERT_TRUE(spin_until([&] { return waiters(seg) > 0; }));
-  EXPECT_EQ(seg.commit(), v0 + 1);
+  EXPECT_EQ(seg.mark_changed(), v0 + 1);
   EXPECT_TRUE(waiter.succeeded());
 }
 
 TEST_F(WaitTest, ReturnsAtOnceWhenAlreadyNewer) {
-  Segment seg = client().create("ticks", DType::int32, {4});
-  const std::uint64_t v = seg.commit();
+  Segment seg = client().create("ticks", {4}, DType::int32);
+  const std::uint64_t v = seg.mark_changed();
   EXPECT_EQ(seg.wait(v - 1, 0ms), v);
   EXPECT_EQ(seg.wait(v - 1), v);
 }
 
 TEST_F(WaitTest, TimesOutWithTimeoutAfterTheTimeoutNotBefore) {
-  Segment seg = client().create("ticks", DType::int32, {4});
+  Segment seg = client().create("ticks", {4}, DType::int32);
   const std::uint64_t v = seg.version();
   for (const auto timeout : {50ms, 300ms}) {
     const auto start = Clock::now();
@@ -494,7 +495,7 @@ TEST_F(WaitTest, TimesOutWithTimeoutAfterTheTimeoutNotBefore) {
 }
 
 TEST_F(WaitTest, BlockedWaitBurnsAlmostNoCpu) {
-  Segment seg = client().create("ticks", DType::int32, {4});
+  Segment seg = client().create("ticks", {4}, DType::int32);
   timespec cpu0{}, cpu1{};
   ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu0);
   const auto start = Clock::now();
@@ -508,7 +509,7 @@ TEST_F(WaitTest, BlockedWaitBurnsAlmostNoCpu) {
 }
 
 TEST_F(WaitTest, CancelledWaitReturnsPromptlyWithClosed) {
-  Segment seg = client().create("ticks", DType::int32, {4});
+  Segment seg = client().create("ticks", {4}, DType::int32);
   const std::uint64_t v = seg.version();
   std::atomic<bool> cancelled{false};
   std::optional<Errc> code;
@@ -535,7 +536,7 @@ TEST_F(WaitTest, CancelledWaitReturnsPromptlyWithClosed) {
 // ---- WriteGuard -------------------------------------------------------------------------
 
 TEST_F(WriteGuardTest, DestructorCommitsAndRecordsTheWriter) {
-  Segment seg = client().create("guarded", DType::int32, {4});
+  Segment seg = client().create("guarded", {4}, DType::int32);
   const std::uint64_t v = seg.version();
   const std::int64_t before = unix_ns_now();
   {
@@ -555,7 +556,7 @@ TEST_F(WriteGuardTest, DestructorCommitsAndRecordsTheWriter) {
 }
 
 TEST_F(WriteGuardTest, ExceptionUnwindingThroughTheGuardAborts) {
-  Segment seg = client().create("guarded", DType::int32, {4});
+  Segment seg = client().create("guarded", {4}, DType::int32);
   const std::uint64_t v = seg.version();
   try {
     WriteGuard g = seg.write();
@@ -571,7 +572,7 @@ TEST_F(WriteGuardTest, ExceptionUnwindingThroughTheGuardAborts) {
 }
 
 TEST_F(WriteGuardTest, CommitTwiceThrowsClosedAndEndedGuardsDoNothing) {
-  Segment seg = client().create("guarded", DType::int32, {4});
+  Segment seg = client().create("guarded", {4}, DType::int32);
   const std::uint64_t v = seg.version();
   {
     WriteGuard g = seg.write();
@@ -598,7 +599,7 @@ TEST_F(WriteGuardTest, CommitTwiceThrowsClosedAndEndedGuardsDoNothing) {
 }
 
 TEST_F(WriteGuardTest, WriteTimesOutWhileAnotherProcessHoldsTheLockAndCommitNeedsNoLock) {
-  Segment seg = client().create("guarded", DType::int32, {4});
+  Segment seg = client().create("guarded", {4}, DType::int32);
   const std::uint64_t v = seg.version();
   SignalPipe holding, release;
   ChildProcess holder([&] {
@@ -620,7 +621,7 @@ TEST_F(WriteGuardTest, WriteTimesOutWhileAnotherProcessHoldsTheLockAndCommitNeed
   EXPECT_LT(waited, 1100ms);
 
   // Segment::commit does not take the lock: it succeeds while it is held.
-  EXPECT_EQ(seg.commit(), v + 1);
+  EXPECT_EQ(seg.mark_changed(), v + 1);
   EXPECT_EQ(seg.last_writer_pid(), ::getpid());
 
   release.send('r');
@@ -633,11 +634,11 @@ TEST_F(WriteGuardTest, WriteTimesOutWhileAnotherProcessHoldsTheLockAndCommitNeed
 }
 
 TEST_F(WriteGuardTest, ClosedSegmentsRefuseMutation) {
-  Segment seg = client().create("guarded", DType::int32, {4});
+  Segment seg = client().create("guarded", {4}, DType::int32);
   Segment other = client().attach("guarded");
   other.close();
   EXPECT_ERRC(other.write(), Errc::closed);
-  EXPECT_ERRC(other.commit(), Errc::closed);
+  EXPECT_ERRC(other.mark_changed(), Errc::closed);
   EXPECT_ERRC(other.wait(0, 0ms), Errc::closed);
   EXPECT_ERRC(other.snapshot(), Errc::closed);
 }

@@ -35,7 +35,10 @@
 #include <vector>
 
 #include "bridge/client.hpp"
-#include "bridge/os/unique_fd.hpp"
+#include "bridge/detail/layout.hpp"
+#include "bridge/detail/os/unique_fd.hpp"
+#include "bridge/detail/protocol.hpp"
+#include "bridge/detail/segment_state.hpp"
 
 #ifndef BRIDGED_PATH
 #error "BRIDGED_PATH must name the bridged executable (set by tests/cpp/CMakeLists.txt)"
@@ -239,6 +242,16 @@ class DaemonTest : public ::testing::Test {
       std::error_code ignored;
       std::filesystem::remove_all(dir_, ignored);
     }
+  }
+
+  /// Stops the daemon with `sig` and starts a new one on the same socket
+  /// (its log is appended to the same file).
+  void restart_daemon(int sig = SIGTERM) {
+    daemon_->stop(sig);
+    daemon_.emplace(socket_path_, dir_ + "/bridged.log", daemon_args());
+    ASSERT_TRUE(daemon_->wait_ready())
+        << "bridged failed to restart (" << describe_wait_status(daemon_->wait()) << "):\n"
+        << daemon_->log();
   }
 
   /// Extra bridged arguments for every test of a fixture, e.g.

@@ -21,8 +21,8 @@
 #include <string_view>
 #include <thread>
 
-#include "bridge/os/unix_socket.hpp"
-#include "bridge/protocol.hpp"
+#include "bridge/detail/os/unix_socket.hpp"
+#include "bridge/detail/protocol.hpp"
 
 namespace bridge::testing {
 

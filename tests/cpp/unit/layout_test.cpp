@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // The on-shm layout: array geometry, segment names, header validation and the
 // two metadata slots. Headers are built in ordinary (aligned) heap buffers.
-#include "bridge/layout.hpp"
+#include "bridge/detail/layout.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // The wire protocol: framing, payload decoding, every message struct, the
 // request/reply envelope, and golden frames shared with other languages.
-#include "bridge/protocol.hpp"
+#include "bridge/detail/protocol.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -337,6 +337,7 @@ TEST(MessageRoundTripTest, StatsReply) {
                          600,
                          "/shmbridge.abc.",
                          7,
+                         1,
                          {{"broken", "bad header checksum"}}};
   const StatsReply back = round_trip(stats);
   EXPECT_EQ(back.pid, 4242);
@@ -813,6 +814,7 @@ std::vector<Golden> golden_messages() {
                                                     9,
                                                     "/shmbridge.1a2b3c4d.",
                                                     3,
+                                                    1,
                                                     {{"old", "bad header checksum"}}})},
       {"grant_request.json",
        make_request(11, Op::grant, GrantRequest{"frames", 1001, Access::read})},

@@ -34,6 +34,7 @@
 #include <string_view>
 #include <vector>
 
+#include "bridge/catalog.hpp"
 #include "bridge/dtype.hpp"
 #include "bridge/error.hpp"
 
@@ -82,46 +83,22 @@ json decode_payload(std::string_view payload);
 
 // ---- messages -------------------------------------------------------------
 
-/// What a user other than a segment's owner may do with it ("none", "read",
-/// "write" on the wire). read: attach with a read-only mapping. write: attach
-/// read-write (so also take the writer lock), set metadata, destroy.
-/// Granting is the owner's (and the daemon's user's) alone.
-enum class Access { none, read, write };
-std::string_view to_string(Access access) noexcept;
-std::optional<Access> access_from_string(std::string_view name) noexcept;
-
-struct Grant {
-  std::uint32_t uid = 0;
-  Access access = Access::none;
-};
-
-/// What the daemon knows about a segment; the reply to create/attach/info and
-/// each element of list. `meta` is filled for create/attach/info replies.
-struct SegmentInfo {
-  std::string name;
-  std::uint64_t id = 0;  ///< "segment_id" on the wire; distinguishes re-creations of one name
-  DType dtype = DType::uint8;
-  std::vector<std::int64_t> shape;
-  std::vector<std::int64_t> strides;  ///< bytes
-  std::uint64_t nbytes = 0;           ///< array bytes
-  std::uint64_t total_bytes = 0;      ///< shm object bytes (header + metadata + array)
-  std::uint64_t version = 0;
-  std::uint64_t meta_version = 0;
-  std::uint32_t attached = 0;  ///< clients attached now
-  std::uint32_t owner_uid = 0;
-  std::int64_t created_unix_ms = 0;
-  std::vector<Grant> grants;  ///< users other than the owner who may use it
-  std::optional<json> meta;
-};
+// The values the public API returns (bridge/catalog.hpp), under the names
+// the wire uses.
+using bridge::Access;
+using bridge::access_from_string;
+using bridge::Event;
+using bridge::event_kind_from_string;
+using bridge::EventKind;
+using bridge::Grant;
+using bridge::SegmentInfo;
+using bridge::to_string;
+using HelloReply = bridge::DaemonInfo;
+using StatsReply = bridge::DaemonStats;
 
 struct HelloRequest {
   std::uint32_t protocol = kProtocolVersion;
   std::string client;  ///< free text, e.g. "pybridge 0.1.0"
-};
-struct HelloReply {
-  std::uint32_t protocol = kProtocolVersion;
-  std::string daemon;  ///< e.g. "bridged 0.1.0"
-  std::int64_t pid = 0;
 };
 struct CreateRequest {
   std::string name;
@@ -151,26 +128,6 @@ struct GrantRequest {
 struct ListReply {
   std::vector<SegmentInfo> segments;
 };
-struct StatsReply {
-  std::int64_t pid = 0;
-  std::string daemon;
-  double uptime_s = 0;
-  std::uint64_t segments = 0;
-  std::uint64_t bytes = 0;  ///< total shm bytes of all segments
-  std::uint64_t clients = 0;
-  std::uint64_t attachments = 0;
-  std::uint64_t requests = 0;
-  std::string shm_prefix;     ///< every segment's shm object is named shm_prefix + name
-  std::uint64_t refused = 0;  ///< connections refused (too many clients)
-  /// Shm objects under the prefix whose header did not validate: never
-  /// served, left in place for inspection; `destroy` by the daemon's user
-  /// (or root) removes one.
-  struct Quarantined {
-    std::string name;
-    std::string reason;
-  };
-  std::vector<Quarantined> quarantined;
-};
 
 /// Asks for events on this connection: every segment's, or one name's (which
 /// need not exist yet). {"name": NAME} or {}.
@@ -178,38 +135,14 @@ struct SubscribeRequest {
   std::optional<std::string> name;
 };
 
-/// What happened to a segment.
-/// - created, destroyed, meta_changed: a request did it; `pid` is the caller's.
-/// - committed: a process committed in shared memory (no request involved);
-///   `version` is the latest one when the daemon delivered the event (commits
-///   in between are coalesced), `pid` the last writer's, `time_unix_ms` the
-///   last commit's.
-enum class EventKind { created, destroyed, meta_changed, committed };
 inline constexpr EventKind kAllEventKinds[] = {EventKind::created, EventKind::destroyed,
                                                EventKind::meta_changed, EventKind::committed};
-std::string_view to_string(EventKind kind) noexcept;
-std::optional<EventKind> event_kind_from_string(std::string_view name) noexcept;
-
-/// One event frame (no envelope: no "id", no "ok").
-struct Event {
-  EventKind kind = EventKind::created;  ///< "event" on the wire
-  std::string name;
-  std::uint64_t segment_id = 0;
-  std::uint64_t version = 0;  ///< the data version when the event was made
-  std::uint64_t meta_version = 0;
-  std::int64_t pid = 0;
-  std::int64_t time_unix_ms = 0;
-};
 
 // Every struct converts both ways. from_json throws Error(protocol_error)
 // naming the missing or mistyped field; values are range-checked by the
 // daemon's validation, not here.
-void to_json(json& j, const SegmentInfo& v);
-void from_json(const json& j, SegmentInfo& v);
 void to_json(json& j, const HelloRequest& v);
 void from_json(const json& j, HelloRequest& v);
-void to_json(json& j, const HelloReply& v);
-void from_json(const json& j, HelloReply& v);
 void to_json(json& j, const CreateRequest& v);
 void from_json(const json& j, CreateRequest& v);
 void to_json(json& j, const NameRequest& v);
@@ -222,14 +155,8 @@ void to_json(json& j, const ListReply& v);
 void from_json(const json& j, ListReply& v);
 void to_json(json& j, const GrantRequest& v);
 void from_json(const json& j, GrantRequest& v);
-void to_json(json& j, const StatsReply& v);
-void from_json(const json& j, StatsReply& v);
 void to_json(json& j, const SubscribeRequest& v);
 void from_json(const json& j, SubscribeRequest& v);
-void to_json(json& j, const Event& v);
-/// Throws Error(protocol_error) for an unknown kind too: a client that meets
-/// a kind from a newer daemon should know it missed something.
-void from_json(const json& j, Event& v);
 
 // ---- envelope -------------------------------------------------------------
 

@@ -7,17 +7,24 @@
 // the new daemon knows who uses which segment. A request interrupted by the
 // daemon's death fails with daemon_unavailable and is not retried (it may or
 // may not have taken effect); the next call reconnects.
+//
+// Detaches never wait: detach_async queues the request and sends it at once
+// if the socket is free (without blocking), else the next call sends it
+// first. Their replies are read and dropped whenever they arrive.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "bridge/os/unique_fd.hpp"
-#include "bridge/protocol.hpp"
+#include "bridge/catalog.hpp"
+#include "bridge/detail/os/unique_fd.hpp"
+#include "bridge/detail/protocol.hpp"
 
 namespace bridge::detail {
 
@@ -37,7 +44,9 @@ class Connection {
 
   /// Bookkeeping of live Segments, for re-attaching after a reconnect.
   void note_attached(const std::string& name, std::uint64_t id);
-  void note_detached(const std::string& name, std::uint64_t id);
+  /// Forgets one attachment of segment `id` and tells the daemon without
+  /// waiting: never blocks, whatever the daemon or other threads are doing.
+  void detach_async(const std::string& name, std::uint64_t id) noexcept;
 
   /// Closes the connection for good: later calls fail with daemon_unavailable.
   void close();
@@ -45,31 +54,41 @@ class Connection {
   /// a stream that reads it directly after a `subscribe`.
   os::UniqueFd release_fd();
   const std::string& socket_path() const noexcept { return socket_path_; }
-  const protocol::HelloReply& hello() const noexcept { return hello_; }
+  protocol::HelloReply hello() const;
   /// How many times this connection has connected again after losing the daemon.
-  std::uint64_t reconnects() const noexcept { return reconnects_; }
+  std::uint64_t reconnects() const;
 
  private:
   /// A new socket, hello, and re-attaching what is held. Throws Error.
   void connect_locked();
-  /// Whether the daemon has hung up (the socket is readable with no request
-  /// outstanding: EOF, or an id-0 goodbye).
-  bool hung_up_locked() const;
+  /// Reads what the daemon sent unasked (replies to detaches, a goodbye) and
+  /// returns whether it hung up (EOF, or an id-0 goodbye).
+  bool drain_locked();
   /// The socket's poll revents for `events` right now (0 if none).
   short poll_now_locked(short events) const;
   /// Reads one whole frame and decodes it; descriptors that came with it go to `fds`.
   protocol::json read_frame_locked(std::vector<os::UniqueFd>& fds);
+  /// Sends queued detaches (and the rest of a partly sent one): all of it
+  /// when `block`, else as much as the socket takes now.
+  void flush_locked(bool block);
   Reply exchange_locked(protocol::Op op, const protocol::json& body);
 
-  std::mutex mutex_;
-  std::string socket_path_;
-  std::string client_name_;
+  const std::string socket_path_;
+  const std::string client_name_;
+
+  mutable std::mutex mutex_;  ///< the socket and everything below up to `book_`
   os::UniqueFd fd_;
   bool closed_ = false;
   std::uint64_t next_id_ = 1;
-  std::uint64_t reconnects_ = 0;
+  std::atomic<std::uint64_t> reconnects_{0};
   protocol::HelloReply hello_;
+  std::string outbox_;              ///< detach frames not yet (fully) sent
+  std::set<std::uint64_t> unread_;  ///< ids of sent detaches whose replies are dropped
+
+  /// Guards what close() touches, so it never waits for a call in progress.
+  mutable std::mutex book_;
   std::map<std::pair<std::string, std::uint64_t>, std::uint32_t> attached_;
+  std::vector<protocol::DetachRequest> pending_detaches_;
 };
 
 }  // namespace bridge::detail

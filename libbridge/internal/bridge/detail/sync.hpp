@@ -9,13 +9,17 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <span>
 
-#include "bridge/layout.hpp"
+#include "bridge/detail/layout.hpp"
 
 namespace bridge::sync {
 
 using Clock = std::chrono::steady_clock;
 using Deadline = std::optional<Clock::time_point>;
+/// Flags that end a wait with Error(closed) once one of them is true (set it,
+/// then wake the waiters).
+using StopFlags = std::span<const std::atomic<bool>* const>;
 
 /// A deadline `timeout` from now; nullopt (wait forever) for nullopt.
 Deadline deadline_after(std::optional<std::chrono::nanoseconds> timeout);
@@ -38,18 +42,18 @@ void wake_waiters(SyncBlock& sync);
 
 /// Blocks until the version is > `newer_than` and returns it. Spins briefly,
 /// then sleeps on the futex. Throws Error(timeout) at the deadline, and
-/// Error(closed) when `cancelled` becomes true (set it, then wake_waiters).
+/// Error(closed) when one of `stop` becomes true (set it, then wake_waiters).
 ///
 /// `read_only`: the caller's mapping is read-only, so it cannot count itself
 /// in `waiters`; it relies on `always_wake` (set by the daemon for such
 /// segments) and re-checks every few milliseconds in case it is not set.
 std::uint64_t wait_for_version(SyncBlock& sync, std::uint64_t newer_than, const Deadline& deadline,
-                               const std::atomic<bool>* cancelled = nullptr,
-                               bool read_only = false);
+                               StopFlags stop = {}, bool read_only = false);
 
 /// Blocks until no locked write is in progress (seq even) and returns seq.
 /// Throws Error(timeout) at the deadline (a writer that died mid-write keeps
-/// seq odd until the next writer finishes).
-std::uint64_t wait_for_quiescent(SyncBlock& sync, const Deadline& deadline, bool read_only = false);
+/// seq odd until the next writer finishes), Error(closed) as wait_for_version.
+std::uint64_t wait_for_quiescent(SyncBlock& sync, const Deadline& deadline, bool read_only = false,
+                                 StopFlags stop = {});
 
 }  // namespace bridge::sync

@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "bridge/os/unique_fd.hpp"
+#include "bridge/detail/os/unique_fd.hpp"
 
 namespace bridge::os {
 

@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: MIT
+//
+// Re-adoption: what a daemon starting on a socket finds in /dev/shm under
+// that socket's prefix, left by an earlier daemon. Whole segments whose
+// header validates are adopted; staging objects of creates that never
+// completed are removed (nobody was told of them); anything else is
+// quarantined: listed, never served, left untouched for inspection.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bridge/detail/layout.hpp"
+#include "bridge/detail/os/mapping.hpp"
+#include "shm_object.hpp"
+
+namespace bridged {
+
+/// Creates are built under shm_prefix + kStagingInfix + random hex and renamed
+/// into place once whole. Segment names never start with '.', so these can
+/// never be mistaken for one.
+inline constexpr const char* kStagingInfix = ".creating.";
+
+/// A shm object under the daemon's prefix that is not served: its header did
+/// not validate (at start, or when a client attached). Left in place for
+/// inspection; destroy (by the daemon's user or root) removes it.
+struct Quarantined {
+  std::string shm_name;
+  std::string name;
+  std::string reason;
+};
+
+/// A segment found intact in /dev/shm.
+struct FoundSegment {
+  ShmObject shm;
+  /// Header, metadata slots and sync page (everything before the data).
+  std::shared_ptr<bridge::os::Mapping> header_mapping;
+  bridge::ArrayLayout layout;
+  std::string name;
+  std::uint64_t id;
+  std::uint32_t claimed_owner_uid;  ///< from the header: a hint, never trusted
+  std::int64_t created_unix_ms;
+};
+
+struct Found {
+  std::vector<FoundSegment> segments;
+  std::vector<Quarantined> quarantined;
+};
+
+/// Scans /dev/shm for `shm_prefix`, removing staging leftovers.
+Found find_segments(const std::string& shm_prefix);
+
+}  // namespace bridged
