@@ -12,7 +12,8 @@ JOBS    ?= $(shell nproc)
 CMAKE_FLAGS := -G Ninja -DBRIDGE_WERROR=ON
 # tests/cpp/integration/load_test.cpp under a sanitizer (10-100x slower): fewer
 # connections and cycles, a shorter soak.
-SAN_LOAD := SHMBRIDGE_LOAD_CLIENTS=20 SHMBRIDGE_LOAD_CYCLES=50 SHMBRIDGE_SOAK_SECONDS=5
+SAN_LOAD := SHMBRIDGE_LOAD_CLIENTS=20 SHMBRIDGE_LOAD_CYCLES=50 SHMBRIDGE_SOAK_SECONDS=5 \
+            SHMBRIDGE_RACE_ROUNDS=20 SHMBRIDGE_TIME_SCALE=10
 
 .PHONY: all deps build demo test test-cpp test-asan test-tsan fuzz install-py format format-check clean bench
 
@@ -70,7 +71,8 @@ test-asan: build
 test-tsan: deps
 	@cmake -S . -B $(TSAN) $(CMAKE_FLAGS) -DCMAKE_BUILD_TYPE=Debug \
 	  -DBRIDGE_SANITIZE=thread -DCMAKE_CXX_FLAGS=-Wno-tsan >/dev/null
-	@cmake --build $(TSAN) -j $(JOBS) --target bridged mutation_test events_test load_test
+	@cmake --build $(TSAN) -j $(JOBS) --target bridged mutation_test events_test load_test \
+	  segment_threads_test
 	@TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp" $(SAN_LOAD) \
 	  setarch $$(uname -m) -R ctest --test-dir $(TSAN) --output-on-failure -j 2 -L concurrency
 

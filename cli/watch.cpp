@@ -121,6 +121,12 @@ int watch_segment(const Context& ctx, const WatchOptions& options) {
       version = segment.wait(seen, timeout, g_interrupted);
     } catch (const bridge::Error& e) {
       if (e.code() == bridge::Errc::closed && g_interrupted.load()) return 0;
+      if (e.code() == bridge::Errc::not_found) {
+        throw bridge::Error(bridge::Errc::not_found, "'" + segment.name() +
+                                                         "' was destroyed while being watched "
+                                                         "(last version " +
+                                                         std::to_string(seen) + ")");
+      }
       if (e.code() == bridge::Errc::timeout) {
         throw bridge::Error(bridge::Errc::timeout, "no new version of '" + segment.name() +
                                                        "' within " +

@@ -29,7 +29,7 @@ namespace bridged {
 namespace {
 
 bridge::SyncBlock& sync_of(const bridge::os::Mapping& header) {
-  return reinterpret_cast<bridge::SegmentHeader*>(header.data())->sync;
+  return bridge::sync_at(header.data());
 }
 
 timespec monotonic_after(std::chrono::nanoseconds delay) {

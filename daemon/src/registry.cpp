@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "bridge/detail/sync.hpp"
 #include "bridge/error.hpp"
 #include "fault.hpp"
 #include "log.hpp"
@@ -96,7 +97,7 @@ protocol::SegmentInfo Registry::describe(const Segment& segment, bool with_meta)
   info.strides = segment.layout.strides;
   info.nbytes = segment.layout.nbytes;
   info.total_bytes = segment.layout.total_bytes;
-  info.version = segment.header().sync.version.load(std::memory_order_acquire);
+  info.version = segment.sync().version.load(std::memory_order_acquire);
   const std::byte* base = segment.header_mapping->data();
   info.meta_version = bridge::read_meta_version(base);
   info.attached = static_cast<std::uint32_t>(segment.attachments.size());
@@ -139,19 +140,17 @@ Registry::Opened Registry::create(const Caller& caller, const protocol::CreateRe
   char staging_suffix[24];
   std::snprintf(staging_suffix, sizeof staging_suffix, "%016llx",
                 static_cast<unsigned long long>(random_()));
-  ShmObject shm =
-      ShmObject::create(shm_prefix_ + kStagingInfix + staging_suffix, layout.total_bytes,
-                        bridge::kHeaderBytes + bridge::kMetaSlotBytes);
+  ShmObject shm = ShmObject::create(shm_prefix_ + kStagingInfix + staging_suffix,
+                                    layout.total_bytes, bridge::kDataOffset);
   fault_point("create:sized");
   try {
     shm.reserve(bridge::kDataOffset, layout.nbytes);
     fault_point("create:reserved");
     auto mapping = std::make_shared<bridge::os::Mapping>(
         bridge::os::Mapping::map(shm.fd(), bridge::kDataOffset, true));
-    auto& header = *reinterpret_cast<bridge::SegmentHeader*>(mapping->data());
     const std::uint64_t id = new_segment_id();
     const std::int64_t created = now_unix_ms();
-    bridge::init_header(header, request.name, id, layout, caller.uid, created);
+    bridge::init_segment(mapping->data(), request.name, id, layout, caller.uid, created);
     bridge::write_meta(mapping->data(), text);
     fault_point("create:written");
     shm.publish(shm_name);
@@ -192,7 +191,7 @@ Registry::Opened Registry::attach(const Caller& caller, const std::string& name)
       segment.read_only_fd = bridge::os::UniqueFd(segment.shm.open_read_only());
       // Read-only waiters cannot count themselves in `waiters`: committers
       // must always wake.
-      segment.header().sync.always_wake.store(1, std::memory_order_seq_cst);
+      segment.sync().always_wake.store(1, std::memory_order_seq_cst);
     }
     fd = segment.read_only_fd.get();
   }
@@ -234,6 +233,7 @@ void Registry::destroy(const Caller& caller, const std::string& name) {
   require(segment, caller, protocol::Access::write, "destroy");
   fault_point("destroy:unlinking");
   segment.shm.unlink();
+  mark_destroyed(segment);
   fault_point("destroy:unlinked");
   log_info("destroyed '" + name + "' for pid " + std::to_string(caller.pid) + " (" +
            std::to_string(segment.attachments.size()) +
@@ -286,7 +286,7 @@ protocol::SegmentInfo Registry::set_meta(const Caller& caller, const std::string
   require(segment, caller, protocol::Access::write, "set the metadata of");
   // Reserved at create already; checked again (a no-op then) so that a
   // full /dev/shm could only ever be a no_space error here, never a SIGBUS.
-  segment.shm.reserve(bridge::kHeaderBytes, 2 * bridge::kMetaSlotBytes);
+  segment.shm.reserve(bridge::kMetaOffset, bridge::kMetaSlots * bridge::kMetaSlotBytes);
   bridge::write_meta(segment.header_mapping->data(), text);
   emit(make_commit_event(segment), segment);  // earlier commits first, as for destroy
   emit(make_event(protocol::EventKind::meta_changed, segment, caller.pid, now_unix_ms()), segment);
@@ -388,8 +388,17 @@ void Registry::disconnect(ClientId client) {
   for (auto& [name, segment] : segments_) segment->attachments.erase(client);
 }
 
+void Registry::mark_destroyed(const Segment& segment) {
+  // Mappings still held see it, and waits on them end (not_found).
+  segment.sync().destroyed.store(1, std::memory_order_release);
+  bridge::sync::wake_waiters(segment.sync());
+}
+
 void Registry::remove_all() {
-  for (const auto& [name, segment] : segments_) segment->shm.unlink();
+  for (const auto& [name, segment] : segments_) {
+    segment->shm.unlink();
+    mark_destroyed(*segment);
+  }
   segments_.clear();
   for (const Quarantined& q : quarantined_) ShmObject::unlink_name(q.shm_name);
   quarantined_.clear();
@@ -402,7 +411,7 @@ protocol::Event Registry::make_event(protocol::EventKind kind, const Segment& se
   event.kind = kind;
   event.name = segment.name;
   event.segment_id = segment.id;
-  event.version = segment.header().sync.version.load(std::memory_order_acquire);
+  event.version = segment.sync().version.load(std::memory_order_acquire);
   event.meta_version = bridge::read_meta_version(segment.header_mapping->data());
   event.pid = pid;
   event.time_unix_ms = time_unix_ms;
@@ -410,7 +419,7 @@ protocol::Event Registry::make_event(protocol::EventKind kind, const Segment& se
 }
 
 protocol::Event Registry::make_commit_event(const Segment& segment) const {
-  const bridge::SyncBlock& sync = segment.header().sync;
+  const bridge::SyncBlock& sync = segment.sync();
   // The writer's pid and time are stored before its version: read them after
   // the version so they belong to this commit or a later one (whose version
   // the next event reports), never to an earlier one.
@@ -456,6 +465,9 @@ void Registry::adopt_existing() {
   Found found = find_segments(shm_prefix_);
   for (FoundSegment& f : found.segments) {
     const std::string name = f.name;
+    // The flag is set only after the name is unlinked; on a linked segment
+    // it is a writer's scribble.
+    bridge::sync_at(f.header_mapping->data()).destroyed.store(0, std::memory_order_release);
     segments_.emplace(name, std::make_unique<Segment>(Segment{std::move(f.shm),
                                                               std::move(f.header_mapping),
                                                               std::move(f.layout),

@@ -122,8 +122,9 @@ class Registry {
  private:
   struct Segment {
     ShmObject shm;
-    /// Header + metadata slots only. Shared with the commit watcher, which
-    /// may still read the sync words for a moment after a destroy.
+    /// Header, metadata slots and sync block (everything before the data).
+    /// Shared with the commit watcher, which may still read the sync words
+    /// for a moment after a destroy.
     std::shared_ptr<bridge::os::Mapping> header_mapping;
     bridge::ArrayLayout layout;
     std::string name;
@@ -134,9 +135,8 @@ class Registry {
     std::map<std::uint32_t, bridge::protocol::Access> grants;  ///< uid -> access
     bridge::os::UniqueFd read_only_fd;  ///< opened at the first read-only attach
 
-    bridge::SegmentHeader& header() const {
-      return *reinterpret_cast<bridge::SegmentHeader*>(header_mapping->data());
-    }
+    bridge::SegmentHeader& header() const { return bridge::header_at(header_mapping->data()); }
+    bridge::SyncBlock& sync() const { return bridge::sync_at(header_mapping->data()); }
   };
 
   Segment& find(const std::string& name);
@@ -160,6 +160,8 @@ class Registry {
   /// the (client-writable) headers.
   void load_access();
   Audience audience(const Segment& segment) const;
+  /// Tells the mappings still held that the name is gone (SyncBlock::destroyed).
+  static void mark_destroyed(const Segment& segment);
   /// Takes a segment out of the catalog and tells subscribers it is gone.
   void forget(const std::string& name, pid_t pid, bool flush_commit);
   bridge::protocol::SegmentInfo describe(const Segment& segment, bool with_meta) const;

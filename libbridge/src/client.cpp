@@ -2,6 +2,7 @@
 #include "bridge/client.hpp"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -44,6 +45,12 @@ Segment open_segment(const std::shared_ptr<Connection>& connection, Connection::
     if (flags < 0) throw_errno(errno, "fcntl");
     const bool writable = (flags & O_ACCMODE) == O_RDWR;
     auto mapping = std::make_shared<os::Mapping>(os::Mapping::map(fd, size, writable));
+    // The header and the metadata are the daemon's to write: read-only here,
+    // so that a stray write faults in this process instead of corrupting
+    // what the daemon and every other reader trust.
+    if (writable && ::mprotect(mapping->data(), kSyncOffset, PROT_READ) != 0) {
+      throw_errno(errno, "mprotect");
+    }
     // The header in shared memory is the truth; the reply must agree with it.
     const auto& header = *reinterpret_cast<const SegmentHeader*>(mapping->data());
     const ArrayLayout layout = validate_header(header, size);

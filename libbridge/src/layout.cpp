@@ -15,7 +15,7 @@ namespace {
 }
 
 std::byte* slot_bytes(std::byte* base, std::size_t slot) {
-  return base + kHeaderBytes + slot * kMetaSlotBytes;
+  return base + kMetaOffset + slot * kMetaSlotBytes;
 }
 
 // Copies slot `i` out if it is valid and stable across the copy.
@@ -27,7 +27,7 @@ bool try_read_slot(const SegmentHeader& header, const std::byte* base, std::size
   const std::uint32_t length = slot->length;
   const std::uint64_t checksum = slot->checksum;
   if (length > kMetaSlotBytes) return false;
-  text.assign(reinterpret_cast<const char*>(base + kHeaderBytes + i * kMetaSlotBytes), length);
+  text.assign(reinterpret_cast<const char*>(base + kMetaOffset + i * kMetaSlotBytes), length);
   std::atomic_thread_fence(std::memory_order_acquire);
   const auto v2 = std::atomic_ref<const std::uint64_t>(slot->meta_version).load();
   if (v1 != v2 || fnv1a64(text.data(), text.size()) != checksum) return false;
@@ -80,15 +80,16 @@ ArrayLayout compute_layout(DType dtype, std::span<const std::int64_t> shape,
     }
   }
   layout.nbytes = empty ? 0 : running;
-  if (layout.nbytes > max_bytes) {
-    throw Error(Errc::invalid_argument, "array of " + std::to_string(layout.nbytes) +
-                                            " bytes exceeds the maximum of " +
-                                            std::to_string(max_bytes));
-  }
   if (__builtin_add_overflow(layout.nbytes, static_cast<std::uint64_t>(kDataOffset),
                              &layout.total_bytes) ||
       layout.total_bytes > static_cast<std::uint64_t>(INT64_MAX)) {
     throw Error(Errc::invalid_argument, "shape is too large for a segment");
+  }
+  if (layout.nbytes > max_bytes) {
+    // A configured limit (bridged --max-segment-bytes), not a malformed shape.
+    throw Error(Errc::limit_exceeded, "array of " + std::to_string(layout.nbytes) +
+                                          " bytes exceeds the daemon's limit of " +
+                                          std::to_string(max_bytes) + " (--max-segment-bytes)");
   }
   return layout;
 }
@@ -112,8 +113,10 @@ void validate_segment_name(std::string_view name) {
   }
 }
 
-void init_header(SegmentHeader& header, std::string_view name, std::uint64_t segment_id,
-                 const ArrayLayout& layout, std::uint32_t owner_uid, std::int64_t created_unix_ms) {
+void init_segment(std::byte* base, std::string_view name, std::uint64_t segment_id,
+                  const ArrayLayout& layout, std::uint32_t owner_uid,
+                  std::int64_t created_unix_ms) {
+  SegmentHeader& header = header_at(base);
   std::memset(static_cast<void*>(&header), 0, sizeof header);
   header.magic = kSegmentMagic;
   header.layout_version = kLayoutVersion;
@@ -137,7 +140,9 @@ void init_header(SegmentHeader& header, std::string_view name, std::uint64_t seg
   pthread_mutexattr_init(&attr);
   pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
   pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-  const int rc = pthread_mutex_init(&header.sync.writer_lock, &attr);
+  SyncBlock& sync = sync_at(base);
+  std::memset(static_cast<void*>(&sync), 0, sizeof sync);
+  const int rc = pthread_mutex_init(&sync.writer_lock, &attr);
   pthread_mutexattr_destroy(&attr);
   if (rc != 0) throw_errno(rc, "pthread_mutex_init");
 }
@@ -145,6 +150,11 @@ void init_header(SegmentHeader& header, std::string_view name, std::uint64_t seg
 ArrayLayout validate_header(const SegmentHeader& header, std::uint64_t mapped_bytes) {
   if (mapped_bytes < kDataOffset) corrupt("segment is smaller than its header");
   if (header.magic != kSegmentMagic) corrupt("bad magic: not a shmbridge segment");
+  if (header.layout_version == 1) {
+    corrupt(
+        "layout version 1 (shmbridge 0.1.0), which this version does not serve: its sync words "
+        "share the header page; read it with the old version, or destroy it");
+  }
   if (header.layout_version != kLayoutVersion) {
     corrupt("unsupported layout version " + std::to_string(header.layout_version));
   }

@@ -156,6 +156,9 @@ std::uint64_t Segment::wait(std::uint64_t newer_than,
                                   !state->writable());
   } catch (const Error& e) {
     if (e.code() == Errc::closed && state->closed.load()) throw_closed(*state, "while waiting");
+    if (e.code() == Errc::not_found) {
+      throw Error(Errc::not_found, "segment '" + state->name() + "': " + e.message());
+    }
     throw;
   }
 }

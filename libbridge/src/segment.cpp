@@ -138,6 +138,10 @@ std::int64_t Segment::last_commit_unix_ns() const {
   return pin()->sync().last_commit_unix_ns.load(std::memory_order_relaxed);
 }
 
+bool Segment::destroyed() const {
+  return pin()->sync().destroyed.load(std::memory_order_acquire) != 0;
+}
+
 std::shared_ptr<const void> Segment::keepalive() const {
   auto state = pin();
   return std::shared_ptr<const void>(state->mapping, state->mapping->data());

@@ -147,6 +147,10 @@ std::uint64_t wait_for_version(SyncBlock& sync, std::uint64_t newer_than, const 
     const std::uint64_t version = sync.version.load(std::memory_order_acquire);
     if (version > newer_than) return version;
     if (stopped(stop)) throw Error(Errc::closed, "wait cancelled");
+    if (sync.destroyed.load(std::memory_order_acquire) != 0) {
+      throw Error(Errc::not_found, "the segment was destroyed (no version newer than " +
+                                       std::to_string(newer_than) + " came before)");
+    }
     if (!sleep_on_wake(sync, wake, deadline, read_only)) {
       const std::uint64_t last = sync.version.load(std::memory_order_acquire);
       if (last > newer_than) return last;

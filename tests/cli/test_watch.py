@@ -175,6 +175,16 @@ def test_watch_missing_segment_is_not_found(daemon):
 
 # ---- daemon events --------------------------------------------------------------
 
+def test_watch_name_says_the_segment_was_destroyed_and_exits(daemon, watches):
+    create(daemon, "frames")
+    w = watches(daemon, "frames")
+    run_ctl(daemon, "rm", "frames", check=True)
+    status, _ = w.finish()
+    assert status == EXIT_NOT_FOUND
+    message = w.stderr.rest()
+    assert "'frames' was destroyed while being watched" in message, message
+
+
 def test_watch_daemon_events_json_shows_created_and_destroyed(daemon, watches):
     watch = watches(daemon, "--json", "--count", 2)
     pid, out = peer(daemon, "create", "frames", "uint8", "4")

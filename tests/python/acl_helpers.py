@@ -403,10 +403,15 @@ def op_poke(s, name):
 
 def op_rewrite_owner(s, name, new_owner):
     """Rewrites the header's owner_uid (and its checksum) through a writable
-    mapping, as any client with write access can."""
+    mapping, as a client with write access can if it means to: libbridge maps
+    the header read-only, but the descriptor allows making it writable."""
     arr = s.segs[name].array
     info = _client(s).info(name)
     base = arr.ctypes.data - (info["total_bytes"] - info["nbytes"])  # the data offset
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    if libc.mprotect(base, 4096, 0x1 | 0x2) != 0:  # PROT_READ | PROT_WRITE
+        raise OSError(ctypes.get_errno(), "mprotect")
     header = (ctypes.c_ubyte * CHECKSUM_OFFSET).from_address(base)
     if fnv1a64(bytes(header)) != ctypes.c_uint64.from_address(base + CHECKSUM_OFFSET).value:
         raise AssertionError("the header layout assumed here is not the segment's")
@@ -414,7 +419,7 @@ def op_rewrite_owner(s, name, new_owner):
     ctypes.c_uint64.from_address(base + CHECKSUM_OFFSET).value = fnv1a64(bytes(header))
 
 
-# bridge::SegmentHeader (libbridge/include/bridge/layout.hpp): owner_uid and
+# bridge::SegmentHeader (libbridge/internal/bridge/detail/layout.hpp): owner_uid and
 # checksum offsets for kMaxNameBytes 128 and kMaxDims 32; op_rewrite_owner
 # checks them against the stored checksum before writing anything.
 OWNER_UID_OFFSET = 64

@@ -87,13 +87,15 @@ def test_bad_dtypes_are_invalid_argument(client, dtype):
     assert client.list() == []
 
 
-def test_max_segment_bytes_is_invalid_argument(tmp_path):
+def test_max_segment_bytes_is_limit_exceeded(tmp_path):
     d = Daemon(tmp_path, "--max-segment-bytes", "4096")
     try:
         with pybridge.connect(d.socket) as c:
             c.create("fits", (1024,), "float32").close()
-            with pytest.raises(pybridge.InvalidArgument):
+            with pytest.raises(pybridge.LimitExceeded) as err:
                 c.create("too-big", (1025,), "float32")
+            check_code(err.value, pybridge.LimitExceeded, "limit_exceeded")
+            assert "--max-segment-bytes" in str(err.value)
             assert [s["name"] for s in c.list()] == ["fits"]
     finally:
         assert d.stop() == 0

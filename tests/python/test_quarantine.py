@@ -132,3 +132,31 @@ def test_corrupted_while_running_is_quarantined_at_next_attach(daemon, client):
         assert not again.array.any()
     client.destroy("live")
     client.destroy("fine")
+
+
+def test_old_layout_segments_are_refused_with_a_reason_that_says_so(daemons):
+    """Layout version 2 gave the sync words a page of their own (so that
+    clients map the header read-only); a version-1 segment (shmbridge 0.1.0)
+    found at start is quarantined, never served as if it were version 2."""
+    first = daemons.start()
+    with pybridge.connect(first.socket) as c:
+        c.create("old", (4,), "uint8").close()
+        c.create("new", (4,), "uint8").close()
+    assert first.stop() == 0
+    with open(object_path(first, "old"), "r+b") as f:
+        f.seek(8)  # the header's layout_version, after the 8-byte magic
+        assert struct.unpack("<I", f.read(4))[0] == 2
+        f.seek(8)
+        f.write(struct.pack("<I", 1))
+
+    second = daemons.start()
+    with pybridge.connect(second.socket) as c:
+        assert [s["name"] for s in c.list()] == ["new"]
+        (quarantined,) = c.stats()["quarantined"]
+        assert quarantined["name"] == "old"
+        assert "layout version 1 (shmbridge 0.1.0)" in quarantined["reason"]
+        with pytest.raises(pybridge.CorruptSegment, match="layout version 1"):
+            c.attach("old")
+        c.destroy("old")
+        c.destroy("new")
+    stop_clean(second)

@@ -205,3 +205,19 @@ def test_ctrl_c_interrupts_a_blocked_main_thread(client, daemon, call):
             if proc:
                 kill(proc)
     assert seg.version == 0
+
+
+def test_wait_on_a_segment_whose_name_was_destroyed_is_not_found(client, daemon):
+    # (A wait in progress is ended the same way: segment_threads_test.cpp.)
+    seg = client.create("w", (1,), "uint8")
+    v = seg.version
+    with pybridge.connect(daemon.socket) as other:
+        other.destroy("w")
+    with pytest.raises(pybridge.NotFound, match="destroyed"):
+        seg.wait(v, timeout=30)
+    # The mapping stays valid, and a version already newer is still returned.
+    seg.array[0] = 1
+    new = seg.mark_changed()
+    assert seg.wait(v, timeout=0) == new
+    with pytest.raises(pybridge.NotFound):
+        seg.wait(new, timeout=0)

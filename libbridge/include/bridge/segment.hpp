@@ -137,7 +137,9 @@ class Segment {
   Snapshot snapshot(std::optional<std::chrono::nanoseconds> timeout = std::nullopt) const;
   /// Blocks (futex, no polling, no daemon) until version() > newer_than and
   /// returns the new version. Throws Error(timeout) at the deadline,
-  /// Error(closed) if this segment is closed meanwhile.
+  /// Error(closed) if this segment is closed meanwhile, Error(not_found) if
+  /// its name is destroyed (before or while waiting) with no newer version:
+  /// whoever would have written next can no longer attach.
   std::uint64_t wait(std::uint64_t newer_than,
                      std::optional<std::chrono::nanoseconds> timeout = std::nullopt) const;
   /// The same, also giving up with Error(closed) once `cancelled` is true
@@ -151,6 +153,10 @@ class Segment {
   /// invisible to snapshot() and ReadGuard's torn-read detection. Returns the
   /// new version. (WriteGuard::commit ends a locked write instead.)
   std::uint64_t mark_changed() const;
+
+  /// Whether the daemon has destroyed this segment's name. The mapping stays
+  /// valid; a new segment of the same name is a different segment (id()).
+  bool destroyed() const;
 
   /// An owner reference that keeps the pages mapped, for bindings that hand
   /// the memory to another owner (a NumPy array's capsule).

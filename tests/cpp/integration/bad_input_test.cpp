@@ -422,10 +422,10 @@ TEST_F(BadInputTest, BadNumbersInShapeCreateNothing) {
   expect_create_error("[4294967296,4294967296]", Errc::invalid_argument);
   expect_create_error("[0,9223372036854775807,9223372036854775807]", Errc::invalid_argument);
   expect_create_error(json(Shape(33, 1)).dump(), Errc::invalid_argument);
-  // Past --max-segment-bytes (1 MiB).
-  expect_create_error("[1048577]", Errc::invalid_argument);
-  expect_create_error("[131073]", Errc::invalid_argument, "float64");
-  expect_create_error("[1024,1025]", Errc::invalid_argument);
+  // Past --max-segment-bytes (1 MiB): a daemon-configured limit.
+  expect_create_error("[1048577]", Errc::limit_exceeded);
+  expect_create_error("[131073]", Errc::limit_exceeded, "float64");
+  expect_create_error("[1024,1025]", Errc::limit_exceeded);
   EXPECT_THAT(client().list(), IsEmpty());
 
   // The limits themselves are fine.

@@ -86,6 +86,21 @@ TEST_F(SegmentTest, CreateThenAttachFromSecondClientAliasesTheSameBytes) {
   EXPECT_EQ(vb.flat()[20], 60);
 }
 
+TEST_F(SegmentTest, CreateFromCopiesTheValuesOnceAndChecksTheirCount) {
+  const std::vector<float> values = {1, 2, 3, 4, 5, 6};
+  Segment s =
+      client().create_from("copied", {2, 3}, std::span<const float>(values), {{"from", "vector"}});
+  EXPECT_EQ(s.dtype(), DType::float32);
+  EXPECT_EQ(s.shape(), (Shape{2, 3}));
+  EXPECT_EQ(s.view<const float>()(1, 2), 6.0f);
+  EXPECT_NE(reinterpret_cast<const float*>(s.data()), values.data()) << "a copy, not an alias";
+  EXPECT_EQ(s.meta(), (nlohmann::json{{"from", "vector"}}));
+  EXPECT_ERRC(client().create_from("short", {2, 4}, std::span<const float>(values)),
+              Errc::invalid_argument);
+  EXPECT_THAT(shm_files(), ElementsAre(shm_file_for("copied")));
+  client().destroy("copied");
+}
+
 TEST_F(SegmentTest, SameClientAttachingTwiceAliasesToo) {
   Segment a = client().create("twice", {8}, DType::float32);
   Segment b = client().attach("twice");

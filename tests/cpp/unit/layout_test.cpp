@@ -110,11 +110,17 @@ TEST(ComputeLayoutTest, ZeroSizeArraysStillCheckOtherExtents) {
   EXPECT_ERRC(compute_layout(DType::uint8, Shape{0, INT64_MAX, INT64_MAX}), Errc::invalid_argument);
 }
 
-TEST(ComputeLayoutTest, EnforcesMaxBytes) {
+TEST(ComputeLayoutTest, PastMaxBytesIsLimitExceededButImpossibleShapesStayInvalid) {
+  // max_bytes is a daemon-configured limit (--max-segment-bytes).
   EXPECT_EQ(compute_layout(DType::uint8, Shape{10}, 10).nbytes, 10u);
-  EXPECT_ERRC_MSG(compute_layout(DType::uint8, Shape{11}, 10), Errc::invalid_argument, "11");
-  EXPECT_ERRC(compute_layout(DType::float32, Shape{3}, 11), Errc::invalid_argument);
+  EXPECT_ERRC_MSG(compute_layout(DType::uint8, Shape{11}, 10), Errc::limit_exceeded, "11");
+  EXPECT_ERRC_MSG(compute_layout(DType::uint8, Shape{11}, 10), Errc::limit_exceeded,
+                  "--max-segment-bytes");
+  EXPECT_ERRC(compute_layout(DType::float32, Shape{3}, 11), Errc::limit_exceeded);
   EXPECT_EQ(compute_layout(DType::float32, Shape{0, 1000}, 0).nbytes, 0u);
+  EXPECT_ERRC(compute_layout(DType::uint8, Shape{INT64_MAX}, 100), Errc::invalid_argument);
+  EXPECT_ERRC(compute_layout(DType::uint8, Shape{1ll << 32, 1ll << 32}, 100),
+              Errc::invalid_argument);
 }
 
 TEST(ComputeLayoutTest, RejectsUnknownDType) {
@@ -175,7 +181,7 @@ class HeaderTest : public ::testing::Test {
       : layout_(compute_layout(DType::float32, Shape{2, 3, 4})),
         buffer_(layout_.total_bytes),
         header_(*reinterpret_cast<SegmentHeader*>(buffer_.data())) {
-    init_header(header_, "frames", 42, layout_, 1000, 1700000000000);
+    init_segment(buffer_.data(), "frames", 42, layout_, 1000, 1700000000000);
   }
 
   void reseal() { header_.checksum = fnv1a64(&header_, offsetof(SegmentHeader, checksum)); }
@@ -206,7 +212,19 @@ TEST_F(HeaderTest, InitHeaderFillsEveryImmutableField) {
   EXPECT_EQ(header_.shape[3], 0);  // unused dims are zero
   EXPECT_EQ(header_.checksum, fnv1a64(&header_, offsetof(SegmentHeader, checksum)));
   EXPECT_EQ(header_.meta[0].meta_version, 0u);
-  EXPECT_EQ(header_.sync.version.load(), 0u);
+  EXPECT_EQ(sync_at(buffer_.data()).version.load(), 0u);
+  EXPECT_EQ(sync_at(buffer_.data()).destroyed.load(), 0u);
+}
+
+TEST(LayoutV2, SyncWordsHaveAPageOfTheirOwnBetweenTheDaemonsPagesAndTheData) {
+  // Clients map everything before kSyncOffset read-only: the header, the
+  // metadata and nothing a client must write.
+  EXPECT_EQ(kLayoutVersion, 2u);
+  EXPECT_EQ(kSyncOffset % kPageBytes, 0u);
+  EXPECT_GE(kSyncOffset, kHeaderBytes + kMetaSlots * kMetaSlotBytes);
+  EXPECT_EQ(kDataOffset, kSyncOffset + kPageBytes);
+  EXPECT_LE(sizeof(SegmentHeader), kHeaderBytes);
+  EXPECT_LE(sizeof(SyncBlock), kSyncBytes);
 }
 
 TEST_F(HeaderTest, MagicSpellsSMHBSEG1InMemory) {
@@ -227,9 +245,15 @@ TEST_F(HeaderTest, MappingLargerThanTheSegmentIsFine) {
 }
 
 TEST_F(HeaderTest, MutableWordsAreNotCoveredByTheChecksum) {
-  header_.sync.version.store(7);
+  sync_at(buffer_.data()).version.store(7);
   header_.meta[1].meta_version = 3;
   EXPECT_NO_THROW(validate());
+}
+
+TEST_F(HeaderTest, RejectsLayoutVersionOneSayingWhy) {
+  header_.layout_version = 1;
+  reseal();
+  EXPECT_ERRC_MSG(validate(), Errc::corrupt_segment, "layout version 1 (shmbridge 0.1.0)");
 }
 
 TEST_F(HeaderTest, RejectsCorruptedMagic) {
@@ -283,7 +307,7 @@ TEST_F(HeaderTest, RejectsSizesThatDisagreeWithShape) {
   reseal();
   EXPECT_ERRC(validate(), Errc::corrupt_segment);
 
-  init_header(header_, "frames", 42, layout_, 1000, 0);
+  init_segment(buffer_.data(), "frames", 42, layout_, 1000, 0);
   header_.total_bytes -= 4;
   reseal();
   EXPECT_ERRC(validate(), Errc::corrupt_segment);
@@ -324,7 +348,7 @@ TEST_F(HeaderTest, RejectsNonContiguousStrides) {
   reseal();
   EXPECT_ERRC_MSG(validate(), Errc::corrupt_segment, "C-contiguous");
 
-  init_header(header_, "frames", 42, layout_, 1000, 0);
+  init_segment(buffer_.data(), "frames", 42, layout_, 1000, 0);
   header_.strides[1] = -header_.strides[1];
   reseal();
   EXPECT_ERRC_MSG(validate(), Errc::corrupt_segment, "C-contiguous");
@@ -335,7 +359,7 @@ TEST_F(HeaderTest, RejectsWrongHeaderSizeOrDataOffset) {
   reseal();
   EXPECT_ERRC(validate(), Errc::corrupt_segment);
 
-  init_header(header_, "frames", 42, layout_, 1000, 0);
+  init_segment(buffer_.data(), "frames", 42, layout_, 1000, 0);
   header_.data_offset = 0;
   reseal();
   EXPECT_ERRC(validate(), Errc::corrupt_segment);
@@ -352,11 +376,11 @@ TEST_F(HeaderTest, RejectsUnterminatedName) {
 class MetaSlotTest : public ::testing::Test {
  protected:
   MetaSlotTest() : buffer_(kDataOffset), base_(buffer_.data()) {
-    init_header(header(), "m", 1, compute_layout(DType::uint8, Shape{}), 0, 0);
+    init_segment(base_, "m", 1, compute_layout(DType::uint8, Shape{}), 0, 0);
   }
   SegmentHeader& header() { return *reinterpret_cast<SegmentHeader*>(base_); }
   char* slot_text(std::size_t slot) {
-    return reinterpret_cast<char*>(base_ + kHeaderBytes + slot * kMetaSlotBytes);
+    return reinterpret_cast<char*>(base_ + kMetaOffset + slot * kMetaSlotBytes);
   }
 
   AlignedBuffer buffer_;

@@ -1,15 +1,24 @@
 // SPDX-License-Identifier: MIT
 //
-// The on-shm layout of a segment. A segment is self-describing: everything a
-// reader (or a restarted daemon) needs is in its first page, and every field
-// is validated before use, because any process holding a writable mapping can
-// scribble over it.
+// The on-shm layout of a segment (layout version 2). A segment is
+// self-describing: everything a reader (or a restarted daemon) needs is in
+// its first page, and every field is validated before use.
 //
-//   [0, 4096)                       SegmentHeader (immutable part + sync block)
-//   [4096, 4096 + 2*64 KiB)         two metadata slots (JSON text), written
-//                                   alternately by the daemon so that a crash
-//                                   mid-write leaves the previous metadata intact
-//   [data_offset, data_offset+nbytes)  the array, C-contiguous
+//   [0, 4096)                 SegmentHeader: what the segment is (immutable,
+//                             checksummed) and the metadata slots' descriptors
+//   [4096, 4096 + 2*64 KiB)   two metadata slots (JSON text), written
+//                             alternately by the daemon so that a crash
+//                             mid-write leaves the previous metadata intact
+//   [kSyncOffset, +4096)      SyncBlock: the mutation protocol's words, on a
+//                             page of their own
+//   [kDataOffset, +nbytes)    the array, C-contiguous
+//
+// Only the daemon writes the header and the metadata: clients map everything
+// before kSyncOffset read-only, so a stray write of a client (even one with
+// write access) faults in that client instead of corrupting what the daemon
+// and other readers trust. Version 1 (shmbridge 0.1.0) kept the sync words in
+// the header page, which writers had to map writable; such segments are
+// refused (quarantined with a reason that says so), not converted.
 #pragma once
 
 #include <pthread.h>
@@ -27,16 +36,21 @@
 namespace bridge {
 
 inline constexpr std::uint64_t kSegmentMagic = 0x3147455342484d53ull;  // "SMHBSEG1" (LE)
-inline constexpr std::uint32_t kLayoutVersion = 1;
+inline constexpr std::uint32_t kLayoutVersion = 2;
 inline constexpr std::size_t kMaxDims = 32;
 inline constexpr std::size_t kMaxNameBytes = 128;
 inline constexpr std::size_t kMaxMetaBytes = 64 * 1024;
 inline constexpr std::size_t kHeaderBytes = 4096;
 inline constexpr std::size_t kMetaSlotBytes = kMaxMetaBytes;
 inline constexpr std::size_t kMetaSlots = 2;
+inline constexpr std::size_t kPageBytes = 4096;
+inline constexpr std::size_t kMetaOffset = kHeaderBytes;
+/// Everything before this is written by the daemon only (read-only in clients).
+inline constexpr std::size_t kSyncOffset = kMetaOffset + kMetaSlots * kMetaSlotBytes;
+inline constexpr std::size_t kSyncBytes = kPageBytes;
 inline constexpr std::size_t kDataAlignment = 4096;  // >= 64 (cache line) and page aligned
-inline constexpr std::size_t kDataOffset = kHeaderBytes + kMetaSlots * kMetaSlotBytes;
-static_assert(kDataOffset % kDataAlignment == 0);
+inline constexpr std::size_t kDataOffset = kSyncOffset + kSyncBytes;
+static_assert(kSyncOffset % kPageBytes == 0 && kDataOffset % kDataAlignment == 0);
 
 /// Words shared by every process mapping the segment: the mutation protocol.
 /// They live in the segment itself so that committing, waiting and locking
@@ -60,7 +74,10 @@ struct alignas(64) SyncBlock {
   /// Set by the daemon once it hands out a read-only mapping: such waiters
   /// cannot register in `waiters`, so every commit must wake.
   std::atomic<std::uint32_t> always_wake;
-  std::uint8_t reserved1[24];
+  /// Set by the daemon when it destroys the segment's name (then it wakes
+  /// the waiters): a mapping still held knows that no new writer can attach.
+  std::atomic<std::uint32_t> destroyed;
+  std::uint8_t reserved1[20];
   pthread_mutex_t writer_lock;
   std::uint8_t reserved2[192 - sizeof(pthread_mutex_t)];
 };
@@ -97,11 +114,22 @@ struct SegmentHeader {
   std::int64_t strides[kMaxDims];  ///< in bytes, like NumPy
   std::uint64_t checksum;          ///< FNV-1a of every byte above
 
-  // Mutable.
+  // Written by the daemon only (see write_meta).
   MetaSlot meta[kMetaSlots];
-  SyncBlock sync;
 };
 static_assert(sizeof(SegmentHeader) <= kHeaderBytes);
+static_assert(sizeof(SyncBlock) <= kSyncBytes);
+
+/// The header and the sync block of the segment mapped at `base`.
+inline SegmentHeader& header_at(std::byte* base) {
+  return *reinterpret_cast<SegmentHeader*>(base);
+}
+inline const SegmentHeader& header_at(const std::byte* base) {
+  return *reinterpret_cast<const SegmentHeader*>(base);
+}
+inline SyncBlock& sync_at(std::byte* base) {
+  return *reinterpret_cast<SyncBlock*>(base + kSyncOffset);
+}
 
 /// The geometry of an array: what create computes and validate checks.
 struct ArrayLayout {
@@ -114,7 +142,7 @@ struct ArrayLayout {
 
 /// C-contiguous layout with overflow-checked arithmetic. Throws
 /// Error(invalid_argument) for > kMaxDims dims, negative extents, or sizes
-/// whose product overflows or exceeds `max_bytes`.
+/// whose product overflows; Error(limit_exceeded) past `max_bytes`.
 ArrayLayout compute_layout(DType dtype, std::span<const std::int64_t> shape,
                            std::uint64_t max_bytes = UINT64_MAX);
 
@@ -122,10 +150,11 @@ ArrayLayout compute_layout(DType dtype, std::span<const std::int64_t> shape,
 /// starting with '.'. Throws Error(invalid_argument).
 void validate_segment_name(std::string_view name);
 
-/// Fills the immutable part of a header, zeroes the rest and initializes the
-/// sync block (robust process-shared writer lock).
-void init_header(SegmentHeader& header, std::string_view name, std::uint64_t segment_id,
-                 const ArrayLayout& layout, std::uint32_t owner_uid, std::int64_t created_unix_ms);
+/// Fills the header of the segment mapped at `base` (at least kDataOffset
+/// bytes), zeroes its metadata descriptors and initializes its sync block
+/// (robust process-shared writer lock).
+void init_segment(std::byte* base, std::string_view name, std::uint64_t segment_id,
+                  const ArrayLayout& layout, std::uint32_t owner_uid, std::int64_t created_unix_ms);
 
 /// Validates a header read from a mapping of `mapped_bytes` bytes: magic,
 /// layout version, checksum, dtype, dims, C-contiguous strides, checked sizes,

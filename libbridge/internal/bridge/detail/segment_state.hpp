@@ -37,7 +37,7 @@ struct SegmentState {
   SegmentHeader& header() const noexcept {
     return *reinterpret_cast<SegmentHeader*>(mapping->data());
   }
-  SyncBlock& sync() const noexcept { return header().sync; }
+  SyncBlock& sync() const noexcept { return sync_at(mapping->data()); }
   std::byte* data() const noexcept { return mapping->data() + kDataOffset; }
 };
 

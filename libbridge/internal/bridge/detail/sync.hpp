@@ -41,8 +41,9 @@ std::uint64_t publish_commit(SyncBlock& sync);
 void wake_waiters(SyncBlock& sync);
 
 /// Blocks until the version is > `newer_than` and returns it. Spins briefly,
-/// then sleeps on the futex. Throws Error(timeout) at the deadline, and
-/// Error(closed) when one of `stop` becomes true (set it, then wake_waiters).
+/// then sleeps on the futex. Throws Error(timeout) at the deadline,
+/// Error(closed) when one of `stop` becomes true (set it, then wake_waiters),
+/// and Error(not_found) once the daemon has destroyed the segment.
 ///
 /// `read_only`: the caller's mapping is read-only, so it cannot count itself
 /// in `waiters`; it relies on `always_wake` (set by the daemon for such
