@@ -1,0 +1,163 @@
+// SPDX-License-Identifier: MIT
+//
+// bridged's request handling driven directly, with no socket and no event
+// loop: a RequestHandler per "connection" over a LocalContext (the daemon's
+// real registry and event hub). Shows the access rules that list, events
+// and stats follow: a caller hears only of segments it may attach.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bridge/detail/protocol.hpp"
+#include "expect_error.hpp"
+#include "requests.hpp"
+
+namespace bridge {
+namespace {
+
+using protocol::json;
+using protocol::Op;
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+
+class RequestHandlerTest : public ::testing::Test {
+ protected:
+  RequestHandlerTest() {
+    std::string pattern = std::filesystem::temp_directory_path() / "bridge-requests.XXXXXX";
+    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp");
+    dir_ = pattern;
+    bridged::Config config;
+    config.socket_path = dir_ + "/bridged.sock";
+    context_.emplace(config, bridged::shm_prefix_for_socket(config.socket_path));
+  }
+  ~RequestHandlerTest() override {
+    context_->registry().remove_all();
+    context_.reset();
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
+
+  /// A greeted "connection" of user `uid`, recording the events it is sent.
+  struct Connection {
+    bridged::Caller caller;
+    std::vector<Event> events;
+    std::unique_ptr<bridged::RequestHandler> handler;
+    std::uint64_t next_id = 1;
+  };
+  Connection& connect(uid_t uid) {
+    auto c = std::make_unique<Connection>();
+    c->caller = {++last_client_, ::getpid(), uid};
+    Connection* raw = c.get();
+    c->handler =
+        std::make_unique<bridged::RequestHandler>(*context_, c->caller, [raw](const Event& event) {
+          raw->events.push_back(event);
+          return true;
+        });
+    connections_.push_back(std::move(c));
+    call(*raw, Op::hello, protocol::HelloRequest{protocol::kProtocolVersion, "test"});
+    return *raw;
+  }
+  /// The reply's body; throws the Error of an error reply.
+  json call(Connection& c, Op op, const json& body = json::object()) {
+    const std::uint64_t id = c.next_id++;
+    auto outcome = c.handler->handle(protocol::dump_json(protocol::make_request(id, op, body)));
+    return protocol::check_reply(outcome.reply, id);
+  }
+  std::vector<std::string> names(Connection& c) {
+    std::vector<std::string> out;
+    for (const auto& info : protocol::parse<protocol::ListReply>(call(c, Op::list)).segments) {
+      out.push_back(info.name);
+    }
+    return out;
+  }
+  void create(Connection& c, const std::string& name) {
+    call(c, Op::create, protocol::CreateRequest{name, DType::uint8, {4}, json::object()});
+  }
+
+  std::string dir_;
+  std::optional<bridged::LocalContext> context_;
+  std::vector<std::unique_ptr<Connection>> connections_;
+  bridged::ClientId last_client_ = 0;
+};
+
+constexpr uid_t kAlice = 50001;
+constexpr uid_t kBob = 50002;
+
+TEST_F(RequestHandlerTest, ListShowsACallerOnlyWhatItMayAttach) {
+  Connection& alice = connect(kAlice);
+  Connection& bob = connect(kBob);
+  Connection& daemon_user = connect(::geteuid());
+  create(alice, "alices");
+  create(bob, "bobs");
+  create(alice, "shared");
+  call(alice, Op::grant, protocol::GrantRequest{"shared", kBob, Access::read});
+
+  EXPECT_THAT(names(alice), ElementsAre("alices", "shared"));
+  EXPECT_THAT(names(bob), ElementsAre("bobs", "shared"));
+  EXPECT_THAT(names(daemon_user), ElementsAre("alices", "bobs", "shared"));
+  // What list hides, info and attach refuse.
+  EXPECT_ERRC(call(bob, Op::info, protocol::NameRequest{"alices"}), Errc::permission_denied);
+  EXPECT_ERRC(call(bob, Op::attach, protocol::NameRequest{"alices"}), Errc::permission_denied);
+
+  call(alice, Op::grant, protocol::GrantRequest{"shared", kBob, Access::none});
+  EXPECT_THAT(names(bob), ElementsAre("bobs"));
+}
+
+TEST_F(RequestHandlerTest, EventsReachOnlySubscribersThatMayAttachTheSegment) {
+  Connection& alice = connect(kAlice);
+  Connection& bob_events = connect(kBob);
+  Connection& root_events = connect(0);
+  call(bob_events, Op::subscribe);
+  call(root_events, Op::subscribe);
+
+  create(alice, "private");
+  create(alice, "granted");
+  call(alice, Op::grant, protocol::GrantRequest{"granted", kBob, Access::read});
+  call(alice, Op::set_meta, protocol::SetMetaRequest{"granted", {{"k", 1}}});
+  call(alice, Op::set_meta, protocol::SetMetaRequest{"private", {{"k", 1}}});
+  call(alice, Op::destroy, protocol::NameRequest{"granted"});
+  call(alice, Op::destroy, protocol::NameRequest{"private"});
+
+  std::vector<std::string> bob_heard;
+  for (const Event& e : bob_events.events) {
+    bob_heard.push_back(std::string(to_string(e.kind)) + " " + e.name);
+  }
+  EXPECT_THAT(bob_heard, ElementsAre("meta_changed granted", "destroyed granted"))
+      << "nothing about 'private'; 'granted' only once granted";
+  std::size_t private_events = 0;
+  for (const Event& e : root_events.events) private_events += e.name == "private";
+  EXPECT_EQ(private_events, 3u) << "root hears everything (created, meta_changed, destroyed)";
+}
+
+TEST_F(RequestHandlerTest, StatsNameQuarantinedObjectsOnlyForTheDaemonsUserAndRoot) {
+  Connection& alice = connect(kAlice);
+  Connection& root = connect(0);
+  create(alice, "doomed");
+  // Corrupt the header behind the daemon's back; the next attach quarantines it.
+  const std::string path = "/dev/shm/" + context_->registry().shm_prefix() + std::string("doomed");
+  {
+    std::FILE* f = std::fopen(path.c_str(), "r+b");
+    ASSERT_NE(f, nullptr);
+    std::fputc('X', f);
+    std::fclose(f);
+  }
+  EXPECT_ERRC(call(alice, Op::attach, protocol::NameRequest{"doomed"}), Errc::corrupt_segment);
+
+  const auto theirs = protocol::parse<DaemonStats>(call(alice, Op::stats));
+  EXPECT_EQ(theirs.quarantined_count, 1u);
+  EXPECT_THAT(theirs.quarantined, IsEmpty());
+  const auto roots = protocol::parse<DaemonStats>(call(root, Op::stats));
+  EXPECT_EQ(roots.quarantined_count, 1u);
+  ASSERT_EQ(roots.quarantined.size(), 1u);
+  EXPECT_EQ(roots.quarantined[0].name, "doomed");
+}
+
+}  // namespace
+}  // namespace bridge
