@@ -33,7 +33,7 @@ from types import SimpleNamespace
 import pytest
 
 import pybridge
-from conftest import Daemon, binary
+from conftest import Daemon, binary, skip_or_fail
 
 ALICE = "shmbridge-alice"
 BOB = "shmbridge-bob"
@@ -89,14 +89,14 @@ def _admin(args, done):
 
 def ensure_accounts():
     """Creates (once; later calls find them) the system users alice and bob
-    and the group shmbridge-users, whose only member is alice. Skips unless
-    root with useradd, groupadd and gpasswd."""
+    and the group shmbridge-users, whose only member is alice. Skips (fails in
+    CI) unless root with useradd, groupadd and gpasswd."""
     if os.geteuid() != 0:
-        pytest.skip("access-control tests need root: they create users and switch to them")
+        skip_or_fail("access-control tests need root: they create users and switch to them")
     missing = [t for t in ("useradd", "groupadd", "gpasswd")
                if shutil.which(t, path=_ADMIN_PATH) is None]
     if missing:
-        pytest.skip(f"access-control tests need {', '.join(missing)} to create users")
+        skip_or_fail(f"access-control tests need {', '.join(missing)} to create users")
     nologin = shutil.which("nologin", path=_ADMIN_PATH) or "/bin/false"
     _admin(["groupadd", "--system", GROUP], lambda: _exists(grp.getgrnam, GROUP))
     for name in (ALICE, BOB):

@@ -6,7 +6,7 @@ daemon chose); clients run as alice or shmbridge-bob in forked children that
 dropped to that user (acl_helpers.Remote), or as root in this process. Only
 alice is in shmbridge-users; `users.bob_member` is bob's process carrying
 that group too, as if he had been added to it, which is what lets him reach
-a daemon started with --group. Needs root (skips otherwise).
+a daemon started with --group. Needs root (skips otherwise, fails in CI).
 """
 import json
 import os
