@@ -5,9 +5,18 @@ Every test that needs a daemon gets a real `bridged` on a socket in its own
 temporary directory, started with --ready-fd (no polling) and stopped with
 SIGTERM; afterwards no shm object of that daemon may remain in /dev/shm.
 
-In CI (CI=true, as CI sets it) a test that backs a README guarantee and
-cannot run here (no binary, no `unshare`, not root, no torch ...) fails
-instead of skipping; see skip_or_fail(). Elsewhere it skips, saying why.
+Two environment variables change how the suite judges what it cannot do or
+how long things take:
+
+- CI=true (as CI sets it): a test that backs a README guarantee and cannot
+  run here (no binary, no `unshare`, not root, no torch ...) fails instead of
+  skipping; see skip_or_fail(). Elsewhere it skips, saying why.
+- SHMBRIDGE_EXPECT_SANITIZED (set by `make test-asan`, which runs this suite
+  against ASan+UBSan builds of bridged, bridgectl and bridge_peer): every
+  wall-clock upper bound is multiplied by TIME_SCALE, so that a slow
+  sanitized binary on a busy core is not reported as a bug. Lower bounds
+  ("waited at least the timeout") are never scaled, nor is anything in the
+  normal run.
 """
 import importlib
 import os
@@ -33,6 +42,10 @@ BIN_DIR = _bin_dir()
 
 #: Whether this is a CI run (CI=true, as CI services and .ci/run set it).
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+#: Multiplies every wall-clock upper bound when the binaries are the
+#: sanitized ones (`make test-asan`); 1 in the normal run.
+TIME_SCALE = 10 if os.environ.get("SHMBRIDGE_EXPECT_SANITIZED") else 1
 
 
 def skip_or_fail(reason):

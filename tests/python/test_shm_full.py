@@ -19,14 +19,14 @@ import time
 import pytest
 
 import pybridge
-from conftest import Daemon, run_peer, skip_or_fail
+from conftest import TIME_SCALE, Daemon, run_peer, skip_or_fail
 from crash_helpers import assert_prefix_consistent, objects, shm_root
 from mut_helpers import finish, popen_child
 
 MiB = 1024 * 1024
 TMPFS_BYTES = 16 * MiB
 #: "At once": a failing create costs at most the reservation it undoes.
-NO_SPACE_LIMIT_S = 0.5
+NO_SPACE_LIMIT_S = 0.5 * TIME_SCALE
 MOUNT = f"mount -t tmpfs -o size={TMPFS_BYTES} tmpfs /dev/shm"
 #: Runs the daemon's argv ("$0" "$@") on a private 16 MiB /dev/shm.
 WRAPPER = ("unshare", "-m", "sh", "-c", MOUNT + ' && exec "$0" "$@"')

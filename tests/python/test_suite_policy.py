@@ -105,3 +105,24 @@ def test_ctest_prints_skip_reasons():
     assert "pytest" in command
     report = [arg for arg in command if arg.startswith("-r")]
     assert any(set(arg[2:]) & set("saA") for arg in report), command
+
+
+def test_time_bounds_are_scaled_only_for_sanitized_binaries():
+    """`make test-asan` sets SHMBRIDGE_EXPECT_SANITIZED: wall-clock upper
+    bounds grow by TIME_SCALE there, and stay as they are in the normal run."""
+    script = ("import conftest, crash_helpers, test_owner_died, test_shm_full; "
+              "print(conftest.TIME_SCALE, crash_helpers.RELEASE_LIMIT_S, "
+              "test_owner_died.HANDOVER_LIMIT_S, test_shm_full.NO_SPACE_LIMIT_S)")
+    here = str(Path(__file__).resolve().parent)
+    for sanitized, expected in [(None, ["1", "1.0", "0.1", "0.5"]),
+                                ("address,undefined", ["10", "10.0", "1.0", "5.0"])]:
+        env = dict(os.environ)
+        env.pop("SHMBRIDGE_EXPECT_SANITIZED", None)
+        if sanitized:
+            env["SHMBRIDGE_EXPECT_SANITIZED"] = sanitized
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (here, str(TESTS_DIR), env.get("PYTHONPATH")) if p)
+        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              timeout=60, env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.split() == expected, (sanitized, proc.stdout)
