@@ -35,6 +35,22 @@ def test_builtin_bases():
     assert issubclass(pybridge.TypeMismatch, TypeError)
     assert issubclass(pybridge.BridgeError, Exception)
     assert not issubclass(pybridge.NotFound, (ValueError, TypeError))
+    assert issubclass(pybridge.NotFound, KeyError) and issubclass(pybridge.NotFound, LookupError)
+    assert issubclass(pybridge.PermissionDenied, PermissionError)
+    assert issubclass(pybridge.Timeout, TimeoutError)
+    # `except KeyError` / `except PermissionError` catch only what they name.
+    for cls in set(pybridge.ERRORS_BY_CODE.values()) - {pybridge.NotFound}:
+        assert not issubclass(cls, LookupError), cls
+    for cls in set(pybridge.ERRORS_BY_CODE.values()) - {pybridge.PermissionDenied}:
+        assert not issubclass(cls, PermissionError), cls
+
+
+def test_str_is_the_message_and_code_is_kept():
+    for cls in set(pybridge.ERRORS_BY_CODE.values()):
+        err = cls("may not attach 'x'")
+        assert str(err) == "may not attach 'x'" == err.message
+        assert err.code == cls.code
+        assert cls("m", "other_code").code == "other_code"
 
 
 def test_spec_class_names():
