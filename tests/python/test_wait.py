@@ -25,6 +25,22 @@ def test_returns_at_once_when_already_newer(client):
     assert seg.wait(newer_than=0) == 1
 
 
+def test_newer_than_is_required(client):
+    """Reading the version inside wait() would lose a commit that lands
+    between the caller's last look and the call: newer_than has no default."""
+    seg = client.create("w", (1,), "uint8")
+    seg.mark_changed()  # a version to return at once, were a default ever added
+    with pytest.raises(TypeError, match="newer_than"):
+        seg.wait()
+    with pytest.raises(TypeError, match="newer_than"):
+        seg.wait(timeout=0)
+    with pytest.raises(TypeError, match="newer_than"):
+        seg.wait_async()  # refused at the call, before any coroutine exists
+    with pytest.raises(TypeError):  # the binding under it has no default either
+        seg._handle.wait()
+    assert seg.wait(newer_than=0, timeout=0) == 1
+
+
 def test_cpp_commit_wakes_python(client, daemon):
     seg = client.create("w", (1,), "uint8")
     start = seg.version
