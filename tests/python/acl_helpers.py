@@ -361,6 +361,49 @@ def op_wait(s, name, newer_than, timeout):
     return version, time.monotonic(), seg.array.tolist()
 
 
+def op_error(s, fn, *args):
+    """Runs op `fn`; what the BridgeError it raised says about itself, seen
+    here in the child (before any pickling), and after a pickle round trip."""
+    import pickle
+
+    try:
+        fn(s, *args)
+    except pybridge.BridgeError as e:
+        again = pickle.loads(pickle.dumps(e))
+        return {"type": type(e).__name__, "code": e.code, "str": str(e), "message": e.message,
+                "args": list(e.args),
+                "bases": sorted(b.__name__ for b in (KeyError, LookupError, PermissionError,
+                                                     OSError, TimeoutError, ValueError)
+                                if isinstance(e, b)),
+                "pickled": (type(again).__name__, again.code, str(again))}
+    raise AssertionError(f"{fn.__name__}{args} raised nothing")
+
+
+def op_events_open(s, name=None):
+    """Subscribes (a stream of its own, kept in the child's state)."""
+    s.events = _client(s).events(name)
+
+
+def op_events_collect(s, until, quiet):
+    """Reads events until one with (event, name) == `until`, then any that
+    follow within `quiet` seconds; returns them all."""
+    return collect_events(s.events, until, quiet)
+
+
+def collect_events(stream, until, quiet, timeout=30.0):
+    got = []
+    while True:
+        event = stream.next(timeout=timeout)
+        got.append(event)
+        if (event["event"], event["name"]) == tuple(until):
+            break
+    while True:
+        try:
+            got.append(stream.next(timeout=quiet))
+        except pybridge.Timeout:
+            return got
+
+
 def op_open(s, path, flags):
     os.close(os.open(path, flags))
 
