@@ -33,7 +33,7 @@ from types import SimpleNamespace
 import pytest
 
 import pybridge
-from conftest import Daemon, binary
+from conftest import Daemon, binary, skip_or_fail
 
 ALICE = "shmbridge-alice"
 BOB = "shmbridge-bob"
@@ -89,14 +89,14 @@ def _admin(args, done):
 
 def ensure_accounts():
     """Creates (once; later calls find them) the system users alice and bob
-    and the group shmbridge-users, whose only member is alice. Skips unless
-    root with useradd, groupadd and gpasswd."""
+    and the group shmbridge-users, whose only member is alice. Skips (fails in
+    CI) unless root with useradd, groupadd and gpasswd."""
     if os.geteuid() != 0:
-        pytest.skip("access-control tests need root: they create users and switch to them")
+        skip_or_fail("access-control tests need root: they create users and switch to them")
     missing = [t for t in ("useradd", "groupadd", "gpasswd")
                if shutil.which(t, path=_ADMIN_PATH) is None]
     if missing:
-        pytest.skip(f"access-control tests need {', '.join(missing)} to create users")
+        skip_or_fail(f"access-control tests need {', '.join(missing)} to create users")
     nologin = shutil.which("nologin", path=_ADMIN_PATH) or "/bin/false"
     _admin(["groupadd", "--system", GROUP], lambda: _exists(grp.getgrnam, GROUP))
     for name in (ALICE, BOB):
@@ -359,6 +359,49 @@ def op_wait(s, name, newer_than, timeout):
     seg = s.segs[name]
     version = seg.wait(newer_than=newer_than, timeout=timeout)
     return version, time.monotonic(), seg.array.tolist()
+
+
+def op_error(s, fn, *args):
+    """Runs op `fn`; what the BridgeError it raised says about itself, seen
+    here in the child (before any pickling), and after a pickle round trip."""
+    import pickle
+
+    try:
+        fn(s, *args)
+    except pybridge.BridgeError as e:
+        again = pickle.loads(pickle.dumps(e))
+        return {"type": type(e).__name__, "code": e.code, "str": str(e), "message": e.message,
+                "args": list(e.args),
+                "bases": sorted(b.__name__ for b in (KeyError, LookupError, PermissionError,
+                                                     OSError, TimeoutError, ValueError)
+                                if isinstance(e, b)),
+                "pickled": (type(again).__name__, again.code, str(again))}
+    raise AssertionError(f"{fn.__name__}{args} raised nothing")
+
+
+def op_events_open(s, name=None):
+    """Subscribes (a stream of its own, kept in the child's state)."""
+    s.events = _client(s).events(name)
+
+
+def op_events_collect(s, until, quiet):
+    """Reads events until one with (event, name) == `until`, then any that
+    follow within `quiet` seconds; returns them all."""
+    return collect_events(s.events, until, quiet)
+
+
+def collect_events(stream, until, quiet, timeout=30.0):
+    got = []
+    while True:
+        event = stream.next(timeout=timeout)
+        got.append(event)
+        if (event["event"], event["name"]) == tuple(until):
+            break
+    while True:
+        try:
+            got.append(stream.next(timeout=quiet))
+        except pybridge.Timeout:
+            return got
 
 
 def op_open(s, path, flags):

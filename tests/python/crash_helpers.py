@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 
 import pybridge
-from conftest import Daemon
+from conftest import TIME_SCALE, Daemon
 
 #: Staging objects of creates in progress: <prefix>.creating.<hex>.
 STAGING_INFIX = ".creating."
 
 #: The bound the issue sets for a dead client's state to be released and
-#: for a call to fail while no daemon runs.
-RELEASE_LIMIT_S = 1.0
+#: for a call to fail while no daemon runs (scaled for sanitized binaries).
+RELEASE_LIMIT_S = 1.0 * TIME_SCALE
 
 
 # ---- daemons that outlive themselves ------------------------------------------

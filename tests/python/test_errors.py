@@ -264,6 +264,61 @@ def test_errors_pickle_with_their_code():
     assert str(err) == "no segment 'x'"
 
 
+def check_raised(err, cls, code, builtin):
+    """What every error the daemon or libbridge raises promises: its class,
+    the built-in it also is, .code, str() is the message (KeyError would
+    show repr), and pickling (multiprocessing) keeps class, code and message."""
+    import pickle
+
+    check_code(err, cls, code)
+    assert isinstance(err, builtin)
+    assert str(err) == err.message == err.args[0]
+    assert not str(err).startswith(("'", '"'))
+    again = pickle.loads(pickle.dumps(err))
+    assert type(again) is cls
+    assert (again.code, str(again), again.message) == (code, str(err), err.message)
+    assert isinstance(again, builtin)
+
+
+def test_not_found_is_a_key_error_from_the_daemon(client):
+    with pytest.raises(KeyError) as err:  # generic handlers catch it
+        client.attach("missing")
+    check_raised(err.value, pybridge.NotFound, "not_found", LookupError)
+    assert "missing" in str(err.value)
+    with pytest.raises(LookupError):
+        client.info("missing")
+    try:
+        client.destroy("missing")
+    except KeyError as e:  # as a dict lookup would be handled
+        assert e.code == "not_found"
+    else:
+        raise AssertionError("destroy of a missing name did not raise")
+
+
+def test_invalid_argument_and_timeout_are_builtins_too(client):
+    with pytest.raises(ValueError) as err:
+        client.create("bad/name", (1,), "uint8")
+    check_raised(err.value, pybridge.InvalidArgument, "invalid_argument", ValueError)
+    seg = client.create("t", (1,), "uint8")
+    with pytest.raises(TimeoutError) as err:  # libbridge's futex wait, not the daemon
+        seg.wait(seg.version, timeout=0)
+    check_raised(err.value, pybridge.Timeout, "timeout", TimeoutError)
+    with client.events() as events:
+        with pytest.raises(TimeoutError) as err:
+            events.next(timeout=0)
+    check_raised(err.value, pybridge.Timeout, "timeout", TimeoutError)
+    with pytest.raises(pybridge.AlreadyExists) as err:
+        client.create("t", (1,), "uint8")
+    check_raised(err.value, pybridge.AlreadyExists, "already_exists", pybridge.BridgeError)
+
+
+def test_daemon_unavailable_pickles(tmp_path):
+    with pytest.raises(pybridge.DaemonUnavailable) as err:
+        pybridge.connect(tmp_path / "nobody.sock")
+    check_raised(err.value, pybridge.DaemonUnavailable, "daemon_unavailable",
+                 pybridge.BridgeError)
+
+
 def test_truncated_segment_is_quarantined_not_fatal(client, daemon):
     """A writer can ftruncate a segment under the daemon (shm objects cannot be
     sealed); the daemon's next look at its header must not die of SIGBUS."""

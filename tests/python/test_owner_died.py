@@ -10,9 +10,10 @@ import time
 import pytest
 
 import pybridge
+from conftest import TIME_SCALE
 from mut_helpers import expect_line, finish, kill, popen_child, popen_peer, send
 
-HANDOVER_LIMIT_S = 0.100
+HANDOVER_LIMIT_S = 0.100 * TIME_SCALE
 
 PY_HOLDER = """
     import sys, pybridge

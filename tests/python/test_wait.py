@@ -9,6 +9,7 @@ import time
 import pytest
 
 import pybridge
+from conftest import TIME_SCALE
 from mut_helpers import (PEER_TIMEOUT_EXIT, child_cpu_seconds, expect_line, finish, kill,
                          popen_child, popen_peer, wait_until_blocked_in_futex)
 from pb_helpers import run_python
@@ -22,6 +23,22 @@ def test_returns_at_once_when_already_newer(client):
     seg.mark_changed()
     assert seg.wait(0, timeout=0) == 1
     assert seg.wait(newer_than=0) == 1
+
+
+def test_newer_than_is_required(client):
+    """Reading the version inside wait() would lose a commit that lands
+    between the caller's last look and the call: newer_than has no default."""
+    seg = client.create("w", (1,), "uint8")
+    seg.mark_changed()  # a version to return at once, were a default ever added
+    with pytest.raises(TypeError, match="newer_than"):
+        seg.wait()
+    with pytest.raises(TypeError, match="newer_than"):
+        seg.wait(timeout=0)
+    with pytest.raises(TypeError, match="newer_than"):
+        seg.wait_async()  # refused at the call, before any coroutine exists
+    with pytest.raises(TypeError):  # the binding under it has no default either
+        seg._handle.wait()
+    assert seg.wait(newer_than=0, timeout=0) == 1
 
 
 def test_cpp_commit_wakes_python(client, daemon):
@@ -105,7 +122,7 @@ def test_timeout_is_honoured_and_costs_no_cpu(client, on_main_thread):
         t.join()
     assert isinstance(outcome["error"], TimeoutError)  # pybridge.Timeout is one
     assert outcome["error"].code == "timeout"
-    assert 0.5 <= outcome["elapsed"] < 1.5
+    assert 0.5 <= outcome["elapsed"] < 1.5 * TIME_SCALE
     assert outcome["cpu"] < CPU_FRACTION_LIMIT * outcome["elapsed"], outcome
 
 
@@ -118,7 +135,7 @@ def test_cpp_wait_times_out_without_burning_cpu(client, daemon):
     elapsed = time.monotonic() - start
     assert peer.returncode == PEER_TIMEOUT_EXIT, peer.stderr.read()
     assert "timeout" in peer.stderr.read()
-    assert 0.5 <= elapsed < 2.5
+    assert 0.5 <= elapsed < 2.5 * TIME_SCALE
     assert cpu < CPU_FRACTION_LIMIT * elapsed, (cpu, elapsed)
 
 
@@ -127,7 +144,7 @@ def test_timeout_zero_does_not_block(client):
     start = time.monotonic()
     with pytest.raises(pybridge.Timeout):
         seg.wait(seg.version, timeout=0)
-    assert time.monotonic() - start < 0.5
+    assert time.monotonic() - start < 0.5 * TIME_SCALE
 
 
 def test_wait_releases_the_gil(daemon):
@@ -167,7 +184,7 @@ def test_close_in_another_thread_ends_a_wait(client):
     seg.close()
     t.join(timeout=30)
     assert not t.is_alive()
-    assert outcome and outcome[0] - closed_at < 1.0
+    assert outcome and outcome[0] - closed_at < 1.0 * TIME_SCALE
     # The pinned attachment was detached once the wait returned.
     assert client.info("w")["attached"] == 0
 
@@ -198,7 +215,7 @@ def test_ctrl_c_interrupts_a_blocked_main_thread(client, daemon, call):
         sent_at = time.monotonic()
         child.send_signal(signal.SIGINT)
         _, err = child.communicate(timeout=30)
-        assert time.monotonic() - sent_at < 5
+        assert time.monotonic() - sent_at < 5 * TIME_SCALE
         assert child.returncode != 0 and "KeyboardInterrupt" in err, err
     finally:
         for proc in (holder, child):
