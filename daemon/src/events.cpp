@@ -34,12 +34,11 @@ std::size_t EventHub::publish(const Event& event, const Audience& audience) {
         subscriber.known[event.segment_id] = event.version;
         break;
       case EventKind::committed: {
-        // Missing means a segment the subscriber could not see until now (a
-        // grant): its current version is where this subscriber starts, as
-        // for segments that existed when it subscribed.
-        auto [it, first_sight] = subscriber.known.try_emplace(event.segment_id, event.version);
-        if (first_sight || event.version <= it->second) continue;
-        it->second = event.version;
+        // Missing means a segment the subscriber could not see when it
+        // subscribed (it was granted since): any version is news to it.
+        auto it = subscriber.known.find(event.segment_id);
+        if (it != subscriber.known.end() && event.version <= it->second) continue;
+        subscriber.known[event.segment_id] = event.version;
         break;
       }
       case EventKind::meta_changed:
