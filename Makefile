@@ -15,19 +15,25 @@ CMAKE_FLAGS := -G Ninja -DBRIDGE_WERROR=ON
 SAN_LOAD := SHMBRIDGE_LOAD_CLIENTS=20 SHMBRIDGE_LOAD_CYCLES=50 SHMBRIDGE_SOAK_SECONDS=5 \
             SHMBRIDGE_RACE_ROUNDS=20 SHMBRIDGE_TIME_SCALE=10
 
-.PHONY: all deps build demo test test-cpp test-asan test-tsan fuzz install-py format format-check clean bench
+.PHONY: all deps configure build demo test test-cpp test-asan test-tsan fuzz install-py format format-check clean bench
 
 all: build
 
 deps:
 	@./scripts/install-deps.sh
 
-build: deps
+configure: deps
 	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) -DBRIDGE_BUILD_PYTHON=ON \
 	  -DPython_EXECUTABLE=$(PY) -Dnanobind_DIR=$$($(PY) -m nanobind --cmake_dir) >/dev/null
+
+# Everything: libraries, tools, the extension, every test and benchmark.
+build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
-demo: build
+# The demo builds only what it runs (no tests, no benchmarks).
+DEMO_TARGETS := bridged bridgectl frames_peer _pybridge pybridge_python_files
+demo: configure
+	@cmake --build $(BUILD) -j $(JOBS) --target $(DEMO_TARGETS)
 	@PYTHONPATH=$(BUILD)/python $(PY) examples/python/demo.py $(BUILD)/bin
 
 # GoogleTest (unit + integration against a real daemon, the load test and a
@@ -57,7 +63,7 @@ test-asan: build
 	@$(ASAN_ENV) $(SAN_LOAD) ctest --test-dir $(ASAN) --output-on-failure -j 2
 	@$(ASAN_ENV) SHMBRIDGE_EXPECT_SANITIZED=address,undefined BRIDGE_BIN_DIR=$(CURDIR)/$(ASAN)/bin \
 	  PYTHONPATH=$(CURDIR)/$(BUILD)/python \
-	  $(PY) -m pytest -q -p no:cacheprovider tests/python tests/cli
+	  $(PY) -m pytest -q -rs -p no:cacheprovider tests/python tests/cli
 
 # The tests labelled `concurrency` (mutation, events, load + soak) under
 # ThreadSanitizer. TSan sees the threads of one process (the daemon's io and

@@ -32,7 +32,8 @@ constexpr const char* kToolExamples = R"(Examples:
 
 Exit status: 0 on success; 10 + the error's number on a shmbridge error
 (11 invalid_argument, 12 not_found, 13 already_exists, 14 permission_denied,
-15 no_space, 16 daemon_unavailable, ...); CLI11's code (100-127) on a usage error.
+15 no_space, 16 daemon_unavailable, ...); 2 on a usage error (unknown command
+or option, missing or invalid argument).
 With --json, failures also print {"error": {"code": ..., "message": ...}} on stdout.)";
 
 /// --socket and --json are accepted before the command and after it, and

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 //
 // The daemon's handle on one POSIX shared-memory object, created through
-// Boost.Interprocess. Only the daemon creates and unlinks these names
-// (DESIGN.md principle 2); clients receive the descriptor over the socket.
+// Boost.Interprocess. The daemon owns the names: only it creates and unlinks
+// these objects (O_CREAT|O_EXCL, an explicit mode, never adopting an object it
+// did not create); clients receive the descriptor over the socket and never
+// open a name themselves.
 #pragma once
 
 #include <boost/interprocess/shared_memory_object.hpp>

@@ -7,6 +7,7 @@ depend on pybridge beyond what the shared `daemon` fixture needs.
 import json
 import os
 import pwd
+import re
 import subprocess
 import time
 
@@ -109,6 +110,23 @@ def test_usage_errors(args):
     # Usage errors exit 2, distinct from shmbridge's 10 + code.
     assert proc.returncode == 2, (proc.returncode, proc.stderr)
     assert proc.stderr.strip()
+
+
+def test_help_states_the_real_usage_error_status():
+    """--help's exit-status paragraph names the status a usage error really exits with."""
+    proc = subprocess.run([binary("bridgectl"), "--help"], capture_output=True, text=True,
+                          timeout=60)
+    text = " ".join(proc.stdout.split())
+    stated = re.search(r"\b(\d+) on a usage error", text)
+    assert stated, f"--help does not say how a usage error exits:\n{proc.stdout}"
+    assert "100-127" not in text and "CLI11" not in text
+    for args in (["ls", "--bogus"],           # unknown option
+                 ["info"],                    # missing argument
+                 ["frobnicate"]):             # unknown command
+        usage = subprocess.run([binary("bridgectl"), *args], capture_output=True, text=True,
+                               timeout=60)
+        assert usage.returncode == int(stated.group(1)) == 2, (args, usage.returncode,
+                                                                usage.stderr)
 
 
 # ---- ls ---------------------------------------------------------------------
