@@ -17,6 +17,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -106,7 +107,10 @@ class DaemonProcess {
     if (pid_ < 0) fail_errno("fork");
     if (pid_ == 0) {
       // Child: stdout and stderr to the log; keep the ready pipe open across exec.
-      if (::dup2(log.get(), STDOUT_FILENO) < 0 || ::dup2(log.get(), STDERR_FILENO) < 0 ||
+      // A test process that crashes takes its daemon with it (SIGTERM: an
+      // ephemeral daemon then removes its segments) instead of orphaning it.
+      if (::prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || ::getppid() == 1 ||
+          ::dup2(log.get(), STDOUT_FILENO) < 0 || ::dup2(log.get(), STDERR_FILENO) < 0 ||
           ::fcntl(ready_write.get(), F_SETFD, 0) != 0) {
         ::_exit(127);
       }
