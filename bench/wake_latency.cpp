@@ -10,7 +10,7 @@
 //
 //   futex             a bare futex on a word in shared memory: the floor
 //   pipe              a byte over a pipe each way
-//   shmbridge         Segment::commit() on one segment, Segment::wait() on
+//   shmbridge         Segment::mark_changed() on one segment, Segment::wait() on
 //                     the other. wait() spins briefly before it sleeps, so a
 //                     reply that comes back within the spin is caught without
 //                     any kernel wake.

@@ -7,11 +7,11 @@ is half a round trip. Methods:
 
   futex                  bare futex on a shared word (the floor; C++)
   pipe                   a byte over a pipe each way (C++)
-  shmbridge C++          Segment::commit() -> Segment::wait() on two segments
+  shmbridge C++          Segment::mark_changed() -> Segment::wait() on two segments
   shmbridge C++, asleep  the same, each commit made only once the other side
                          is registered as a waiter (past wait()'s spin), so
                          every turn wakes a sleeping process
-  shmbridge Python       seg.commit() -> seg.wait() via pybridge, both sides
+  shmbridge Python       seg.mark_changed() -> seg.wait() via pybridge, both sides
 
 Each method runs with both processes pinned to one core, and pinned to two
 cores: unpinned, the scheduler's choice (and whether wait()'s spin catches
@@ -159,7 +159,7 @@ def python_unavailable():
         import pybridge
     except ImportError as e:
         return f"pybridge not importable ({e}); set PYTHONPATH to <build>/python"
-    if not (hasattr(pybridge.Segment, "wait") and hasattr(pybridge.Segment, "commit")):
+    if not (hasattr(pybridge.Segment, "wait") and hasattr(pybridge.Segment, "mark_changed")):
         return "this pybridge has no Segment.commit/wait"
     return None
 
