@@ -36,5 +36,8 @@ void log_debug(std::string_view message) {
 void set_verbose(bool verbose) {
   g_verbose = verbose;
 }
+bool verbose() {
+  return g_verbose;
+}
 
 }  // namespace bridged

@@ -10,5 +10,7 @@ void log_info(std::string_view message);
 void log_warn(std::string_view message);
 void log_debug(std::string_view message);
 void set_verbose(bool verbose);
+/// Whether log_debug writes (bridged -v): lets hot paths skip building the line.
+bool verbose();
 
 }  // namespace bridged

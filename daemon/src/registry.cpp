@@ -168,9 +168,13 @@ Registry::Opened Registry::create(const Caller& caller, const protocol::CreateRe
     segment->attachments[caller.client] = 1;
     Segment& stored = *segments_.emplace(request.name, std::move(segment)).first->second;
     if (needs_access_record(stored)) save_access();
-    log_info("created '" + request.name + "' " + std::string(bridge::dtype_name(layout.dtype)) +
-             " " + std::to_string(layout.nbytes) + " bytes for pid " + std::to_string(caller.pid) +
-             " (uid " + std::to_string(caller.uid) + ")");
+    // Creates and destroys are the hot path of short-lived segments: logged
+    // only with -v (refusals, quarantines and grants are always logged).
+    if (verbose()) {
+      log_debug("created '" + request.name + "' " + std::string(bridge::dtype_name(layout.dtype)) +
+                " " + std::to_string(layout.nbytes) + " bytes for pid " +
+                std::to_string(caller.pid) + " (uid " + std::to_string(caller.uid) + ")");
+    }
     Opened opened{describe(stored, true), stored.shm.fd()};
     emit(make_event(protocol::EventKind::created, stored, caller.pid, created), stored);
     return opened;
@@ -196,8 +200,10 @@ Registry::Opened Registry::attach(const Caller& caller, const std::string& name)
     fd = segment.read_only_fd.get();
   }
   ++segment.attachments[caller.client];
-  log_debug("pid " + std::to_string(caller.pid) + " attached '" + name + "'" +
-            (access == protocol::Access::read ? " read-only" : ""));
+  if (verbose()) {
+    log_debug("pid " + std::to_string(caller.pid) + " attached '" + name + "'" +
+              (access == protocol::Access::read ? " read-only" : ""));
+  }
   return {describe(segment, true), fd};
 }
 
@@ -235,9 +241,11 @@ void Registry::destroy(const Caller& caller, const std::string& name) {
   segment.shm.unlink();
   mark_destroyed(segment);
   fault_point("destroy:unlinked");
-  log_info("destroyed '" + name + "' for pid " + std::to_string(caller.pid) + " (" +
-           std::to_string(segment.attachments.size()) +
-           " clients still attached keep their mappings)");
+  if (verbose()) {
+    log_debug("destroyed '" + name + "' for pid " + std::to_string(caller.pid) + " (" +
+              std::to_string(segment.attachments.size()) +
+              " clients still attached keep their mappings)");
+  }
   forget(name, caller.pid, /*flush_commit=*/true);
 }
 

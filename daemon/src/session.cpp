@@ -199,8 +199,10 @@ asio::awaitable<std::optional<std::string>> Session::read_request() {
 }
 
 asio::awaitable<void> Session::serve() {
-  log_debug("client " + std::to_string(caller_.client) + " connected (pid " +
-            std::to_string(caller_.pid) + ", uid " + std::to_string(caller_.uid) + ")");
+  if (verbose()) {
+    log_debug("client " + std::to_string(caller_.client) + " connected (pid " +
+              std::to_string(caller_.pid) + ", uid " + std::to_string(caller_.uid) + ")");
+  }
   while (caller_.uid != static_cast<uid_t>(-1)) {
     std::optional<std::string> payload = co_await read_request();
     if (!payload) break;
@@ -225,7 +227,9 @@ asio::awaitable<void> Session::serve() {
   }
   close();
   server_.session_ended(caller_.client);
-  log_debug("client " + std::to_string(caller_.client) + " disconnected");
+  if (verbose()) {
+    log_debug("client " + std::to_string(caller_.client) + " disconnected");
+  }
 }
 
 asio::awaitable<bool> Session::send(const std::string& frame, int fd) {
