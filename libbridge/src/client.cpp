@@ -61,14 +61,14 @@ Segment open_segment(const std::shared_ptr<Connection>& connection, Connection::
     }
     info.strides = layout.strides;
     info.total_bytes = header.total_bytes;
+    auto state = std::make_shared<detail::SegmentState>(std::make_shared<const SegmentInfo>(info),
+                                                        std::move(mapping), connection);
     connection->note_attached(info.name, info.id);
-    return detail::SegmentAccess::make(std::make_shared<detail::SegmentState>(
-        std::make_shared<const SegmentInfo>(std::move(info)), std::move(mapping), connection));
+    return detail::SegmentAccess::make(std::move(state));
   } catch (...) {
     // The daemon already counts this attachment; without a detach it would
     // stay counted for as long as this connection lives.
-    connection->note_attached(info.name, info.id);
-    connection->detach_async(info.name, info.id);
+    connection->detach_async(info.name, info.id, /*held=*/false);
     throw;
   }
 }

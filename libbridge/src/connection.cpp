@@ -198,11 +198,11 @@ void Connection::note_attached(const std::string& name, std::uint64_t id) {
   ++attached_[{name, id}];
 }
 
-void Connection::detach_async(const std::string& name, std::uint64_t id) noexcept {
+void Connection::detach_async(const std::string& name, std::uint64_t id, bool held) noexcept {
   try {
     {
       std::lock_guard book(book_);
-      auto it = attached_.find({name, id});
+      auto it = held ? attached_.find({name, id}) : attached_.end();
       if (it != attached_.end() && --it->second == 0) attached_.erase(it);
       pending_detaches_.push_back({name, id});
     }

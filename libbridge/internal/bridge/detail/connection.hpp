@@ -44,9 +44,10 @@ class Connection {
 
   /// Bookkeeping of live Segments, for re-attaching after a reconnect.
   void note_attached(const std::string& name, std::uint64_t id);
-  /// Forgets one attachment of segment `id` and tells the daemon without
-  /// waiting: never blocks, whatever the daemon or other threads are doing.
-  void detach_async(const std::string& name, std::uint64_t id) noexcept;
+  /// Forgets one attachment of segment `id` (one noted with note_attached,
+  /// unless `held` is false) and tells the daemon without waiting: never
+  /// blocks, whatever the daemon or other threads are doing.
+  void detach_async(const std::string& name, std::uint64_t id, bool held = true) noexcept;
 
   /// Closes the connection for good: later calls fail with daemon_unavailable.
   void close();
