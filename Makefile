@@ -111,7 +111,8 @@ fuzz: deps
 # vineyardd), runs every section and writes bench/RESULTS.md and
 # bench/results.png. A first look: make bench BENCH_ARGS=--quick
 BENCH_VENV    := build/bench-venv
-BENCH_TARGETS := bridged bridgectl _pybridge pybridge_python_files bridge_wake_latency
+BENCH_TARGETS := bridged bridgectl _pybridge pybridge_python_files bridge_wake_latency \
+                 bridge_attach_bench
 BENCH_ARGS    ?=
 $(BENCH_VENV)/.installed: bench/requirements.txt
 	@test -x $(BENCH_VENV)/bin/python || $(PY) -m venv $(BENCH_VENV)

@@ -12,6 +12,7 @@ TITLES = {
     4: "Wake: one process commits, another wakes",
     5: "First touch: another process reads every page of 1 GiB",
     6: "Memory: the daemon's resident memory per segment",
+    7: "C++ attach against a bare round trip + mmap (Google Benchmark)",
 }
 EXPLAIN = {
     1: "A worker process attaches arrays the driver created: *fresh* = an array that process "
@@ -39,6 +40,10 @@ EXPLAIN = {
     6: "A fresh-ish daemon (the one of this run) before, with, and after 1,000 live 4 KiB "
        "segments created by one client; /proc/<pid>/status. The ratio is bytes per "
        "segment ÷ the segment's 4 KiB payload.",
+    7: "bench/attach_bench.cpp against the daemon of this run: *fresh* = a segment this "
+       "process has no mapping of (created and its handle closed, untimed); the floor = a "
+       "bare C++ round trip to a blocking echo server in a forked process + shm_open + fstat "
+       "+ mmap + first byte + munmap + close of an existing POSIX shm object.",
 }
 
 

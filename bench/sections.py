@@ -3,6 +3,7 @@
 dict(section, metric, method, p50, p99, unit, baseline_label, baseline, limits)
 with times in the row's unit. p50 / p99 are medians over rounds of each
 round's p50 / p99."""
+import json
 import os
 import re
 import subprocess
@@ -259,4 +260,42 @@ class Sections:
                            per, None, "bytes", label, 4096.0,
                            f"{k}: {before[k] / MIB:.1f} MiB before, {after[k] / MIB:.1f} MiB "
                            f"with {n}, {gone[k] / MIB:.1f} MiB after destroying them"))
+        return out
+
+    # ---- 7: C++ (Google Benchmark) ---------------------------------------------
+    def cpp_attach(self):
+        binary = Path(self.args.bin_dir) / "bridge_attach_bench"
+        if not binary.exists():
+            self.notes.append(f"Section 7 not run: {binary} was not built (Google Benchmark "
+                              "missing? scripts/install-deps.sh installs libbenchmark-dev).")
+            return []
+        reps = 3 if self.args.quick else max(3, self.args.rounds)
+        self.quiet.wait()
+        cmd = [str(binary), "--benchmark_format=json", f"--benchmark_repetitions={reps}",
+               "--benchmark_min_time=" + ("0.1" if self.args.quick else "0.3")]
+        env = dict(os.environ, SHMBRIDGE_BENCH_SOCKET=self.bridged.socket)
+        data = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True,
+                                         env=env).stdout)
+        per = {}
+        for b in data["benchmarks"]:
+            if b.get("run_type") == "iteration":
+                per.setdefault(b["run_name"], []).append(b["real_time"])
+        rtt = median(per["uds_round_trip/manual_time"])
+        names = {"attach_fresh": "C++ attach fresh (Client::attach + first byte), ",
+                 "reattach": "C++ re-attach (attach + first byte + close), ",
+                 "uds_rtt_mmap": "bare C++ round trip + shm_open + fstat + mmap + first byte, "}
+        out = [row(7, "bare C++ Unix-socket round trip, 200 B, blocking echo server (forked)",
+                   "baseline", rtt, max(per["uds_round_trip/manual_time"]), "µs",
+                   "bare C++ UDS RTT", rtt, "the kernel's socket wake-up of another process")]
+        for size in (4 * KIB, 64 * MIB):
+            floor = median(per[f"uds_rtt_mmap/{size}/manual_time"])
+            for key, label in names.items():
+                v = per[f"{key}/{size}/manual_time"]
+                method = "baseline (floor)" if key == "uds_rtt_mmap" else "shmbridge"
+                out.append(row(7, label + size_name(size), method, median(v), max(v), "µs",
+                               "RTT + shm_open + mmap + first byte", floor,
+                               f"≈ {median(v) / rtt:.1f} bare round trips"))
+        self.notes.append(f"Section 7: Google Benchmark, mean time per iteration "
+                          f"(manual timing) in each of {reps} repetitions; p50 column = median "
+                          "over repetitions, p99 column = the slowest repetition.")
         return out
