@@ -225,9 +225,39 @@ class Sections:
                 out.append(row(4, f"wake one-way, {place} (pinned)", method, p50, p99, "µs",
                                "bare futex wake, same placement", floors.get(place),
                                ""))
+        out.extend(self.wake_iceoryx2(floors))
         self.notes.append("Section 4 is bench/wake_latency.py run as is; its own output:\n\n```\n"
                           + text.strip() + "\n```")
         return out
+
+    def wake_iceoryx2(self, floors):
+        """iceoryx2 events between two Python processes (bench/wake_iceoryx2.py), in the
+        placements of wake_latency.py; ratio to that run's futex floor."""
+        try:
+            import iceoryx2  # noqa: F401
+        except ImportError:
+            self.notes.append("iceoryx2 not importable: no iceoryx2 row in section 4")
+            return []
+        cpus = sorted(os.sched_getaffinity(0))
+        where = {"same core": (cpus[0], cpus[0])}
+        if len(cpus) > 1:
+            where["across cores"] = (cpus[0], cpus[1])
+        quick = self.args.quick
+        got = {p: [] for p in where}
+        for rep in range(2 if quick else 5):
+            for place, (a, b) in where.items():
+                text = subprocess.run(
+                    [sys.executable, str(HERE / "wake_iceoryx2.py"), "--cpus", f"{a},{b}",
+                     "--round-trips", "5000" if quick else "20000",
+                     "--warmup", "500" if quick else "2000"],
+                    check=True, capture_output=True, text=True, timeout=300).stdout
+                r = json.loads(text.strip().splitlines()[-1])
+                got[place].append((r["rtt_p50_ns"] / 2e3, r["rtt_p99_ns"] / 2e3))
+        return [row(4, f"wake one-way, {place} (pinned)", "iceoryx2 event (Python)",
+                    median(x for x, _ in v), median(y for _, y in v), "µs",
+                    "bare futex wake, same placement", floors.get(place),
+                    "notify + blocking_wait, run after wake_latency.py (not interleaved)")
+                for place, v in got.items()]
 
     # ---- 6 -------------------------------------------------------------------
     def memory(self):
