@@ -98,7 +98,7 @@ def write_markdown(path, header, rows):
          "Written by `bench/run.py` (`make bench`); nothing here is a test. Compare the "
          "ratios, measured in one run; absolute times move between runs and machines.", "",
          f"- run: {header['date']}, {header['machine']}, {header['duration_s']:.0f} s, "
-         f"arguments: `{header['args']}`, {header['rounds']} rounds",
+         f"arguments: `{header['args']}`, rounds per section: {header['rounds']}",
          "- load average (1, 5, 15 min) before: "
          + ", ".join(f"{x:.2f}" for x in header["load_before"])
          + "; after: " + ", ".join(f"{x:.2f}" for x in header["load_after"]),
