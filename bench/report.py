@@ -132,13 +132,18 @@ def plot(path, rows):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = [r for r in rows if ratio(r) and r["method"] != "baseline"]
+    shown = sorted((r for r in rows if ratio(r) and not r["method"].startswith("baseline")),
+                   key=lambda r: r["section"])
     if not shown:
         return
-    labels = [f"§{r['section']} {r['metric'][:48]} — {r['method']}" for r in shown]
+
+    def short(text, n=72):
+        return text if len(text) <= n else text[:n - 1] + "…"
+
+    labels = [f"§{r['section']} {short(r['metric'])} — {r['method']}" for r in shown]
     values = [ratio(r) for r in shown]
     colors = ["tab:blue" if r["method"].startswith("shmbridge") else "tab:gray" for r in shown]
-    fig, ax = plt.subplots(figsize=(12, 0.28 * len(shown) + 1.5))
+    fig, ax = plt.subplots(figsize=(14, 0.28 * len(shown) + 1.5))
     y = range(len(shown))
     ax.barh(list(y), values, color=colors)
     ax.set_yticks(list(y))
@@ -146,7 +151,8 @@ def plot(path, rows):
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.axvline(1.0, color="black", linewidth=0.8)
-    ax.set_xlabel("p50 ÷ the section's baseline measured in the same run (log; blue = shmbridge)")
+    ax.set_xlabel("p50 ÷ the section's baseline measured in the same run (log; blue = shmbridge; "
+                  "times: lower is better, §2 rates: higher is better)")
     ax.set_title("shmbridge and peers, ratio to baseline (bench/RESULTS.md)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
