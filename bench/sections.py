@@ -310,7 +310,8 @@ class Sections:
         per = {}
         for b in data["benchmarks"]:
             if b.get("run_type") == "iteration":
-                per.setdefault(b["run_name"], []).append(b["real_time"])
+                name = re.sub(r"/iterations:\d+", "", b["run_name"])
+                per.setdefault(name, []).append(b["real_time"])
         rtt = median(per["uds_round_trip/manual_time"])
         names = {"attach_fresh": "C++ attach fresh (Client::attach + first byte), ",
                  "reattach": "C++ re-attach (attach + first byte + close), ",
