@@ -105,10 +105,23 @@ fuzz: deps
 	@grep -E '^(Done|stat::(number_of_executed_units|average_exec_per_sec|new_units_added))' \
 	  $(FUZZ)/fuzz.log | sed 's/^/fuzz: /'
 
-# Wake-latency benchmark (not a test, about 40 s): futex and pipe floors,
-# shmbridge C++ and Python side by side in one run; see bench/README.md.
-bench: build
-	@PYTHONPATH=$(BUILD)/python $(PY) bench/wake_latency.py --bin-dir $(BUILD)/bin
+# Benchmarks (not tests; bench/README.md): builds only what they run, makes
+# build/bench-venv with the peers pinned in bench/requirements.txt (once; again
+# when the file changes), then bench/run.py starts private daemons (bridged,
+# vineyardd), runs every section and writes bench/RESULTS.md and
+# bench/results.png. A first look: make bench BENCH_ARGS=--quick
+BENCH_VENV    := build/bench-venv
+BENCH_TARGETS := bridged bridgectl _pybridge pybridge_python_files bridge_wake_latency \
+                 bridge_attach_bench
+BENCH_ARGS    ?=
+$(BENCH_VENV)/.installed: bench/requirements.txt
+	@test -x $(BENCH_VENV)/bin/python || $(PY) -m venv $(BENCH_VENV)
+	@$(BENCH_VENV)/bin/python -m pip install -q -r bench/requirements.txt
+	@touch $@
+
+bench: configure $(BENCH_VENV)/.installed
+	@cmake --build $(BUILD) -j $(JOBS) --target $(BENCH_TARGETS)
+	@PYTHONPATH=$(BUILD)/python $(BENCH_VENV)/bin/python bench/run.py --bin-dir $(BUILD)/bin $(BENCH_ARGS)
 
 # What a user does: builds a wheel with scikit-build-core and installs the
 # package plus the bridged and bridgectl commands into .venv.

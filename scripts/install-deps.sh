@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # clang and its runtime libraries (libFuzzer, sanitizers) build the fuzz
 # targets (make fuzz); libclang-rt-14-dev is only a Recommends of clang-14.
 debs=(g++ make ninja-build nlohmann-json3-dev libgtest-dev libgmock-dev
-      libcli11-dev clang-format clang libclang-rt-14-dev)
+      libcli11-dev clang-format clang libclang-rt-14-dev libbenchmark-dev)
 
 # Boost >= 1.81 (CMake asks for 1.81 CONFIG): the distribution's libboost-dev
 # where it is new enough (Debian 13 and later), else libboost1.81-dev (Debian

@@ -1,0 +1,333 @@
+# SPDX-License-Identifier: MIT
+"""The sections of bench/run.py. Each returns rows for bench/report.py:
+dict(section, metric, method, p50, p99, unit, baseline_label, baseline, limits)
+with times in the row's unit. p50 / p99 are medians over rounds of each
+round's p50 / p99."""
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import common
+from common import median, p50_p99
+
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
+HERE = Path(__file__).resolve().parent
+
+
+def size_name(n):
+    return f"{n // GIB} GiB" if n >= GIB else f"{n // MIB} MiB" if n >= MIB else f"{n // KIB} KiB"
+
+
+def row(section, metric, method, p50, p99, unit, baseline_label=None, baseline=None, limits=""):
+    return dict(section=section, metric=metric, method=method, p50=p50, p99=p99, unit=unit,
+                baseline_label=baseline_label, baseline=baseline, limits=limits)
+
+
+class Sections:
+    def __init__(self, args, pool, local, quiet, echo_path, bridged):
+        self.args = args
+        self.pool = pool
+        self.local = local  # method name -> instance in this (the driver's) process
+        self.quiet = quiet
+        self.echo_path = echo_path
+        self.bridged = bridged
+        self.notes = []
+        self.rtt_us = None
+        self.tag = 0
+
+    def key(self, what):
+        self.tag += 1
+        return f"bench-{what}-{os.getpid()}-{self.tag}"
+
+    # ---- 1 -------------------------------------------------------------------
+    def attach(self):
+        quick = self.args.quick
+        sizes = [4 * KIB, 64 * MIB] + ([GIB] if self.args.big else [])
+        fresh_n = {4 * KIB: 20 if quick else 50, 64 * MIB: 8 if quick else 20, GIB: 2}
+        again_n = 100 if quick else 300
+        rtt_n = 300 if quick else 1000
+        names = list(self.local)
+        runs = [("uds", None)] + [(m, s) for m in names for s in sizes]
+        fresh = {r: [] for r in runs}
+        again = {r: [] for r in runs}
+        fill = {s: np.ones(s, np.uint8) for s in sizes}
+        for rnd in range(self.args.rounds):
+            self.quiet.wait()
+            for method, size in common.rotated(runs, rnd):
+                if method == "uds":
+                    fresh[(method, size)].append(p50_p99(self.pool.call(
+                        0, "uds", path=self.echo_path, n=rtt_n)))
+                    continue
+                m = self.local[method]
+                made = [m.create(self.key("att"), size, fill[size]) for _ in range(fresh_n[size])]
+                try:
+                    fresh[(method, size)].append(p50_p99(self.pool.call(
+                        0, "attach_fresh", method=method, refs=[r for r, _ in made])))
+                    again[(method, size)].append(p50_p99(self.pool.call(
+                        0, "attach_again", method=method, ref=made[0][0], n=again_n)))
+                finally:
+                    for ref, keep in made:
+                        m.destroy(ref, keep)
+                    made = None
+        rtt = [median(p for p, _ in fresh[("uds", None)]) / 1e3,
+               median(q for _, q in fresh[("uds", None)]) / 1e3]
+        self.rtt_us = rtt[0]
+        label = "bare UDS RTT (200 B, Python)"
+        out = [row(1, "bare Unix-socket round trip, 200 B, blocking echo server",
+                   "baseline", rtt[0], rtt[1], "µs", label, rtt[0],
+                   "the kernel's socket wake-up of another process")]
+        for kind, data in (("fresh", fresh), ("re-attach", again)):
+            for size in sizes:
+                for method in names:
+                    v = data[(method, size)]
+                    p50 = median(p for p, _ in v) / 1e3
+                    p99 = median(q for _, q in v) / 1e3
+                    limits = ""
+                    if method == "shmbridge":
+                        limits = f"≈ {p50 / rtt[0]:.1f} bare round trips (daemon request(s) + mmap)"
+                    out.append(row(1, f"attach {kind}, {size_name(size)} → ndarray + first byte",
+                                   method, p50, p99, "µs", label, rtt[0], limits))
+        return out
+
+    # ---- 2 -------------------------------------------------------------------
+    def cycles(self):
+        seconds = 1.0 if self.args.quick else 2.0
+        names = list(self.local)
+        runs = [(m, n) for n in self.args.clients for m in names]
+        rates = {r: [] for r in runs}
+        for rnd in range(self.args.rounds):
+            self.quiet.wait()
+            for method, n in common.rotated(runs, rnd):
+                start_at = time.monotonic() + 0.2
+                ids = [self.pool.send(i, "cycles", method=method, tag=f"{rnd}-{i}-{n}",
+                                      start_at=start_at, seconds=seconds) for i in range(n)]
+                got = self.pool.gather(ids)
+                rates[(method, n)].append(sum(c for c, _ in got) / max(e for _, e in got))
+        base = 1e6 / self.rtt_us if self.rtt_us else None
+        out = []
+        for n in self.args.clients:
+            for method in names:
+                v = rates[(method, n)]
+                limits = ""
+                if method == "shmbridge" and base:
+                    limits = f"one cycle ≈ {base / median(v):.1f} bare round trips of time"
+                out.append(row(2, f"create+attach+read+destroy 4 KiB, {n} client process"
+                               + ("es" if n > 1 else ""), method, median(v), min(v),
+                               "cycles/s", "bare UDS round trips/s, 1 client", base, limits))
+        return out
+
+    # ---- 3 and 5 ---------------------------------------------------------------
+    def handoff(self):
+        size = GIB
+        src = np.full(size, 7, np.uint8)
+        dst = np.empty(size, np.uint8)
+        np.copyto(dst, src)
+        variants = []
+        for name in self.local:
+            variants.append((name, "create + fill"))
+            if name == "shmbridge":
+                variants.append((name, "create_from"))
+        runs = [("memcpy", None)] + variants
+        total = {r: [] for r in runs}
+        consumer = {r: [] for r in runs}
+        first_read = {r: [] for r in runs}
+        warm_read = {r: [] for r in runs}
+        rounds = max(2, self.args.rounds - (1 if self.args.quick else 2))
+        for rnd in range(rounds):
+            self.quiet.wait()
+            for method, how in common.rotated(runs, rnd):
+                if method == "memcpy":
+                    t = time.perf_counter_ns()
+                    np.copyto(dst, src)
+                    total[(method, how)].append(time.perf_counter_ns() - t)
+                    continue
+                m = self.local[method]
+                t = time.perf_counter_ns()
+                if how == "create_from":
+                    ref, keep = m.create_from(self.key("h"), src)
+                else:
+                    ref, keep = m.create(self.key("h"), size, src)
+                attach_ns, read_ns, again_ns = self.pool.call(0, "consume", method=method, ref=ref)
+                # The consumer's second (warm) read comes before its reply: not the handoff's.
+                total[(method, how)].append(time.perf_counter_ns() - t - again_ns)
+                consumer[(method, how)].append(attach_ns + read_ns)
+                first_read[(method, how)].append(read_ns)
+                warm_read[(method, how)].append(again_ns)
+                m.destroy(ref, keep)
+                keep = None
+        del src, dst
+        self.first_touch_data = (variants, first_read, warm_read, consumer)
+        copy = median(total[("memcpy", None)]) / 1e6
+        label = "one warm memcpy of 1 GiB (np.copyto)"
+        out = [row(3, "1 GiB warm memcpy (already-touched destination)", "baseline",
+                   copy, max(total[("memcpy", None)]) / 1e6, "ms", label, copy,
+                   "memory bandwidth")]
+        for method, how in variants:
+            name = method if method != "shmbridge" else f"shmbridge ({how})"
+            t = total[(method, how)]
+            c = consumer[(method, how)]
+            out.append(row(3, "1 GiB handoff total: create + fill, other process attaches + "
+                           "reads every page", name, median(t) / 1e6, max(t) / 1e6, "ms",
+                           label, copy, "page allocation + faults of fresh shared memory"
+                           if method != "vineyard" else "a copy into a resident arena"))
+            out.append(row(3, "1 GiB handoff, consumer side: attach + read every page",
+                           name, median(c) / 1e6, max(c) / 1e6, "ms", label, copy,
+                           "one minor fault per 4 KiB page"))
+        self.notes.append("Sections 3 and 5: the p99 column holds the slowest round "
+                          f"({rounds} rounds of one handoff each).")
+        return out
+
+    def first_touch(self):
+        if not hasattr(self, "first_touch_data"):
+            self.handoff()
+        variants, first_read, warm_read, _ = self.first_touch_data
+        out = []
+        warm = median([median(warm_read[v]) for v in variants]) / 1e6
+        label = "the same read again in that process (pages mapped)"
+        for v in variants:
+            method, how = v
+            name = method if method != "shmbridge" else f"shmbridge ({how})"
+            out.append(row(5, "another process reads every 4 KiB page of 1 GiB (first touch)",
+                           name, median(first_read[v]) / 1e6, max(first_read[v]) / 1e6, "ms",
+                           label, warm, "262,144 minor faults (4 KiB pages; huge pages: "
+                           "future work)"))
+        return out
+
+    # ---- 4 -------------------------------------------------------------------
+    def wake(self):
+        quick = self.args.quick
+        cmd = [sys.executable, str(HERE / "wake_latency.py"), "--bin-dir", str(self.args.bin_dir),
+               "--round-trips", "5000" if quick else "20000",
+               "--warmup", "500" if quick else "2000",
+               "--repetitions", "2" if quick else "5"]
+        self.quiet.wait()
+        text = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        self.wake_text = text
+        out = []
+        place = None
+        floors = {}
+        for line in text.splitlines():
+            if line.startswith("same core") or line.startswith("across cores"):
+                place = line.split(" (")[0]
+            m = re.match(r"\|\s*([^|]+?)\s*\|\s*([\d.]+)\s*\|\s*([\d.]+)\s*\|\s*([\d.]+)x", line)
+            if m and place:
+                method, p50, p99 = m.group(1), float(m.group(2)), float(m.group(3))
+                if method == "futex":
+                    floors[place] = p50
+                    continue
+                out.append(row(4, f"wake one-way, {place} (pinned)", method, p50, p99, "µs",
+                               "bare futex wake, same placement", floors.get(place),
+                               ""))
+        out.extend(self.wake_iceoryx2(floors))
+        self.notes.append("Section 4 is bench/wake_latency.py run as is; its own output:\n\n```\n"
+                          + text.strip() + "\n```")
+        return out
+
+    def wake_iceoryx2(self, floors):
+        """iceoryx2 events between two Python processes (bench/wake_iceoryx2.py), in the
+        placements of wake_latency.py; ratio to that run's futex floor."""
+        try:
+            import iceoryx2  # noqa: F401
+        except ImportError:
+            self.notes.append("iceoryx2 not importable: no iceoryx2 row in section 4")
+            return []
+        cpus = sorted(os.sched_getaffinity(0))
+        where = {"same core": (cpus[0], cpus[0])}
+        if len(cpus) > 1:
+            where["across cores"] = (cpus[0], cpus[1])
+        quick = self.args.quick
+        got = {p: [] for p in where}
+        for rep in range(2 if quick else 5):
+            for place, (a, b) in where.items():
+                text = subprocess.run(
+                    [sys.executable, str(HERE / "wake_iceoryx2.py"), "--cpus", f"{a},{b}",
+                     "--round-trips", "5000" if quick else "20000",
+                     "--warmup", "500" if quick else "2000"],
+                    check=True, capture_output=True, text=True, timeout=300).stdout
+                r = json.loads(text.strip().splitlines()[-1])
+                got[place].append((r["rtt_p50_ns"] / 2e3, r["rtt_p99_ns"] / 2e3))
+        return [row(4, f"wake one-way, {place} (pinned)", "iceoryx2 event (Python)",
+                    median(x for x, _ in v), median(y for _, y in v), "µs",
+                    "bare futex wake, same placement", floors.get(place),
+                    "notify + blocking_wait, run after wake_latency.py (not interleaved)")
+                for place, v in got.items()]
+
+    # ---- 6 -------------------------------------------------------------------
+    def memory(self):
+        n = 1000
+        m = self.local["shmbridge"]
+
+        def status():
+            vals = {}
+            for line in Path(f"/proc/{self.bridged.pid}/status").read_text().splitlines():
+                k, _, v = line.partition(":")
+                if k in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
+                    vals[k] = int(v.split()[0]) * 1024
+            return vals
+
+        time.sleep(0.2)
+        before = status()
+        made = [m.create(self.key("mem"), 4 * KIB) for _ in range(n)]
+        time.sleep(0.2)
+        after = status()
+        for ref, keep in made:
+            m.destroy(ref, keep)
+        made = None
+        time.sleep(0.2)
+        gone = status()
+        out = []
+        label = "the segment's own 4 KiB of data"
+        for k in ("VmRSS", "RssAnon", "RssShmem", "RssFile"):
+            per = (after[k] - before[k]) / n
+            out.append(row(6, f"daemon {k} per live 4 KiB segment ({n} created)", "shmbridge",
+                           per, None, "bytes", label, 4096.0,
+                           f"{k}: {before[k] / MIB:.1f} MiB before, {after[k] / MIB:.1f} MiB "
+                           f"with {n}, {gone[k] / MIB:.1f} MiB after destroying them"))
+        return out
+
+    # ---- 7: C++ (Google Benchmark) ---------------------------------------------
+    def cpp_attach(self):
+        binary = Path(self.args.bin_dir) / "bridge_attach_bench"
+        if not binary.exists():
+            self.notes.append(f"Section 7 not run: {binary} was not built (Google Benchmark "
+                              "missing? scripts/install-deps.sh installs libbenchmark-dev).")
+            return []
+        reps = 3 if self.args.quick else max(3, self.args.rounds)
+        self.quiet.wait()
+        cmd = [str(binary), "--benchmark_format=json", f"--benchmark_repetitions={reps}",
+               "--benchmark_min_time=" + ("0.1" if self.args.quick else "0.3")]
+        env = dict(os.environ, SHMBRIDGE_BENCH_SOCKET=self.bridged.socket)
+        data = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True,
+                                         env=env).stdout)
+        per = {}
+        for b in data["benchmarks"]:
+            if b.get("run_type") == "iteration":
+                name = re.sub(r"/iterations:\d+", "", b["run_name"])
+                per.setdefault(name, []).append(b["real_time"])
+        rtt = median(per["uds_round_trip/manual_time"])
+        names = {"attach_fresh": "C++ attach fresh (Client::attach + first byte), ",
+                 "reattach": "C++ re-attach (attach + first byte + close), ",
+                 "uds_rtt_mmap": "bare C++ round trip + shm_open + fstat + mmap + first byte, "}
+        out = [row(7, "bare C++ Unix-socket round trip, 200 B, blocking echo server (forked)",
+                   "baseline", rtt, max(per["uds_round_trip/manual_time"]), "µs",
+                   "bare C++ UDS RTT", rtt, "the kernel's socket wake-up of another process")]
+        for size in (4 * KIB, 64 * MIB):
+            floor = median(per[f"uds_rtt_mmap/{size}/manual_time"])
+            for key, label in names.items():
+                v = per[f"{key}/{size}/manual_time"]
+                method = "baseline (floor)" if key == "uds_rtt_mmap" else "shmbridge"
+                out.append(row(7, label + size_name(size), method, median(v), max(v), "µs",
+                               "RTT + shm_open + mmap + first byte", floor,
+                               f"≈ {median(v) / rtt:.1f} bare round trips"))
+        self.notes.append(f"Section 7: Google Benchmark, mean time per iteration "
+                          f"(manual timing) in each of {reps} repetitions; p50 column = median "
+                          "over repetitions, p99 column = the slowest repetition.")
+        return out
