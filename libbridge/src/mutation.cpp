@@ -164,14 +164,7 @@ std::uint64_t Segment::wait(std::uint64_t newer_than,
 }
 
 void Segment::wake_waiters() const {
-  const auto state = pin();
-  if (state->writable()) {
-    sync::wake_waiters(state->sync());
-  } else {
-    // The wake word cannot be bumped through a read-only mapping; read-only
-    // waiters re-check often enough to see a cancel anyway.
-    sync::futex_wake_all(state->sync().wake);
-  }
+  pin()->wake_waiters();
 }
 
 std::uint64_t Segment::mark_changed() const {

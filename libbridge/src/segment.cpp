@@ -3,7 +3,6 @@
 
 #include "bridge/detail/connection.hpp"
 #include "bridge/detail/segment_state.hpp"
-#include "bridge/detail/sync.hpp"
 
 namespace bridge {
 
@@ -78,13 +77,7 @@ void Segment::close() noexcept {
   // Waits in progress hold their own reference to the state (and so the
   // mapping); they see the flag once woken and end with Error(closed).
   state->closed.store(true);
-  if (state->writable()) {
-    sync::wake_waiters(state->sync());
-  } else {
-    // The wake word cannot be bumped through a read-only mapping; read-only
-    // waiters re-check every few milliseconds anyway.
-    sync::futex_wake_all(state->sync().wake);
-  }
+  state->wake_waiters();
   if (state->connection) state->connection->detach_async(state->name(), state->info->id);
 }
 

@@ -93,7 +93,9 @@ class Segment {
   bool is_open() const noexcept;
 
   // ---- the array ---------------------------------------------------------------
-  /// First byte of the array. Throws Error(closed) after close().
+  /// First byte of the array. Throws Error(closed) after close(). The
+  /// pointer is valid while this Segment is open; across threads prefer
+  /// view<T>(), whose TensorView holds the mapping itself.
   const std::byte* data() const;
   /// The same, to write through. Throws Error(permission_denied) on a
   /// read-only attachment (a read grant) instead of handing out a pointer

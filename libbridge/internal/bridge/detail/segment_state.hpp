@@ -13,6 +13,7 @@
 #include "bridge/catalog.hpp"
 #include "bridge/detail/layout.hpp"
 #include "bridge/detail/os/mapping.hpp"
+#include "bridge/detail/sync.hpp"
 #include "bridge/mutation.hpp"
 #include "bridge/segment.hpp"
 
@@ -39,6 +40,16 @@ struct SegmentState {
   }
   SyncBlock& sync() const noexcept { return sync_at(mapping->data()); }
   std::byte* data() const noexcept { return mapping->data() + kDataOffset; }
+  /// Wakes every waiter on the segment (they re-check and sleep again).
+  void wake_waiters() const noexcept {
+    if (writable()) {
+      sync::wake_waiters(sync());
+    } else {
+      // The wake word cannot be bumped through a read-only mapping; read-only
+      // waiters re-check every few milliseconds anyway.
+      sync::futex_wake_all(sync().wake);
+    }
+  }
 };
 
 /// For the in-tree tools (bindings, bridgectl, tests) that need more than
