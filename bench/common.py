@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 """Shared pieces of bench/run.py: private daemons, quiet-machine wait, statistics."""
 import os
+import platform
 import signal
 import statistics
 import subprocess
@@ -8,6 +9,19 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+
+def machine():
+    """'2 vCPU, <model name>, Linux <release>', for the reports' headers."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} vCPU, {cpu}, Linux {platform.release()}"
 
 
 def percentile(values, p):

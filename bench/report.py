@@ -5,6 +5,8 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
+from common import machine  # noqa: F401  (run.py reports it as report.machine)
+
 TITLES = {
     1: "Attach an existing array → ndarray",
     2: "Create + attach + read + destroy of 4 KiB (rates, higher is better)",
@@ -45,18 +47,6 @@ EXPLAIN = {
        "bare C++ round trip to a blocking echo server in a forked process + shm_open + fstat "
        "+ mmap + first byte + munmap + close of an existing POSIX shm object.",
 }
-
-
-def machine():
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} vCPU, {cpu}, Linux {platform.release()}"
 
 
 def versions(names):

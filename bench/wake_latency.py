@@ -29,8 +29,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
-import signal
 import statistics
 import subprocess
 import sys
@@ -38,39 +36,14 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import Bridged, machine, percentile  # noqa: E402  (bench/common.py)
+
 CPP_METHODS = {"futex": "futex", "pipe": "pipe", "shmbridge C++": "shmbridge",
                "shmbridge C++, asleep": "shmbridge-asleep"}
 PYTHON_METHOD = "shmbridge Python"
 METHODS = [*CPP_METHODS, PYTHON_METHOD]
 WAIT_TIMEOUT_S = 10.0  # a partner that died fails the run instead of hanging it
-
-
-def percentile(sorted_values, p):
-    return sorted_values[int(p * (len(sorted_values) - 1) + 0.5)]
-
-
-class Daemon:
-    """bridged on a socket in a private temporary directory."""
-
-    def __init__(self, bin_dir):
-        self.dir = tempfile.TemporaryDirectory(prefix="bridge-bench.")
-        self.socket = os.path.join(self.dir.name, "bridged.sock")
-        read_fd, write_fd = os.pipe()
-        self.log = open(os.path.join(self.dir.name, "bridged.log"), "wb")
-        self.proc = subprocess.Popen(
-            [str(bin_dir / "bridged"), "--socket", self.socket, "--ephemeral",
-             "--ready-fd", str(write_fd)],
-            stdout=self.log, stderr=subprocess.STDOUT, pass_fds=(write_fd,))
-        os.close(write_fd)
-        with os.fdopen(read_fd, "rb") as ready:
-            if not ready.readline().startswith(b"ready"):
-                raise SystemExit("bridged failed to start")
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=20)
-        self.log.close()
-        self.dir.cleanup()
 
 
 def placements():
@@ -164,18 +137,6 @@ def python_unavailable():
     return None
 
 
-def machine():
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} vCPU, {cpu}, Linux {platform.release()}"
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bin-dir", type=Path,
@@ -197,7 +158,8 @@ def main():
     results = {run: [] for run in runs}
     load = os.getloadavg()[0]
     started = time.monotonic()
-    daemon = Daemon(args.bin_dir)
+    workdir = tempfile.TemporaryDirectory(prefix="bridge-bench.")
+    daemon = Bridged(args.bin_dir, workdir.name)
     try:
         for rep in range(args.repetitions):
             # Rotating the order spreads any drift (frequency, noise) over all methods.
@@ -210,6 +172,7 @@ def main():
                 results[(place, method)].append(sample)
     finally:
         daemon.stop()
+        workdir.cleanup()
 
     print(f"wake latency, one-way = round trip / 2; {args.round_trips} round trips "
           f"after {args.warmup} warm-up; median of {args.repetitions} repetitions")
