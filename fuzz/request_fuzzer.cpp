@@ -72,6 +72,7 @@
 #include <vector>
 
 #include "bridge/detail/protocol.hpp"
+#include "bridge/detail/slot_table.hpp"
 #include "bridge/error.hpp"
 #include "config.hpp"
 #include "registry.hpp"
@@ -116,13 +117,17 @@ void check(bool ok, const std::string& what, const json* context = nullptr) {
   if (!ok) fail(what, context);
 }
 
-/// Files in /dev/shm whose names start with `prefix`.
+/// Files in /dev/shm whose names start with `prefix`, but for the daemon's
+/// slot table (one object that lives as long as the registry).
 std::size_t count_shm(const std::string& prefix) {
   DIR* dir = ::opendir("/dev/shm");
   if (dir == nullptr) fail(std::string("cannot open /dev/shm: ") + std::strerror(errno));
   std::size_t n = 0;
   while (const dirent* entry = ::readdir(dir)) {
-    if (std::strncmp(entry->d_name, prefix.c_str(), prefix.size()) == 0) ++n;
+    if (std::strncmp(entry->d_name, prefix.c_str(), prefix.size()) == 0 &&
+        prefix + bridge::kSlotTableSuffix != entry->d_name) {
+      ++n;
+    }
   }
   ::closedir(dir);
   return n;
@@ -303,6 +308,15 @@ class Run {
              protocol::dump_json(reply).substr(0, 300) +
              (outcome.fd >= 0 ? " + fd " + std::to_string(outcome.fd) : ""));
     }
+    if (outcome.silent) {
+      // A notice ("reply": false, detach and reattach only): nothing goes
+      // back, whatever it did.
+      check(op == Op::detach || op == Op::reattach, "a silent outcome for another op", &reply);
+      check(outcome.fd == -1 && !outcome.created, "a notice passes something back", &reply);
+      check(count_shm(daemon_.prefix()) == registry_.segment_count(),
+            "/dev/shm does not hold exactly the registry's segments", &reply);
+      return reply;
+    }
     check(reply.is_object(), "the reply is not an object", &reply);
     try {
       protocol::encode_frame(reply);
@@ -376,8 +390,14 @@ class Run {
     const json& reply = outcome.reply;
     check(outcome.created.has_value() == (op == Op::create),
           "only a create reports a created segment", &reply);
-    check((outcome.fd >= 0) == (op == Op::create || op == Op::attach),
-          "a descriptor passed with the wrong reply", &reply);
+    if (op == Op::hello) {
+      // The slot table, read-only, when the daemon has one.
+      check(outcome.fd < 0 || (::fcntl(outcome.fd, F_GETFL) & O_ACCMODE) == O_RDONLY,
+            "hello passes a writable descriptor", &reply);
+    } else {
+      check((outcome.fd >= 0) == (op == Op::create || op == Op::attach),
+            "a descriptor passed with the wrong reply", &reply);
+    }
     // An if-chain, not a switch: an operation added later gets the envelope
     // checks above without breaking this build.
     try {
@@ -401,7 +421,7 @@ class Run {
     } catch (const bridge::Error& e) {
       fail(std::string("an ok reply does not parse: ") + e.what(), &reply);
     }
-    if (outcome.fd >= 0) {
+    if (outcome.fd >= 0 && op != Op::hello) {
       check(::fcntl(outcome.fd, F_GETFD) != -1, "the descriptor passed is not open", &reply);
       handed_out_.push_back(outcome.fd);
     }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <set>
 
+#include "bridge/detail/slot_table.hpp"
 #include "bridge/error.hpp"
 #include "log.hpp"
 
@@ -28,6 +29,7 @@ Found find_segments(const std::string& shm_prefix) {
   std::set<std::uint64_t> ids;
   for (const std::string& shm_name : names) {
     const std::string name = shm_name.substr(shm_prefix.size());
+    if (name == bridge::kSlotTableSuffix) continue;  // the slot table, not a segment
     if (name.rfind(kStagingInfix, 0) == 0) {
       // A create that never completed: nobody was told of it.
       ShmObject::unlink_name(shm_name);

@@ -56,7 +56,8 @@ Registry::Registry(const Config& config, std::string shm_prefix)
       shm_prefix_(std::move(shm_prefix)),
       access_(config.socket_path + ".grants"),
       daemon_uid_(::geteuid()),
-      random_(std::random_device{}()) {}
+      random_(std::random_device{}()),
+      slots_(shm_prefix_ + bridge::kSlotTableSuffix) {}
 
 Registry::~Registry() = default;
 
@@ -166,6 +167,7 @@ Registry::Opened Registry::create(const Caller& caller, const protocol::CreateRe
                                                      {},
                                                      {}});
     segment->attachments[caller.client] = 1;
+    segment->slot = slots_.assign(id);
     Segment& stored = *segments_.emplace(request.name, std::move(segment)).first->second;
     if (needs_access_record(stored)) save_access();
     // Creates and destroys are the hot path of short-lived segments: logged
@@ -175,7 +177,7 @@ Registry::Opened Registry::create(const Caller& caller, const protocol::CreateRe
                 " " + std::to_string(layout.nbytes) + " bytes for pid " +
                 std::to_string(caller.pid) + " (uid " + std::to_string(caller.uid) + ")");
     }
-    Opened opened{describe(stored, true), stored.shm.fd()};
+    Opened opened{describe(stored, true), stored.shm.fd(), stored.slot, slots_.epoch(stored.slot)};
     emit(make_event(protocol::EventKind::created, stored, caller.pid, created), stored);
     return opened;
   } catch (...) {
@@ -204,7 +206,14 @@ Registry::Opened Registry::attach(const Caller& caller, const std::string& name)
     log_debug("pid " + std::to_string(caller.pid) + " attached '" + name + "'" +
               (access == protocol::Access::read ? " read-only" : ""));
   }
-  return {describe(segment, true), fd};
+  return {describe(segment, true), fd, segment.slot, slots_.epoch(segment.slot)};
+}
+
+void Registry::reattach(const Caller& caller, const std::string& name, std::uint64_t id) {
+  auto it = segments_.find(name);
+  if (it == segments_.end() || it->second->id != id) return;
+  if (access_of(*it->second, caller) == protocol::Access::none) return;
+  ++it->second->attachments[caller.client];
 }
 
 void Registry::detach(const Caller& caller, const std::string& name, std::uint64_t id) {
@@ -253,6 +262,8 @@ void Registry::forget(const std::string& name, pid_t pid, bool flush_commit) {
   // Out of the table before the events, so that whoever reacts to them sees
   // the registry as it now is.
   const std::unique_ptr<Segment> gone = std::move(segments_.extract(name).mapped());
+  // Before any reply: a client's cached mapping of it never serves again.
+  slots_.release(gone->slot);
   if (needs_access_record(*gone)) save_access();
   // A commit made before this request must not arrive after `destroyed`
   // (nor be lost): the hub drops this one if subscribers already have it.
@@ -320,6 +331,9 @@ protocol::SegmentInfo Registry::grant(const Caller& caller, const std::string& n
     segment.grants[grant.uid] = grant.access;
   }
   save_access();
+  // Mappings cached under the old rights are not served again (a revoke or a
+  // downgrade takes effect for every later attach; what is held stays held).
+  slots_.bump_epoch(segment.slot);
   if (grant.access == protocol::Access::none) {
     log_info("uid " + std::to_string(caller.uid) + " revoked uid " + std::to_string(grant.uid) +
              "'s access to '" + name + "'");
@@ -406,6 +420,7 @@ void Registry::remove_all() {
   for (const auto& [name, segment] : segments_) {
     segment->shm.unlink();
     mark_destroyed(*segment);
+    slots_.release(segment->slot);
   }
   segments_.clear();
   for (const Quarantined& q : quarantined_) ShmObject::unlink_name(q.shm_name);
@@ -486,6 +501,7 @@ void Registry::adopt_existing() {
                                                               {},
                                                               {},
                                                               {}}));
+    segments_.at(name)->slot = slots_.assign(f.id);
     log_info("re-adopted segment '" + name + "'");
   }
   for (Quarantined& q : found.quarantined) quarantined_.push_back(std::move(q));

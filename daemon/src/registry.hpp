@@ -27,6 +27,7 @@
 #include "commit_watcher.hpp"
 #include "config.hpp"
 #include "shm_object.hpp"
+#include "slot_table.hpp"
 
 namespace bridged {
 
@@ -63,6 +64,11 @@ class Registry {
   struct Opened {
     bridge::protocol::SegmentInfo info;
     int fd;  ///< owned by the registry; valid until the next call
+    /// Where the segment is in the slot table (kNoSlot: nowhere), and that
+    /// slot's access epoch when the access was decided: what a client's
+    /// mapping cache keys a re-attach on (see slot_table.hpp).
+    std::uint32_t slot = bridge::kNoSlot;
+    std::uint64_t access_epoch = 0;
   };
 
   /// Re-adopts segments left by an earlier daemon on the same socket (see
@@ -72,6 +78,10 @@ class Registry {
   Opened create(const Caller& caller, const bridge::protocol::CreateRequest& request);
   /// A read grant gets a read-only descriptor; no grant, permission_denied.
   Opened attach(const Caller& caller, const std::string& name);
+  /// A client re-attached segment `id` from its mapping cache (no reply is
+  /// sent): counted like an attach if `name` still is that segment and the
+  /// caller may read it; otherwise ignored (its detach will be too).
+  void reattach(const Caller& caller, const std::string& name, std::uint64_t id);
   /// Idempotent: detaching from a destroyed segment is not an error.
   void detach(const Caller& caller, const std::string& name, std::uint64_t id);
   void destroy(const Caller& caller, const std::string& name);
@@ -118,6 +128,7 @@ class Registry {
   std::uint64_t attachment_count() const;
   const std::string& shm_prefix() const { return shm_prefix_; }
   const std::vector<Quarantined>& quarantined() const { return quarantined_; }
+  const SlotTable& slot_table() const { return slots_; }
 
  private:
   struct Segment {
@@ -133,7 +144,8 @@ class Registry {
     std::int64_t created_unix_ms;
     std::map<ClientId, std::uint32_t> attachments;             ///< client -> attach count
     std::map<std::uint32_t, bridge::protocol::Access> grants;  ///< uid -> access
-    bridge::os::UniqueFd read_only_fd;  ///< opened at the first read-only attach
+    bridge::os::UniqueFd read_only_fd;     ///< opened at the first read-only attach
+    std::uint32_t slot = bridge::kNoSlot;  ///< in the slot table
 
     bridge::SegmentHeader& header() const { return bridge::header_at(header_mapping->data()); }
     bridge::SyncBlock& sync() const { return bridge::sync_at(header_mapping->data()); }
@@ -180,6 +192,7 @@ class Registry {
   uid_t daemon_uid_;
   std::mt19937_64 random_;
   EventSink sink_;
+  SlotTable slots_;
 };
 
 /// The shm name prefix for a socket path: "shmbridge.<12 hex digits>.".

@@ -65,6 +65,19 @@ void LocalContext::disconnect(ClientId client) {
   hub_.unsubscribe(client);
 }
 
+namespace {
+// A create or attach reply: the segment, and where the client's mapping
+// cache finds it in the slot table.
+json opened_reply(std::uint64_t id, const Registry::Opened& opened) {
+  json body = protocol::make_reply(id, opened.info);
+  if (opened.slot != bridge::kNoSlot) {
+    body["slot"] = opened.slot;
+    body["access_epoch"] = opened.access_epoch;
+  }
+  return body;
+}
+}  // namespace
+
 RequestHandler::RequestHandler(RequestContext& context, const Caller& caller,
                                EventHub::Deliver deliver)
     : context_(context), caller_(caller), deliver_(std::move(deliver)) {}
@@ -85,6 +98,17 @@ RequestHandler::Outcome RequestHandler::handle(std::string_view payload) {
     id = head.id;
     if (!greeted_ && head.op != Op::hello) {
       throw Error(Errc::protocol_error, "the first request on a connection must be hello");
+    }
+    if (!head.reply) {
+      // A notice: its sender does not wait, so a failure is only logged.
+      Outcome outcome{json()};
+      try {
+        outcome = dispatch(head.op, head.id, request);
+      } catch (const Error& e) {
+        if (verbose()) log_debug(std::string("a notice failed: ") + e.message());
+      }
+      outcome.silent = true;
+      return outcome;
     }
     return dispatch(head.op, head.id, request);
   } catch (const Error& e) {
@@ -111,16 +135,25 @@ RequestHandler::Outcome RequestHandler::dispatch(Op op, std::uint64_t id, const 
       greeted_ = true;
       protocol::HelloReply reply{protocol::kProtocolVersion,
                                  std::string("bridged ") + bridge::kVersion, ::getpid()};
-      return {protocol::make_reply(id, reply)};
+      json body = protocol::make_reply(id, reply);
+      // The slot table rides with the hello reply, read-only (slot_table.hpp).
+      const SlotTable& slots = registry.slot_table();
+      if (slots.enabled()) body["slots"] = slots.slot_count();
+      return {std::move(body), slots.read_only_fd()};
     }
     case Op::create: {
       auto opened = registry.create(caller_, protocol::parse<protocol::CreateRequest>(body));
-      return {protocol::make_reply(id, opened.info), opened.fd,
+      return {opened_reply(id, opened), opened.fd,
               std::make_pair(opened.info.name, opened.info.id)};
     }
     case Op::attach: {
       auto opened = registry.attach(caller_, protocol::parse<protocol::NameRequest>(body).name);
-      return {protocol::make_reply(id, opened.info), opened.fd};
+      return {opened_reply(id, opened), opened.fd};
+    }
+    case Op::reattach: {
+      const auto request = protocol::parse<protocol::DetachRequest>(body);
+      registry.reattach(caller_, request.name, request.id);
+      return {protocol::make_reply(id)};
     }
     case Op::detach: {
       const auto request = protocol::parse<protocol::DetachRequest>(body);

@@ -82,6 +82,8 @@ class RequestHandler {
     /// A create whose reply must reach the client, or be undone (see
     /// Registry::undo_create): the segment's name and id.
     Created created;
+    /// A notice (a request sent with "reply": false): nothing is sent back.
+    bool silent = false;
   };
 
   /// Handles one request payload (the bytes after the length prefix).

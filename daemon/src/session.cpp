@@ -207,6 +207,7 @@ asio::awaitable<void> Session::serve() {
     std::optional<std::string> payload = co_await read_request();
     if (!payload) break;
     RequestHandler::Outcome outcome = handler_.handle(*payload);
+    if (outcome.silent) continue;
     timed_out_ = "a reply was not read in time";
     set_deadline(Clock::now() + server_.config().limits.frame_timeout);
     if (!co_await send(protocol::encode_frame(outcome.reply), outcome.fd)) {

@@ -13,6 +13,7 @@
 #include "bridge/detail/connection.hpp"
 #include "bridge/detail/layout.hpp"
 #include "bridge/detail/segment_state.hpp"
+#include "bridge/detail/slot_table.hpp"
 #include "bridge/version.hpp"
 
 namespace bridge {
@@ -61,9 +62,20 @@ Segment open_segment(const std::shared_ptr<Connection>& connection, Connection::
     }
     info.strides = layout.strides;
     info.total_bytes = header.total_bytes;
-    auto state = std::make_shared<detail::SegmentState>(std::make_shared<const SegmentInfo>(info),
-                                                        std::move(mapping), connection);
-    connection->note_attached(info.name, info.id);
+    auto shared_info = std::make_shared<const SegmentInfo>(std::move(info));
+    // Where the daemon's slot table vouches for this segment: the mapping
+    // may be served again from the cache (map_cache.hpp).
+    auto slot = reply.body.find("slot");
+    auto epoch = reply.body.find("access_epoch");
+    if (slot != reply.body.end() && slot->is_number_unsigned() && epoch != reply.body.end() &&
+        epoch->is_number_unsigned() && slot->get<std::uint64_t>() < kNoSlot) {
+      connection->cache().insert(shared_info, mapping,
+                                 static_cast<std::uint32_t>(slot->get<std::uint64_t>()),
+                                 epoch->get<std::uint64_t>());
+    }
+    connection->note_attached(shared_info->name, shared_info->id);
+    auto state =
+        std::make_shared<detail::SegmentState>(shared_info, std::move(mapping), connection);
     return detail::SegmentAccess::make(std::move(state));
   } catch (...) {
     // The daemon already counts this attachment; without a detach it would
@@ -119,6 +131,11 @@ Segment Client::create_from_bytes(std::string_view name, const std::vector<std::
 
 Segment Client::attach(std::string_view name) {
   validate_segment_name(name);
+  if (auto hit = connection_->cached(name)) {
+    connection_->reattach_async(hit->info->name, hit->info->id);
+    return detail::SegmentAccess::make(
+        std::make_shared<detail::SegmentState>(hit->info, std::move(hit->mapping), connection_));
+  }
   auto reply = connection_->call(Op::attach, protocol::NameRequest{std::string(name)});
   return open_segment(connection_, reply);
 }
@@ -149,6 +166,7 @@ SegmentInfo Client::grant(std::string_view name, std::uint32_t uid, Access acces
 void Client::destroy(std::string_view name) {
   validate_segment_name(name);
   connection_->call(Op::destroy, protocol::NameRequest{std::string(name)});
+  connection_->cache().forget(name);
 }
 
 DaemonStats Client::stats() {
@@ -165,6 +183,14 @@ std::string Client::socket_path() const {
 
 void Client::close() {
   connection_->close();
+}
+
+MapCacheStats Client::map_cache() const {
+  return connection_->cache().stats();
+}
+
+void Client::set_map_cache(const MapCacheLimits& limits) {
+  connection_->cache().set_limits(limits);
 }
 
 std::uint64_t Client::reconnects() const {

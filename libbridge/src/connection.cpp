@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: MIT
 #include "bridge/detail/connection.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <array>
 
@@ -12,18 +16,56 @@
 namespace bridge::detail {
 
 namespace {
+// Counts fork()s in this process (the child's handler): a connection made
+// before the last one belongs to the parent. Cheaper than getpid() on every
+// cached attach.
+std::atomic<std::uint64_t> fork_generation{0};
+[[maybe_unused]] const int fork_handler_installed = ::pthread_atfork(
+    nullptr, nullptr, [] { fork_generation.fetch_add(1, std::memory_order_relaxed); });
+
+// Notices wait this many at most before they are sent anyway.
+constexpr std::size_t kMaxQueuedNotices = 64;
+
 // Long enough for a create that reserves gigabytes; short enough that a hung
 // daemon does not hang its clients forever.
 constexpr std::chrono::milliseconds kReplyTimeout{60'000};
 
-std::uint64_t id_of(const protocol::json& message) {
-  auto it = message.find("id");
-  return it != message.end() && it->is_number_unsigned() ? it->get<std::uint64_t>() : 0;
+// Maps the slot table that came with the hello reply, read-only, after
+// checking what can be checked: its size, magic, version and slot count.
+// Anything wrong means no table (every attach asks), never an error.
+std::shared_ptr<const os::Mapping> map_slot_table(const Connection::Reply& reply,
+                                                  std::uint32_t& slot_count) {
+  slot_count = 0;
+  auto it = reply.body.find("slots");
+  if (reply.fds.size() != 1 || it == reply.body.end() || !it->is_number_unsigned()) return nullptr;
+  const std::uint64_t announced = it->get<std::uint64_t>();
+  if (announced == 0 || announced > kSlotTableSlots) return nullptr;
+  const int fd = reply.fds.front().get();
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return nullptr;
+  const auto count = static_cast<std::uint32_t>(announced);
+  const std::size_t bytes = slot_table_bytes(count);
+  if (static_cast<std::uint64_t>(st.st_size) < bytes) return nullptr;
+  try {
+    auto mapping = std::make_shared<os::Mapping>(os::Mapping::map(fd, bytes, false));
+    const auto& header = *reinterpret_cast<const SlotTableHeader*>(mapping->data());
+    if (std::atomic_ref<const std::uint64_t>(header.magic).load(std::memory_order_acquire) !=
+            kSlotTableMagic ||
+        header.version != kSlotTableVersion || header.slot_count < count) {
+      return nullptr;
+    }
+    slot_count = count;
+    return mapping;
+  } catch (const Error&) {
+    return nullptr;
+  }
 }
 }  // namespace
 
 Connection::Connection(std::string socket_path, std::string client_name)
-    : socket_path_(std::move(socket_path)), client_name_(std::move(client_name)) {
+    : socket_path_(std::move(socket_path)),
+      client_name_(std::move(client_name)),
+      fork_generation_(fork_generation.load(std::memory_order_relaxed)) {
   std::lock_guard lock(mutex_);
   connect_locked();
 }
@@ -34,17 +76,20 @@ void Connection::connect_locked() {
   os::set_socket_timeouts(fd_.get(), kReplyTimeout);
   // Whatever was queued for the old connection is moot: the new daemon
   // knows nothing of it. What is still held is attached again below, and
-  // detaches queued from now on follow those attaches.
+  // notices queued from now on follow those attaches.
   outbox_.clear();
-  unread_.clear();
   std::map<std::pair<std::string, std::uint64_t>, std::uint32_t> held;
   {
     std::lock_guard book(book_);
     held = attached_;
-    pending_detaches_.clear();
+    pending_notices_.clear();
   }
   protocol::HelloRequest hello{protocol::kProtocolVersion, client_name_};
   Reply reply = exchange_locked(protocol::Op::hello, hello);
+  // A new table (or none) for a new daemon: nothing cached survives it.
+  std::uint32_t slot_count = 0;
+  auto table = map_slot_table(reply, slot_count);
+  cache_.set_table(std::move(table), slot_count);
   auto answer = protocol::parse<protocol::HelloReply>(reply.body);
   if (answer.protocol != protocol::kProtocolVersion) {
     fd_.reset();
@@ -88,23 +133,8 @@ short Connection::poll_now_locked(short events) const {
   return ::poll(&p, 1, 0) == 1 ? p.revents : 0;
 }
 
-bool Connection::drain_locked() {
-  for (;;) {
-    if ((poll_now_locked(POLLIN) & (POLLIN | POLLHUP | POLLERR)) == 0) return false;
-    char byte;
-    const ssize_t n = ::recv(fd_.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n <= 0) return true;  // EOF or a reset: the daemon went away
-    std::vector<os::UniqueFd> fds;
-    protocol::json message;
-    try {
-      message = read_frame_locked(fds);
-    } catch (const Error&) {
-      return true;
-    }
-    // A reply to a detach nobody waits for; anything else unasked (an id-0
-    // goodbye) means the daemon hung up.
-    if (unread_.erase(id_of(message)) == 0) return true;
-  }
+bool Connection::hung_up_locked() {
+  return (poll_now_locked(POLLIN) & (POLLIN | POLLHUP | POLLERR)) != 0;
 }
 
 protocol::json Connection::read_frame_locked(std::vector<os::UniqueFd>& fds) {
@@ -116,32 +146,39 @@ protocol::json Connection::read_frame_locked(std::vector<os::UniqueFd>& fds) {
 }
 
 void Connection::flush_locked(bool block) {
-  {
-    std::lock_guard book(book_);
-    for (const auto& request : pending_detaches_) {
-      const std::uint64_t id = next_id_++;
-      outbox_ += protocol::encode_frame(protocol::make_request(id, protocol::Op::detach, request));
-      unread_.insert(id);
+  for (;;) {
+    if (outbox_.empty()) {
+      // Encoded only once the previous batch is out: until then, queued
+      // notices can still cancel each other (see notify_async).
+      std::lock_guard book(book_);
+      for (const auto& [op, request] : pending_notices_) {
+        outbox_ += protocol::encode_frame(protocol::make_notice(next_id_++, op, request));
+      }
+      pending_notices_.clear();
+      if (outbox_.empty()) return;
     }
-    pending_detaches_.clear();
-  }
-  if (outbox_.empty()) return;
-  if (block) {
-    os::send_all(fd_.get(), outbox_);
-    outbox_.clear();
-    return;
-  }
-  while (!outbox_.empty()) {
+    if (block) {
+      os::send_all(fd_.get(), outbox_);
+      outbox_.clear();
+      continue;
+    }
     const std::size_t sent = os::send_some_with_fd(fd_.get(), outbox_, -1);
     if (sent == 0) return;  // the socket is full: the next call sends the rest
     outbox_.erase(0, sent);
+    if (!outbox_.empty()) return;
   }
 }
 
 Connection::Reply Connection::call(protocol::Op op, const protocol::json& body) {
   std::lock_guard lock(mutex_);
   if (closed_) throw Error(Errc::daemon_unavailable, "the connection to the daemon is closed");
-  if (fd_ && drain_locked()) fd_.reset();
+  if (forked()) {
+    // A child of fork(): the socket is its parent's. Connect anew; holding
+    // what the parent held, the child re-attaches it.
+    fd_.reset();
+    fork_generation_ = fork_generation.load(std::memory_order_relaxed);
+  }
+  if (fd_ && hung_up_locked()) fd_.reset();
   if (!fd_) connect_locked();
   try {
     // Detaches queued before this call go first, so that the daemon sees
@@ -172,11 +209,7 @@ Connection::Reply Connection::exchange_locked(protocol::Op op, const protocol::j
       }
       throw;
     }
-    for (;;) {
-      reply.body = read_frame_locked(reply.fds);
-      if (unread_.erase(id_of(reply.body)) == 0) break;
-      reply.fds.clear();  // a detach's reply, which carries none anyway
-    }
+    reply.body = read_frame_locked(reply.fds);
   } catch (const Error&) {
     // A broken stream cannot be resynchronized: drop it; the next call
     // connects again.
@@ -198,18 +231,59 @@ void Connection::note_attached(const std::string& name, std::uint64_t id) {
   ++attached_[{name, id}];
 }
 
+bool Connection::forked() const noexcept {
+  return fork_generation.load(std::memory_order_relaxed) != fork_generation_.load();
+}
+
 void Connection::detach_async(const std::string& name, std::uint64_t id, bool held) noexcept {
   try {
     {
       std::lock_guard book(book_);
       auto it = held ? attached_.find({name, id}) : attached_.end();
       if (it != attached_.end() && --it->second == 0) attached_.erase(it);
-      pending_detaches_.push_back({name, id});
+      // A re-attach the daemon has not heard of yet and this detach cancel out.
+      for (auto q = pending_notices_.rbegin(); q != pending_notices_.rend(); ++q) {
+        if (q->first == protocol::Op::reattach && q->second.id == id && q->second.name == name) {
+          pending_notices_.erase(std::next(q).base());
+          return;
+        }
+      }
+      pending_notices_.push_back({protocol::Op::detach, protocol::DetachRequest{name, id}});
     }
+    notify_async(std::nullopt);
+  } catch (...) {
+    // Out of memory: the daemon still learns of the detach when this
+    // connection ends.
+  }
+}
+
+void Connection::reattach_async(const std::string& name, std::uint64_t id) noexcept {
+  try {
+    note_attached(name, id);
+    // Not sent now: the next thing this client sends carries it, and a
+    // handle closed before that cancels it (detach_async), so attaching from
+    // the cache and closing again, per frame, costs no syscall at all.
+    std::lock_guard book(book_);
+    pending_notices_.push_back({protocol::Op::reattach, protocol::DetachRequest{name, id}});
+    if (pending_notices_.size() < kMaxQueuedNotices) return;
+  } catch (...) {
+    return;  // out of memory: the daemon undercounts until the next reconnect
+  }
+  notify_async(std::nullopt);
+}
+
+std::optional<MapCache::Hit> Connection::cached(std::string_view name) {
+  if (forked() || closed_.load()) return std::nullopt;
+  return cache_.lookup(name);
+}
+
+void Connection::notify_async(std::nullopt_t) noexcept {
+  try {
     // A call in progress on another thread holds the socket: it (or the next
-    // call) sends the detach. Never wait for it.
+    // call) sends the notice. Never wait for it. A forked child sends
+    // nothing on its parent's socket.
     std::unique_lock lock(mutex_, std::try_to_lock);
-    if (!lock.owns_lock() || closed_ || !fd_) return;
+    if (!lock.owns_lock() || closed_ || !fd_ || forked()) return;
     try {
       flush_locked(false);
     } catch (const Error&) {
@@ -225,6 +299,7 @@ void Connection::close() {
   std::lock_guard lock(mutex_);
   closed_ = true;
   fd_.reset();
+  cache_.clear();
 }
 
 os::UniqueFd Connection::release_fd() {

@@ -111,6 +111,8 @@ std::string_view to_string(Op op) noexcept {
       return "subscribe";
     case Op::grant:
       return "grant";
+    case Op::reattach:
+      return "reattach";
   }
   return "invalid";
 }
@@ -269,6 +271,12 @@ json make_request(std::uint64_t id, Op op, const json& body) {
   return j;
 }
 
+json make_notice(std::uint64_t id, Op op, const json& body) {
+  json j = make_request(id, op, body);
+  j["reply"] = false;
+  return j;
+}
+
 json make_reply(std::uint64_t id, const json& body) {
   json j = body.is_object() ? body : json::object();
   j["id"] = id;
@@ -288,6 +296,13 @@ RequestHead parse_request_head(const json& request) {
   auto parsed = op_from_string(op);
   if (!parsed) throw Error(Errc::invalid_argument, "unknown op '" + op + "'");
   head.op = *parsed;
+  if (auto it = request.find("reply"); it != request.end()) {
+    if (!it->is_boolean()) throw Error(Errc::invalid_argument, "'reply' must be a boolean");
+    head.reply = it->get<bool>();
+    if (!head.reply && head.op != Op::detach && head.op != Op::reattach) {
+      throw Error(Errc::invalid_argument, "only detach and reattach may be sent without a reply");
+    }
+  }
   return head;
 }
 

@@ -75,6 +75,29 @@ void bind_client(nb::module_& m) {
       .def(
           "stats_json", [](Client& c) { return dump_json(json(c.stats())); }, Release())
       .def_prop_ro("reconnects", [](const Client& c) { return c.reconnects(); })
+      .def("map_cache_json",
+           [](const Client& c) {
+             const bridge::MapCacheStats s = c.map_cache();
+             return dump_json(json{{"entries", s.entries},
+                                   {"bytes", s.bytes},
+                                   {"hits", s.hits},
+                                   {"misses", s.misses},
+                                   {"evictions", s.evictions},
+                                   {"max_entries", s.limits.entries},
+                                   {"max_bytes", s.limits.bytes},
+                                   {"idle_s", s.limits.idle.count() / 1000.0}});
+           })
+      .def(
+          "set_map_cache",
+          [](Client& c, std::size_t entries, std::uint64_t bytes, double idle_s) {
+            if (!(idle_s >= 0) || idle_s > 1e9) {
+              throw bridge::Error(bridge::Errc::invalid_argument,
+                                  "idle must be a number of seconds >= 0");
+            }
+            c.set_map_cache({entries, bytes,
+                             std::chrono::milliseconds(static_cast<std::int64_t>(idle_s * 1000))});
+          },
+          nb::arg("entries"), nb::arg("bytes"), nb::arg("idle_s"))
       .def(
           "events",
           [](Client& c, std::optional<std::string> name) {

@@ -95,10 +95,15 @@ def shm_root(daemon):
     return Path(f"/proc/{daemon.proc.pid}/root/dev/shm")
 
 
+SLOT_TABLE = ".slots"  # the daemon's slot table (bridge/detail/slot_table.hpp)
+
+
 def objects(daemon, root=Path("/dev/shm")):
-    """Names (after the prefix) of every object under the daemon's prefix."""
+    """Names (after the prefix) of every object under the daemon's prefix but
+    its slot table (which lives as long as the daemon)."""
     prefix = daemon.shm_prefix.lstrip("/")
-    return sorted(p.name[len(prefix):] for p in root.glob(prefix + "*"))
+    return sorted(p.name[len(prefix):] for p in root.glob(prefix + "*")
+                  if p.name[len(prefix):] != SLOT_TABLE)
 
 
 def staging(daemon, root=Path("/dev/shm")):
@@ -176,7 +181,7 @@ class RawClient:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.connect(path)
         self.next_id = 1
-        reply = self.call("hello", protocol=1, client="crash-test raw")
+        reply = self.call("hello", protocol=pybridge._pybridge.PROTOCOL_VERSION, client="crash-test raw")
         assert reply["ok"], reply
 
     def send(self, op, **fields):

@@ -64,8 +64,10 @@ def start(users, socket_home, tmp_path):
 
     yield start_daemon
     close_all_remotes()  # clients gone before their daemon
-    for d in daemons:
-        code = None if d.stopped else d.stop()  # one the test stopped, it checked
+    # All stopped before any is checked: a daemon still running on the same
+    # socket would own the slot table an earlier one is checked for.
+    codes = [None if d.stopped else d.stop() for d in daemons]  # one the test stopped, it checked
+    for d, code in zip(daemons, codes):
         left = d.leftover_shm()
         d.remove_leftovers()
         assert code in (None, 0), f"bridged exited with {code}:\n{d.log()}"
@@ -381,6 +383,22 @@ def test_read_grant(users, daemon):
 
 
 # ---- write grants ------------------------------------------------------------------
+
+def test_a_downgrade_is_seen_by_a_cached_attach(users, daemon):
+    alice = Remote(users.alice, daemon.socket)
+    alice.call(op_create, "d", (2,), "uint8", [1, 2])
+    alice.client("grant", "d", users.bob.name, "write")
+    bob = Remote(users.bob_member, daemon.socket)
+    assert bob.call(op_attach, "d")["writable"] is True  # cached in bob's client now
+    alice.client("grant", "d", users.bob.uid, "read")
+    # The same name again: the slot's access epoch moved, so bob's client
+    # asks the daemon and gets what the grant now says.
+    again = bob.call(op_attach, "d")
+    assert again["writable"] is False and again["array_writeable"] is False
+    assert again["values"] == [1, 2]
+    alice.client("grant", "d", users.bob.uid, "write")
+    assert bob.call(op_attach, "d")["writable"] is True
+
 
 def test_write_grant(users, daemon):
     alice = Remote(users.alice, daemon.socket)

@@ -28,6 +28,7 @@ from pb_helpers import python_env
 #: (and dying), so the test can stop the daemon first.
 RAW_CHILD = """
     import json, os, signal, socket, struct, sys
+    from pybridge._pybridge import PROTOCOL_VERSION
     path, mode = sys.argv[1], sys.argv[2]
     setup, request = json.loads(sys.argv[3]), json.loads(sys.argv[4])
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -44,7 +45,7 @@ RAW_CHILD = """
                 data += chunk
             return data
         return json.loads(exact(struct.unpack("<I", exact(4))[0]))
-    send({"id": 1, "op": "hello", "protocol": 1, "client": "doomed"})
+    send({"id": 1, "op": "hello", "protocol": PROTOCOL_VERSION, "client": "doomed"})
     assert recv()["ok"]
     for i, r in enumerate(setup):
         send(dict(r, id=2 + i))

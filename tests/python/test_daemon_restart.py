@@ -183,10 +183,16 @@ def test_daemon_sigkill_and_restart_under_load(daemons):
             error, elapsed = timed_call(getattr(owner, method), *args)
             assert error == "DaemonUnavailable", (method, error)
             assert elapsed < RELEASE_LIMIT_S, f"{method} took {elapsed:.3f} s with no daemon"
-        for method, args in [("list", []), ("info", ["shared"]), ("attach", ["shared"])]:
+        for method, args in [("list", []), ("info", ["shared"])]:
             for out in broadcast(clients, op="call", method=method, args=args):
                 assert out.get("error") == "DaemonUnavailable", out
                 assert out["elapsed"] < RELEASE_LIMIT_S, f"{method} took {out['elapsed']:.3f} s"
+        # Attaching a name a client attached before needs no daemon: its
+        # mapping cache serves it (the segment outlives the daemon, and no
+        # one can destroy it meanwhile).
+        for out in broadcast(clients, op="call", method="attach", args=["shared"]):
+            assert "error" not in out and "'shared'" in out["result"], out
+            assert out["elapsed"] < RELEASE_LIMIT_S
 
         # Mappings keep working: every client writes its element of "shared"
         # and commits; everyone (this process too) sees all of them.

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -27,6 +28,25 @@ struct SegmentAccess;
 /// $BRIDGE_SOCKET, else $XDG_RUNTIME_DIR/shmbridge/bridged.sock, else
 /// /tmp/shmbridge-$UID/bridged.sock.
 std::string default_socket_path();
+
+/// Bounds of a client's mapping cache: the mappings it keeps after their
+/// Segments close, so that attaching the same name again costs no round trip
+/// and no mmap (see Client::attach). `entries` = 0 turns the cache off.
+struct MapCacheLimits {
+  std::size_t entries = 64;
+  std::uint64_t bytes = 4ull << 30;       ///< mapped bytes (address space)
+  std::chrono::milliseconds idle{5'000};  ///< unused this long: released
+};
+
+/// What the mapping cache holds now and how it has done.
+struct MapCacheStats {
+  std::size_t entries = 0;
+  std::uint64_t bytes = 0;
+  std::uint64_t hits = 0;
+  std::uint64_t misses = 0;
+  std::uint64_t evictions = 0;  ///< entries dropped: idle, over a bound, or their segment gone
+  MapCacheLimits limits;
+};
 
 /// A connection to bridged. Cheap to copy (copies share one connection, whose
 /// requests are serialized); thread-safe. Every call throws bridge::Error.
@@ -56,6 +76,13 @@ class Client {
     return create_from_bytes(name, shape, dtype_of<T>(), values.data(), values.size_bytes(), meta);
   }
   /// Attaches to an existing segment: maps the same pages, no copy.
+  ///
+  /// A name this client created or attached before is served from its
+  /// mapping cache (no round trip, no mmap; the daemon is told without
+  /// waiting) as long as the daemon's slot table says the name still is the
+  /// same segment with the same rights for this user. After destroy (and a
+  /// re-create) or a grant change has returned, every attach asks the daemon
+  /// again; what was already attached stays attached and mapped.
   Segment attach(std::string_view name);
   /// The segments this caller may attach, without metadata.
   std::vector<SegmentInfo> list();
@@ -86,6 +113,10 @@ class Client {
   std::uint64_t reconnects() const;
   /// Closes the connection; segments already attached stay mapped.
   void close();
+
+  /// The mapping cache of this connection (shared by its copies).
+  MapCacheStats map_cache() const;
+  void set_map_cache(const MapCacheLimits& limits);
 
  private:
   friend struct detail::SegmentAccess;

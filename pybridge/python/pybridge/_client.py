@@ -123,6 +123,29 @@ class Client:
         """How many times this client reconnected after the daemon went away."""
         return self._client().reconnects
 
+    def map_cache(self) -> Dict[str, Any]:
+        """This client's mapping cache: ``entries``, mapped ``bytes``, ``hits``,
+        ``misses``, ``evictions`` and its bounds (``max_entries``,
+        ``max_bytes``, ``idle_s``).
+
+        A name this client created or attached before is attached again from
+        the cache, with no daemon round trip and no mmap, for as long as the
+        daemon's slot table says it is still the same segment with the same
+        rights (a destroy, a re-create or a grant change ends that before
+        its call returns)."""
+        return json.loads(self._client().map_cache_json())
+
+    def set_map_cache(self, entries: Optional[int] = None, bytes: Optional[int] = None,
+                      idle: Optional[float] = None) -> None:
+        """Bounds the mapping cache: at most ``entries`` mappings (0 turns it
+        off) and ``bytes`` of mapped address space; a mapping unused for
+        ``idle`` seconds is released. Arguments left out keep their value."""
+        core = self._client()
+        now = json.loads(core.map_cache_json())
+        core.set_map_cache(now["max_entries"] if entries is None else int(entries),
+                           now["max_bytes"] if bytes is None else int(bytes),
+                           now["idle_s"] if idle is None else float(idle))
+
     def stats(self) -> Dict[str, Any]:
         """The daemon's counters (pid, segments, bytes, clients, shm_prefix ...)."""
         return json.loads(self._client().stats_json())

@@ -507,7 +507,11 @@ TEST_F(LifetimeTest, AttachedCountsFollowAttachCloseAndDisconnect) {
   b.close();  // idempotent
   EXPECT_EQ(client().info("counted").attached, 1u);
 
+  // Served from `other`'s mapping cache: the daemon hears of it with
+  // `other`'s next request (a handle closed before that is never reported).
   Segment c = other.attach("counted");
+  EXPECT_EQ(other.map_cache().hits, 1u);
+  other.list();
   EXPECT_EQ(client().info("counted").attached, 2u);
   other.close();  // the daemon detaches everything of a closed connection
   EXPECT_EQ(attached_eventually(client(), "counted", 1), 1u);

@@ -119,7 +119,11 @@ std::size_t shm_mappings_in_this_process(std::string shm_prefix) {
   std::string line;
   std::size_t n = 0;
   while (std::getline(maps, line)) {
-    if (line.find("/dev/shm/" + shm_prefix) != std::string::npos) ++n;
+    // The daemon's slot table is mapped as long as a client is connected.
+    if (line.find("/dev/shm/" + shm_prefix) != std::string::npos &&
+        line.find("/dev/shm/" + shm_prefix + bridge::kSlotTableSuffix) == std::string::npos) {
+      ++n;
+    }
   }
   return n;
 }

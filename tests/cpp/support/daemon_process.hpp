@@ -40,6 +40,7 @@
 #include "bridge/detail/os/unique_fd.hpp"
 #include "bridge/detail/protocol.hpp"
 #include "bridge/detail/segment_state.hpp"
+#include "bridge/detail/slot_table.hpp"
 
 #ifndef BRIDGED_PATH
 #error "BRIDGED_PATH must name the bridged executable (set by tests/cpp/CMakeLists.txt)"
@@ -66,14 +67,18 @@ inline std::string make_temp_dir() {
 }
 
 /// Files in /dev/shm whose names start with `shm_prefix` (given as the
-/// daemon reports it, with or without the leading '/').
+/// daemon reports it, with or without the leading '/'), but for the daemon's
+/// slot table, which lives as long as the daemon (pytest's daemon fixture
+/// checks that it is gone after a stop).
 inline std::vector<std::string> shm_files_with_prefix(std::string shm_prefix) {
   if (!shm_prefix.empty() && shm_prefix.front() == '/') shm_prefix.erase(0, 1);
   std::vector<std::string> found;
   if (shm_prefix.empty()) return {"<empty shm prefix: refusing to match everything>"};
   for (const auto& entry : std::filesystem::directory_iterator("/dev/shm")) {
     const std::string name = entry.path().filename().string();
-    if (name.rfind(shm_prefix, 0) == 0) found.push_back(name);
+    if (name.rfind(shm_prefix, 0) == 0 && name != shm_prefix + bridge::kSlotTableSuffix) {
+      found.push_back(name);
+    }
   }
   return found;
 }

@@ -8,21 +8,33 @@
 // daemon's death fails with daemon_unavailable and is not retried (it may or
 // may not have taken effect); the next call reconnects.
 //
-// Detaches never wait: detach_async queues the request and sends it at once
-// if the socket is free (without blocking), else the next call sends it
-// first. Their replies are read and dropped whenever they arrive.
+// Detaches (and re-attaches served by the mapping cache) never wait: they
+// are notices, requests the daemon answers with nothing. detach_async queues
+// one and sends it at once if the socket is free (without blocking), else
+// the next call sends it first. reattach_async only queues: the next thing
+// this client sends carries it, and a detach of the same attachment before
+// that cancels both, so attaching from the cache and closing again costs no
+// syscall. (The daemon's attached count lags by that much: any request from
+// this client, info included, brings it up to date first.)
+//
+// After fork() the child must not speak on the parent's socket: its first
+// call connects anew (and re-attaches what the child holds), and nothing is
+// sent before that.
 #pragma once
+
+#include <sys/types.h>
 
 #include <atomic>
 #include <cstdint>
 #include <map>
 #include <mutex>
-#include <set>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "bridge/catalog.hpp"
+#include "bridge/detail/map_cache.hpp"
 #include "bridge/detail/os/unique_fd.hpp"
 #include "bridge/detail/protocol.hpp"
 
@@ -48,6 +60,14 @@ class Connection {
   /// unless `held` is false) and tells the daemon without waiting: never
   /// blocks, whatever the daemon or other threads are doing.
   void detach_async(const std::string& name, std::uint64_t id, bool held = true) noexcept;
+  /// Notes an attachment served by the mapping cache and tells the daemon
+  /// without waiting (never blocks).
+  void reattach_async(const std::string& name, std::uint64_t id) noexcept;
+
+  /// Mappings this client may serve again without asking (see map_cache.hpp).
+  /// Empty after fork() in the child until its first call connects again.
+  std::optional<MapCache::Hit> cached(std::string_view name);
+  MapCache& cache() noexcept { return cache_; }
 
   /// Closes the connection for good: later calls fail with daemon_unavailable.
   void close();
@@ -62,16 +82,20 @@ class Connection {
  private:
   /// A new socket, hello, and re-attaching what is held. Throws Error.
   void connect_locked();
-  /// Reads what the daemon sent unasked (replies to detaches, a goodbye) and
-  /// returns whether it hung up (EOF, or an id-0 goodbye).
-  bool drain_locked();
+  /// Whether the daemon hung up while this client was not asking (EOF, or
+  /// an id-0 goodbye, the only thing it sends unasked).
+  bool hung_up_locked();
   /// The socket's poll revents for `events` right now (0 if none).
   short poll_now_locked(short events) const;
   /// Reads one whole frame and decodes it; descriptors that came with it go to `fds`.
   protocol::json read_frame_locked(std::vector<os::UniqueFd>& fds);
-  /// Sends queued detaches (and the rest of a partly sent one): all of it
+  /// Sends queued notices (and the rest of a partly sent one): all of it
   /// when `block`, else as much as the socket takes now.
   void flush_locked(bool block);
+  /// Sends queued notices as far as the socket takes them now, unless
+  /// another thread holds the socket (it sends them) or this is a forked child.
+  void notify_async(std::nullopt_t) noexcept;
+  bool forked() const noexcept;
   Reply exchange_locked(protocol::Op op, const protocol::json& body);
 
   const std::string socket_path_;
@@ -79,17 +103,19 @@ class Connection {
 
   mutable std::mutex mutex_;  ///< the socket and everything below up to `book_`
   os::UniqueFd fd_;
-  bool closed_ = false;
+  std::atomic<bool> closed_{false};
   std::uint64_t next_id_ = 1;
   std::atomic<std::uint64_t> reconnects_{0};
   protocol::HelloReply hello_;
-  std::string outbox_;              ///< detach frames not yet (fully) sent
-  std::set<std::uint64_t> unread_;  ///< ids of sent detaches whose replies are dropped
+  std::string outbox_;  ///< notice frames not yet (fully) sent
+  /// The fork generation this connection's socket belongs to (see fork above).
+  std::atomic<std::uint64_t> fork_generation_;
+  MapCache cache_;
 
   /// Guards what close() touches, so it never waits for a call in progress.
   mutable std::mutex book_;
   std::map<std::pair<std::string, std::uint64_t>, std::uint32_t> attached_;
-  std::vector<protocol::DetachRequest> pending_detaches_;
+  std::vector<std::pair<protocol::Op, protocol::DetachRequest>> pending_notices_;
 };
 
 }  // namespace bridge::detail

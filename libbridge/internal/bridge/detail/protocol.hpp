@@ -42,7 +42,7 @@ namespace bridge::protocol {
 
 using nlohmann::json;
 
-inline constexpr std::uint32_t kProtocolVersion = 1;
+inline constexpr std::uint32_t kProtocolVersion = 2;
 inline constexpr std::size_t kFrameHeaderBytes = 4;
 /// Largest frame either side accepts (a list of many segments is the largest reply).
 inline constexpr std::uint32_t kMaxFrameBytes = 16u * 1024 * 1024;
@@ -62,11 +62,12 @@ enum class Op {
   set_meta,
   stats,
   subscribe,
-  grant
+  grant,
+  reattach
 };
 inline constexpr Op kAllOps[] = {Op::hello,   Op::create,    Op::attach, Op::detach,
                                  Op::destroy, Op::list,      Op::info,   Op::set_meta,
-                                 Op::stats,   Op::subscribe, Op::grant};
+                                 Op::stats,   Op::subscribe, Op::grant,  Op::reattach};
 std::string_view to_string(Op op) noexcept;
 std::optional<Op> op_from_string(std::string_view name) noexcept;
 
@@ -109,7 +110,7 @@ struct CreateRequest {
 struct NameRequest {  ///< attach, destroy, info
   std::string name;
 };
-struct DetachRequest {
+struct DetachRequest {  ///< detach, reattach
   std::string name;
   std::uint64_t id = 0;  ///< "segment_id" on the wire
 };
@@ -162,6 +163,9 @@ void from_json(const json& j, SubscribeRequest& v);
 
 /// {"id": id, "op": op, ...body}
 json make_request(std::uint64_t id, Op op, const json& body = json::object());
+/// A request that asks for no reply ("reply": false): only detach and
+/// reattach may, since nothing a client does depends on their outcome.
+json make_notice(std::uint64_t id, Op op, const json& body);
 /// {"id": id, "ok": true, ...body}
 json make_reply(std::uint64_t id, const json& body = json::object());
 /// {"id": id, "ok": false, "error": {"code", "message"}}
@@ -172,6 +176,7 @@ json make_error_reply(std::uint64_t id, Errc code, std::string_view message);
 struct RequestHead {
   std::uint64_t id;
   Op op;
+  bool reply = true;  ///< false for a notice (see make_notice)
 };
 RequestHead parse_request_head(const json& request);
 

@@ -1,0 +1,92 @@
+// SPDX-License-Identifier: MIT
+//
+// A client's cache of segment mappings, so that re-attaching a name this
+// process mapped before (the attach-per-request or per-frame pattern) costs
+// no round trip and no mmap.
+//
+// An entry is (name -> segment id, slot, access epoch, mapping, description),
+// filled from a create or attach reply. It is served again only while the
+// daemon's slot table (slot_table.hpp, mapped read-only) still holds that id
+// and that epoch in that slot: a destroy clears the slot and a grant change
+// bumps the epoch before the daemon replies, so an attach that starts after
+// a destroy, a re-create or a revoke has returned always asks the daemon.
+// Anything off in the table (a slot past its end, another id) is a miss, and
+// so is a header that no longer holds the bytes validated at insert.
+//
+// Bounded by entries and mapped bytes (least recently used go first) and by
+// idleness; entries whose segment is gone are dropped at the next sweep.
+// Evicting an entry only drops the cache's reference: open Segments keep
+// their mapping.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bridge/catalog.hpp"
+#include "bridge/client.hpp"
+#include "bridge/detail/os/mapping.hpp"
+#include "bridge/detail/slot_table.hpp"
+
+namespace bridge::detail {
+
+class MapCache {
+ public:
+  struct Hit {
+    std::shared_ptr<const SegmentInfo> info;  ///< with the current version and metadata
+    std::shared_ptr<os::Mapping> mapping;
+  };
+
+  /// The table the entries are checked against (null: nothing is cached).
+  /// Replacing it (a reconnect) drops every entry.
+  void set_table(std::shared_ptr<const os::Mapping> table, std::uint32_t slot_count);
+
+  /// The cached mapping of `name`, if its slot still vouches for it.
+  std::optional<Hit> lookup(std::string_view name);
+  /// Remembers a mapping a create or attach reply vouched for.
+  void insert(std::shared_ptr<const SegmentInfo> info, std::shared_ptr<os::Mapping> mapping,
+              std::uint32_t slot, std::uint64_t access_epoch);
+  /// Drops `name`'s entry (this client destroyed it: its pages go now).
+  void forget(std::string_view name);
+  void clear();
+
+  void set_limits(const MapCacheLimits& limits);
+  MapCacheStats stats() const;
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct Entry {
+    std::shared_ptr<const SegmentInfo> info;
+    std::shared_ptr<os::Mapping> mapping;
+    std::uint32_t slot;
+    std::uint64_t access_epoch;
+    Clock::time_point last_used;
+    /// The header's immutable part as validated when the entry was made: a
+    /// header scribbled since is a miss, so the daemon validates (and
+    /// quarantines) it as it would for any attach.
+    std::vector<std::byte> header;
+  };
+  bool vouched_locked(const Entry& entry) const noexcept;
+  /// Drops idle entries and those whose segment is gone, then the least
+  /// recently used until the bounds hold.
+  void sweep_locked(Clock::time_point now);
+  void erase_locked(std::map<std::string, Entry, std::less<>>::iterator it);
+
+  mutable std::mutex mutex_;
+  std::shared_ptr<const os::Mapping> table_;
+  std::uint32_t slot_count_ = 0;
+  std::map<std::string, Entry, std::less<>> entries_;
+  MapCacheLimits limits_;
+  std::uint64_t bytes_ = 0;
+  std::uint64_t hits_ = 0;
+  std::uint64_t misses_ = 0;
+  std::uint64_t evictions_ = 0;
+  Clock::time_point last_sweep_{};
+};
+
+}  // namespace bridge::detail

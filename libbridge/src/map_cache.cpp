@@ -1,0 +1,135 @@
+// SPDX-License-Identifier: MIT
+#include "bridge/detail/map_cache.hpp"
+
+#include <cstddef>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "bridge/detail/layout.hpp"
+
+namespace bridge::detail {
+
+namespace {
+// The part of the header that never changes after create (checksummed).
+constexpr std::size_t kImmutableHeaderBytes = offsetof(SegmentHeader, meta);
+// Sweeping costs a pass over the entries: not on every hit.
+constexpr std::chrono::milliseconds kSweepEvery{50};
+}  // namespace
+
+void MapCache::set_table(std::shared_ptr<const os::Mapping> table, std::uint32_t slot_count) {
+  std::lock_guard lock(mutex_);
+  entries_.clear();
+  bytes_ = 0;
+  table_ = std::move(table);
+  slot_count_ = table_ ? slot_count : 0;
+}
+
+bool MapCache::vouched_locked(const Entry& entry) const noexcept {
+  if (!table_ || entry.slot >= slot_count_) return false;
+  if (std::memcmp(entry.mapping->data(), entry.header.data(), kImmutableHeaderBytes) != 0) {
+    return false;
+  }
+  const SegmentSlot& slot = slots_at(table_->data())[entry.slot];
+  // The epoch after the id: a destroy clears the id, a grant change bumps
+  // the epoch; either makes this false, in whichever order they are seen.
+  return slot.segment_id.load(std::memory_order_acquire) == entry.info->id &&
+         slot.access_epoch.load(std::memory_order_acquire) == entry.access_epoch;
+}
+
+std::optional<MapCache::Hit> MapCache::lookup(std::string_view name) {
+  std::lock_guard lock(mutex_);
+  const auto now = Clock::now();
+  if (now - last_sweep_ >= kSweepEvery) sweep_locked(now);
+  auto it = entries_.find(name);
+  if (it == entries_.end() || !vouched_locked(it->second)) {
+    if (it != entries_.end()) erase_locked(it);
+    ++misses_;
+    return std::nullopt;
+  }
+  Entry& entry = it->second;
+  entry.last_used = now;
+  ++hits_;
+  // The description as it is now: version from the sync block, metadata
+  // from its slot when it changed (the header is validated at insert; the
+  // metadata is checksummed and parsed, never trusted).
+  const std::byte* base = entry.mapping->data();
+  const std::uint64_t version =
+      sync_at(entry.mapping->data()).version.load(std::memory_order_acquire);
+  const std::uint64_t meta_version = read_meta_version(base);
+  if (version != entry.info->version || meta_version != entry.info->meta_version) {
+    auto fresh = std::make_shared<SegmentInfo>(*entry.info);
+    fresh->version = version;
+    if (meta_version != entry.info->meta_version) {
+      const std::string text = read_meta(base);
+      auto meta =
+          text.empty() ? nlohmann::json::object() : nlohmann::json::parse(text, nullptr, false);
+      if (meta.is_object()) {
+        fresh->meta = std::move(meta);
+        fresh->meta_version = meta_version;
+      }
+    }
+    entry.info = std::move(fresh);
+  }
+  return Hit{entry.info, entry.mapping};
+}
+
+void MapCache::insert(std::shared_ptr<const SegmentInfo> info, std::shared_ptr<os::Mapping> mapping,
+                      std::uint32_t slot, std::uint64_t access_epoch) {
+  std::lock_guard lock(mutex_);
+  if (!table_ || slot >= slot_count_ || limits_.entries == 0 || mapping->size() > limits_.bytes) {
+    return;
+  }
+  if (auto it = entries_.find(info->name); it != entries_.end()) erase_locked(it);
+  const std::string name = info->name;
+  bytes_ += mapping->size();
+  std::vector<std::byte> header(mapping->data(), mapping->data() + kImmutableHeaderBytes);
+  entries_.emplace(name, Entry{std::move(info), std::move(mapping), slot, access_epoch,
+                               Clock::now(), std::move(header)});
+  sweep_locked(Clock::now());
+}
+
+void MapCache::forget(std::string_view name) {
+  std::lock_guard lock(mutex_);
+  if (auto it = entries_.find(name); it != entries_.end()) erase_locked(it);
+}
+
+void MapCache::clear() {
+  std::lock_guard lock(mutex_);
+  entries_.clear();
+  bytes_ = 0;
+}
+
+void MapCache::set_limits(const MapCacheLimits& limits) {
+  std::lock_guard lock(mutex_);
+  limits_ = limits;
+  sweep_locked(Clock::now());
+}
+
+MapCacheStats MapCache::stats() const {
+  std::lock_guard lock(mutex_);
+  return MapCacheStats{entries_.size(), bytes_, hits_, misses_, evictions_, limits_};
+}
+
+void MapCache::erase_locked(std::map<std::string, Entry, std::less<>>::iterator it) {
+  bytes_ -= it->second.mapping->size();
+  entries_.erase(it);
+  ++evictions_;
+}
+
+void MapCache::sweep_locked(Clock::time_point now) {
+  last_sweep_ = now;
+  for (auto it = entries_.begin(); it != entries_.end();) {
+    auto next = std::next(it);
+    if (now - it->second.last_used > limits_.idle || !vouched_locked(it->second)) erase_locked(it);
+    it = next;
+  }
+  while (!entries_.empty() && (entries_.size() > limits_.entries || bytes_ > limits_.bytes)) {
+    auto oldest = entries_.begin();
+    for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+      if (it->second.last_used < oldest->second.last_used) oldest = it;
+    }
+    erase_locked(oldest);
+  }
+}
+
+}  // namespace bridge::detail
