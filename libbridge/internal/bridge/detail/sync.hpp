@@ -40,10 +40,39 @@ std::uint64_t publish_commit(SyncBlock& sync);
 /// to cancel a wait from another thread.
 void wake_waiters(SyncBlock& sync);
 
-/// Blocks until the version is > `newer_than` and returns it. Spins briefly,
-/// then sleeps on the futex. Throws Error(timeout) at the deadline,
-/// Error(closed) when one of `stop` becomes true (set it, then wake_waiters),
-/// and Error(not_found) once the daemon has destroyed the segment.
+/// Whether a waiting thread should spin before it sleeps. A spin can only
+/// see a commit made meanwhile by a thread on another CPU, so it never pays
+/// where the waiter may run on one CPU only (`allowed_cpus` <= 1: pinned, or
+/// a one-CPU machine): there the committer needs the CPU the spin occupies,
+/// and the spin only delays the sleep that lets it run. Where it may pay, it
+/// adapts: after a few spins in a row caught nothing (the committer shares
+/// the waiter's CPU anyway, or commits are far apart) it skips spinning for
+/// a growing number of waits (at most kMaxSkip), then tries again; one
+/// spin that catches a commit restores spinning on every wait.
+class SpinPolicy {
+ public:
+  static constexpr unsigned kMissesBeforeSkipping = 3;
+  static constexpr unsigned kMaxSkip = 64;
+
+  /// Whether this wait spins, for a thread allowed on `allowed_cpus` CPUs.
+  bool should_spin(int allowed_cpus) noexcept;
+  /// The outcome of a spin that should_spin allowed: whether it caught the commit.
+  void record(bool caught) noexcept;
+
+ private:
+  unsigned misses_ = 0;  // spins in a row that caught nothing
+  unsigned skip_ = 0;    // waits left that do not spin
+};
+
+/// How many CPUs the calling thread may run on (sched_getaffinity, which
+/// counts online CPUs only), cached per thread and re-read every few hundred
+/// calls so that a later sched_setaffinity is noticed.
+int allowed_cpus() noexcept;
+
+/// Blocks until the version is > `newer_than` and returns it. Spins briefly
+/// where that can pay (SpinPolicy), then sleeps on the futex. Throws Error(timeout) at the
+/// deadline, Error(closed) when one of `stop` becomes true (set it, then wake_waiters), and
+/// Error(not_found) once the daemon has destroyed the segment.
 ///
 /// `read_only`: the caller's mapping is read-only, so it cannot count itself
 /// in `waiters`; it relies on `always_wake` (set by the daemon for such
