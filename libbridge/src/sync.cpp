@@ -3,7 +3,6 @@
 
 #include <linux/futex.h>
 #include <pthread.h>
-#include <sched.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,9 +21,9 @@ namespace {
 // syscall; kept short because this machine class has only two cores (200
 // PAUSEs take 6-8 us on its AMD vCPUs). Only where SpinPolicy says it can pay.
 constexpr int kSpinIterations = 200;
-// allowed_cpus() re-reads the thread's affinity every this many calls (a
-// sched_getaffinity costs about 0.5 us).
-constexpr int kAffinityRecheck = 256;
+// online_cpus() re-reads the count every this many calls on a thread (it
+// reads /sys/devices/system/cpu/online).
+constexpr int kOnlineRecheck = 4096;
 
 // This process's pid, for last_writer_pid without a getpid syscall (0.25 us
 // here) per commit. Reset in a fork()ed child, whose pid differs.
@@ -42,8 +41,8 @@ std::int32_t current_pid() {
   return pid;
 }
 
-// The calling thread's spin policy for version waits (per thread, as the
-// affinity it depends on is).
+// The calling thread's spin policy for version waits (per thread: threads
+// wait for different partners).
 SpinPolicy& version_spin_policy() noexcept {
   thread_local SpinPolicy policy;
   return policy;
@@ -141,8 +140,8 @@ void futex_wake_all(const std::atomic<std::uint32_t>& word) {
             nullptr, 0);
 }
 
-bool SpinPolicy::should_spin(int allowed_cpus) noexcept {
-  if (allowed_cpus <= 1) return false;
+bool SpinPolicy::should_spin(int online_cpus) noexcept {
+  if (online_cpus <= 1) return false;
   if (skip_ > 0) {
     --skip_;
     return false;
@@ -161,15 +160,13 @@ void SpinPolicy::record(bool caught) noexcept {
   }
 }
 
-int allowed_cpus() noexcept {
+int online_cpus() noexcept {
   thread_local int cpus = 0;
   thread_local int countdown = 0;
   if (--countdown < 0) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    // Fails (EINVAL) only on machines with more CPUs than a cpu_set_t holds.
-    cpus = ::sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : CPU_SETSIZE;
-    countdown = kAffinityRecheck;
+    const long online = ::sysconf(_SC_NPROCESSORS_ONLN);
+    cpus = online > 0 ? static_cast<int>(std::min<long>(online, INT_MAX)) : 2;
+    countdown = kOnlineRecheck;
   }
   return cpus;
 }
@@ -204,7 +201,7 @@ std::uint64_t wait_for_version(SyncBlock& sync, std::uint64_t newer_than, const 
     if (version > newer_than) return version;
   }
   SpinPolicy& policy = version_spin_policy();
-  if (policy.should_spin(allowed_cpus())) {
+  if (policy.should_spin(online_cpus())) {
     for (int i = 0; i < kSpinIterations; ++i) {
       cpu_relax();
       const std::uint64_t version = sync.version.load(std::memory_order_acquire);
@@ -242,7 +239,7 @@ std::uint64_t wait_for_quiescent(SyncBlock& sync, const Deadline& deadline, bool
   }
   // The write in progress can only end during a spin if its writer runs on
   // another CPU meanwhile (no adaptation: such waits are rare).
-  if (allowed_cpus() > 1) {
+  if (online_cpus() > 1) {
     for (int i = 0; i < kSpinIterations; ++i) {
       cpu_relax();
       const std::uint64_t seq = sync.seq.load(std::memory_order_acquire);
