@@ -212,12 +212,12 @@ class Sections:
         ("same core", "pipe"):
             "a pipe write and a blocking read per turn: the kernel's wake-up and switch",
         ("same core", "shmbridge C++"):
-            "the floor's futex wake, sleep and switch; no spin (a pinned waiter shares the "
-            "committer's CPU, so wait() sleeps at once); + the commit's atomics, Segment's "
-            "pin (mutex, shared_ptr)",
+            "the floor's futex wake, sleep and switch: wait() stops spinning once its "
+            "spins keep missing (the committer needs the CPU; one probe spin per ≤ 65 "
+            "waits) + the commit's atomics and Segment's pin (mutex, shared_ptr)",
         ("same core", "shmbridge C++, asleep"):
-            "every turn wakes a sleeping waiter (floor's futex wake and switch); the bench's "
-            "own sched_yield loop until the partner is registered adds switches",
+            "as 'futex, asleep': the bench's sched_yield loop until the partner is "
+            "registered costs switches the plain futex row does not pay",
         ("same core", "shmbridge Python"):
             "the C++ path + the interpreter on both sides: two bound calls per turn, "
             "releasing and re-taking the GIL, the signal-check deadline",
