@@ -202,6 +202,37 @@ class Sections:
         return out
 
     # ---- 4 -------------------------------------------------------------------
+    # What limits each wake row of bench/wake_latency.py (libbridge/src/sync.cpp).
+    WAKE_LIMITS = {
+        ("same core", "futex, asleep"):
+            "the floor for the asleep rows: the futex, plus the sched_yield loop that "
+            "waits for the partner to be asleep (extra switches on one core)",
+        ("across cores", "futex, asleep"):
+            "the floor for the asleep rows: waking the other, halted vCPU every turn",
+        ("same core", "pipe"):
+            "a pipe write and a blocking read per turn: the kernel's wake-up and switch",
+        ("same core", "shmbridge C++"):
+            "the floor's futex wake, sleep and switch: wait() stops spinning once its "
+            "spins keep missing (the committer needs the CPU; one probe spin per ≤ 65 "
+            "waits) + the commit's atomics and Segment's pin (mutex, shared_ptr)",
+        ("same core", "shmbridge C++, asleep"):
+            "as 'futex, asleep': the bench's sched_yield loop until the partner is "
+            "registered costs switches the plain futex row does not pay",
+        ("same core", "shmbridge Python"):
+            "the C++ path + the interpreter on both sides: two bound calls per turn, "
+            "releasing and re-taking the GIL, the signal-check deadline",
+        ("across cores", "pipe"):
+            "waking the other, halted vCPU (≈ 20 µs on this VM) on every turn",
+        ("across cores", "shmbridge C++"):
+            "wait()'s spin catches the reply: one cache-line transfer between cores, "
+            "no syscall",
+        ("across cores", "shmbridge C++, asleep"):
+            "waking a sleeping waiter on the other, halted vCPU (the floor's wake); the spin "
+            "is skipped once it keeps missing",
+        ("across cores", "shmbridge Python"):
+            "wait()'s spin catches the reply; the interpreter's per-call cost on both sides",
+    }
+
     def wake(self):
         quick = self.args.quick
         cmd = [sys.executable, str(HERE / "wake_latency.py"), "--bin-dir", str(self.args.bin_dir),
@@ -225,7 +256,7 @@ class Sections:
                     continue
                 out.append(row(4, f"wake one-way, {place} (pinned)", method, p50, p99, "µs",
                                "bare futex wake, same placement", floors.get(place),
-                               ""))
+                               self.WAKE_LIMITS.get((place, method), "")))
         out.extend(self.wake_iceoryx2(floors))
         self.notes.append("Section 4 is bench/wake_latency.py run as is; its own output:\n\n```\n"
                           + text.strip() + "\n```")

@@ -5,10 +5,13 @@
 // driver (wake_latency.py) runs every method side by side in one run and
 // prints the table; see bench/README.md.
 //
-//   bridge_wake_latency --method futex|pipe|shmbridge|shmbridge-asleep
+//   bridge_wake_latency --method futex|futex-asleep|pipe|shmbridge|shmbridge-asleep
 //                       [--socket S] [--round-trips N] [--warmup W] [--cpus A,B]
 //
 //   futex             a bare futex on a word in shared memory: the floor
+//   futex-asleep      the same, each side storing and waking only once the
+//                     other counts itself as waiting: the floor of
+//                     shmbridge-asleep (same extra switches to get there)
 //   pipe              a byte over a pipe each way
 //   shmbridge         Segment::mark_changed() on one segment, Segment::wait() on
 //                     the other. wait() spins briefly before it sleeps, so a
@@ -120,22 +123,40 @@ void futex_wake(std::atomic<std::uint32_t>& word) {
             nullptr, 0);
 }
 
-std::vector<std::int64_t> run_futex(const Options& options) {
-  // One shared turn counter: odd = the child's turn, even = ours.
+// futex_wait that counts itself in `sleeping` while it may sleep.
+void futex_wait_counted(std::atomic<std::uint32_t>& word, std::uint32_t expected,
+                        std::atomic<std::uint32_t>& sleeping) {
+  sleeping.fetch_add(1);
+  futex_wait(word, expected);
+  sleeping.fetch_sub(1);
+}
+
+// `asleep`: each side stores and wakes only once the other counts itself as
+// waiting, as shmbridge-asleep does (the floor for that method).
+std::vector<std::int64_t> run_futex(const Options& options, bool asleep) {
+  // One shared turn counter: odd = the child's turn, even = ours; then the
+  // count of processes in futex_wait.
   void* page = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (page == MAP_FAILED) fail("mmap");
   auto* turn = new (page) std::atomic<std::uint32_t>(0);
+  auto* sleeping = new (static_cast<char*>(page) + 64) std::atomic<std::uint32_t>(0);
+  const auto until_sleeping = [&] {
+    if (!asleep) return;
+    while (sleeping->load() == 0) ::sched_yield();
+  };
   auto samples = ping_pong(
       options,
       [&](int i) {
         const auto odd = static_cast<std::uint32_t>(2 * i + 1);
+        until_sleeping();
         turn->store(odd, std::memory_order_release);
         futex_wake(*turn);
-        futex_wait(*turn, odd);
+        futex_wait_counted(*turn, odd, *sleeping);
       },
       [&](int total) {
         for (int i = 0; i < total; ++i) {
-          futex_wait(*turn, static_cast<std::uint32_t>(2 * i));
+          futex_wait_counted(*turn, static_cast<std::uint32_t>(2 * i), *sleeping);
+          until_sleeping();
           turn->store(static_cast<std::uint32_t>(2 * i + 2), std::memory_order_release);
           futex_wake(*turn);
         }
@@ -272,7 +293,9 @@ int main(int argc, char** argv) {
     const Options options = parse(argc, argv);
     std::vector<std::int64_t> samples;
     if (options.method == "futex") {
-      samples = run_futex(options);
+      samples = run_futex(options, false);
+    } else if (options.method == "futex-asleep") {
+      samples = run_futex(options, true);
     } else if (options.method == "pipe") {
       samples = run_pipe(options);
     } else if (options.method == "shmbridge") {
@@ -280,7 +303,8 @@ int main(int argc, char** argv) {
     } else if (options.method == "shmbridge-asleep") {
       samples = run_shmbridge(options, true);
     } else {
-      throw std::runtime_error("--method must be futex, pipe, shmbridge or shmbridge-asleep");
+      throw std::runtime_error(
+          "--method must be futex, futex-asleep, pipe, shmbridge or shmbridge-asleep");
     }
     std::sort(samples.begin(), samples.end());
     std::printf(

@@ -6,6 +6,8 @@ Two processes ping-pong N round trips with each method; the one-way latency
 is half a round trip. Methods:
 
   futex                  bare futex on a shared word (the floor; C++)
+  futex, asleep          the same, each side waking only once the other is
+                         waiting: the floor of "shmbridge C++, asleep"
   pipe                   a byte over a pipe each way (C++)
   shmbridge C++          Segment::mark_changed() -> Segment::wait() on two segments
   shmbridge C++, asleep  the same, each commit made only once the other side
@@ -39,7 +41,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Bridged, machine, percentile  # noqa: E402  (bench/common.py)
 
-CPP_METHODS = {"futex": "futex", "pipe": "pipe", "shmbridge C++": "shmbridge",
+CPP_METHODS = {"futex": "futex", "futex, asleep": "futex-asleep", "pipe": "pipe",
+               "shmbridge C++": "shmbridge",
                "shmbridge C++, asleep": "shmbridge-asleep"}
 PYTHON_METHOD = "shmbridge Python"
 METHODS = [*CPP_METHODS, PYTHON_METHOD]

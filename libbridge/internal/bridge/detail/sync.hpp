@@ -40,10 +40,40 @@ std::uint64_t publish_commit(SyncBlock& sync);
 /// to cancel a wait from another thread.
 void wake_waiters(SyncBlock& sync);
 
-/// Blocks until the version is > `newer_than` and returns it. Spins briefly,
-/// then sleeps on the futex. Throws Error(timeout) at the deadline,
-/// Error(closed) when one of `stop` becomes true (set it, then wake_waiters),
-/// and Error(not_found) once the daemon has destroyed the segment.
+/// Whether a waiting thread should spin before it sleeps. A spin can only
+/// see a commit made meanwhile by a thread on another CPU: it never pays on
+/// a machine with one CPU online, nor where the committer shares the
+/// waiter's CPU (both pinned to one core, or placed there by the scheduler),
+/// where it only delays the sleep that lets the committer run. The waiter
+/// cannot tell where its committer runs (its own affinity says nothing about
+/// that: two processes pinned to two CPUs gain most from the spin), so this
+/// adapts: after a few spins in a row caught nothing it skips spinning for a
+/// growing number of waits (at most kMaxSkip), then tries again; one spin
+/// that catches a commit restores spinning on every wait. A spin that never
+/// pays thus costs about 1/kMaxSkip of a spin per wait.
+class SpinPolicy {
+ public:
+  static constexpr unsigned kMissesBeforeSkipping = 3;
+  static constexpr unsigned kMaxSkip = 64;
+
+  /// Whether this wait spins, on a machine with `online_cpus` CPUs online.
+  bool should_spin(int online_cpus) noexcept;
+  /// The outcome of a spin that should_spin allowed: whether it caught the commit.
+  void record(bool caught) noexcept;
+
+ private:
+  unsigned misses_ = 0;  // spins in a row that caught nothing
+  unsigned skip_ = 0;    // waits left that do not spin
+};
+
+/// How many CPUs are online, cached per thread and re-read every few
+/// thousand calls.
+int online_cpus() noexcept;
+
+/// Blocks until the version is > `newer_than` and returns it. Spins briefly
+/// where that can pay (SpinPolicy), then sleeps on the futex. Throws Error(timeout) at the
+/// deadline, Error(closed) when one of `stop` becomes true (set it, then wake_waiters), and
+/// Error(not_found) once the daemon has destroyed the segment.
 ///
 /// `read_only`: the caller's mapping is read-only, so it cannot count itself
 /// in `waiters`; it relies on `always_wake` (set by the daemon for such
