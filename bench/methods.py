@@ -269,6 +269,24 @@ class Worker:
         return t1 - t0, t2 - t1, t3 - t2
 
 
+def churn(socket_path, nbytes, running, stop):
+    """Another client: create + destroy arrays of `nbytes` until `stop` is set;
+    `running` is set once the first create has returned (so the daemon has
+    gone through a whole create at least once before anything is timed).
+    Its handle is closed before the destroy, so the daemon drops the last
+    reference to the pages (the work of freeing them happens there, too)."""
+    import pybridge
+    client = pybridge.connect(socket_path)
+    count = 0
+    while not stop.is_set():
+        seg = client.create(f"bench-churn-{os.getpid()}-{count}", (nbytes,), "uint8")
+        seg.close()
+        client.destroy(f"bench-churn-{os.getpid()}-{count}")
+        count += 1
+        running.set()
+    client.close()
+
+
 def own_resource_tracker():
     """A spawned child shares its parent's resource tracker; give this worker its
     own, as an unrelated process has, so that the unregister after an attach
