@@ -220,11 +220,15 @@ class Worker:
             m.release(h)
         return out
 
-    def op_attach_again(self, method, ref, n):
-        """attach -> ndarray + first byte + close, n times on the same array."""
+    def op_attach_again(self, method, ref, n, max_seconds=None):
+        """attach -> ndarray + first byte + close, n times on the same array (or
+        fewer, if max_seconds pass first)."""
         m = self.method(method)
         out = []
+        stop_at = time.monotonic() + max_seconds if max_seconds else None
         for _ in range(n):
+            if stop_at is not None and time.monotonic() >= stop_at:
+                break
             t = clock()
             arr, h = m.attach(ref)
             int(arr[0])

@@ -364,8 +364,9 @@ class Sections:
                 try:
                     if not running.wait(120):
                         raise RuntimeError("the churning client made no array in 120 s")
+                    # Bounded in time: a daemon that stalls would take minutes.
                     during.append(p50_p99(self.pool.call(
-                        0, "attach_again", method="shmbridge", ref=ref, n=n)))
+                        0, "attach_again", method="shmbridge", ref=ref, n=n, max_seconds=10)))
                 finally:
                     stop.set()
                     load.join(timeout=120)
