@@ -220,11 +220,15 @@ class Worker:
             m.release(h)
         return out
 
-    def op_attach_again(self, method, ref, n):
-        """attach -> ndarray + first byte + close, n times on the same array."""
+    def op_attach_again(self, method, ref, n, max_seconds=None):
+        """attach -> ndarray + first byte + close, n times on the same array (or
+        fewer, if max_seconds pass first)."""
         m = self.method(method)
         out = []
+        stop_at = time.monotonic() + max_seconds if max_seconds else None
         for _ in range(n):
+            if stop_at is not None and time.monotonic() >= stop_at:
+                break
             t = clock()
             arr, h = m.attach(ref)
             int(arr[0])
@@ -267,6 +271,24 @@ class Worker:
         del arr
         m.release(h)
         return t1 - t0, t2 - t1, t3 - t2
+
+
+def churn(socket_path, nbytes, running, stop):
+    """Another client: create + destroy arrays of `nbytes` until `stop` is set;
+    `running` is set once the first create has returned (so the daemon has
+    gone through a whole create at least once before anything is timed).
+    Its handle is closed before the destroy, so the daemon drops the last
+    reference to the pages (the work of freeing them happens there, too)."""
+    import pybridge
+    client = pybridge.connect(socket_path)
+    count = 0
+    while not stop.is_set():
+        seg = client.create(f"bench-churn-{os.getpid()}-{count}", (nbytes,), "uint8")
+        seg.close()
+        client.destroy(f"bench-churn-{os.getpid()}-{count}")
+        count += 1
+        running.set()
+    client.close()
 
 
 def own_resource_tracker():

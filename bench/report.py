@@ -15,6 +15,7 @@ TITLES = {
     5: "First touch: another process reads every page of 1 GiB",
     6: "Memory: the daemon's resident memory per segment",
     7: "C++ attach against a bare round trip + mmap (Google Benchmark)",
+    8: "No stalls: attach while another client creates + destroys 4 GiB arrays",
 }
 EXPLAIN = {
     1: "A worker process attaches arrays the driver created: *fresh* = an array that process "
@@ -46,6 +47,12 @@ EXPLAIN = {
        "process has no mapping of (created and its handle closed, untimed); the floor = a "
        "bare C++ round trip to a blocking echo server in a forked process + shm_open + fstat "
        "+ mmap + first byte + munmap + close of an existing POSIX shm object.",
+    8: "A worker process attaches a 4 KiB array (attach → ndarray → first byte → close, "
+       "as section 1's re-attach) on the idle daemon, then again while another client "
+       "process loops create → close → destroy of 4 GiB arrays (2 or 1 GiB where /dev/shm "
+       "is smaller). Reserving or freeing gigabytes of pages takes the kernel about a "
+       "second; a daemon doing it on its io thread makes every other request wait. The "
+       "figure to watch: p99 while churning ÷ idle p99.",
 }
 
 

@@ -6,13 +6,14 @@ Sections (bench/README.md): 1 attach an existing array, 2 create/attach/read/
 destroy rates with 1, 4, 16 client processes, 3 1 GiB handoff, 4 wake latency
 (bench/wake_latency.py), 5 first touch of 1 GiB in another process, 6 the
 daemon's memory per segment, 7 C++ attach against a bare round trip + mmap
-(Google Benchmark, bench/attach_bench.cpp). Methods are interleaved in rounds (rotating
+(Google Benchmark, bench/attach_bench.cpp), 8 no stalls: attach while another
+client creates + destroys 4 GiB arrays. Methods are interleaved in rounds (rotating
 order); every round starts once the 1-minute load average is below a
 threshold (or a capped wait ran out) and the load seen is recorded. Figures
 are medians over rounds. Writes bench/RESULTS.md and bench/results.png.
 
   PYTHONPATH=build/cmake/python build/bench-venv/bin/python bench/run.py \
-      --bin-dir build/cmake/bin [--quick] [--sections 1,2,3,4,5,6]
+      --bin-dir build/cmake/bin [--quick] [--sections 1,2,3,4,5,6,7,8]
 """
 import argparse
 import datetime
@@ -40,7 +41,7 @@ def parse_args():
     p.add_argument("--quick", action="store_true",
                    help="fewer rounds, iterations and client counts (a first look, ~3 min)")
     p.add_argument("--rounds", type=int, help="rounds per section (default 7, quick 3)")
-    p.add_argument("--sections", default="1,2,3,4,5,6,7")
+    p.add_argument("--sections", default="1,2,3,4,5,6,7,8")
     p.add_argument("--methods", default=",".join(methods.METHODS),
                    help="comma-separated subset of " + ", ".join(methods.METHODS))
     p.add_argument("--big", action="store_true", help="also attach a 1 GiB array in section 1")
@@ -91,7 +92,7 @@ def main():
         parent.recv()
         s = sections.Sections(args, pool, local, quiet, echo_path, bridged)
         for number, fn in ((1, s.attach), (7, s.cpp_attach), (2, s.cycles), (3, s.handoff),
-                           (4, s.wake), (5, s.first_touch), (6, s.memory)):
+                           (4, s.wake), (5, s.first_touch), (6, s.memory), (8, s.no_stalls)):
             if number in args.sections:
                 t = time.monotonic()
                 print(f"section {number} ...", file=sys.stderr, flush=True)

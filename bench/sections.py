@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 import common
+import methods
 from common import median, p50_p99
 
 KIB = 1024
@@ -362,3 +363,59 @@ class Sections:
                           f"(manual timing) in each of {reps} repetitions; p50 column = median "
                           "over repetitions, p99 column = the slowest repetition.")
         return out
+
+    # ---- 8: no stalls ------------------------------------------------------------
+    def no_stalls(self):
+        """Attach of a 4 KiB array by one worker process, on an idle daemon and
+        while another client process creates and destroys 4 GiB arrays in a
+        loop: a daemon that reserves (or frees) gigabytes on its io thread
+        makes every other client wait for it."""
+        import multiprocessing
+
+        st = os.statvfs("/dev/shm")
+        free = st.f_bavail * st.f_frsize
+        big = next((b for b in (4 * GIB, 2 * GIB, GIB) if free >= 2 * b + GIB), None)
+        if big is None:
+            self.notes.append("Section 8 not run: /dev/shm cannot hold a 1 GiB array twice.")
+            return []
+        n = 300 if self.args.quick else 1000
+        m = self.local["shmbridge"]
+        ref, keep = m.create(self.key("stall"), 4 * KIB)
+        ctx = multiprocessing.get_context("spawn")
+        idle, during = [], []
+        try:
+            for rnd in range(self.args.rounds):
+                self.quiet.wait()
+                idle.append(p50_p99(self.pool.call(
+                    0, "attach_again", method="shmbridge", ref=ref, n=n)))
+                running, stop = ctx.Event(), ctx.Event()
+                load = ctx.Process(target=methods.churn, daemon=True,
+                                   args=(self.bridged.socket, big, running, stop))
+                load.start()
+                try:
+                    if not running.wait(120):
+                        raise RuntimeError("the churning client made no array in 120 s")
+                    # Bounded in time: a daemon that stalls would take minutes.
+                    during.append(p50_p99(self.pool.call(
+                        0, "attach_again", method="shmbridge", ref=ref, n=n, max_seconds=10)))
+                finally:
+                    stop.set()
+                    load.join(timeout=120)
+                    if load.is_alive():
+                        load.kill()
+        finally:
+            m.destroy(ref, keep)
+        label = "the same attach, daemon idle"
+        p50_idle = median(p for p, _ in idle) / 1e3
+        p99_idle = median(q for _, q in idle) / 1e3
+        p50_during = median(p for p, _ in during) / 1e3
+        p99_during = median(q for _, q in during) / 1e3
+        self.notes.append(
+            f"Section 8: attach p99 while another client creates + destroys {size_name(big)} "
+            f"arrays ÷ idle p99 = {p99_during / p99_idle:.1f} (p50: "
+            f"{p50_during / p50_idle:.1f}). Ratio column = p50 ÷ idle p50.")
+        return [row(8, "attach 4 KiB → ndarray + first byte + close, daemon idle", "shmbridge",
+                    p50_idle, p99_idle, "µs", label, p50_idle, ""),
+                row(8, f"the same while another client creates + destroys {size_name(big)} "
+                    "arrays in a loop", "shmbridge", p50_during, p99_during, "µs", label,
+                    p50_idle, f"p99 ÷ idle p99 = {p99_during / p99_idle:.1f}")]

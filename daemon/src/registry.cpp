@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <utility>
 
 #include "bridge/detail/sync.hpp"
 #include "bridge/error.hpp"
@@ -67,6 +68,7 @@ std::uint64_t Registry::new_segment_id() {
     if (id == 0) continue;
     bool taken = false;
     for (const auto& [name, segment] : segments_) taken = taken || segment->id == id;
+    for (const auto& [name, pending_id] : creating_) taken = taken || pending_id == id;
     if (!taken) return id;
   }
 }
@@ -120,70 +122,121 @@ protocol::SegmentInfo Registry::describe(const Segment& segment, bool with_meta)
   return info;
 }
 
+Registry::PendingCreate::PendingCreate(Registry& registry, Plan plan)
+    : registry_(&registry), plan_(std::move(plan)) {
+  registry_->creating_.emplace(plan_.name, plan_.id);
+}
+
+Registry::PendingCreate::PendingCreate(PendingCreate&& other) noexcept
+    : registry_(std::exchange(other.registry_, nullptr)), plan_(std::move(other.plan_)) {}
+
+Registry::PendingCreate& Registry::PendingCreate::operator=(PendingCreate&& other) noexcept {
+  if (this != &other) {
+    if (registry_ != nullptr) registry_->creating_.erase(plan_.name);
+    registry_ = std::exchange(other.registry_, nullptr);
+    plan_ = std::move(other.plan_);
+  }
+  return *this;
+}
+
+Registry::PendingCreate::~PendingCreate() {
+  if (registry_ != nullptr) registry_->creating_.erase(plan_.name);
+}
+
 Registry::Opened Registry::create(const Caller& caller, const protocol::CreateRequest& request) {
+  PendingCreate pending = prepare_create(caller, request);
+  Built built = build(pending.plan());
+  return finish_create(caller, std::move(pending), std::move(built));
+}
+
+Registry::PendingCreate Registry::prepare_create(const Caller& caller,
+                                                 const protocol::CreateRequest& request) {
   // Everything is validated before any shared memory is touched.
   bridge::validate_segment_name(request.name);
   const std::uint64_t max_bytes =
       config_.max_segment_bytes == 0 ? UINT64_MAX : config_.max_segment_bytes;
   bridge::ArrayLayout layout = bridge::compute_layout(request.dtype, request.shape, max_bytes);
-  const std::string text = meta_text(request.meta);
-  if (segments_.count(request.name) != 0) {
+  std::string text = meta_text(request.meta);
+  if (segments_.count(request.name) != 0 || creating_.count(request.name) != 0) {
     throw Error(Errc::already_exists, "a segment named '" + request.name + "' exists");
   }
-
-  const std::string shm_name = shm_prefix_ + request.name;
   // Built under a staging name (a name starting with '.' is never a segment
   // name) and renamed into place once complete: a crash at any step leaves
-  // either nothing under `shm_name` or a whole segment. Every page is
-  // reserved now (Boost >= 1.76 already posix_fallocates the whole object in
-  // truncate; the explicit reserves keep that true whatever Boost does), so
-  // nobody can get SIGBUS from a full /dev/shm later.
+  // either nothing under the real name or a whole segment.
   char staging_suffix[24];
   std::snprintf(staging_suffix, sizeof staging_suffix, "%016llx",
                 static_cast<unsigned long long>(random_()));
-  ShmObject shm = ShmObject::create(shm_prefix_ + kStagingInfix + staging_suffix,
-                                    layout.total_bytes, bridge::kDataOffset);
+  Plan plan{request.name,
+            shm_prefix_ + request.name,
+            shm_prefix_ + kStagingInfix + staging_suffix,
+            std::move(layout),
+            std::move(text),
+            new_segment_id(),
+            caller.uid,
+            now_unix_ms()};
+  return PendingCreate(*this, std::move(plan));
+}
+
+Registry::Built Registry::build(const Plan& plan) {
+  // Reserved: exactly the pages anyone will touch, so that nobody can get
+  // SIGBUS from a full /dev/shm later: the header page and the first
+  // metadata slot's pages that the metadata fills (written below), and the
+  // sync page with the data. The second slot stays a hole until set_meta
+  // writes it (and reserves it first); nothing reads an unwritten slot.
+  const auto pages = [](std::uint64_t bytes) {
+    return (bytes + bridge::kPageBytes - 1) / bridge::kPageBytes * bridge::kPageBytes;
+  };
+  const std::uint64_t first_slot = bridge::meta_slot_offset(0);
+  const ShmObject::Range reserve[] = {
+      {0, first_slot + pages(plan.meta_text.size())},
+      {bridge::kSyncOffset, plan.layout.total_bytes - bridge::kSyncOffset}};
+  Built built(ShmObject::create(plan.staging_name, plan.layout.total_bytes, reserve), nullptr);
   fault_point("create:sized");
-  try {
-    shm.reserve(bridge::kDataOffset, layout.nbytes);
-    fault_point("create:reserved");
-    auto mapping = std::make_shared<bridge::os::Mapping>(
-        bridge::os::Mapping::map(shm.fd(), bridge::kDataOffset, true));
-    const std::uint64_t id = new_segment_id();
-    const std::int64_t created = now_unix_ms();
-    bridge::init_segment(mapping->data(), request.name, id, layout, caller.uid, created);
-    bridge::write_meta(mapping->data(), text);
-    fault_point("create:written");
-    shm.publish(shm_name);
-    fault_point("create:published");
-    auto segment = std::make_unique<Segment>(Segment{std::move(shm),
-                                                     std::move(mapping),
-                                                     layout,
-                                                     request.name,
-                                                     id,
-                                                     caller.uid,
-                                                     created,
-                                                     {},
-                                                     {},
-                                                     {}});
-    segment->attachments[caller.client] = 1;
-    segment->slot = slots_.assign(id);
-    Segment& stored = *segments_.emplace(request.name, std::move(segment)).first->second;
-    if (needs_access_record(stored)) save_access();
-    // Creates and destroys are the hot path of short-lived segments: logged
-    // only with -v (refusals, quarantines and grants are always logged).
-    if (verbose()) {
-      log_debug("created '" + request.name + "' " + std::string(bridge::dtype_name(layout.dtype)) +
-                " " + std::to_string(layout.nbytes) + " bytes for pid " +
-                std::to_string(caller.pid) + " (uid " + std::to_string(caller.uid) + ")");
-    }
-    Opened opened{describe(stored, true), stored.shm.fd(), stored.slot, slots_.epoch(stored.slot)};
-    emit(make_event(protocol::EventKind::created, stored, caller.pid, created), stored);
-    return opened;
-  } catch (...) {
-    shm.unlink();  // the staging name, or the real one if published
-    throw;
+  fault_point("create:reserved");
+  built.mapping_ = std::make_shared<bridge::os::Mapping>(
+      bridge::os::Mapping::map(built.shm_->fd(), bridge::kDataOffset, true));
+  std::byte* base = built.mapping_->data();
+  bridge::init_segment(base, plan.name, plan.id, plan.layout, plan.owner_uid, plan.created_unix_ms);
+  // A fresh segment's metadata goes to the first slot (the one reserved).
+  if (bridge::next_meta_slot(base) != 0) {
+    throw Error(Errc::internal, "a new segment's metadata would not go to its first slot");
   }
+  bridge::write_meta(base, plan.meta_text);
+  fault_point("create:written");
+  return built;
+}
+
+Registry::Opened Registry::finish_create(const Caller& caller, PendingCreate pending, Built built) {
+  const Plan& plan = pending.plan();
+  // On failure from here on, `built` unlinks the object under whichever
+  // name it has.
+  built.shm_->publish(plan.shm_name);
+  fault_point("create:published");
+  auto segment = std::make_unique<Segment>(Segment{std::move(*built.shm_),
+                                                   std::move(built.mapping_),
+                                                   plan.layout,
+                                                   plan.name,
+                                                   plan.id,
+                                                   plan.owner_uid,
+                                                   plan.created_unix_ms,
+                                                   {},
+                                                   {},
+                                                   {}});
+  built.shm_.reset();  // the segment owns the object now
+  segment->attachments[caller.client] = 1;
+  segment->slot = slots_.assign(plan.id);
+  Segment& stored = *segments_.emplace(plan.name, std::move(segment)).first->second;
+  if (needs_access_record(stored)) save_access();
+  // Creates and destroys are the hot path of short-lived segments: logged
+  // only with -v (refusals, quarantines and grants are always logged).
+  if (verbose()) {
+    log_debug("created '" + plan.name + "' " + std::string(bridge::dtype_name(plan.layout.dtype)) +
+              " " + std::to_string(plan.layout.nbytes) + " bytes for pid " +
+              std::to_string(caller.pid) + " (uid " + std::to_string(caller.uid) + ")");
+  }
+  Opened opened{describe(stored, true), stored.shm.fd(), stored.slot, slots_.epoch(stored.slot)};
+  emit(make_event(protocol::EventKind::created, stored, caller.pid, plan.created_unix_ms), stored);
+  return opened;
 }
 
 Registry::Opened Registry::attach(const Caller& caller, const std::string& name) {
@@ -261,7 +314,7 @@ void Registry::destroy(const Caller& caller, const std::string& name) {
 void Registry::forget(const std::string& name, pid_t pid, bool flush_commit) {
   // Out of the table before the events, so that whoever reacts to them sees
   // the registry as it now is.
-  const std::unique_ptr<Segment> gone = std::move(segments_.extract(name).mapped());
+  std::unique_ptr<Segment> gone = std::move(segments_.extract(name).mapped());
   // Before any reply: a client's cached mapping of it never serves again.
   slots_.release(gone->slot);
   if (needs_access_record(*gone)) save_access();
@@ -269,6 +322,10 @@ void Registry::forget(const std::string& name, pid_t pid, bool flush_commit) {
   // (nor be lost): the hub drops this one if subscribers already have it.
   if (flush_commit) emit(make_commit_event(*gone), *gone);
   emit(make_event(protocol::EventKind::destroyed, *gone, pid, now_unix_ms()), *gone);
+  if (releaser_) {
+    const std::uint64_t bytes = gone->layout.total_bytes;
+    releaser_(std::shared_ptr<Segment>(std::move(gone)), bytes);
+  }
 }
 
 protocol::SegmentInfo Registry::info(const Caller& caller, const std::string& name) {
@@ -303,10 +360,15 @@ protocol::SegmentInfo Registry::set_meta(const Caller& caller, const std::string
   const std::string text = meta_text(meta);
   Segment& segment = find_intact(name);
   require(segment, caller, protocol::Access::write, "set the metadata of");
-  // Reserved at create already; checked again (a no-op then) so that a
-  // full /dev/shm could only ever be a no_space error here, never a SIGBUS.
-  segment.shm.reserve(bridge::kMetaOffset, bridge::kMetaSlots * bridge::kMetaSlotBytes);
-  bridge::write_meta(segment.header_mapping->data(), text);
+  // The slot written next may be a hole (see build): its pages that the
+  // text fills are reserved first, so that a full /dev/shm is a no_space
+  // error here, never a SIGBUS. Nothing else writes the header (clients map
+  // it read-only), so write_meta picks this same slot.
+  std::byte* base = segment.header_mapping->data();
+  const std::uint64_t pages =
+      (text.size() + bridge::kPageBytes - 1) / bridge::kPageBytes * bridge::kPageBytes;
+  segment.shm.reserve(bridge::meta_slot_offset(bridge::next_meta_slot(base)), pages);
+  bridge::write_meta(base, text);
   emit(make_commit_event(segment), segment);  // earlier commits first, as for destroy
   emit(make_event(protocol::EventKind::meta_changed, segment, caller.pid, now_unix_ms()), segment);
   return describe(segment, true);

@@ -16,6 +16,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "access_store.hpp"
@@ -75,7 +76,74 @@ class Registry {
   /// adoption.hpp), with the owners and grants the access store recorded.
   void adopt_existing();
 
+  /// What building a segment's shared memory needs, copied out of the
+  /// registry so that build() can run on another thread.
+  struct Plan {
+    std::string name;          ///< the segment's name
+    std::string shm_name;      ///< its shm object's name once published
+    std::string staging_name;  ///< the shm object's name while it is built
+    bridge::ArrayLayout layout;
+    std::string meta_text;
+    std::uint64_t id;
+    std::uint32_t owner_uid;
+    std::int64_t created_unix_ms;
+  };
+
+  /// A create whose name is taken (so a second create of it gets
+  /// already_exists) but whose segment is not built yet. Until it is
+  /// published, attach, info, list and destroy do not see the name
+  /// (not_found): nobody may hold a segment that could still fail to exist.
+  /// Dropping it gives the name back. Lives on the io thread.
+  class PendingCreate {
+   public:
+    PendingCreate(Registry& registry, Plan plan);
+    PendingCreate(PendingCreate&& other) noexcept;
+    PendingCreate& operator=(PendingCreate&& other) noexcept;
+    PendingCreate(const PendingCreate&) = delete;
+    PendingCreate& operator=(const PendingCreate&) = delete;
+    ~PendingCreate();
+    const Plan& plan() const { return plan_; }
+
+   private:
+    Registry* registry_;
+    Plan plan_;
+  };
+
+  /// A segment's shared memory built under its staging name: sized, the
+  /// pages it will touch reserved, header and metadata written. Unlinked
+  /// when dropped unless finish_create took it, so an abandoned create (a
+  /// failure, a client gone, the daemon stopping) leaves nothing behind.
+  class Built {
+   public:
+    Built(ShmObject shm, std::shared_ptr<bridge::os::Mapping> mapping)
+        : shm_(std::move(shm)), mapping_(std::move(mapping)) {}
+    /// The moved-from one owns nothing (and unlinks nothing).
+    Built(Built&& other) noexcept
+        : shm_(std::exchange(other.shm_, std::nullopt)), mapping_(std::move(other.mapping_)) {}
+    Built& operator=(Built&&) = delete;
+    Built(const Built&) = delete;
+    Built& operator=(const Built&) = delete;
+    ~Built() {
+      if (shm_) shm_->unlink();
+    }
+
+   private:
+    friend class Registry;
+    std::optional<ShmObject> shm_;
+    std::shared_ptr<bridge::os::Mapping> mapping_;
+  };
+
   Opened create(const Caller& caller, const bridge::protocol::CreateRequest& request);
+  /// A create in three steps, so that the slow middle one (page reservation)
+  /// can run beside the io thread: validates and takes the name (io thread),
+  /// builds the shared memory (any thread: touches nothing of the registry),
+  /// publishes it (io thread). create() runs all three in a row.
+  PendingCreate prepare_create(const Caller& caller,
+                               const bridge::protocol::CreateRequest& request);
+  static Built build(const Plan& plan);
+  Opened finish_create(const Caller& caller, PendingCreate pending, Built built);
+  /// Creates under way (prepared, not yet finished or dropped).
+  std::size_t creating_count() const { return creating_.size(); }
   /// A read grant gets a read-only descriptor; no grant, permission_denied.
   Opened attach(const Caller& caller, const std::string& name);
   /// A client re-attached segment `id` from its mapping cache (no reply is
@@ -111,6 +179,12 @@ class Registry {
   /// of that request's event.
   using EventSink = std::function<void(const bridge::protocol::Event&, const Audience&)>;
   void set_event_sink(EventSink sink) { sink_ = std::move(sink); }
+  /// Receives the last reference the registry held to a destroyed segment
+  /// (its descriptor and header mapping) and its size, to drop wherever it
+  /// likes: when nobody else maps it, dropping it frees every page, which
+  /// takes the kernel a while for gigabytes. Without one it is dropped at once.
+  using Releaser = std::function<void(std::shared_ptr<void> last, std::uint64_t total_bytes)>;
+  void set_releaser(Releaser releaser) { releaser_ = std::move(releaser); }
   /// A `committed` event with the segment's version and last writer as they
   /// are in shared memory now; none if `name` no longer has segment `id`.
   std::optional<std::pair<bridge::protocol::Event, Audience>> commit_event(const std::string& name,
@@ -186,6 +260,8 @@ class Registry {
   Config config_;
   std::string shm_prefix_;
   std::map<std::string, std::unique_ptr<Segment>> segments_;
+  /// Names taken by a PendingCreate, with the segment id it will have.
+  std::map<std::string, std::uint64_t> creating_;
   std::vector<Quarantined> quarantined_;
   /// Owners and grants survive a restart here: "<socket>.grants".
   AccessStore access_;
@@ -193,6 +269,7 @@ class Registry {
   std::mt19937_64 random_;
   EventSink sink_;
   SlotTable slots_;
+  Releaser releaser_;
 };
 
 /// The shm name prefix for a socket path: "shmbridge.<12 hex digits>.".

@@ -86,10 +86,47 @@ json RequestHandler::bad_frame_reply(const Error& error) {
   return protocol::make_error_reply(0, error.code(), error.message());
 }
 
+namespace {
+
+/// Runs `step`, turning every failure into an error reply to request `id`:
+/// nothing a client sends may take the daemon down.
+template <typename Step>
+RequestHandler::Outcome guarded(std::uint64_t& id, Step&& step) {
+  try {
+    return step();
+  } catch (const Error& e) {
+    return {protocol::make_error_reply(id, e.code(), e.message())};
+  } catch (const std::bad_alloc&) {
+    return {protocol::make_error_reply(id, Errc::no_space, "the daemon is out of memory")};
+  } catch (const std::exception& e) {
+    log_warn(std::string("request failed unexpectedly: ") + e.what());
+    return {protocol::make_error_reply(id, Errc::internal, e.what())};
+  }
+}
+
+}  // namespace
+
+RequestHandler::Outcome RequestHandler::finish_create(Outcome::Deferred deferred,
+                                                      std::optional<Registry::Built> built,
+                                                      std::exception_ptr error) {
+  std::uint64_t id = deferred.request_id;
+  return guarded(id, [&]() -> Outcome {
+    if (error) std::rethrow_exception(error);
+    if (!built) throw Error(Errc::internal, "a deferred create finished with nothing");
+    return created_outcome(id, context_.registry().finish_create(
+                                   caller_, std::move(deferred.pending), std::move(*built)));
+  });
+}
+
+RequestHandler::Outcome RequestHandler::created_outcome(std::uint64_t id,
+                                                        const Registry::Opened& opened) {
+  return {opened_reply(id, opened), opened.fd, std::make_pair(opened.info.name, opened.info.id)};
+}
+
 RequestHandler::Outcome RequestHandler::handle(std::string_view payload) {
   context_.count_request();
   std::uint64_t id = 0;
-  try {
+  return guarded(id, [&]() -> Outcome {
     const json request = protocol::decode_payload(payload);
     if (auto it = request.find("id"); it != request.end() && it->is_number_unsigned()) {
       id = it->get<std::uint64_t>();
@@ -111,15 +148,7 @@ RequestHandler::Outcome RequestHandler::handle(std::string_view payload) {
       return outcome;
     }
     return dispatch(head.op, head.id, request);
-  } catch (const Error& e) {
-    return {protocol::make_error_reply(id, e.code(), e.message())};
-  } catch (const std::bad_alloc&) {
-    return {protocol::make_error_reply(id, Errc::no_space, "the daemon is out of memory")};
-  } catch (const std::exception& e) {
-    // Never let a client's request take the daemon down.
-    log_warn(std::string("request failed unexpectedly: ") + e.what());
-    return {protocol::make_error_reply(id, Errc::internal, e.what())};
-  }
+  });
 }
 
 RequestHandler::Outcome RequestHandler::dispatch(Op op, std::uint64_t id, const json& body) {
@@ -142,9 +171,17 @@ RequestHandler::Outcome RequestHandler::dispatch(Op op, std::uint64_t id, const 
       return {std::move(body), slots.read_only_fd()};
     }
     case Op::create: {
-      auto opened = registry.create(caller_, protocol::parse<protocol::CreateRequest>(body));
-      return {opened_reply(id, opened), opened.fd,
-              std::make_pair(opened.info.name, opened.info.id)};
+      Registry::PendingCreate pending =
+          registry.prepare_create(caller_, protocol::parse<protocol::CreateRequest>(body));
+      if (context_.offload_create(pending.plan().layout.total_bytes)) {
+        Outcome later{json()};
+        later.deferred.emplace(Outcome::Deferred{id, std::move(pending)});
+        return later;
+      }
+      // Small: built right here, no thread hop.
+      Registry::Built built = Registry::build(pending.plan());
+      return created_outcome(id,
+                             registry.finish_create(caller_, std::move(pending), std::move(built)));
     }
     case Op::attach: {
       auto opened = registry.attach(caller_, protocol::parse<protocol::NameRequest>(body).name);

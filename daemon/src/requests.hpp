@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <exception>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -35,6 +36,9 @@ class RequestContext {
                          EventHub::Deliver deliver) = 0;
   /// Counts one request (for stats).
   virtual void count_request() = 0;
+  /// Whether a create of `total_bytes` is built beside the io thread
+  /// (RequestHandler defers it, see Outcome::deferred) instead of inline.
+  virtual bool offload_create(std::uint64_t /*total_bytes*/) const { return false; }
 };
 
 /// A RequestContext with no socket, no event loop and no watcher thread: a
@@ -84,10 +88,22 @@ class RequestHandler {
     Created created;
     /// A notice (a request sent with "reply": false): nothing is sent back.
     bool silent = false;
+    /// A create too large to build on the io thread (offload_create): no
+    /// reply yet; the caller builds `plan()` (Registry::build) elsewhere and
+    /// hands the result to finish_create, which gives the real outcome.
+    struct Deferred {
+      std::uint64_t request_id;
+      Registry::PendingCreate pending;
+    };
+    std::optional<Deferred> deferred;
   };
 
   /// Handles one request payload (the bytes after the length prefix).
   Outcome handle(std::string_view payload);
+  /// The outcome of a deferred create, given what building it gave: the
+  /// segment, or the exception that stopped it (an error reply then).
+  Outcome finish_create(Outcome::Deferred deferred, std::optional<Registry::Built> built,
+                        std::exception_ptr error);
   /// An error reply for a frame whose length prefix is unacceptable.
   static bridge::protocol::json bad_frame_reply(const bridge::Error& error);
 
@@ -96,6 +112,7 @@ class RequestHandler {
 
  private:
   Outcome dispatch(bridge::protocol::Op op, std::uint64_t id, const bridge::protocol::json& body);
+  static Outcome created_outcome(std::uint64_t id, const Registry::Opened& opened);
 
   RequestContext& context_;
   const Caller& caller_;

@@ -35,6 +35,12 @@ Server::Server(Config config)
   registry_.set_event_sink([this](const bridge::protocol::Event& event, const Audience& audience) {
     on_segment_event(event, audience);
   });
+  registry_.set_releaser([this](std::shared_ptr<void> last, std::uint64_t total_bytes) {
+    // Freeing gigabytes of pages (the close of the last descriptor does it)
+    // is page work: beside the io thread, like building them.
+    if (total_bytes < kOffloadBytes) return;
+    workers_.submit([last = std::move(last)](bool) mutable { last.reset(); });
+  });
   registry_.adopt_existing();
   boost::system::error_code ec;
   acceptor_.open(stream(), ec);
@@ -159,6 +165,9 @@ void Server::stop() {
   signals_.cancel(ignored);
   accept_retry_.cancel();
   watcher_.stop();
+  // Builds under way finish (the sessions waiting for them, closed now,
+  // unlink what was built); builds not started yet are not started.
+  workers_.stop();
   for (auto& [id, session] : sessions_) session->close();
   // Sessions finish their coroutines (and detach) before run() returns.
 }

@@ -3,9 +3,10 @@
 // bridged's event loop: one Boost.Asio io_context on one thread, an acceptor
 // on the Unix socket, one coroutine per connection, SIGINT/SIGTERM for a clean
 // stop. Single-threaded on purpose: the registry needs no locks and requests
-// are short; the slow part of a create (reserving pages) is kernel work.
-// The one other thread is the commit watcher, which sleeps on the futex words
-// of watched segments and posts what it sees to the io thread.
+// are short. Two things run beside it and post what they find to the io
+// thread: the commit watcher, which sleeps on the futex words of watched
+// segments, and a small worker pool that builds large segments (reserving
+// gigabytes of pages takes seconds that other clients must not wait for).
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -26,6 +27,7 @@
 #include "registry.hpp"
 #include "requests.hpp"
 #include "socket_lock.hpp"
+#include "worker_pool.hpp"
 
 namespace bridged {
 
@@ -47,6 +49,16 @@ class Server : public RequestContext {
   void subscribe(const Caller& caller, std::optional<std::string> name,
                  EventHub::Deliver deliver) override;
   void count_request() override { ++requests_; }
+  bool offload_create(std::uint64_t total_bytes) const override {
+    return total_bytes >= kOffloadBytes;
+  }
+
+  /// Segments at least this large are built, and freed once destroyed, on
+  /// the worker pool; smaller ones (reserving 8 MiB takes about 2 ms) are
+  /// not worth the thread hop.
+  static constexpr std::uint64_t kOffloadBytes = 8u << 20;
+  WorkerPool& workers() { return workers_; }
+  boost::asio::io_context::executor_type executor() { return io_.get_executor(); }
 
   const Config& config() const { return config_; }
   std::uint64_t next_client_id() { return ++last_client_id_; }
@@ -78,6 +90,8 @@ class Server : public RequestContext {
   std::uint64_t refused_ = 0;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   bool stopping_ = false;
+  /// After io_ (destroyed, so joined, first): its jobs post to io_.
+  WorkerPool workers_{2};
   EventHub hub_;
   std::size_t watched_ = 0;  ///< segments handed to the watcher last time
   // Last: destroyed (stopped and joined) first, before the io_context it posts to.

@@ -6,15 +6,27 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <cstring>
+#include <exception>
+#include <memory>
 #include <optional>
 
 #include "bridge/detail/os/unix_socket.hpp"
 #include "bridge/version.hpp"
 #include "log.hpp"
 #include "server.hpp"
+
+// GCC 12 reports asio's coroutine frame allocation (aligned_alloc, freed by
+// asio's own operator delete through free) as mismatched once a coroutine
+// awaiting another is inlined: a false positive (GCC bug 109224).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
 
 namespace bridged {
 
@@ -29,6 +41,8 @@ namespace {
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t kMaxEventWriteBytes = 64 * 1024;
 constexpr std::size_t kReadChunkBytes = 64 * 1024;
+/// Holds any usual request whole (a create with a few KiB of metadata).
+constexpr std::size_t kReadBufferBytes = 16 * 1024;
 constexpr const char* kIdle = "idle";
 }  // namespace
 
@@ -42,7 +56,8 @@ Session::Session(Server& server, asio::local::stream_protocol::socket socket)
                  return self != nullptr && self->push_event(event);
                }),
       wakeup_(socket_.get_executor()),
-      watchdog_timer_(socket_.get_executor()) {
+      watchdog_timer_(socket_.get_executor()),
+      read_buffer_(std::make_unique_for_overwrite<char[]>(kReadBufferBytes)) {
   caller_.client = server_.next_client_id();
   ucred cred{};
   socklen_t len = sizeof cred;
@@ -73,28 +88,38 @@ void Session::close() {
 }
 
 void Session::set_deadline(Clock::time_point deadline) {
-  // Only an earlier deadline needs the watchdog to wake up now; a later one
-  // is noticed when the current wait ends.
-  const bool earlier = deadline < deadline_;
   deadline_ = deadline;
-  if (earlier) watchdog_timer_.cancel();
+  // Every deadline set while serving is "now + a timeout", never earlier
+  // than where the watchdog is armed (at most the shortest timeout ahead):
+  // the timer is left alone. Only a parked watchdog (no deadline before)
+  // must be woken.
+  if (deadline < watchdog_armed_) watchdog_timer_.cancel();
 }
 
 asio::awaitable<void> Session::watchdog() {
+  const Limits& limits = server_.config().limits;
+  const Clock::duration period = std::min(limits.frame_timeout, limits.idle_timeout);
   while (socket_.is_open()) {
-    watchdog_timer_.expires_at(deadline_);
-    co_await watchdog_timer_.async_wait(kUseTuple);
-    if (socket_.is_open() && Clock::now() >= deadline_) {
+    const Clock::time_point now = Clock::now();
+    if (now >= deadline_) {
       if (timed_out_ == kIdle && server_.registry().holds_anything(caller_.client)) {
         // Holding a segment is a reason to stay connected. Checked only
         // here, once per idle period, not on every request.
-        deadline_ = Clock::now() + server_.config().limits.idle_timeout;
+        deadline_ = now + limits.idle_timeout;
         continue;
       }
       log_warn("closing client " + std::to_string(caller_.client) + " (pid " +
                std::to_string(caller_.pid) + "): " + (timed_out_ ? timed_out_ : "timed out"));
       close();
+      break;
     }
+    // Exactly at the deadline when it is near, else one period ahead to look
+    // again: the deadline may have moved later meanwhile, but never earlier
+    // than this (see set_deadline).
+    watchdog_armed_ =
+        deadline_ == Clock::time_point::max() ? deadline_ : std::min(deadline_, now + period);
+    watchdog_timer_.expires_at(watchdog_armed_);
+    co_await watchdog_timer_.async_wait(kUseTuple);
   }
 }
 
@@ -141,6 +166,22 @@ asio::awaitable<void> Session::write_events() {
   close();
 }
 
+asio::awaitable<bool> Session::fill_buffer() {
+  if (read_begin_ == read_end_) {
+    read_begin_ = read_end_ = 0;
+  } else if (read_begin_ > 0) {
+    // Only the start of a frame is ever left here (less than one buffer).
+    std::memmove(read_buffer_.get(), read_buffer_.get() + read_begin_, read_end_ - read_begin_);
+    read_end_ -= read_begin_;
+    read_begin_ = 0;
+  }
+  auto [error, got] = co_await socket_.async_read_some(
+      asio::buffer(read_buffer_.get() + read_end_, kReadBufferBytes - read_end_), kUseTuple);
+  if (error) co_return false;
+  read_end_ += got;
+  co_return true;
+}
+
 asio::awaitable<std::optional<std::string>> Session::read_request() {
   const Limits& limits = server_.config().limits;
   // Between requests: a connection that holds nothing may idle only so long
@@ -154,9 +195,8 @@ asio::awaitable<std::optional<std::string>> Session::read_request() {
     timed_out_ = kIdle;  // unless it holds a segment then (see watchdog)
     set_deadline(Clock::now() + limits.idle_timeout);
   }
-  std::array<unsigned char, protocol::kFrameHeaderBytes> prefix{};
-  auto [first_error, first] = co_await socket_.async_read_some(asio::buffer(prefix), kUseTuple);
-  if (first_error) co_return std::nullopt;
+  // A pipelined frame may be here already.
+  if (read_begin_ == read_end_ && !co_await fill_buffer()) co_return std::nullopt;
   if (handler_.subscribed()) {
     // Replies would interleave with events: a subscribed connection only
     // listens (see protocol.hpp).
@@ -167,11 +207,11 @@ asio::awaitable<std::optional<std::string>> Session::read_request() {
   // A frame has begun: all of it must arrive within the frame timeout.
   timed_out_ = "a request took too long to arrive";
   set_deadline(Clock::now() + limits.frame_timeout);
-  if (first < prefix.size()) {
-    auto [prefix_error, rest] = co_await asio::async_read(
-        socket_, asio::buffer(prefix.data() + first, prefix.size() - first), kUseTuple);
-    if (prefix_error) co_return std::nullopt;
+  while (read_end_ - read_begin_ < protocol::kFrameHeaderBytes) {
+    if (!co_await fill_buffer()) co_return std::nullopt;
   }
+  std::array<unsigned char, protocol::kFrameHeaderBytes> prefix{};
+  std::memcpy(prefix.data(), read_buffer_.get() + read_begin_, prefix.size());
   std::uint32_t length = 0;
   std::optional<Error> bad_prefix;
   try {
@@ -184,8 +224,21 @@ asio::awaitable<std::optional<std::string>> Session::read_request() {
     co_await send(protocol::encode_frame(RequestHandler::bad_frame_reply(*bad_prefix)), -1);
     co_return std::nullopt;
   }
-  // Grown as bytes arrive, so that a length prefix alone costs no memory.
-  std::string payload;
+  read_begin_ += prefix.size();
+  if (length <= kReadBufferBytes - protocol::kFrameHeaderBytes) {
+    // Fits the buffer (every usual request): usually here already.
+    while (read_end_ - read_begin_ < length) {
+      if (!co_await fill_buffer()) co_return std::nullopt;
+    }
+    std::string payload(read_buffer_.get() + read_begin_, length);
+    read_begin_ += length;
+    co_return payload;
+  }
+  // Larger: grown as bytes arrive, so that a length prefix alone costs no
+  // memory, and read exactly to the frame's end (nothing of the next one).
+  const std::size_t buffered = std::min<std::size_t>(read_end_ - read_begin_, length);
+  std::string payload(read_buffer_.get() + read_begin_, buffered);
+  read_begin_ += buffered;
   while (payload.size() < length) {
     const std::size_t have = payload.size();
     const std::size_t chunk = std::min<std::size_t>(length - have, kReadChunkBytes);
@@ -198,6 +251,61 @@ asio::awaitable<std::optional<std::string>> Session::read_request() {
   co_return payload;
 }
 
+namespace {
+
+/// What a deferred create's build gave (shared: the completion passes
+/// through a copyable std::function on its way back).
+struct BuildResult {
+  std::optional<Registry::Built> built;
+  std::exception_ptr error;
+};
+
+template <typename Handler>
+struct BuildCall {
+  Handler handler;
+  asio::executor_work_guard<asio::io_context::executor_type> work;
+  Registry::Plan plan;
+};
+
+}  // namespace
+
+asio::awaitable<RequestHandler::Outcome> Session::finish_create(RequestHandler::Outcome outcome) {
+  RequestHandler::Outcome::Deferred deferred = std::move(*outcome.deferred);
+  // Building may take longer than a frame may (gigabytes of pages): the
+  // client is waiting for us, not the other way round.
+  set_deadline(Clock::time_point::max());
+  auto initiate = [this, &plan = deferred.pending.plan()](auto handler) {
+    // The work guard keeps io_context::run() going until the result is
+    // back, so a stopping daemon still unlinks what was built.
+    auto call = std::make_shared<BuildCall<decltype(handler)>>(BuildCall<decltype(handler)>{
+        std::move(handler), asio::make_work_guard(server_.executor()), plan});
+    server_.workers().submit([call](bool cancelled) {
+      auto result = std::make_shared<BuildResult>();
+      try {
+        if (cancelled) throw Error(Errc::daemon_unavailable, "the daemon is stopping");
+        result->built.emplace(Registry::build(call->plan));
+      } catch (...) {
+        result->error = std::current_exception();
+      }
+      asio::post(call->work.get_executor(), [call, result] {
+        call->work.reset();
+        std::move(call->handler)(result);
+      });
+    });
+  };
+  std::shared_ptr<BuildResult> result =
+      co_await asio::async_initiate<decltype(asio::use_awaitable),
+                                    void(std::shared_ptr<BuildResult>)>(initiate,
+                                                                        asio::use_awaitable);
+  if (!socket_.is_open()) {
+    // Nobody to hand it to (the client left, or the daemon is stopping):
+    // dropping the result unlinks the staging object and frees the name.
+    co_return RequestHandler::Outcome{
+        protocol::make_error_reply(deferred.request_id, Errc::closed, "connection closed")};
+  }
+  co_return handler_.finish_create(std::move(deferred), std::move(result->built), result->error);
+}
+
 asio::awaitable<void> Session::serve() {
   if (verbose()) {
     log_debug("client " + std::to_string(caller_.client) + " connected (pid " +
@@ -208,6 +316,7 @@ asio::awaitable<void> Session::serve() {
     if (!payload) break;
     RequestHandler::Outcome outcome = handler_.handle(*payload);
     if (outcome.silent) continue;
+    if (outcome.deferred) outcome = co_await finish_create(std::move(outcome));
     timed_out_ = "a reply was not read in time";
     set_deadline(Clock::now() + server_.config().limits.frame_timeout);
     if (!co_await send(protocol::encode_frame(outcome.reply), outcome.fd)) {

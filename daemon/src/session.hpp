@@ -12,6 +12,14 @@
 // no subscription) and sends nothing for Limits::idle_timeout is closed.
 // Clients reconnect by themselves, so closing an idle one costs nothing.
 //
+// Requests are read through a per-connection buffer, so one recv normally
+// yields a whole frame (and pipelined frames cost no extra recv); only a
+// body larger than the buffer is read on, straight into its own string.
+// Deadlines are plain time points: the watchdog timer is armed at most one
+// shortest timeout ahead, so no deadline set while serving a request can be
+// earlier than it and requests never touch the timer (no timerfd_settime
+// per request); when it fires it looks at the deadline and re-arms.
+//
 // After `subscribe` the connection carries events instead: the session queues
 // them and a writer coroutine sends them, so a slow subscriber never blocks the
 // daemon. The queue is bounded (kMaxPendingEvents); a subscriber whose queue
@@ -63,6 +71,11 @@ class Session : public std::enable_shared_from_this<Session> {
   /// Reads one request payload; nullopt when the connection ended (or was
   /// answered and must end).
   boost::asio::awaitable<std::optional<std::string>> read_request();
+  /// Reads more bytes into the read buffer; false when the connection ended.
+  boost::asio::awaitable<bool> fill_buffer();
+  /// Runs a create that RequestHandler deferred (a large one) on the
+  /// server's worker pool, awaiting it without holding up the io thread.
+  boost::asio::awaitable<RequestHandler::Outcome> finish_create(RequestHandler::Outcome outcome);
   boost::asio::awaitable<bool> send(const std::string& frame, int fd);
   boost::asio::awaitable<void> write_events();
   /// Closes the connection when deadline_ passes (slow or idle clients).
@@ -76,7 +89,13 @@ class Session : public std::enable_shared_from_this<Session> {
   std::deque<bridge::protocol::Event> pending_;
   boost::asio::steady_timer wakeup_;  ///< cancelled to wake write_events()
   Clock::time_point deadline_ = Clock::time_point::max();
+  /// When the watchdog timer fires next (max: parked, waiting for a deadline).
+  Clock::time_point watchdog_armed_ = Clock::time_point::max();
   boost::asio::steady_timer watchdog_timer_;
+  /// Bytes received and not yet consumed: [read_begin_, read_end_) of read_buffer_.
+  std::unique_ptr<char[]> read_buffer_;
+  std::size_t read_begin_ = 0;
+  std::size_t read_end_ = 0;
   const char* timed_out_ = nullptr;  ///< why the watchdog closed the connection
 };
 

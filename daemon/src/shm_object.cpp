@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/interprocess/exceptions.hpp>
 #include <boost/interprocess/permissions.hpp>
@@ -32,7 +33,7 @@ bridge::Error from_boost(const bip::interprocess_exception& e, const std::string
 }  // namespace
 
 ShmObject ShmObject::create(const std::string& name, std::uint64_t size,
-                            std::uint64_t reserve_bytes) {
+                            std::span<const Range> reserve) {
   bip::permissions owner_only;
   owner_only.set_permissions(0600);
   bip::shared_memory_object object;
@@ -43,12 +44,12 @@ ShmObject ShmObject::create(const std::string& name, std::uint64_t size,
   }
   ShmObject shm(std::move(object), name);
   try {
-    try {
-      shm.object_.truncate(static_cast<bip::offset_t>(size));
-    } catch (const bip::interprocess_exception& e) {
-      throw from_boost(e, "cannot size shared memory '" + name + "'");
+    // Not Boost's truncate: since 1.76 it posix_fallocates the whole object
+    // (slow for large ones, and it would reserve pages nobody touches).
+    if (::ftruncate(shm.fd(), static_cast<off_t>(size)) != 0) {
+      bridge::throw_errno(errno, "cannot size shared memory '" + name + "'");
     }
-    shm.reserve(0, reserve_bytes);
+    for (const Range& range : reserve) shm.reserve(range.offset, range.length);
   } catch (...) {
     // The name is ours (O_EXCL): never leave a half-made segment behind.
     shm.unlink();

@@ -9,18 +9,27 @@
 
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <cstdint>
+#include <span>
 #include <string>
 
 namespace bridged {
 
 class ShmObject {
  public:
+  /// A byte range of the object.
+  struct Range {
+    std::uint64_t offset;
+    std::uint64_t length;
+  };
   /// Creates `name` (no leading '/') with O_CREAT|O_EXCL and mode 0600, sized
-  /// `size` bytes, and reserves `reserve_bytes` from the start with
-  /// posix_fallocate so that a full /dev/shm is reported now (no_space)
-  /// instead of as a SIGBUS on first touch. Removes the name again if any
-  /// step fails. Throws bridge::Error.
-  static ShmObject create(const std::string& name, std::uint64_t size, std::uint64_t reserve_bytes);
+  /// `size` bytes (ftruncate: a tmpfs hole, nothing reserved yet), and
+  /// reserves each of `reserve` with posix_fallocate so that a full
+  /// /dev/shm is reported now (no_space) instead of as a SIGBUS on first
+  /// touch. Only those ranges: what is never touched is never paid for (see
+  /// Registry::build). Removes the name again if any step fails. Throws
+  /// bridge::Error.
+  static ShmObject create(const std::string& name, std::uint64_t size,
+                          std::span<const Range> reserve);
   /// Opens an existing object read-write (re-adoption after a restart).
   static ShmObject open(const std::string& name);
 

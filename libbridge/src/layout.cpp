@@ -27,7 +27,7 @@ bool try_read_slot(const SegmentHeader& header, const std::byte* base, std::size
   const std::uint32_t length = slot->length;
   const std::uint64_t checksum = slot->checksum;
   if (length > kMetaSlotBytes) return false;
-  text.assign(reinterpret_cast<const char*>(base + kMetaOffset + i * kMetaSlotBytes), length);
+  text.assign(reinterpret_cast<const char*>(base + meta_slot_offset(i)), length);
   std::atomic_thread_fence(std::memory_order_acquire);
   const auto v2 = std::atomic_ref<const std::uint64_t>(slot->meta_version).load();
   if (v1 != v2 || fnv1a64(text.data(), text.size()) != checksum) return false;
@@ -223,16 +223,19 @@ std::uint64_t read_meta_version(const std::byte* segment_base) {
   return newest;
 }
 
+std::size_t next_meta_slot(const std::byte* segment_base) {
+  const auto& header = *reinterpret_cast<const SegmentHeader*>(segment_base);
+  return header.meta[0].meta_version <= header.meta[1].meta_version ? 0 : 1;
+}
+
 std::uint64_t write_meta(std::byte* segment_base, std::string_view text) {
   if (text.size() > kMaxMetaBytes) {
     throw Error(Errc::invalid_argument,
                 "metadata is larger than " + std::to_string(kMaxMetaBytes) + " bytes");
   }
   auto& header = *reinterpret_cast<SegmentHeader*>(segment_base);
-  const std::uint64_t v0 = header.meta[0].meta_version;
-  const std::uint64_t v1 = header.meta[1].meta_version;
-  const std::size_t target = v0 <= v1 ? 0 : 1;
-  const std::uint64_t next = std::max(v0, v1) + 1;
+  const std::size_t target = next_meta_slot(segment_base);
+  const std::uint64_t next = read_meta_version(segment_base) + 1;
   auto& slot = header.meta[target];
   std::atomic_ref<std::uint64_t>(slot.meta_version).store(0);
   std::atomic_thread_fence(std::memory_order_release);

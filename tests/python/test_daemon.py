@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import pybridge
-from conftest import TIME_SCALE, Daemon, binary, run_peer
+from conftest import TIME_SCALE, Daemon, binary, run_peer, skip_or_fail
 
 
 def test_second_daemon_on_same_socket_is_refused_and_first_keeps_serving(daemon):
@@ -208,3 +208,109 @@ def test_calls_while_the_daemon_is_down_fail_fast_then_reconnect(tmp_path):
         client.close()
         assert restarted.stop() == 0, restarted.log()
     assert restarted.leftover_shm() == []
+
+
+GiB = 1024 ** 3
+
+
+def _big_create_size():
+    """A create that takes the daemon long enough to be seen under way (it
+    reserves every page: about a second for 4 GiB), and that /dev/shm can
+    hold with room to spare; None when it cannot."""
+    st = os.statvfs("/dev/shm")
+    free = st.f_bavail * st.f_frsize
+    for size in (4 * GiB, 2 * GiB, 1 * GiB):
+        if free >= 3 * size:
+            return size
+    return None
+
+
+def _staging_objects(d):
+    """The daemon's objects of creates under way (see adoption.hpp)."""
+    prefix = d.shm_prefix.lstrip("/") + ".creating."
+    return sorted(p.name for p in Path("/dev/shm").glob(prefix + "*"))
+
+
+def _start_big_create(client, name, size):
+    """Runs client.create(name, (size,)) on a thread; returns it and a dict
+    that gets "segment" or "error"."""
+    import threading
+
+    outcome = {}
+
+    def create():
+        try:
+            outcome["segment"] = client.create(name, (size,), "uint8")
+        except BaseException as e:  # reported by the test
+            outcome["error"] = e
+
+    thread = threading.Thread(target=create)
+    thread.start()
+    return thread, outcome
+
+
+def test_a_large_create_does_not_stall_other_clients(tmp_path):
+    size = _big_create_size()
+    if size is None:
+        skip_or_fail("/dev/shm cannot hold three 1 GiB segments")
+    d = Daemon(tmp_path)
+    try:
+        creator = pybridge.connect(d.socket)
+        other = pybridge.connect(d.socket)
+        small = other.create("small", (4096,), "uint8")
+        thread, outcome = _start_big_create(creator, "big", size)
+        # The daemon is building it once its staging object exists.
+        _wait_until(lambda: _staging_objects(d) or not thread.is_alive(), timeout=30 * TIME_SCALE)
+        assert _staging_objects(d), f"the create finished before it was seen under way: {outcome}"
+        # Another client is served meanwhile. Had the build run on the io
+        # thread, these would be answered only after it, by when its staging
+        # object is renamed into place.
+        assert [s["name"] for s in other.list()] == ["small"]  # "big" is not there yet
+        with other.attach("small") as again:
+            assert again.nbytes == 4096
+        with pytest.raises(pybridge.AlreadyExists):
+            other.create("big", (1,), "uint8")  # the name is taken
+        with pytest.raises(pybridge.NotFound):
+            other.attach("big")
+        with pytest.raises(pybridge.NotFound):
+            other.destroy("big")
+        assert _staging_objects(d), "other clients were answered only after the large create"
+        thread.join()
+        assert "error" not in outcome, outcome
+        big = outcome["segment"]
+        assert big.nbytes == size
+        assert _staging_objects(d) == []
+        assert sorted(s["name"] for s in other.list()) == ["big", "small"]
+        big.array[-1] = 7  # every page is there: no SIGBUS at the end
+        with other.attach("big") as seen:
+            assert seen.array[-1] == 7
+        big.close()
+        creator.destroy("big")
+        small.close()
+        other.destroy("small")
+        creator.close()
+        other.close()
+    finally:
+        assert d.stop() == 0, d.log()
+    assert d.leftover_shm() == []
+
+
+def test_stopping_while_a_large_create_is_built_leaves_nothing(tmp_path):
+    size = _big_create_size()
+    if size is None:
+        skip_or_fail("/dev/shm cannot hold three 1 GiB segments")
+    # Not ephemeral: a clean stop keeps segments, so whatever is left of
+    # the create would stay.
+    d = Daemon(tmp_path, ephemeral=False)
+    try:
+        creator = pybridge.connect(d.socket)
+        thread, outcome = _start_big_create(creator, "big", size)
+        _wait_until(lambda: _staging_objects(d) or not thread.is_alive(), timeout=30 * TIME_SCALE)
+        assert _staging_objects(d), f"the create finished before it was seen under way: {outcome}"
+        assert d.stop() == 0, d.log()
+        thread.join()
+        assert isinstance(outcome.get("error"), pybridge.BridgeError), outcome
+        creator.close()
+    finally:
+        d.stop()
+    assert d.leftover_shm() == [], "a create cut short by the stop left its object"

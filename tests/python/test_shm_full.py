@@ -132,9 +132,10 @@ def test_full_dev_shm(full_daemon):
     assert (base.array == 90).all() and (segs["small"].array == 0xA5).all()
 
     # set_meta writes the second metadata slot: with the tmpfs full it
-    # succeeds or fails with no_space (today it succeeds: creating sizes the
-    # object with posix_fallocate, which reserves both slots), and the
-    # metadata stays readable. Twice each, so both slots are written.
+    # succeeds or fails with no_space (a create reserves only the pages its
+    # metadata fills in the first slot; set_meta reserves the pages it
+    # writes first), and the metadata stays readable. Twice each, so both
+    # slots are written.
     for name in [n for n in segs if n.startswith("fill-")][:4]:
         for round in range(2):
             old = c.info(name)["meta"]
@@ -144,6 +145,26 @@ def test_full_dev_shm(full_daemon):
             except pybridge.NoSpace:
                 assert c.info(name)["meta"] == old
             assert d.proc.poll() is None, "bridged died"
+
+    # Metadata of many pages needs pages nobody has reserved yet: with fewer
+    # free than it fills, no_space, and nothing changes (a write without the
+    # reservation would have hit a hole of the full tmpfs: SIGBUS).
+    name = next(n for n in segs if n.startswith("fill-"))
+    old = c.info(name)["meta"]
+    free = free_bytes(root)
+    big_meta = {"pad": "m" * (60 * 1024)}
+    assert free < 60 * 1024, "the tmpfs is not full enough to refuse a large metadata update"
+    with pytest.raises(pybridge.NoSpace):
+        c.set_meta(name, big_meta)
+    assert c.info(name)["meta"] == old
+    assert free_bytes(root) == free, "a refused metadata update kept pages"
+    assert d.proc.poll() is None, "bridged died"
+    # With room again (two 1 MiB segments gone), the same update succeeds.
+    for other in [n for n in segs if n.startswith("fill-") and n != name][:2]:
+        segs.pop(other).close()
+        c.destroy(other)
+    assert c.set_meta(name, big_meta)["meta"] == big_meta
+    assert c.info(name)["meta"] == big_meta
 
     # Freeing space makes room again.
     for name in list(segs):

@@ -256,6 +256,52 @@ TEST_F(BadInputTest, PipelinedRequestsInOneWriteAreAnsweredInOrder) {
   EXPECT_THAT(shm_files(), IsEmpty());
 }
 
+TEST_F(BadInputTest, PipelinedFramesLargerThanTheReadBufferThenABadPrefix) {
+  // The daemon reads through a buffer of a few KiB: a frame larger than it,
+  // frames straddling it, and what follows a frame in the same write must
+  // all come out as they went in.
+  auto raw = this->raw();
+  const json big_meta = {{"pad", std::string(40 * 1024, 'm')}};
+  std::string batch;
+  batch += protocol::encode_frame(
+      protocol::make_request(2, protocol::Op::create, create_body("piped-big", {8}, "uint8")));
+  batch += protocol::encode_frame(protocol::make_request(
+      3, protocol::Op::set_meta, {{"name", "piped-big"}, {"meta", big_meta}}));
+  for (std::uint64_t id = 4; id < 200; ++id) {
+    batch += protocol::encode_frame(
+        protocol::make_request(id, protocol::Op::info, {{"name", "piped-big"}}));
+  }
+  batch += prefix_of(protocol::kMaxRequestBytes + 1);  // cannot be resynchronized
+  batch += protocol::encode_frame(protocol::make_request(500, protocol::Op::list));
+  raw->send_bytes(batch);
+
+  EXPECT_TRUE(IsOk(raw->receive(), 2));
+  auto meta = raw->receive();
+  ASSERT_TRUE(IsOk(meta, 3));
+  EXPECT_EQ(meta->at("meta"), big_meta);
+  for (std::uint64_t id = 4; id < 200; ++id) {
+    auto info = raw->receive();
+    ASSERT_TRUE(IsOk(info, id));
+    EXPECT_EQ(info->at("meta"), big_meta);
+  }
+  EXPECT_TRUE(IsError(raw->receive(), 0, Errc::protocol_error));
+  EXPECT_TRUE(raw->closed_by_peer()) << "what follows a bad prefix was read as a request";
+  EXPECT_EQ(clients_eventually(1), 1u);
+  // Its connection closed, nobody holds it; the fixture's client removes it.
+  client().destroy("piped-big");
+  expect_daemon_serves();
+}
+
+TEST_F(BadInputTest, ARequestPipelinedAfterSubscribeClosesTheConnection) {
+  auto raw = this->raw();
+  raw->send_bytes(protocol::encode_frame(protocol::make_request(1, protocol::Op::subscribe)) +
+                  protocol::encode_frame(protocol::make_request(2, protocol::Op::list)));
+  EXPECT_TRUE(IsOk(raw->receive(), 1));
+  EXPECT_TRUE(raw->closed_by_peer()) << "a subscribed connection answered a request";
+  EXPECT_EQ(clients_eventually(1), 1u);
+  expect_daemon_serves();
+}
+
 // ---- messages -----------------------------------------------------------------
 
 TEST_F(BadInputTest, WrongJsonTypeForEachFieldOfCreate) {

@@ -167,9 +167,18 @@ ArrayLayout validate_header(const SegmentHeader& header, std::uint64_t mapped_by
 std::string read_meta(const std::byte* segment_base);
 /// The current metadata version (0 if never written).
 std::uint64_t read_meta_version(const std::byte* segment_base);
-/// Writes `text` into the older slot with version previous+1 and returns that
-/// version. Only the daemon calls this. Throws invalid_argument past kMaxMetaBytes.
+/// Writes `text` into the older slot (next_meta_slot) with version
+/// previous+1 and returns that version. Only the daemon calls this. Throws
+/// invalid_argument past kMaxMetaBytes.
 std::uint64_t write_meta(std::byte* segment_base, std::string_view text);
+/// The slot the next write_meta writes into. Its pages may be a hole in the
+/// shm object (the daemon reserves only the pages a write needs, just before
+/// it): a slot whose descriptor says version 0 is invalid and never read.
+std::size_t next_meta_slot(const std::byte* segment_base);
+/// Where slot `i`'s text starts in the segment.
+constexpr std::size_t meta_slot_offset(std::size_t i) {
+  return kMetaOffset + i * kMetaSlotBytes;
+}
 
 /// FNV-1a 64 over bytes.
 std::uint64_t fnv1a64(const void* data, std::size_t size) noexcept;
