@@ -54,9 +54,51 @@ std::string shm_prefix_for_socket(const std::string& socket_path) {
 Registry::Registry(const Config& config, std::string shm_prefix)
     : config_(config),
       shm_prefix_(std::move(shm_prefix)),
+      shm_dir_(ObjectDir::dev_shm()),
       access_(config.socket_path + ".grants"),
       daemon_uid_(::geteuid()),
-      random_(std::random_device{}()) {}
+      random_(std::random_device{}()) {
+  if (!config.huge_dir.empty()) {
+    huge_dir_ = ObjectDir::huge_dir(config.huge_dir);
+    log_info("huge pages: " + std::to_string(huge_dir_->page_size) + "-byte pages in " +
+             huge_dir_->path + " (--huge-pages " +
+             (config.huge_pages == HugePolicy::always  ? "always"
+              : config.huge_pages == HugePolicy::never ? "never"
+                                                       : "auto") +
+             ")");
+  } else if (config.huge_pages == HugePolicy::always) {
+    throw Error(Errc::invalid_argument, "--huge-pages always needs --huge-dir DIR");
+  }
+}
+
+std::vector<ObjectDir> Registry::object_dirs() const {
+  std::vector<ObjectDir> dirs{shm_dir_};
+  if (huge_dir_) dirs.push_back(*huge_dir_);
+  return dirs;
+}
+
+const ObjectDir& Registry::object_dir_for(const protocol::CreateRequest& request,
+                                          const bridge::ArrayLayout& layout) const {
+  if (request.huge_pages == true && !huge_dir_) {
+    // Never a silent fallback: the caller asked for something this daemon
+    // cannot give.
+    throw Error(Errc::invalid_argument,
+                "huge_pages=true, but this daemon has no huge-page directory: start bridged "
+                "with --huge-dir DIR (a tmpfs mounted with huge=always, or hugetlbfs)");
+  }
+  if (!huge_dir_ || request.huge_pages == false) return shm_dir_;
+  if (request.huge_pages == true) return *huge_dir_;
+  switch (config_.huge_pages) {
+    case HugePolicy::always:
+      return *huge_dir_;
+    case HugePolicy::never:
+      return shm_dir_;
+    case HugePolicy::auto_:
+      break;
+  }
+  // Below one huge page the array would round up to a whole one.
+  return layout.nbytes >= huge_dir_->page_size ? *huge_dir_ : shm_dir_;
+}
 
 Registry::~Registry() = default;
 
@@ -103,6 +145,7 @@ protocol::SegmentInfo Registry::describe(const Segment& segment, bool with_meta)
   info.attached = static_cast<std::uint32_t>(segment.attachments.size());
   info.owner_uid = segment.owner_uid;
   info.created_unix_ms = segment.created_unix_ms;
+  info.page_size = segment.shm.page_size();
   for (const auto& [uid, access] : segment.grants) info.grants.push_back({uid, access});
   if (with_meta) {
     // Only the daemon writes metadata, but a client with a writable mapping
@@ -140,7 +183,8 @@ Registry::Opened Registry::create(const Caller& caller, const protocol::CreateRe
   char staging_suffix[24];
   std::snprintf(staging_suffix, sizeof staging_suffix, "%016llx",
                 static_cast<unsigned long long>(random_()));
-  ShmObject shm = ShmObject::create(shm_prefix_ + kStagingInfix + staging_suffix,
+  ShmObject shm = ShmObject::create(object_dir_for(request, layout),
+                                    shm_prefix_ + kStagingInfix + staging_suffix,
                                     layout.total_bytes, bridge::kDataOffset);
   fault_point("create:sized");
   try {
@@ -228,8 +272,8 @@ void Registry::destroy(const Caller& caller, const std::string& name) {
         throw Error(Errc::permission_denied,
                     "'" + name + "' is quarantined; only the daemon's user may remove it");
       }
-      ShmObject::unlink_name(q->shm_name);
-      log_info("removed quarantined /dev/shm/" + q->shm_name + " for pid " +
+      ShmObject::unlink_name(q->dir, q->shm_name);
+      log_info("removed quarantined " + q->dir.path_of(q->shm_name) + " for pid " +
                std::to_string(caller.pid));
       quarantined_.erase(q);
       return;
@@ -363,7 +407,7 @@ Registry::Segment& Registry::find_intact(const std::string& name) {
     }
   } catch (const Error& e) {
     if (e.code() != Errc::corrupt_segment) throw;
-    quarantined_.push_back({segment.shm.name(), name, e.message()});
+    quarantined_.push_back({segment.shm.dir(), segment.shm.name(), name, e.message()});
     log_warn("quarantined '" + name + "': " + e.message() +
              " (its header was overwritten; mappings already handed out stay valid)");
     // Gone from the catalog, as far as subscribers are concerned.
@@ -408,7 +452,7 @@ void Registry::remove_all() {
     mark_destroyed(*segment);
   }
   segments_.clear();
-  for (const Quarantined& q : quarantined_) ShmObject::unlink_name(q.shm_name);
+  for (const Quarantined& q : quarantined_) ShmObject::unlink_name(q.dir, q.shm_name);
   quarantined_.clear();
   access_.remove();
 }
@@ -470,7 +514,7 @@ std::uint64_t Registry::attachment_count() const {
 }
 
 void Registry::adopt_existing() {
-  Found found = find_segments(shm_prefix_);
+  Found found = find_segments(shm_prefix_, object_dirs());
   for (FoundSegment& f : found.segments) {
     const std::string name = f.name;
     // The flag is set only after the name is unlinked; on a linked segment

@@ -170,12 +170,13 @@ def test_ls_table(daemon):
     create(daemon, "weights", "float64", (10,))
     proc = run_ctl(daemon, "ls", check=True)
     header, *rows = proc.stdout.splitlines()
-    assert header.split() == ["NAME", "DTYPE", "SHAPE", "SIZE", "ATTACHED", "VERSION", "AGE"]
+    assert header.split() == ["NAME", "DTYPE", "SHAPE", "SIZE", "PAGES", "ATTACHED", "VERSION",
+                              "AGE"]
     frames = next(r for r in rows if r.startswith("frames"))
     assert frames.split()[:3] == ["frames", "uint8", "480x640x3"]
     assert "900 KiB" in frames
     weights = next(r for r in rows if r.startswith("weights"))
-    assert weights.split()[:5] == ["weights", "float64", "10", "80", "B"]
+    assert weights.split()[:6] == ["weights", "float64", "10", "80", "B", "4K"]
     assert weights.split()[-1].endswith("s")  # age in seconds
 
 
