@@ -2,6 +2,7 @@
 """bench/RESULTS.md and bench/results.png from the rows of bench/sections.py."""
 import os
 import platform
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -124,7 +125,11 @@ def write_markdown(path, header, rows):
 
 
 def plot(path, rows):
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # e.g. a run of a few sections from the project's .venv
+        print(f"matplotlib is not installed: {path} not written", file=sys.stderr)
+        return
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

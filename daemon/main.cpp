@@ -68,8 +68,8 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--huge-dir", config.huge_dir,
                  "Directory for segments backed by huge pages: on a tmpfs mounted with "
-                 "huge=always or huge=within_size, or on hugetlbfs (checked at start; the "
-                 "daemon refuses anything else). Restart with the same --huge-dir to re-adopt "
+                 "huge=always or huge=within_size (checked at start; the daemon refuses "
+                 "anything else, hugetlbfs included). Restart with the same --huge-dir to re-adopt "
                  "what is there");
   std::string huge_pages = "auto";
   app.add_option("--huge-pages", huge_pages,

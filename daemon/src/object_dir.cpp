@@ -100,7 +100,7 @@ ObjectDir ObjectDir::dev_shm() {
 ObjectDir ObjectDir::huge_dir(const std::string& path) {
   const std::string hint =
       " (--huge-dir needs a directory on a tmpfs mounted with huge=always or huge=within_size, "
-      "e.g. mount -t tmpfs -o huge=always,size=8G none DIR, or on hugetlbfs)";
+      "e.g. mount -t tmpfs -o huge=always,size=8G none DIR)";
   char resolved[PATH_MAX];
   if (::realpath(path.c_str(), resolved) == nullptr) {
     throw Error(Errc::invalid_argument,
@@ -118,13 +118,18 @@ ObjectDir ObjectDir::huge_dir(const std::string& path) {
   ObjectDir dir;
   dir.path = resolved;
   if (static_cast<unsigned long>(fs.f_type) == HUGETLBFS_MAGIC) {
-    dir.kind = Kind::hugetlbfs;
-    dir.page_size = static_cast<std::uint64_t>(fs.f_bsize);
-    return dir;
+    // Clients map a segment's header and metadata read-only and its data
+    // writable within one mapping (mprotect of the first pages); a hugetlbfs
+    // mapping cannot be split below its page size, so every attach would
+    // fail. Refused now rather than at the first attach.
+    throw Error(Errc::invalid_argument,
+                "--huge-dir " + path +
+                    " is on hugetlbfs, which shmbridge does not support yet (clients protect "
+                    "the segment header with 4 KiB granularity, which hugetlbfs mappings "
+                    "cannot split); use a tmpfs mounted with huge=always or huge=within_size");
   }
   if (static_cast<unsigned long>(fs.f_type) != TMPFS_MAGIC) {
-    throw Error(Errc::invalid_argument,
-                "--huge-dir " + path + " is neither on a tmpfs nor on hugetlbfs" + hint);
+    throw Error(Errc::invalid_argument, "--huge-dir " + path + " is not on a tmpfs" + hint);
   }
   const std::string huge = tmpfs_huge_option(resolved);
   if (huge != "always" && huge != "within_size") {

@@ -84,7 +84,7 @@ const ObjectDir& Registry::object_dir_for(const protocol::CreateRequest& request
     // cannot give.
     throw Error(Errc::invalid_argument,
                 "huge_pages=true, but this daemon has no huge-page directory: start bridged "
-                "with --huge-dir DIR (a tmpfs mounted with huge=always, or hugetlbfs)");
+                "with --huge-dir DIR (a tmpfs mounted with huge=always)");
   }
   if (!huge_dir_ || request.huge_pages == false) return shm_dir_;
   if (request.huge_pages == true) return *huge_dir_;

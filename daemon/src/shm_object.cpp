@@ -13,14 +13,6 @@
 
 namespace bridged {
 
-namespace {
-
-std::uint64_t round_up(std::uint64_t value, std::uint64_t multiple) {
-  return (value + multiple - 1) / multiple * multiple;
-}
-
-}  // namespace
-
 ShmObject ShmObject::create(const ObjectDir& dir, const std::string& name, std::uint64_t size,
                             std::uint64_t reserve_bytes) {
   const std::string path = dir.path_of(name);
@@ -40,7 +32,6 @@ ShmObject ShmObject::create(const ObjectDir& dir, const std::string& name, std::
   try {
     // The umask may have taken bits away, never added any; say exactly 0600.
     if (::fchmod(shm.fd(), 0600) != 0) bridge::throw_errno(errno, "fchmod " + path);
-    if (dir.kind == ObjectDir::Kind::hugetlbfs) size = round_up(size, dir.page_size);
     if (::ftruncate(shm.fd(), static_cast<off_t>(size)) != 0) {
       bridge::throw_errno(errno, "cannot size shared memory '" + path + "'");
     }

@@ -19,8 +19,7 @@ namespace bridged {
 class ShmObject {
  public:
   /// Creates `name` in `dir` with O_CREAT|O_EXCL and mode 0600, sized `size`
-  /// bytes (rounded up to whole pages on hugetlbfs, which refuses anything
-  /// else), and reserves `reserve_bytes` from the start with posix_fallocate
+  /// bytes, and reserves `reserve_bytes` from the start with posix_fallocate
   /// so that a full filesystem is reported now (no_space) instead of as a
   /// SIGBUS on first touch. Removes the name again if any step fails. Throws
   /// bridge::Error.

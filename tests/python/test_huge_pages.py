@@ -97,6 +97,11 @@ def huge_ns(tmp_path):
     ns.close()
 
 
+def obj(d, name):
+    """The file name of segment `name`'s object."""
+    return d.shm_prefix.lstrip("/") + name
+
+
 def checked_stop(d):
     alive = d.proc.poll() is None
     code = d.stop()
@@ -121,7 +126,7 @@ CHECK_AND_WRITE = """
     c = pybridge.connect(sys.argv[1])
     seg = c.attach(sys.argv[2])
     assert (seg.array == int(sys.argv[3])).all(), "the other process's data is not there"
-    prefix = c.stats()["shm_prefix"] + sys.argv[2]
+    prefix = c.stats()["shm_prefix"].lstrip("/") + sys.argv[2]
     pmd_kib, inside = 0, False
     with open("/proc/self/smaps") as smaps:
         for line in smaps:
@@ -142,7 +147,7 @@ def test_huge_segment_has_huge_pages_shared_across_processes(huge_daemon, huge_n
     assert seg.page_size == HUGE
     assert c.info("big")["page_size"] == HUGE
     # It lives in the huge dir, not in /dev/shm.
-    assert huge_ns.files() == [huge_daemon.shm_prefix + "big"]
+    assert huge_ns.files() == [obj(huge_daemon, "big")]
     assert huge_daemon.leftover_shm() == []
     seg.array[...] = 7
     child = popen_child(CHECK_AND_WRITE, huge_daemon, "big", 7, 9)
@@ -160,7 +165,7 @@ def test_huge_segment_has_huge_pages_shared_across_processes(huge_daemon, huge_n
 
 def test_auto_policy_and_explicit_choices(huge_daemon, huge_ns):
     c = pybridge.connect(huge_daemon.socket)
-    prefix = huge_daemon.shm_prefix
+    prefix = huge_daemon.shm_prefix.lstrip("/")
     # auto (the default): huge for arrays of at least one huge page.
     assert c.create("auto-big", (HUGE,), "uint8").page_size == HUGE
     assert c.create("auto-small", (HUGE - 1,), "uint8").page_size == os.sysconf("SC_PAGE_SIZE")
@@ -254,7 +259,7 @@ def test_restart_re_adopts_a_huge_segment(huge_ns, tmp_path):
             seg.close()
     finally:
         first.stop(signal.SIGKILL)
-    assert huge_ns.files() == [first.shm_prefix + "kept"]
+    assert huge_ns.files() == [obj(first, "kept")]
     second = Daemon(tmp_path, *args, wrapper=huge_ns.wrapper)
     try:
         with pybridge.connect(second.socket) as c:
@@ -286,7 +291,7 @@ def test_restart_without_the_huge_dir_does_not_touch_it(huge_ns, tmp_path):
             assert c.list() == []
     finally:
         checked_stop(second)
-    assert huge_ns.files() == [first.shm_prefix + "kept"]
+    assert huge_ns.files() == [obj(first, "kept")]
     third = Daemon(tmp_path, "--huge-dir", str(huge_ns.path), wrapper=huge_ns.wrapper)
     try:
         with pybridge.connect(third.socket) as c:
