@@ -68,8 +68,10 @@ class HugeNamespace:
         if line.strip() != "mounted":
             self.holder.wait(timeout=30)
             raise RuntimeError(f"could not mount: {self.holder.stderr.read()}")
-        #: Runs a daemon's argv inside the namespace.
-        self.wrapper = ("nsenter", "-t", str(self.holder.pid), "-m", "--")
+        #: Runs a daemon's argv inside the namespace (entering a mount
+        #: namespace moves to its root: keep the working directory, for a
+        #: relative BRIDGE_BIN_DIR).
+        self.wrapper = ("nsenter", "-t", str(self.holder.pid), "-m", f"--wd={os.getcwd()}", "--")
 
     def view(self):
         """The tmpfs as seen from outside the namespace."""
