@@ -18,7 +18,8 @@ from conftest import Daemon, binary, run_ctl, run_peer
 
 # protocol::SegmentInfo's JSON (the same fields as Python's client.list()).
 INFO_KEYS = {"name", "segment_id", "dtype", "shape", "strides", "nbytes", "total_bytes",
-             "version", "meta_version", "attached", "owner_uid", "created_unix_ms", "grants"}
+             "version", "meta_version", "attached", "owner_uid", "created_unix_ms", "page_size",
+             "grants"}
 STATS_KEYS = {"pid", "daemon", "uptime_s", "segments", "bytes", "clients", "attachments",
               "requests", "shm_prefix", "refused", "quarantined", "quarantined_count"}
 SHOW_KEYS = {"name", "dtype", "shape", "version", "values", "truncated"}
