@@ -34,7 +34,7 @@ struct CreateOptions {
   /// without --huge-dir; never a silent fallback to 4 KiB pages); false:
   /// 4 KiB pages in /dev/shm; unset: the daemon's --huge-pages default.
   /// SegmentInfo::page_size says what the segment got.
-  std::optional<bool> huge_pages;
+  std::optional<bool> huge_pages = std::nullopt;
 };
 
 /// A connection to bridged. Cheap to copy (copies share one connection, whose
