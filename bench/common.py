@@ -38,20 +38,26 @@ def median(values):
 
 
 class Bridged:
-    """bridged --ephemeral on a socket in a private temporary directory (--ready-fd)."""
+    """bridged --ephemeral on a socket in a private temporary directory (--ready-fd).
+    `wrapper` execs the daemon's argv appended to it (unshare ...); `name` tells
+    the sockets and logs of several daemons in one workdir apart."""
 
-    def __init__(self, bin_dir, workdir):
-        self.socket = os.path.join(workdir, "bridged.sock")
+    def __init__(self, bin_dir, workdir, extra_args=(), wrapper=(), name="bridged"):
+        self.socket = os.path.join(workdir, name + ".sock")
         read_fd, write_fd = os.pipe()
-        self.log = open(os.path.join(workdir, "bridged.log"), "wb")
+        log_path = os.path.join(workdir, name + ".log")
+        self.log = open(log_path, "wb")
         self.proc = subprocess.Popen(
-            [str(Path(bin_dir) / "bridged"), "--socket", self.socket, "--ephemeral",
-             "--ready-fd", str(write_fd)],
+            [*wrapper, str(Path(bin_dir) / "bridged"), "--socket", self.socket, "--ephemeral",
+             "--ready-fd", str(write_fd), *extra_args],
             stdout=self.log, stderr=subprocess.STDOUT, pass_fds=(write_fd,))
         os.close(write_fd)
         with os.fdopen(read_fd, "rb") as ready:
             if not ready.readline().startswith(b"ready"):
-                raise SystemExit("bridged failed to start")
+                self.proc.wait(timeout=20)
+                self.log.close()
+                raise RuntimeError(f"{name} failed to start: "
+                                   + Path(log_path).read_text(errors="replace").strip())
 
     @property
     def pid(self):
@@ -61,6 +67,23 @@ class Bridged:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(timeout=20)
         self.log.close()
+
+
+def huge_bridged(bin_dir, workdir, size="3G"):
+    """(Bridged, None) for a daemon whose every segment has 2 MiB pages: it runs
+    in a private mount namespace (unshare -m, needs root) on a tmpfs mounted
+    huge=always, with --huge-dir and --huge-pages always; clients outside the
+    namespace reach its socket as usual. (None, why) where that cannot be had."""
+    huge_dir = os.path.join(workdir, "huge")
+    mount = (f"mkdir -p '{huge_dir}' && mount -t tmpfs -o huge=always,size={size} none "
+             f"'{huge_dir}'")
+    wrapper = ("unshare", "-m", "sh", "-c", mount + ' && exec "$0" "$@"')
+    try:
+        return Bridged(bin_dir, workdir, ("--huge-dir", huge_dir, "--huge-pages", "always"),
+                       wrapper, name="bridged-huge"), None
+    except (RuntimeError, OSError) as e:
+        return None, (f"no huge-page daemon (unshare -m + mount of a huge=always tmpfs, "
+                      f"which needs root): {' '.join(str(e).split())[:300]}")
 
 
 class Vineyardd:

@@ -45,6 +45,25 @@ class Shmbridge:
         keep.close()
 
 
+class ShmbridgeHuge(Shmbridge):
+    """shmbridge with huge_pages=True, against the daemon with a huge-page
+    directory (common.huge_bridged). Only sections 3 and 5 use it."""
+    name = "shmbridge-huge"
+
+    def __init__(self, env):
+        import pybridge
+        self.client = pybridge.connect(env["bridge_huge_socket"])
+
+    def create(self, key, nbytes, src=None):
+        seg = self.client.create(key, (nbytes,), "uint8", huge_pages=True)
+        if src is not None:
+            np.copyto(seg.array, src)
+        return key, seg
+
+    def create_from(self, key, src):
+        return key, self.client.create_from(key, src, huge_pages=True)
+
+
 class SharedArrayMethod:
     name = "SharedArray"
 
@@ -129,6 +148,8 @@ class VineyardMethod:
 
 
 METHODS = {m.name: m for m in (Shmbridge, SharedArrayMethod, SharedMemoryMethod, VineyardMethod)}
+#: Not compared in every section (not in --methods): sections 3 and 5 only.
+EXTRA_METHODS = {ShmbridgeHuge.name: ShmbridgeHuge}
 
 
 # ---- the bare Unix-socket round trip (the baseline of the attach section) ----
@@ -190,7 +211,7 @@ class Worker:
 
     def method(self, name):
         if name not in self.methods:
-            self.methods[name] = METHODS[name](self.env)
+            self.methods[name] = {**METHODS, **EXTRA_METHODS}[name](self.env)
         return self.methods[name]
 
     def op_ping(self):

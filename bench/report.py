@@ -2,6 +2,7 @@
 """bench/RESULTS.md and bench/results.png from the rows of bench/sections.py."""
 import os
 import platform
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -33,13 +34,18 @@ EXPLAIN = {
     3: "The driver creates a 1 GiB array and fills it from a ready source (np.copyto), then "
        "a worker process attaches it and reads one byte of every 4 KiB page; total = create "
        "through the consumer's reply, consumer side = its attach + read. Baseline: one warm "
-       "memcpy of 1 GiB into an already-touched buffer, in the same rounds.",
+       "memcpy of 1 GiB into an already-touched buffer, in the same rounds. *Producer* = "
+       "the create + fill (or create_from) alone. *huge pages*: shmbridge with "
+       "`huge_pages=True` against a second daemon of this run whose `--huge-dir` is a "
+       "`huge=always` tmpfs in a private mount namespace (root only; the row says why when "
+       "it could not run). Target (issue 9): producer ≤ 1.5 × the memcpy.",
     4: "bench/wake_latency.py (ping-pong round trip ÷ 2), run from this driver. Baseline: "
        "the bare futex in the same placement. iceoryx2 events are not in it yet.",
     5: "From section 3's consumer: the read of every page right after attach (first touch, "
        "one minor fault per 4 KiB page), against the same read repeated in that process "
-       "(pages already mapped). 4 KiB pages only: huge pages (a `huge=always` tmpfs or "
-       "hugetlb, 10–20× fewer faults per the floors notes) are future work.",
+       "(pages already mapped). 4 KiB pages: one minor fault each; huge pages (the "
+       "*huge pages* rows, see section 3): one fault per 2 MiB. Target (issue 9): ≤ 10 ms "
+       "with huge pages.",
     6: "A fresh-ish daemon (the one of this run) before, with, and after 1,000 live 4 KiB "
        "segments created by one client; /proc/<pid>/status. The ratio is bytes per "
        "segment ÷ the segment's 4 KiB payload.",
@@ -112,7 +118,8 @@ def write_markdown(path, header, rows):
         for r in sec_rows:
             rr = ratio(r)
             s = shmbridge_value(sec_rows, r)
-            vs = "" if (s in (None, 0) or r["method"] == "baseline") else f"{r['p50'] / s:.2f}"
+            vs = "" if (s in (None, 0) or r["p50"] is None or r["method"] == "baseline") \
+                else f"{r['p50'] / s:.2f}"
             base = "" if r["baseline"] is None else f"{fmt(r['baseline'], r['unit'])} " \
                 f"({r['baseline_label']})"
             L.append(f"| {r['metric']} | {r['method']} | {fmt(r['p50'], r['unit'])} | "
@@ -125,7 +132,11 @@ def write_markdown(path, header, rows):
 
 
 def plot(path, rows):
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # e.g. a run of a few sections from the project's .venv
+        print(f"matplotlib is not installed: {path} not written", file=sys.stderr)
+        return
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -69,10 +69,14 @@ def main():
     load_before = os.getloadavg()
     workdir = common.new_workdir()
     bridged = common.Bridged(args.bin_dir, workdir.name)
+    huge, huge_reason = None, "not asked for (sections 3 and 5 with method shmbridge)"
+    if "shmbridge" in args.methods and args.sections & {3, 5}:
+        huge, huge_reason = common.huge_bridged(args.bin_dir, workdir.name)
     vineyardd = None
     if "vineyard" in args.methods and args.sections & {1, 2, 3, 5}:
         vineyardd = common.Vineyardd(workdir.name)
     env = {"bridge_socket": bridged.socket,
+           "bridge_huge_socket": huge.socket if huge else None,
            "vineyard_socket": vineyardd.socket if vineyardd else None}
     results = []
     notes = []
@@ -90,7 +94,9 @@ def main():
         echo = ctx.Process(target=methods.echo_server, args=(echo_path, child), daemon=True)
         echo.start()
         parent.recv()
-        s = sections.Sections(args, pool, local, quiet, echo_path, bridged)
+        s = sections.Sections(args, pool, local, quiet, echo_path, bridged,
+                              huge=methods.ShmbridgeHuge(env) if huge else None,
+                              huge_reason=huge_reason)
         for number, fn in ((1, s.attach), (7, s.cpp_attach), (2, s.cycles), (3, s.handoff),
                            (4, s.wake), (5, s.first_touch), (6, s.memory), (8, s.no_stalls)):
             if number in args.sections:
@@ -109,6 +115,8 @@ def main():
         if echo:
             echo.kill()
         bridged.stop()
+        if huge:
+            huge.stop()
         if vineyardd:
             vineyardd.stop()
         workdir.cleanup()

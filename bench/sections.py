@@ -32,9 +32,22 @@ def row(section, metric, method, p50, p99, unit, baseline_label=None, baseline=N
                 baseline_label=baseline_label, baseline=baseline, limits=limits)
 
 
+def variant_name(method, how):
+    if method == "shmbridge":
+        return f"shmbridge ({how})"
+    if method == "shmbridge-huge":
+        return f"shmbridge huge pages ({how})"
+    return method
+
+
 class Sections:
-    def __init__(self, args, pool, local, quiet, echo_path, bridged):
+    def __init__(self, args, pool, local, quiet, echo_path, bridged, huge=None,
+                 huge_reason=None):
         self.args = args
+        #: methods.ShmbridgeHuge on the huge-page daemon (sections 3 and 5), or
+        #: None and why not.
+        self.huge = huge
+        self.huge_reason = huge_reason
         self.pool = pool
         self.local = local  # method name -> instance in this (the driver's) process
         self.quiet = quiet
@@ -136,8 +149,12 @@ class Sections:
             variants.append((name, "create + fill"))
             if name == "shmbridge":
                 variants.append((name, "create_from"))
+                if self.huge:
+                    variants += [("shmbridge-huge", "create + fill"),
+                                 ("shmbridge-huge", "create_from")]
         runs = [("memcpy", None)] + variants
         total = {r: [] for r in runs}
+        produce = {r: [] for r in runs}
         consumer = {r: [] for r in runs}
         first_read = {r: [] for r in runs}
         warm_read = {r: [] for r in runs}
@@ -150,12 +167,13 @@ class Sections:
                     np.copyto(dst, src)
                     total[(method, how)].append(time.perf_counter_ns() - t)
                     continue
-                m = self.local[method]
+                m = self.huge if method == "shmbridge-huge" else self.local[method]
                 t = time.perf_counter_ns()
                 if how == "create_from":
                     ref, keep = m.create_from(self.key("h"), src)
                 else:
                     ref, keep = m.create(self.key("h"), size, src)
+                produce[(method, how)].append(time.perf_counter_ns() - t)
                 attach_ns, read_ns, again_ns = self.pool.call(0, "consume", method=method, ref=ref)
                 # The consumer's second (warm) read comes before its reply: not the handoff's.
                 total[(method, how)].append(time.perf_counter_ns() - t - again_ns)
@@ -172,16 +190,28 @@ class Sections:
                    copy, max(total[("memcpy", None)]) / 1e6, "ms", label, copy,
                    "memory bandwidth")]
         for method, how in variants:
-            name = method if method != "shmbridge" else f"shmbridge ({how})"
+            name = variant_name(method, how)
             t = total[(method, how)]
             c = consumer[(method, how)]
+            p = produce[(method, how)]
+            huge = method == "shmbridge-huge"
             out.append(row(3, "1 GiB handoff total: create + fill, other process attaches + "
                            "reads every page", name, median(t) / 1e6, max(t) / 1e6, "ms",
-                           label, copy, "page allocation + faults of fresh shared memory"
-                           if method != "vineyard" else "a copy into a resident arena"))
+                           label, copy, "a copy into a resident arena" if method == "vineyard"
+                           else "reservation + 512 faults of 2 MiB pages" if huge
+                           else "page allocation + faults of fresh shared memory"))
+            out.append(row(3, "1 GiB producer alone: create + fill (or create_from)", name,
+                           median(p) / 1e6, max(p) / 1e6, "ms", label, copy,
+                           "memcpy into 2 MiB pages (target ≤ 1.5 × memcpy)" if huge
+                           else "page allocation + faults + memcpy"))
             out.append(row(3, "1 GiB handoff, consumer side: attach + read every page",
                            name, median(c) / 1e6, max(c) / 1e6, "ms", label, copy,
-                           "one minor fault per 4 KiB page"))
+                           "one fault per 2 MiB page" if huge
+                           else "one minor fault per 4 KiB page"))
+        if "shmbridge" in self.local and not self.huge:
+            out.append(row(3, "1 GiB producer alone: create + fill (or create_from)",
+                           "shmbridge huge pages", None, None, "ms", label, copy,
+                           "not measured: " + str(self.huge_reason)))
         self.notes.append("Sections 3 and 5: the p99 column holds the slowest round "
                           f"({rounds} rounds of one handoff each).")
         return out
@@ -195,11 +225,15 @@ class Sections:
         label = "the same read again in that process (pages mapped)"
         for v in variants:
             method, how = v
-            name = method if method != "shmbridge" else f"shmbridge ({how})"
             out.append(row(5, "another process reads every 4 KiB page of 1 GiB (first touch)",
-                           name, median(first_read[v]) / 1e6, max(first_read[v]) / 1e6, "ms",
-                           label, warm, "262,144 minor faults (4 KiB pages; huge pages: "
-                           "future work)"))
+                           variant_name(method, how), median(first_read[v]) / 1e6,
+                           max(first_read[v]) / 1e6, "ms", label, warm,
+                           "512 faults of 2 MiB pages (target ≤ 10 ms)"
+                           if method == "shmbridge-huge" else "262,144 minor faults (4 KiB pages)"))
+        if "shmbridge" in self.local and not self.huge:
+            out.append(row(5, "another process reads every 4 KiB page of 1 GiB (first touch)",
+                           "shmbridge huge pages", None, None, "ms", label, warm,
+                           "not measured: " + str(self.huge_reason)))
         return out
 
     # ---- 4 -------------------------------------------------------------------

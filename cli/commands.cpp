@@ -162,6 +162,21 @@ void print_error(bridge::Errc code, const std::string& message) {
   std::cerr << "bridgectl: " << bridge::to_string(code) << ": " << message << '\n';
 }
 
+// "4 KiB" or "2 MiB (huge)": which pages back a segment's data.
+std::string page_size_label(std::uint64_t page_size) {
+  if (page_size == 0) return "?";  // a daemon that does not say
+  return human_bytes(page_size) + (page_size > 4096 ? " (huge)" : "");
+}
+
+// One word for the ls table: "4K", "2M", "1G".
+std::string page_size_short(std::uint64_t page_size) {
+  if (page_size == 0) return "?";
+  if (page_size % (1u << 30) == 0) return std::to_string(page_size >> 30) + "G";
+  if (page_size % (1u << 20) == 0) return std::to_string(page_size >> 20) + "M";
+  if (page_size % (1u << 10) == 0) return std::to_string(page_size >> 10) + "K";
+  return std::to_string(page_size);
+}
+
 int cmd_ls(const Context& ctx) {
   auto client = ctx.connect();
   auto segments = client.list();
@@ -181,13 +196,15 @@ int cmd_ls(const Context& ctx) {
   std::vector<std::vector<std::string>> rows;
   for (const auto& info : segments) {
     rows.push_back({info.name, std::string(bridge::dtype_name(info.dtype)), shape_x(info.shape),
-                    human_bytes(info.nbytes), std::to_string(info.attached),
-                    std::to_string(info.version), age_of(info.created_unix_ms)});
+                    human_bytes(info.nbytes), page_size_short(info.page_size),
+                    std::to_string(info.attached), std::to_string(info.version),
+                    age_of(info.created_unix_ms)});
   }
   std::cout << render_table({{"NAME"},
                              {"DTYPE"},
                              {"SHAPE"},
                              {"SIZE", true},
+                             {"PAGES", true},
                              {"ATTACHED", true},
                              {"VERSION", true},
                              {"AGE", true}},
@@ -213,6 +230,7 @@ int cmd_info(const Context& ctx, const std::string& name) {
       {"size", human_bytes(info.nbytes) + " (" + std::to_string(info.nbytes) + " bytes)"},
       {"total size",
        human_bytes(info.total_bytes) + " (" + std::to_string(info.total_bytes) + " bytes)"},
+      {"page size", page_size_label(info.page_size)},
       {"version", std::to_string(info.version)},
       {"meta version", std::to_string(info.meta_version)},
       {"attached", std::to_string(info.attached)},

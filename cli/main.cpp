@@ -75,8 +75,8 @@ int run(int argc, char** argv) {
   app.footer(kToolExamples);
   add_common_options(app, ctx);
 
-  auto* ls =
-      app.add_subcommand("ls", "List segments with dtype, shape, size, clients, version, age");
+  auto* ls = app.add_subcommand(
+      "ls", "List segments with dtype, shape, size, page size, clients, version, age");
   ls->footer(
       "Examples:\n"
       "  bridgectl ls\n"

@@ -38,6 +38,10 @@ int main(int argc, char** argv) {
       "Socket: --socket, else $BRIDGE_SOCKET, else $XDG_RUNTIME_DIR/shmbridge/bridged.sock,\n"
       "else /tmp/shmbridge-$UID/bridged.sock. Segments outlive the daemon and are re-adopted\n"
       "when it restarts on the same socket, unless --ephemeral is given.\n\n"
+      "Huge pages: objects live in /dev/shm (4 KiB pages) unless --huge-dir names a huge-page\n"
+      "directory; a create asking for huge pages on a daemon without one fails with\n"
+      "invalid_argument (never a silent fallback). bridgectl info shows each segment's page "
+      "size.\n\n"
       "Example: bridged --socket /tmp/demo/bridged.sock --ephemeral");
   app.add_option("--socket", config.socket_path, "Unix socket to serve");
   app.add_flag("--ephemeral", config.ephemeral,
@@ -62,10 +66,23 @@ int main(int argc, char** argv) {
                  "Seconds a connection holding no segment may stay silent before it is closed")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--huge-dir", config.huge_dir,
+                 "Directory for segments backed by huge pages: on a tmpfs mounted with "
+                 "huge=always or huge=within_size (checked at start; the daemon refuses "
+                 "anything else, hugetlbfs included). Restart with the same --huge-dir to re-adopt "
+                 "what is there");
+  std::string huge_pages = "auto";
+  app.add_option("--huge-pages", huge_pages,
+                 "Which creates that do not say huge_pages get them: auto (with --huge-dir, "
+                 "arrays of at least one huge page), always (every create; needs --huge-dir) "
+                 "or never (only creates asking huge_pages=true)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "always", "never"}));
   app.add_flag("-v,--verbose", config.verbose, "Log every connection and attach");
   app.set_version_flag("--version", std::string("bridged ") + bridge::kVersion);
   CLI11_PARSE(app, argc, argv);
 
+  config.huge_pages = *bridged::huge_policy_from_string(huge_pages);
   config.limits.frame_timeout =
       std::chrono::milliseconds(static_cast<long>(frame_timeout_s * 1000));
   config.limits.idle_timeout = std::chrono::milliseconds(static_cast<long>(idle_timeout_s * 1000));

@@ -15,30 +15,34 @@ namespace bridged {
 using bridge::Errc;
 using bridge::Error;
 
-Found find_segments(const std::string& shm_prefix) {
-  Found found;
-  DIR* dir = ::opendir("/dev/shm");
-  if (dir == nullptr) return found;
+namespace {
+
+void scan_dir(const std::string& shm_prefix, const ObjectDir& dir, std::set<std::uint64_t>& ids,
+              std::set<std::string>& seen, Found& found) {
+  DIR* handle = ::opendir(dir.path.c_str());
+  if (handle == nullptr) return;
   std::vector<std::string> names;
-  while (dirent* entry = ::readdir(dir)) {
+  while (dirent* entry = ::readdir(handle)) {
     const std::string file = entry->d_name;
     if (file.rfind(shm_prefix, 0) == 0) names.push_back(file);
   }
-  ::closedir(dir);
+  ::closedir(handle);
   std::sort(names.begin(), names.end());
-  std::set<std::uint64_t> ids;
   for (const std::string& shm_name : names) {
+    const std::string path = dir.path_of(shm_name);
     const std::string name = shm_name.substr(shm_prefix.size());
     if (name == bridge::kSlotTableSuffix) continue;  // the slot table, not a segment
     if (name.rfind(kStagingInfix, 0) == 0) {
       // A create that never completed: nobody was told of it.
-      ShmObject::unlink_name(shm_name);
-      log_info("removed /dev/shm/" + shm_name + ", left by a create that did not complete");
+      ShmObject::unlink_name(dir, shm_name);
+      log_info("removed " + path + ", left by a create that did not complete");
       continue;
     }
     try {
       bridge::validate_segment_name(name);
-      ShmObject shm = ShmObject::open(shm_name);
+      if (seen.count(name) != 0)
+        throw Error(Errc::corrupt_segment, "the same name as another segment");
+      ShmObject shm = ShmObject::open(dir, shm_name);
       const std::uint64_t size = shm.size();
       if (size < bridge::kDataOffset) throw Error(Errc::corrupt_segment, "smaller than a header");
       auto mapping = std::make_shared<bridge::os::Mapping>(
@@ -50,14 +54,24 @@ Found find_segments(const std::string& shm_prefix) {
       if (!ids.insert(header.segment_id).second) {
         throw Error(Errc::corrupt_segment, "the same segment id as another segment");
       }
+      seen.insert(name);
       found.segments.push_back(FoundSegment{std::move(shm), std::move(mapping), std::move(layout),
                                             name, header.segment_id, header.owner_uid,
                                             header.created_unix_ms});
     } catch (const Error& e) {
-      found.quarantined.push_back({shm_name, name, e.message()});
-      log_warn("quarantined /dev/shm/" + shm_name + ": " + e.message() + " (left untouched)");
+      found.quarantined.push_back({dir, shm_name, name, e.message()});
+      log_warn("quarantined " + path + ": " + e.message() + " (left untouched)");
     }
   }
+}
+
+}  // namespace
+
+Found find_segments(const std::string& shm_prefix, const std::vector<ObjectDir>& dirs) {
+  Found found;
+  std::set<std::uint64_t> ids;
+  std::set<std::string> seen;
+  for (const ObjectDir& dir : dirs) scan_dir(shm_prefix, dir, ids, seen, found);
   return found;
 }
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 //
-// Re-adoption: what a daemon starting on a socket finds in /dev/shm under
-// that socket's prefix, left by an earlier daemon. Whole segments whose
+// Re-adoption: what a daemon starting on a socket finds in /dev/shm (and in
+// its --huge-dir) under that socket's prefix, left by an earlier daemon. Whole segments whose
 // header validates are adopted; staging objects of creates that never
 // completed are removed (nobody was told of them); anything else is
 // quarantined: listed, never served, left untouched for inspection.
@@ -27,12 +27,13 @@ inline constexpr const char* kStagingInfix = ".creating.";
 /// not validate (at start, or when a client attached). Left in place for
 /// inspection; destroy (by the daemon's user or root) removes it.
 struct Quarantined {
+  ObjectDir dir;  ///< where the object lives
   std::string shm_name;
   std::string name;
   std::string reason;
 };
 
-/// A segment found intact in /dev/shm.
+/// A segment found intact.
 struct FoundSegment {
   ShmObject shm;
   /// Header, metadata slots and sync page (everything before the data).
@@ -49,7 +50,9 @@ struct Found {
   std::vector<Quarantined> quarantined;
 };
 
-/// Scans /dev/shm for `shm_prefix`, removing staging leftovers.
-Found find_segments(const std::string& shm_prefix);
+/// Scans each of `dirs` for `shm_prefix`, removing staging leftovers. A name
+/// found in two of them is adopted from the first and quarantined in the
+/// others.
+Found find_segments(const std::string& shm_prefix, const std::vector<ObjectDir>& dirs);
 
 }  // namespace bridged

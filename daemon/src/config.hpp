@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "object_dir.hpp"
+
 namespace bridged {
 
 /// What one client may cost the daemon (see session.hpp).
@@ -32,6 +34,12 @@ struct Config {
   /// Largest array a create may ask for; 0 = only what /dev/shm can hold.
   std::uint64_t max_segment_bytes = 0;
   bool verbose = false;
+  /// --huge-dir: a directory on a huge-page filesystem for segments that
+  /// want huge pages (see object_dir.hpp). Empty: /dev/shm only, and a
+  /// create asking for huge pages is an error.
+  std::string huge_dir;
+  /// Which creates that do not say get huge pages.
+  HugePolicy huge_pages = HugePolicy::auto_;
   /// A group whose members may connect too: the socket becomes 0660 and its
   /// directory 0750, both of that group. Empty: the daemon's user only.
   std::string group;

@@ -55,10 +55,52 @@ std::string shm_prefix_for_socket(const std::string& socket_path) {
 Registry::Registry(const Config& config, std::string shm_prefix)
     : config_(config),
       shm_prefix_(std::move(shm_prefix)),
+      shm_dir_(ObjectDir::dev_shm()),
       access_(config.socket_path + ".grants"),
       daemon_uid_(::geteuid()),
       random_(std::random_device{}()),
-      slots_(shm_prefix_ + bridge::kSlotTableSuffix) {}
+      slots_(shm_prefix_ + bridge::kSlotTableSuffix) {
+  if (!config.huge_dir.empty()) {
+    huge_dir_ = ObjectDir::huge_dir(config.huge_dir);
+    log_info("huge pages: " + std::to_string(huge_dir_->page_size) + "-byte pages in " +
+             huge_dir_->path + " (--huge-pages " +
+             (config.huge_pages == HugePolicy::always  ? "always"
+              : config.huge_pages == HugePolicy::never ? "never"
+                                                       : "auto") +
+             ")");
+  } else if (config.huge_pages == HugePolicy::always) {
+    throw Error(Errc::invalid_argument, "--huge-pages always needs --huge-dir DIR");
+  }
+}
+
+std::vector<ObjectDir> Registry::object_dirs() const {
+  std::vector<ObjectDir> dirs{shm_dir_};
+  if (huge_dir_) dirs.push_back(*huge_dir_);
+  return dirs;
+}
+
+const ObjectDir& Registry::object_dir_for(const protocol::CreateRequest& request,
+                                          const bridge::ArrayLayout& layout) const {
+  if (request.huge_pages == true && !huge_dir_) {
+    // Never a silent fallback: the caller asked for something this daemon
+    // cannot give.
+    throw Error(Errc::invalid_argument,
+                "huge_pages=true, but this daemon has no huge-page directory: start bridged "
+                "with --huge-dir DIR (a tmpfs mounted with huge=always)");
+  }
+  if (!huge_dir_ || request.huge_pages == false) return shm_dir_;
+  if (request.huge_pages == true) return *huge_dir_;
+  switch (config_.huge_pages) {
+    case HugePolicy::always:
+      return *huge_dir_;
+    case HugePolicy::never:
+      return shm_dir_;
+    case HugePolicy::auto_:
+      break;
+  }
+  // Below one huge page the array would round up to a whole one.
+  return layout.nbytes >= huge_dir_->page_size ? *huge_dir_ : shm_dir_;
+}
 
 Registry::~Registry() = default;
 
@@ -106,6 +148,7 @@ protocol::SegmentInfo Registry::describe(const Segment& segment, bool with_meta)
   info.attached = static_cast<std::uint32_t>(segment.attachments.size());
   info.owner_uid = segment.owner_uid;
   info.created_unix_ms = segment.created_unix_ms;
+  info.page_size = segment.shm.page_size();
   for (const auto& [uid, access] : segment.grants) info.grants.push_back({uid, access});
   if (with_meta) {
     // Only the daemon writes metadata, but a client with a writable mapping
@@ -166,6 +209,7 @@ Registry::PendingCreate Registry::prepare_create(const Caller& caller,
   char staging_suffix[24];
   std::snprintf(staging_suffix, sizeof staging_suffix, "%016llx",
                 static_cast<unsigned long long>(random_()));
+  const ObjectDir& dir = object_dir_for(request, layout);
   Plan plan{request.name,
             shm_prefix_ + request.name,
             shm_prefix_ + kStagingInfix + staging_suffix,
@@ -173,7 +217,8 @@ Registry::PendingCreate Registry::prepare_create(const Caller& caller,
             std::move(text),
             new_segment_id(),
             caller.uid,
-            now_unix_ms()};
+            now_unix_ms(),
+            dir};
   return PendingCreate(*this, std::move(plan));
 }
 
@@ -190,7 +235,8 @@ Registry::Built Registry::build(const Plan& plan) {
   const ShmObject::Range reserve[] = {
       {0, first_slot + pages(plan.meta_text.size())},
       {bridge::kSyncOffset, plan.layout.total_bytes - bridge::kSyncOffset}};
-  Built built(ShmObject::create(plan.staging_name, plan.layout.total_bytes, reserve), nullptr);
+  Built built(ShmObject::create(plan.dir, plan.staging_name, plan.layout.total_bytes, reserve),
+              nullptr);
   fault_point("create:sized");
   fault_point("create:reserved");
   built.mapping_ = std::make_shared<bridge::os::Mapping>(
@@ -290,8 +336,8 @@ void Registry::destroy(const Caller& caller, const std::string& name) {
         throw Error(Errc::permission_denied,
                     "'" + name + "' is quarantined; only the daemon's user may remove it");
       }
-      ShmObject::unlink_name(q->shm_name);
-      log_info("removed quarantined /dev/shm/" + q->shm_name + " for pid " +
+      ShmObject::unlink_name(q->dir, q->shm_name);
+      log_info("removed quarantined " + q->dir.path_of(q->shm_name) + " for pid " +
                std::to_string(caller.pid));
       quarantined_.erase(q);
       return;
@@ -439,7 +485,7 @@ Registry::Segment& Registry::find_intact(const std::string& name) {
     }
   } catch (const Error& e) {
     if (e.code() != Errc::corrupt_segment) throw;
-    quarantined_.push_back({segment.shm.name(), name, e.message()});
+    quarantined_.push_back({segment.shm.dir(), segment.shm.name(), name, e.message()});
     log_warn("quarantined '" + name + "': " + e.message() +
              " (its header was overwritten; mappings already handed out stay valid)");
     // Gone from the catalog, as far as subscribers are concerned.
@@ -485,7 +531,7 @@ void Registry::remove_all() {
     slots_.release(segment->slot);
   }
   segments_.clear();
-  for (const Quarantined& q : quarantined_) ShmObject::unlink_name(q.shm_name);
+  for (const Quarantined& q : quarantined_) ShmObject::unlink_name(q.dir, q.shm_name);
   quarantined_.clear();
   access_.remove();
 }
@@ -547,7 +593,7 @@ std::uint64_t Registry::attachment_count() const {
 }
 
 void Registry::adopt_existing() {
-  Found found = find_segments(shm_prefix_);
+  Found found = find_segments(shm_prefix_, object_dirs());
   for (FoundSegment& f : found.segments) {
     const std::string name = f.name;
     // The flag is set only after the name is unlinked; on a linked segment

@@ -4,7 +4,8 @@
 // of segments and its access policy. All state-changing operations go
 // through here; the request layer only decodes requests and encodes replies.
 // Where owners and grants are stored is access_store.hpp's; what is found in
-// /dev/shm at start, adoption.hpp's. Single-threaded (the io thread).
+// /dev/shm (and --huge-dir) at start, adoption.hpp's; which of the two a
+// create uses, object_dir.hpp's. Single-threaded (the io thread).
 #pragma once
 
 #include <sys/types.h>
@@ -27,6 +28,7 @@
 #include "bridge/detail/protocol.hpp"
 #include "commit_watcher.hpp"
 #include "config.hpp"
+#include "object_dir.hpp"
 #include "shm_object.hpp"
 #include "slot_table.hpp"
 
@@ -87,6 +89,7 @@ class Registry {
     std::uint64_t id;
     std::uint32_t owner_uid;
     std::int64_t created_unix_ms;
+    ObjectDir dir;  ///< where the object lives (/dev/shm or --huge-dir)
   };
 
   /// A create whose name is taken (so a second create of it gets
@@ -257,8 +260,18 @@ class Registry {
   bridge::protocol::Event make_commit_event(const Segment& segment) const;
   void emit(const bridge::protocol::Event& event, const Segment& segment) const;
 
+  /// Where a create's object lives: the request's huge_pages, else the
+  /// daemon's --huge-pages policy. Throws invalid_argument for huge pages
+  /// without --huge-dir.
+  const ObjectDir& object_dir_for(const bridge::protocol::CreateRequest& request,
+                                  const bridge::ArrayLayout& layout) const;
+  /// /dev/shm, then --huge-dir if any: where re-adoption looks.
+  std::vector<ObjectDir> object_dirs() const;
+
   Config config_;
   std::string shm_prefix_;
+  ObjectDir shm_dir_;
+  std::optional<ObjectDir> huge_dir_;  ///< --huge-dir, checked at start
   std::map<std::string, std::unique_ptr<Segment>> segments_;
   /// Names taken by a PendingCreate, with the segment id it will have.
   std::map<std::string, std::uint64_t> creating_;

@@ -106,25 +106,25 @@ Client Client::connect(const std::string& socket_path) {
 Client::Client(std::shared_ptr<Connection> connection) : connection_(std::move(connection)) {}
 
 Segment Client::create(std::string_view name, const std::vector<std::int64_t>& shape, DType dtype,
-                       const json& meta) {
+                       const json& meta, const CreateOptions& options) {
   validate_segment_name(name);
   compute_layout(dtype, shape);
   if (!meta.is_object()) throw Error(Errc::invalid_argument, "meta must be a JSON object");
-  protocol::CreateRequest request{std::string(name), dtype, shape, meta};
+  protocol::CreateRequest request{std::string(name), dtype, shape, meta, options.huge_pages};
   auto reply = connection_->call(Op::create, request);
   return open_segment(connection_, reply);
 }
 
 Segment Client::create_from_bytes(std::string_view name, const std::vector<std::int64_t>& shape,
                                   DType dtype, const void* bytes, std::size_t size,
-                                  const json& meta) {
+                                  const json& meta, const CreateOptions& options) {
   const ArrayLayout layout = compute_layout(dtype, shape);
   if (layout.nbytes != size) {
     throw Error(Errc::invalid_argument, "create_from: " + std::to_string(size) +
                                             " bytes of values for a shape of " +
                                             std::to_string(layout.nbytes) + " bytes");
   }
-  Segment segment = create(name, shape, dtype, meta);
+  Segment segment = create(name, shape, dtype, meta, options);
   if (size != 0) std::memcpy(segment.mutable_data(), bytes, size);
   return segment;
 }

@@ -200,12 +200,18 @@ void from_json(const json& j, HelloRequest& v) {
 
 void to_json(json& j, const CreateRequest& v) {
   j = {{"name", v.name}, {"dtype", dtype_name(v.dtype)}, {"shape", v.shape}, {"meta", v.meta}};
+  if (v.huge_pages) j["huge_pages"] = *v.huge_pages;
 }
 void from_json(const json& j, CreateRequest& v) {
   v.name = get_string(j, "name");
   v.dtype = get_dtype(j, "dtype");
   v.shape = get_i64_array(j, "shape");
   v.meta = j.contains("meta") ? get_object(j, "meta") : json::object();
+  v.huge_pages.reset();
+  if (j.contains("huge_pages") && !j.at("huge_pages").is_null()) {
+    if (!j.at("huge_pages").is_boolean()) bad("field 'huge_pages' must be a boolean");
+    v.huge_pages = j.at("huge_pages").get<bool>();
+  }
 }
 
 void to_json(json& j, const NameRequest& v) {
@@ -398,7 +404,8 @@ void to_json(json& j, const SegmentInfo& v) {
            {"meta_version", v.meta_version},
            {"attached", v.attached},
            {"owner_uid", v.owner_uid},
-           {"created_unix_ms", v.created_unix_ms}};
+           {"created_unix_ms", v.created_unix_ms},
+           {"page_size", v.page_size}};
   json grants = json::array();
   for (const Grant& g : v.grants)
     grants.push_back({{"uid", g.uid}, {"access", to_string(g.access)}});
@@ -418,6 +425,8 @@ void from_json(const json& j, SegmentInfo& v) {
   v.attached = get_u32(j, "attached");
   v.owner_uid = get_u32(j, "owner_uid");
   v.created_unix_ms = get_i64(j, "created_unix_ms");
+  // Absent from daemons that predate it: 0, unknown.
+  v.page_size = j.contains("page_size") ? get_u64(j, "page_size") : 0;
   v.grants.clear();
   if (j.contains("grants")) {
     const json& grants = j.at("grants");

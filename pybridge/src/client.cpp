@@ -38,10 +38,13 @@ void bind_client(nb::module_& m) {
       .def(
           "create",
           [](Client& c, const std::string& name, const std::vector<std::int64_t>& shape,
-             const std::string& dtype, const std::string& meta_json) {
-            return SegmentHandle(c.create(name, shape, parse_dtype(dtype), parse_meta(meta_json)));
+             const std::string& dtype, const std::string& meta_json,
+             std::optional<bool> huge_pages) {
+            return SegmentHandle(c.create(name, shape, parse_dtype(dtype), parse_meta(meta_json),
+                                          bridge::CreateOptions{huge_pages}));
           },
-          nb::arg("name"), nb::arg("shape"), nb::arg("dtype"), nb::arg("meta_json"), Release())
+          nb::arg("name"), nb::arg("shape"), nb::arg("dtype"), nb::arg("meta_json"),
+          nb::arg("huge_pages") = nb::none(), Release())
       .def(
           "attach",
           [](Client& c, const std::string& name) { return SegmentHandle(c.attach(name)); },

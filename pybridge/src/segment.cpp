@@ -101,6 +101,7 @@ void bind_segment(nb::module_& m) {
       .def_prop_ro("shape", [](const SegmentHandle& s) { return s.info().shape; })
       .def_prop_ro("strides", [](const SegmentHandle& s) { return s.info().strides; })
       .def_prop_ro("nbytes", [](const SegmentHandle& s) { return s.info().nbytes; })
+      .def_prop_ro("page_size", [](const SegmentHandle& s) { return s.info().page_size; })
       .def_prop_ro("writable", [](const SegmentHandle& s) { return s.get().writable(); })
       .def_prop_ro("is_open", [](const SegmentHandle& s) { return s.get().is_open(); })
       .def("version", [](const SegmentHandle& s) { return s.get().version(); })

@@ -18,7 +18,8 @@ from conftest import Daemon, binary, run_ctl, run_peer
 
 # protocol::SegmentInfo's JSON (the same fields as Python's client.list()).
 INFO_KEYS = {"name", "segment_id", "dtype", "shape", "strides", "nbytes", "total_bytes",
-             "version", "meta_version", "attached", "owner_uid", "created_unix_ms", "grants"}
+             "version", "meta_version", "attached", "owner_uid", "created_unix_ms", "page_size",
+             "grants"}
 STATS_KEYS = {"pid", "daemon", "uptime_s", "segments", "bytes", "clients", "attachments",
               "requests", "shm_prefix", "refused", "quarantined", "quarantined_count"}
 SHOW_KEYS = {"name", "dtype", "shape", "version", "values", "truncated"}
@@ -170,12 +171,13 @@ def test_ls_table(daemon):
     create(daemon, "weights", "float64", (10,))
     proc = run_ctl(daemon, "ls", check=True)
     header, *rows = proc.stdout.splitlines()
-    assert header.split() == ["NAME", "DTYPE", "SHAPE", "SIZE", "ATTACHED", "VERSION", "AGE"]
+    assert header.split() == ["NAME", "DTYPE", "SHAPE", "SIZE", "PAGES", "ATTACHED", "VERSION",
+                              "AGE"]
     frames = next(r for r in rows if r.startswith("frames"))
     assert frames.split()[:3] == ["frames", "uint8", "480x640x3"]
     assert "900 KiB" in frames
     weights = next(r for r in rows if r.startswith("weights"))
-    assert weights.split()[:5] == ["weights", "float64", "10", "80", "B"]
+    assert weights.split()[:6] == ["weights", "float64", "10", "80", "B", "4K"]
     assert weights.split()[-1].endswith("s")  # age in seconds
 
 

@@ -10,7 +10,8 @@ from conftest import run_ctl
 # protocol::SegmentInfo's JSON (libbridge/src/protocol.cpp). The segment id
 # travels as "segment_id" because "id" is the envelope's request id.
 INFO_KEYS = {"name", "segment_id", "dtype", "shape", "strides", "nbytes", "total_bytes",
-             "version", "meta_version", "attached", "owner_uid", "created_unix_ms", "grants"}
+             "version", "meta_version", "attached", "owner_uid", "created_unix_ms", "page_size",
+             "grants"}
 STATS_KEYS = {"pid", "daemon", "uptime_s", "segments", "bytes", "clients", "attachments",
               "requests", "shm_prefix", "refused", "quarantined", "quarantined_count"}
 

@@ -45,6 +45,9 @@ struct SegmentInfo {
   std::uint32_t attached = 0;  ///< clients attached now
   std::uint32_t owner_uid = 0;
   std::int64_t created_unix_ms = 0;
+  /// Bytes of the pages backing the data: 4096 in /dev/shm, 2 MiB (or the
+  /// huge page size of a --huge-dir) for a segment created with huge pages.
+  std::uint64_t page_size = 0;
   std::vector<Grant> grants;  ///< users other than the owner who may use it
   std::optional<nlohmann::json> meta;
 };

@@ -48,6 +48,15 @@ struct MapCacheStats {
   MapCacheLimits limits;
 };
 
+/// How a create backs its data.
+struct CreateOptions {
+  /// true: huge pages (Error(invalid_argument) when the daemon was started
+  /// without --huge-dir; never a silent fallback to 4 KiB pages); false:
+  /// 4 KiB pages in /dev/shm; unset: the daemon's --huge-pages default.
+  /// SegmentInfo::page_size says what the segment got.
+  std::optional<bool> huge_pages = std::nullopt;
+};
+
 /// A connection to bridged. Cheap to copy (copies share one connection, whose
 /// requests are serialized); thread-safe. Every call throws bridge::Error.
 ///
@@ -65,15 +74,18 @@ class Client {
   /// and `dtype` (NumPy's order) and attaches to it. `meta` must be a JSON
   /// object of at most 64 KiB.
   Segment create(std::string_view name, const std::vector<std::int64_t>& shape, DType dtype,
-                 const nlohmann::json& meta = nlohmann::json::object());
+                 const nlohmann::json& meta = nlohmann::json::object(),
+                 const CreateOptions& options = {});
   /// Creates a segment holding a copy of `values` (C order, `shape`'s
   /// product of them): the one explicit copy. Throws Error(invalid_argument)
   /// when the count does not match the shape.
   template <class T>
   Segment create_from(std::string_view name, const std::vector<std::int64_t>& shape,
                       std::span<const T> values,
-                      const nlohmann::json& meta = nlohmann::json::object()) {
-    return create_from_bytes(name, shape, dtype_of<T>(), values.data(), values.size_bytes(), meta);
+                      const nlohmann::json& meta = nlohmann::json::object(),
+                      const CreateOptions& options = {}) {
+    return create_from_bytes(name, shape, dtype_of<T>(), values.data(), values.size_bytes(), meta,
+                             options);
   }
   /// Attaches to an existing segment: maps the same pages, no copy.
   ///
@@ -123,7 +135,7 @@ class Client {
   explicit Client(std::shared_ptr<detail::Connection> connection);
   Segment create_from_bytes(std::string_view name, const std::vector<std::int64_t>& shape,
                             DType dtype, const void* bytes, std::size_t size,
-                            const nlohmann::json& meta);
+                            const nlohmann::json& meta, const CreateOptions& options);
   std::shared_ptr<detail::Connection> connection_;
 };
 

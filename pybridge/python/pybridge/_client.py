@@ -49,19 +49,28 @@ class Client:
 
     # ---- segments -----------------------------------------------------------
     def create(self, name: str, shape: ShapeLike, dtype: DTypeLike,
-               meta: Optional[Mapping[str, Any]] = None) -> Segment:
-        """Creates a zero-filled C-contiguous array segment and attaches to it."""
+               meta: Optional[Mapping[str, Any]] = None, *,
+               huge_pages: Optional[bool] = None) -> Segment:
+        """Creates a zero-filled C-contiguous array segment and attaches to it.
+
+        ``huge_pages=True`` backs it with huge pages (InvalidArgument when the
+        daemon was started without ``--huge-dir``: never a silent fallback),
+        ``False`` with 4 KiB pages, ``None`` as the daemon's ``--huge-pages``
+        default says. ``Segment.page_size`` tells what it got."""
+        if huge_pages is not None and not isinstance(huge_pages, bool):
+            raise InvalidArgument(f"huge_pages must be True, False or None, not {huge_pages!r}")
         core = self._client()
         return Segment(core.create(segment_name(name), shape_list(shape), dtype_name(dtype),
-                                   meta_json(meta)))
+                                   meta_json(meta), huge_pages))
 
     def create_from(self, name: str, array: Any,
-                    meta: Optional[Mapping[str, Any]] = None) -> Segment:
+                    meta: Optional[Mapping[str, Any]] = None, *,
+                    huge_pages: Optional[bool] = None) -> Segment:
         """Creates a segment holding a copy of ``array`` (the one explicit copy
         in pybridge). Any layout is accepted; the segment is C-contiguous and
-        does not alias ``array``."""
+        does not alias ``array``. ``huge_pages`` as for :meth:`create`."""
         source = np.asarray(array)
-        segment = self.create(name, source.shape, source.dtype, meta)
+        segment = self.create(name, source.shape, source.dtype, meta, huge_pages=huge_pages)
         try:
             np.copyto(segment.array, source, casting="no")
         except BaseException:

@@ -68,6 +68,12 @@ class Segment:
         return self._handle.nbytes
 
     @property
+    def page_size(self) -> int:
+        """Bytes of the pages backing the data: 4096, or 2 MiB for a segment
+        created with huge pages."""
+        return self._handle.page_size
+
+    @property
     def writable(self) -> bool:
         return self._handle.writable
 

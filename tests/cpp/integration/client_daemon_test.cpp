@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/statvfs.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -341,6 +342,23 @@ TEST_F(CatalogTest, DestroyRemovesTheNameAndTheShmObject) {
   EXPECT_ERRC(client().destroy("doomed"), Errc::not_found);
   EXPECT_EQ(client().stats().segments, 0u);
   EXPECT_EQ(client().stats().bytes, 0u);
+}
+
+TEST_F(CatalogTest, HugePagesOnADaemonWithoutHugeDirIsInvalidArgumentAndCreatesNothing) {
+  const std::vector<std::uint8_t> values(64, 3);
+  EXPECT_ERRC_MSG(client().create("big", {1 << 22}, DType::uint8, json::object(),
+                                  CreateOptions{.huge_pages = true}),
+                  Errc::invalid_argument, "--huge-dir");
+  EXPECT_ERRC_MSG(client().create_from("big", {64}, std::span<const std::uint8_t>(values),
+                                       json::object(), {.huge_pages = true}),
+                  Errc::invalid_argument, "--huge-dir");
+  EXPECT_THAT(client().list(), IsEmpty());
+  EXPECT_THAT(shm_files(), IsEmpty());
+  // Asking for 4 KiB pages, or not asking, works as before.
+  Segment small = client().create("small", {16}, DType::uint8, json::object(),
+                                  CreateOptions{.huge_pages = false});
+  EXPECT_EQ(small.info().page_size, static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE)));
+  EXPECT_EQ(client().info("small").page_size, small.info().page_size);
 }
 
 TEST_F(CatalogTest, CreateOfAnExistingNameIsAlreadyExistsAndLeavesItAlone) {

@@ -196,6 +196,7 @@ SegmentInfo sample_info() {
   info.attached = 3;
   info.owner_uid = 1000;
   info.created_unix_ms = 1700000000123;
+  info.page_size = 2097152;
   info.meta = json{{"camera", "front"}, {"fps", 30}, {"gains", {1.5, 2.0}}};
   return info;
 }
@@ -213,6 +214,7 @@ void expect_same(const SegmentInfo& got, const SegmentInfo& want) {
   EXPECT_EQ(got.attached, want.attached);
   EXPECT_EQ(got.owner_uid, want.owner_uid);
   EXPECT_EQ(got.created_unix_ms, want.created_unix_ms);
+  EXPECT_EQ(got.page_size, want.page_size);
   EXPECT_EQ(got.meta, want.meta);
 }
 
@@ -280,6 +282,29 @@ TEST(MessageRoundTripTest, CreateRequest) {
   EXPECT_EQ(back.dtype, DType::complex64);
   EXPECT_THAT(back.shape, ElementsAre(0, 3, 1));
   EXPECT_EQ(back.meta, request.meta);
+  // Absent means "the daemon's default", and stays absent on the wire.
+  EXPECT_FALSE(back.huge_pages.has_value());
+  EXPECT_FALSE(json(request).contains("huge_pages"));
+}
+
+TEST(MessageRoundTripTest, CreateRequestHugePages) {
+  for (bool huge : {true, false}) {
+    CreateRequest request{"frames", DType::uint8, {4}, json::object()};
+    request.huge_pages = huge;
+    EXPECT_EQ(round_trip(request).huge_pages, std::optional<bool>(huge));
+  }
+  auto body = json{{"name", "a"}, {"dtype", "uint8"}, {"shape", {1}}, {"huge_pages", nullptr}};
+  EXPECT_FALSE(parse<CreateRequest>(body).huge_pages.has_value());
+  body["huge_pages"] = 1;
+  EXPECT_ERRC(parse<CreateRequest>(body), Errc::protocol_error);
+  body["huge_pages"] = "true";
+  EXPECT_ERRC(parse<CreateRequest>(body), Errc::protocol_error);
+}
+
+TEST(MessageRoundTripTest, SegmentInfoFromAnOlderDaemonHasNoPageSize) {
+  json j = sample_info();
+  j.erase("page_size");
+  EXPECT_EQ(parse<SegmentInfo>(j).page_size, 0u);
 }
 
 TEST(MessageRoundTripTest, CreateRequestWithoutMetaGetsAnEmptyObject) {
@@ -774,6 +799,7 @@ std::vector<Golden> golden_messages() {
   info.created_unix_ms = 1700000000000;
   info.meta = json{{"camera", "front"}};
   info.grants = {{1001, Access::read}};
+  info.page_size = 4096;
 
   SegmentInfo listed;
   listed.name = "weights";
@@ -785,6 +811,10 @@ std::vector<Golden> golden_messages() {
   listed.total_bytes = 135168;
   listed.owner_uid = 1000;
   listed.created_unix_ms = 1700000000000;
+  listed.page_size = 2097152;
+
+  CreateRequest huge{"weights", DType::float32, {1024, 1024}, json::object()};
+  huge.huge_pages = true;
 
   return {
       {"hello_request.json",
@@ -796,6 +826,7 @@ std::vector<Golden> golden_messages() {
                                   DType::uint8,
                                   {480, 640, 3},
                                   {{"camera", "front"}, {"note", "caf\xc3\xa9"}}})},
+      {"create_huge_request.json", make_request(12, Op::create, huge)},
       {"attach_request.json", make_request(3, Op::attach, NameRequest{"frames"})},
       {"detach_notice.json", make_notice(4, Op::detach, DetachRequest{"frames", 42})},
       {"reattach_notice.json", make_notice(12, Op::reattach, DetachRequest{"frames", 42})},

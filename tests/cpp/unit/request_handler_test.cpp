@@ -110,6 +110,33 @@ TEST_F(RequestHandlerTest, ListShowsACallerOnlyWhatItMayAttach) {
   EXPECT_THAT(names(bob), ElementsAre("bobs"));
 }
 
+TEST_F(RequestHandlerTest, HugePagesWithoutHugeDirIsRefusedAndChangesNothing) {
+  Connection& alice = connect(kAlice);
+  Connection& watcher = connect(kAlice);
+  call(watcher, Op::subscribe);
+  protocol::CreateRequest request{"big", DType::uint8, {4 << 20}, json::object()};
+  request.huge_pages = true;
+  EXPECT_ERRC_MSG(call(alice, Op::create, request), Errc::invalid_argument, "--huge-dir");
+  EXPECT_THAT(names(alice), IsEmpty());
+  EXPECT_THAT(watcher.events, IsEmpty());
+  // Without a huge dir every segment has the base page size, asked or not.
+  request.huge_pages = false;
+  const auto info = protocol::parse<SegmentInfo>(call(alice, Op::create, request));
+  EXPECT_EQ(info.page_size, static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE)));
+}
+
+TEST(ObjectDirTest, RefusesDirectoriesWithoutHugePages) {
+  // /dev/shm is a tmpfs without huge= here (and anywhere shmem THP is not
+  // forced); the current directory is no tmpfs at all, or one without huge=.
+  for (const char* path : {"/dev/shm", ".", "/nonexistent-shmbridge-dir"}) {
+    EXPECT_ERRC_MSG(bridged::ObjectDir::huge_dir(path), Errc::invalid_argument, "--huge-dir");
+  }
+  bridged::Config config;
+  config.socket_path = "/tmp/unused.sock";
+  config.huge_pages = bridged::HugePolicy::always;
+  EXPECT_ERRC_MSG(bridged::Registry(config, "unused."), Errc::invalid_argument, "--huge-dir");
+}
+
 TEST_F(RequestHandlerTest, EventsReachOnlySubscribersThatMayAttachTheSegment) {
   Connection& alice = connect(kAlice);
   Connection& bob_events = connect(kBob);

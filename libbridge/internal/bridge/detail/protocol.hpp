@@ -106,6 +106,10 @@ struct CreateRequest {
   DType dtype = DType::uint8;
   std::vector<std::int64_t> shape;
   json meta = json::object();
+  /// true: back the data with huge pages (invalid_argument when the daemon
+  /// has no --huge-dir); false: 4 KiB pages in /dev/shm; absent: the
+  /// daemon's --huge-pages default.
+  std::optional<bool> huge_pages = std::nullopt;
 };
 struct NameRequest {  ///< attach, destroy, info
   std::string name;
