@@ -42,7 +42,7 @@ def stream(control, *frames):
     return bytes([control]) + b"".join(frames)
 
 
-def hello(rid=0, protocol=1):
+def hello(rid=0, protocol=2):
     return req(rid, "hello", protocol=protocol, client="seed")
 
 
@@ -109,6 +109,16 @@ SEEDS = {
                                                                uid=STRANGER, access="none"),
                                       req(10, "subscribe"), req(11, "attach", name="w"),
                                       req(12, "destroy", name="w")),
+    # Notices ("reply": false): detach and reattach, right and wrong.
+    "notices": stream(AUTO, create(1, "n", (4,)), req(2, "attach", name="n"),
+                      req(3, "reattach", name="n", segment_id=1, reply=False),
+                      req(4, "detach", name="n", segment_id=1, reply=False),
+                      req(5, "reattach", name="ghost", segment_id=7, reply=False),
+                      req(6, "detach", name="n", segment_id=2, reply=False),
+                      req(7, "list", reply=False), req(8, "create", name="m", dtype="uint8",
+                                                       shape=[1], reply=False),
+                      req(9, "detach", name="n", segment_id=1, reply="no"),
+                      req(10, "info", name="n"), req(11, "destroy", name="n")),
     "errors": stream(AUTO, req(1, "attach", name="ghost"), create(2, "twice", (1,)),
                      create(3, "twice", (1,)), req(4, "info", name="ghost"),
                      req(5, "set_meta", name="ghost", meta={}), req(6, "destroy", name="ghost"),

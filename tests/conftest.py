@@ -120,6 +120,12 @@ class Daemon:
         name = self.shm_prefix.lstrip("/")
         return sorted(p.name for p in Path("/dev/shm").glob(name + "*"))
 
+    def segment_objects(self):
+        """What leftover_shm lists but for the slot table, which lives as long
+        as the daemon (bridge/detail/slot_table.hpp): for a running daemon."""
+        table = self.shm_prefix.lstrip("/") + ".slots"
+        return [name for name in self.leftover_shm() if name != table]
+
     def stop(self, sig=signal.SIGTERM):
         if self.proc.poll() is None:
             self.proc.send_signal(sig)

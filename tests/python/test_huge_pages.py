@@ -150,7 +150,7 @@ def test_huge_segment_has_huge_pages_shared_across_processes(huge_daemon, huge_n
     assert c.info("big")["page_size"] == HUGE
     # It lives in the huge dir, not in /dev/shm.
     assert huge_ns.files() == [obj(huge_daemon, "big")]
-    assert huge_daemon.leftover_shm() == []
+    assert huge_daemon.segment_objects() == []
     seg.array[...] = 7
     child = popen_child(CHECK_AND_WRITE, huge_daemon, "big", 7, 9)
     page_size, pmd_bytes = map(int, finish(child).split())
@@ -174,7 +174,7 @@ def test_auto_policy_and_explicit_choices(huge_daemon, huge_ns):
     assert c.create("forced-small", (4096,), "uint8", huge_pages=True).page_size == HUGE
     assert c.create("refused-big", (4 * MiB,), "uint8", huge_pages=False).page_size == 4096
     assert huge_ns.files() == sorted([prefix + "auto-big", prefix + "forced-small"])
-    assert huge_daemon.leftover_shm() == sorted([prefix + "auto-small", prefix + "refused-big"])
+    assert huge_daemon.segment_objects() == sorted([prefix + "auto-small", prefix + "refused-big"])
     by_name = {s["name"]: s["page_size"] for s in c.list()}
     assert by_name == {"auto-big": HUGE, "auto-small": 4096, "forced-small": HUGE,
                        "refused-big": 4096}
@@ -205,7 +205,7 @@ def test_huge_pages_without_huge_dir_is_an_error_and_changes_nothing(daemon, cli
     with pytest.raises(pybridge.InvalidArgument, match="--huge-dir"):
         client.create_from("big", np.zeros(16, np.uint8), huge_pages=True)
     assert client.list() == before
-    assert daemon.leftover_shm() == []
+    assert daemon.segment_objects() == []
     # Without --huge-dir nothing else changes: 4 KiB pages, also when asked.
     assert client.create("plain", (4 * MiB,), "uint8").page_size == 4096
     assert client.create("asked", (16,), "uint8", huge_pages=False).page_size == 4096
