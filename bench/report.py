@@ -14,7 +14,7 @@ TITLES = {
     3: "1 GiB handoff to another process",
     4: "Wake: one process commits, another wakes",
     5: "First touch: another process reads every page of 1 GiB",
-    6: "Memory: the daemon's resident memory per segment",
+    6: "Memory: the daemon's resident memory per segment, a client's per cached mapping",
     7: "C++ attach against a bare round trip + mmap (Google Benchmark)",
     8: "No stalls: attach while another client creates + destroys 4 GiB arrays",
 }
@@ -47,8 +47,10 @@ EXPLAIN = {
        "*huge pages* rows, see section 3): one fault per 2 MiB. Target (issue 9): ≤ 10 ms "
        "with huge pages.",
     6: "A fresh-ish daemon (the one of this run) before, with, and after 1,000 live 4 KiB "
-       "segments created by one client; /proc/<pid>/status. The ratio is bytes per "
-       "segment ÷ the segment's 4 KiB payload.",
+       "segments created by one client; /proc/<pid>/status. Then the driver's own client "
+       "with 1,000 mappings in its mapping cache (handles closed) against the same client "
+       "once they are released. The ratio is bytes per segment (or mapping) ÷ the "
+       "segment's 4 KiB payload.",
     7: "bench/attach_bench.cpp against the daemon of this run: *fresh* = a segment this "
        "process has no mapping of (created and its handle closed, untimed); the floor = a "
        "bare C++ round trip to a blocking echo server in a forked process + shm_open + fstat "

@@ -357,6 +357,45 @@ class Sections:
                            per, None, "bytes", label, 4096.0,
                            f"{k}: {before[k] / MIB:.1f} MiB before, {after[k] / MIB:.1f} MiB "
                            f"with {n}, {gone[k] / MIB:.1f} MiB after destroying them"))
+        out += self.client_cache_memory(m.client, n, "the segment's own 4 KiB of data")
+        return out
+
+    def client_cache_memory(self, client, n, label_cache):
+        """This (driver) process's memory per mapping its client keeps in its
+        mapping cache, after the handles closed: what re-attach costs to
+        keep."""
+        def status():
+            vals = {}
+            for line in Path("/proc/self/status").read_text().splitlines():
+                k, _, v = line.partition(":")
+                if k in ("VmRSS", "RssAnon", "RssShmem", "VmPTE"):
+                    vals[k] = int(v.split()[0]) * 1024
+            return vals
+
+        limits = client.map_cache()
+        client.set_map_cache(entries=n, bytes=1 << 40, idle=3600)
+        names = [self.key("cached") for _ in range(n)]
+        before = status()
+        for name in names:
+            client.create(name, (4 * KIB,), "uint8").close()
+        cached = status()
+        entries = client.map_cache()["entries"]
+        client.set_map_cache(entries=0)
+        released = status()
+        for name in names:
+            client.destroy(name)
+        client.set_map_cache(entries=limits["max_entries"], bytes=limits["max_bytes"],
+                             idle=limits["idle_s"])
+        out = []
+        for k in ("VmRSS", "RssAnon", "RssShmem", "VmPTE"):
+            per = (cached[k] - released[k]) / max(entries, 1)
+            out.append(row(6, f"client {k} per cached 4 KiB mapping ({entries} cached)",
+                           "shmbridge", per, None, "bytes", label_cache, 4096.0,
+                           f"{k}: {before[k] / MIB:.1f} MiB before, {cached[k] / MIB:.1f} MiB "
+                           f"with {entries} cached, {released[k] / MIB:.1f} MiB once released; "
+                           f"RssShmem is the header and sync pages the client read (shared "
+                           f"with the daemon, not extra memory); the cache keeps 64 "
+                           f"mappings by default"))
         return out
 
     # ---- 7: C++ (Google Benchmark) ---------------------------------------------
