@@ -237,6 +237,7 @@ bool Connection::forked() const noexcept {
 
 void Connection::detach_async(const std::string& name, std::uint64_t id, bool held) noexcept {
   try {
+    cache_.forget_if_gone(name, id);
     {
       std::lock_guard book(book_);
       auto it = held ? attached_.find({name, id}) : attached_.end();

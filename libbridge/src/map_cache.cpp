@@ -76,7 +76,8 @@ std::optional<MapCache::Hit> MapCache::lookup(std::string_view name) {
 void MapCache::insert(std::shared_ptr<const SegmentInfo> info, std::shared_ptr<os::Mapping> mapping,
                       std::uint32_t slot, std::uint64_t access_epoch) {
   std::lock_guard lock(mutex_);
-  if (!table_ || slot >= slot_count_ || limits_.entries == 0 || mapping->size() > limits_.bytes) {
+  if (!table_ || slot >= slot_count_ || limits_.entries == 0 || mapping->size() > limits_.bytes ||
+      mapping->size() > limits_.max_mapping_bytes) {
     return;
   }
   if (auto it = entries_.find(info->name); it != entries_.end()) erase_locked(it);
@@ -91,6 +92,14 @@ void MapCache::insert(std::shared_ptr<const SegmentInfo> info, std::shared_ptr<o
 void MapCache::forget(std::string_view name) {
   std::lock_guard lock(mutex_);
   if (auto it = entries_.find(name); it != entries_.end()) erase_locked(it);
+}
+
+void MapCache::forget_if_gone(std::string_view name, std::uint64_t id) {
+  std::lock_guard lock(mutex_);
+  auto it = entries_.find(name);
+  if (it != entries_.end() && it->second.info->id == id && !vouched_locked(it->second)) {
+    erase_locked(it);
+  }
 }
 
 void MapCache::clear() {
@@ -121,6 +130,11 @@ void MapCache::sweep_locked(Clock::time_point now) {
   for (auto it = entries_.begin(); it != entries_.end();) {
     auto next = std::next(it);
     if (now - it->second.last_used > limits_.idle || !vouched_locked(it->second)) erase_locked(it);
+    it = next;
+  }
+  for (auto it = entries_.begin(); it != entries_.end();) {
+    auto next = std::next(it);
+    if (it->second.mapping->size() > limits_.max_mapping_bytes) erase_locked(it);
     it = next;
   }
   while (!entries_.empty() && (entries_.size() > limits_.entries || bytes_ > limits_.bytes)) {

@@ -88,19 +88,22 @@ void bind_client(nb::module_& m) {
                                    {"evictions", s.evictions},
                                    {"max_entries", s.limits.entries},
                                    {"max_bytes", s.limits.bytes},
-                                   {"idle_s", s.limits.idle.count() / 1000.0}});
+                                   {"idle_s", s.limits.idle.count() / 1000.0},
+                                   {"max_mapping_bytes", s.limits.max_mapping_bytes}});
            })
       .def(
           "set_map_cache",
-          [](Client& c, std::size_t entries, std::uint64_t bytes, double idle_s) {
+          [](Client& c, std::size_t entries, std::uint64_t bytes, double idle_s,
+             std::uint64_t max_mapping_bytes) {
             if (!(idle_s >= 0) || idle_s > 1e9) {
               throw bridge::Error(bridge::Errc::invalid_argument,
                                   "idle must be a number of seconds >= 0");
             }
             c.set_map_cache({entries, bytes,
-                             std::chrono::milliseconds(static_cast<std::int64_t>(idle_s * 1000))});
+                             std::chrono::milliseconds(static_cast<std::int64_t>(idle_s * 1000)),
+                             max_mapping_bytes});
           },
-          nb::arg("entries"), nb::arg("bytes"), nb::arg("idle_s"))
+          nb::arg("entries"), nb::arg("bytes"), nb::arg("idle_s"), nb::arg("max_mapping_bytes"))
       .def(
           "events",
           [](Client& c, std::optional<std::string> name) {

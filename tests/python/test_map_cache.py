@@ -272,3 +272,29 @@ def test_cached_mappings_are_released_when_evicted_or_the_client_closes(daemon, 
         other.destroy("kept")
     client.close()
     assert not mapped()
+
+
+def test_a_destroyed_segments_mapping_goes_with_its_last_handle(daemon, client):
+    maps = Path("/proc/self/maps")
+    shm_name = daemon.shm_prefix.lstrip("/") + "g"
+    client.create("g", (4,), "uint8").close()
+    held = client.attach("g")
+    with pybridge.connect(daemon.socket) as other:
+        other.destroy("g")
+    assert client.map_cache()["entries"] == 1
+    held.close()
+    del held
+    # Its pages are freed now, by this close, not inside some later attach.
+    assert client.map_cache()["entries"] == 0
+    assert not any(line.endswith(shm_name) for line in maps.read_text().splitlines())
+
+
+def test_large_mappings_are_not_kept(daemon, client):
+    client.set_map_cache(max_mapping_bytes=1 << 20)
+    client.create("large", (2 << 20,), "uint8").close()
+    client.create("small", (4096,), "uint8").close()
+    stats = client.map_cache()
+    assert stats["entries"] == 1 and stats["max_mapping_bytes"] == 1 << 20
+    assert stats["bytes"] == client.info("small")["total_bytes"]
+    client.destroy("large")
+    client.destroy("small")

@@ -34,8 +34,12 @@ std::string default_socket_path();
 /// and no mmap (see Client::attach). `entries` = 0 turns the cache off.
 struct MapCacheLimits {
   std::size_t entries = 64;
-  std::uint64_t bytes = 4ull << 30;       ///< mapped bytes (address space)
+  std::uint64_t bytes = 4ull << 30;       ///< mapped bytes (address space), all entries
   std::chrono::milliseconds idle{5'000};  ///< unused this long: released
+  /// Larger mappings are not kept: when a segment is destroyed, whoever drops
+  /// the last mapping frees its pages (about 0.3 s per GiB of 4 KiB pages),
+  /// and that should be the close of its last handle, not a later attach.
+  std::uint64_t max_mapping_bytes = 256ull << 20;
 };
 
 /// What the mapping cache holds now and how it has done.

@@ -135,7 +135,7 @@ class Client:
     def map_cache(self) -> Dict[str, Any]:
         """This client's mapping cache: ``entries``, mapped ``bytes``, ``hits``,
         ``misses``, ``evictions`` and its bounds (``max_entries``,
-        ``max_bytes``, ``idle_s``).
+        ``max_bytes``, ``idle_s``, ``max_mapping_bytes``).
 
         A name this client created or attached before is attached again from
         the cache, with no daemon round trip and no mmap, for as long as the
@@ -145,15 +145,21 @@ class Client:
         return json.loads(self._client().map_cache_json())
 
     def set_map_cache(self, entries: Optional[int] = None, bytes: Optional[int] = None,
-                      idle: Optional[float] = None) -> None:
+                      idle: Optional[float] = None,
+                      max_mapping_bytes: Optional[int] = None) -> None:
         """Bounds the mapping cache: at most ``entries`` mappings (0 turns it
         off) and ``bytes`` of mapped address space; a mapping unused for
-        ``idle`` seconds is released. Arguments left out keep their value."""
+        ``idle`` seconds is released; mappings larger than
+        ``max_mapping_bytes`` (256 MiB) are not kept, since freeing the pages
+        of a destroyed segment falls to whoever drops its last mapping.
+        Arguments left out keep their value."""
         core = self._client()
         now = json.loads(core.map_cache_json())
-        core.set_map_cache(now["max_entries"] if entries is None else int(entries),
-                           now["max_bytes"] if bytes is None else int(bytes),
-                           now["idle_s"] if idle is None else float(idle))
+        core.set_map_cache(
+            now["max_entries"] if entries is None else int(entries),
+            now["max_bytes"] if bytes is None else int(bytes),
+            now["idle_s"] if idle is None else float(idle),
+            now["max_mapping_bytes"] if max_mapping_bytes is None else int(max_mapping_bytes))
 
     def stats(self) -> Dict[str, Any]:
         """The daemon's counters (pid, segments, bytes, clients, shm_prefix ...)."""

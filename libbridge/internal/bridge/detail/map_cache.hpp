@@ -53,6 +53,10 @@ class MapCache {
               std::uint32_t slot, std::uint64_t access_epoch);
   /// Drops `name`'s entry (this client destroyed it: its pages go now).
   void forget(std::string_view name);
+  /// Drops `name`'s entry if it holds segment `id` and the slot table no
+  /// longer vouches for it: a handle of a destroyed segment closed, so its
+  /// pages are freed now rather than inside a later attach.
+  void forget_if_gone(std::string_view name, std::uint64_t id);
   void clear();
 
   void set_limits(const MapCacheLimits& limits);
