@@ -39,7 +39,7 @@ struct MapCacheLimits {
   /// Larger mappings are not kept: when a segment is destroyed, whoever drops
   /// the last mapping frees its pages (about 0.3 s per GiB of 4 KiB pages),
   /// and that should be the close of its last handle, not a later attach.
-  std::uint64_t max_mapping_bytes = 256ull << 20;
+  std::uint64_t max_mapping_bytes = 128ull << 20;
 };
 
 /// What the mapping cache holds now and how it has done.

@@ -150,7 +150,7 @@ class Client:
         """Bounds the mapping cache: at most ``entries`` mappings (0 turns it
         off) and ``bytes`` of mapped address space; a mapping unused for
         ``idle`` seconds is released; mappings larger than
-        ``max_mapping_bytes`` (256 MiB) are not kept, since freeing the pages
+        ``max_mapping_bytes`` (128 MiB) are not kept, since freeing the pages
         of a destroyed segment falls to whoever drops its last mapping.
         Arguments left out keep their value."""
         core = self._client()
