@@ -3,26 +3,19 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
 
+#include "bridge/detail/os/process.hpp"
 #include "bridge/detail/os/unix_socket.hpp"
 #include "bridge/version.hpp"
 
 namespace bridge::detail {
 
 namespace {
-// Counts fork()s in this process (the child's handler): a connection made
-// before the last one belongs to the parent. Cheaper than getpid() on every
-// cached attach.
-std::atomic<std::uint64_t> fork_generation{0};
-[[maybe_unused]] const int fork_handler_installed = ::pthread_atfork(
-    nullptr, nullptr, [] { fork_generation.fetch_add(1, std::memory_order_relaxed); });
-
 // Notices wait this many at most before they are sent anyway.
 constexpr std::size_t kMaxQueuedNotices = 64;
 
@@ -65,7 +58,7 @@ std::shared_ptr<const os::Mapping> map_slot_table(const Connection::Reply& reply
 Connection::Connection(std::string socket_path, std::string client_name)
     : socket_path_(std::move(socket_path)),
       client_name_(std::move(client_name)),
-      fork_generation_(fork_generation.load(std::memory_order_relaxed)) {
+      pid_(os::this_pid()) {
   std::lock_guard lock(mutex_);
   connect_locked();
 }
@@ -176,7 +169,7 @@ Connection::Reply Connection::call(protocol::Op op, const protocol::json& body) 
     // A child of fork(): the socket is its parent's. Connect anew; holding
     // what the parent held, the child re-attaches it.
     fd_.reset();
-    fork_generation_ = fork_generation.load(std::memory_order_relaxed);
+    pid_ = os::this_pid();
   }
   if (fd_ && hung_up_locked()) fd_.reset();
   if (!fd_) connect_locked();
@@ -232,7 +225,7 @@ void Connection::note_attached(const std::string& name, std::uint64_t id) {
 }
 
 bool Connection::forked() const noexcept {
-  return fork_generation.load(std::memory_order_relaxed) != fork_generation_.load();
+  return os::this_pid() != pid_.load();
 }
 
 void Connection::detach_async(const std::string& name, std::uint64_t id, bool held) noexcept {

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <climits>
 
+#include "bridge/detail/os/process.hpp"
 #include "bridge/error.hpp"
 
 namespace bridge::sync {
@@ -24,22 +25,6 @@ constexpr int kSpinIterations = 200;
 // online_cpus() re-reads the count every this many calls on a thread (it
 // reads /sys/devices/system/cpu/online).
 constexpr int kOnlineRecheck = 4096;
-
-// This process's pid, for last_writer_pid without a getpid syscall (0.25 us
-// here) per commit. Reset in a fork()ed child, whose pid differs.
-std::atomic<std::int32_t> cached_pid{0};
-
-std::int32_t current_pid() {
-  static const bool reset_on_fork = ::pthread_atfork(nullptr, nullptr, [] {
-                                      cached_pid.store(0, std::memory_order_relaxed);
-                                    }) == 0;
-  std::int32_t pid = cached_pid.load(std::memory_order_relaxed);
-  if (pid == 0 || !reset_on_fork) {
-    pid = static_cast<std::int32_t>(::getpid());
-    cached_pid.store(pid, std::memory_order_relaxed);
-  }
-  return pid;
-}
 
 // The calling thread's spin policy for version waits (per thread: threads
 // wait for different partners).
@@ -172,7 +157,7 @@ int online_cpus() noexcept {
 }
 
 std::uint64_t bump_version(SyncBlock& sync) {
-  sync.last_writer_pid.store(current_pid(), std::memory_order_relaxed);
+  sync.last_writer_pid.store(static_cast<std::int32_t>(os::this_pid()), std::memory_order_relaxed);
   sync.last_commit_unix_ns.store(now_unix_ns(), std::memory_order_relaxed);
   // An atomic add, not load + store: lockless commits race locked ones.
   return sync.version.fetch_add(1, std::memory_order_acq_rel) + 1;

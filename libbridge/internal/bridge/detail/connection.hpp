@@ -108,8 +108,8 @@ class Connection {
   std::atomic<std::uint64_t> reconnects_{0};
   protocol::HelloReply hello_;
   std::string outbox_;  ///< notice frames not yet (fully) sent
-  /// The fork generation this connection's socket belongs to (see fork above).
-  std::atomic<std::uint64_t> fork_generation_;
+  /// The process this connection's socket belongs to (see fork above).
+  std::atomic<pid_t> pid_;
   MapCache cache_;
 
   /// Guards what close() touches, so it never waits for a call in progress.
