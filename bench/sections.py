@@ -367,10 +367,10 @@ class Sections:
                            per, None, "bytes", label, 4096.0,
                            f"{k}: {before[k] / MIB:.1f} MiB before, {after[k] / MIB:.1f} MiB "
                            f"with {n}, {gone[k] / MIB:.1f} MiB after destroying them"))
-        out += self.client_cache_memory(m.client, n, "the segment's own 4 KiB of data")
+        out += self.client_cache_memory(m.client, n, label)
         return out
 
-    def client_cache_memory(self, client, n, label_cache):
+    def client_cache_memory(self, client, n, label):
         """This (driver) process's memory per mapping its client keeps in its
         mapping cache, after the handles closed: what re-attach costs to
         keep."""
@@ -400,7 +400,7 @@ class Sections:
         for k in ("VmRSS", "RssAnon", "RssShmem", "VmPTE"):
             per = (cached[k] - released[k]) / max(entries, 1)
             out.append(row(6, f"client {k} per cached 4 KiB mapping ({entries} cached)",
-                           "shmbridge", per, None, "bytes", label_cache, 4096.0,
+                           "shmbridge", per, None, "bytes", label, 4096.0,
                            f"{k}: {before[k] / MIB:.1f} MiB before, {cached[k] / MIB:.1f} MiB "
                            f"with {entries} cached, {released[k] / MIB:.1f} MiB once released; "
                            f"RssShmem is the header and sync pages the client read (shared "

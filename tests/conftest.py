@@ -73,6 +73,11 @@ def binary(name):
     return str(path)
 
 
+#: The daemon's slot table, its prefix + this (bridge/detail/slot_table.hpp):
+#: one object that lives as long as the daemon, not a segment.
+SLOT_TABLE = ".slots"
+
+
 class Daemon:
     """A running bridged on a private socket.
 
@@ -123,7 +128,7 @@ class Daemon:
     def segment_objects(self):
         """What leftover_shm lists but for the slot table, which lives as long
         as the daemon (bridge/detail/slot_table.hpp): for a running daemon."""
-        table = self.shm_prefix.lstrip("/") + ".slots"
+        table = self.shm_prefix.lstrip("/") + SLOT_TABLE
         return [name for name in self.leftover_shm() if name != table]
 
     def stop(self, sig=signal.SIGTERM):

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import pybridge
-from conftest import TIME_SCALE, Daemon
+from conftest import SLOT_TABLE, TIME_SCALE, Daemon
 
 #: Staging objects of creates in progress: <prefix>.creating.<hex>.
 STAGING_INFIX = ".creating."
@@ -93,9 +93,6 @@ def stop_clean(daemon):
 def shm_root(daemon):
     """/dev/shm as the daemon sees it (its mount namespace, through /proc)."""
     return Path(f"/proc/{daemon.proc.pid}/root/dev/shm")
-
-
-SLOT_TABLE = ".slots"  # the daemon's slot table (bridge/detail/slot_table.hpp)
 
 
 def objects(daemon, root=Path("/dev/shm")):

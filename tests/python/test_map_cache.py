@@ -17,10 +17,9 @@ import numpy as np
 import pytest
 
 import pybridge
-from conftest import Daemon
+from conftest import SLOT_TABLE, Daemon
 from crash_helpers import killed
 
-SLOT_TABLE = ".slots"
 SLOT_TABLE_HEADER = 64
 SLOT_BYTES = 16
 

@@ -19,7 +19,7 @@ import time
 import pytest
 
 import pybridge
-from conftest import TIME_SCALE, Daemon, run_peer, skip_or_fail
+from conftest import SLOT_TABLE, TIME_SCALE, Daemon, run_peer, skip_or_fail
 from crash_helpers import assert_prefix_consistent, objects, shm_root
 from mut_helpers import finish, popen_child
 
@@ -172,7 +172,7 @@ def test_full_dev_shm(full_daemon):
         c.destroy(name)
     assert objects(d, root) == []
     # All but the daemon's slot table (bridge/detail/slot_table.hpp).
-    table = (root / (d.shm_prefix.lstrip("/") + ".slots")).stat().st_blocks * 512
+    table = (root / (d.shm_prefix.lstrip("/") + SLOT_TABLE)).stat().st_blocks * 512
     assert free_bytes(root) == TMPFS_BYTES - table
     with c.create("after", (8 * MiB,), "uint8") as seg:
         seg.array[...] = 1

@@ -67,16 +67,18 @@ inline std::string make_temp_dir() {
 }
 
 /// Files in /dev/shm whose names start with `shm_prefix` (given as the
-/// daemon reports it, with or without the leading '/'), but for the daemon's
-/// slot table, which lives as long as the daemon (pytest's daemon fixture
-/// checks that it is gone after a stop).
-inline std::vector<std::string> shm_files_with_prefix(std::string shm_prefix) {
+/// daemon reports it, with or without the leading '/'). The daemon's slot
+/// table lives as long as the daemon: counted only with `with_slot_table`
+/// (after a stop, when it must be gone too).
+inline std::vector<std::string> shm_files_with_prefix(std::string shm_prefix,
+                                                      bool with_slot_table = false) {
   if (!shm_prefix.empty() && shm_prefix.front() == '/') shm_prefix.erase(0, 1);
   std::vector<std::string> found;
   if (shm_prefix.empty()) return {"<empty shm prefix: refusing to match everything>"};
   for (const auto& entry : std::filesystem::directory_iterator("/dev/shm")) {
     const std::string name = entry.path().filename().string();
-    if (name.rfind(shm_prefix, 0) == 0 && name != shm_prefix + bridge::kSlotTableSuffix) {
+    if (name.rfind(shm_prefix, 0) == 0 &&
+        (with_slot_table || name != shm_prefix + bridge::kSlotTableSuffix)) {
       found.push_back(name);
     }
   }
@@ -242,8 +244,9 @@ class DaemonTest : public ::testing::Test {
           << "bridged " << describe_wait_status(status) << " after SIGTERM. Log:\n"
           << daemon_->log();
       if (!shm_prefix_.empty()) {
-        EXPECT_THAT(shm_files_with_prefix(shm_prefix_), ::testing::IsEmpty())
-            << "segments left in /dev/shm after the daemon stopped";
+        EXPECT_THAT(shm_files_with_prefix(shm_prefix_, /*with_slot_table=*/true),
+                    ::testing::IsEmpty())
+            << "segments (or the slot table) left in /dev/shm after the daemon stopped";
       }
     }
     daemon_.reset();
