@@ -167,6 +167,7 @@ void Client::destroy(std::string_view name) {
   validate_segment_name(name);
   connection_->call(Op::destroy, protocol::NameRequest{std::string(name)});
   connection_->cache().forget(name);
+  connection_->note_destroyed(std::string(name));
 }
 
 DaemonStats Client::stats() {

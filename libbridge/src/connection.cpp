@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <array>
+#include <cstring>
+#include <utility>
 
 #include "bridge/detail/os/process.hpp"
 #include "bridge/detail/os/unix_socket.hpp"
@@ -66,6 +68,7 @@ Connection::Connection(std::string socket_path, std::string client_name)
 void Connection::connect_locked() {
   const bool again = hello_.pid != 0;
   fd_ = os::connect_unix(socket_path_);
+  inbox_.clear();  // the old socket's
   os::set_socket_timeouts(fd_.get(), kReplyTimeout);
   // Whatever was queued for the old connection is moot: the new daemon
   // knows nothing of it. What is still held is attached again below, and
@@ -76,6 +79,7 @@ void Connection::connect_locked() {
     std::lock_guard book(book_);
     held = attached_;
     pending_notices_.clear();
+    destroyed_.clear();  // what this client destroyed is unknown to the new daemon too
   }
   protocol::HelloRequest hello{protocol::kProtocolVersion, client_name_};
   Reply reply = exchange_locked(protocol::Op::hello, hello);
@@ -131,29 +135,48 @@ bool Connection::hung_up_locked() {
 }
 
 protocol::json Connection::read_frame_locked(std::vector<os::UniqueFd>& fds) {
+  // One recvmsg for a whole reply where it fits (most do), not one for the
+  // length and another for the payload: a syscall is ~1 µs here, and a
+  // wake-up of this thread between the two costs far more.
+  constexpr std::size_t kChunk = 4096;
+  std::array<char, kChunk> chunk;
+  while (inbox_.size() < protocol::kFrameHeaderBytes) {
+    inbox_.append(chunk.data(), os::recv_some(fd_.get(), chunk.data(), chunk.size(), fds));
+  }
   std::array<unsigned char, protocol::kFrameHeaderBytes> prefix{};
-  os::recv_exact(fd_.get(), prefix.data(), prefix.size(), fds);
-  std::string payload(protocol::decode_frame_length(prefix), '\0');
-  os::recv_exact(fd_.get(), payload.data(), payload.size(), fds);
-  return protocol::decode_payload(payload);
+  std::memcpy(prefix.data(), inbox_.data(), prefix.size());
+  const std::size_t frame = protocol::kFrameHeaderBytes + protocol::decode_frame_length(prefix);
+  if (inbox_.size() < frame) {
+    const std::size_t have = inbox_.size();
+    inbox_.resize(frame);
+    try {
+      os::recv_exact(fd_.get(), inbox_.data() + have, frame - have, fds);
+    } catch (...) {
+      inbox_.clear();
+      throw;
+    }
+  }
+  protocol::json message = protocol::decode_payload(std::string_view(inbox_).substr(
+      protocol::kFrameHeaderBytes, frame - protocol::kFrameHeaderBytes));
+  inbox_.erase(0, frame);
+  return message;
 }
 
-void Connection::flush_locked(bool block) {
+void Connection::encode_notices_locked() {
+  std::lock_guard book(book_);
+  for (const auto& [op, request] : pending_notices_) {
+    outbox_ += protocol::encode_frame(protocol::make_notice(next_id_++, op, request));
+  }
+  pending_notices_.clear();
+}
+
+void Connection::flush_locked() {
   for (;;) {
     if (outbox_.empty()) {
       // Encoded only once the previous batch is out: until then, queued
       // notices can still cancel each other (see notify_async).
-      std::lock_guard book(book_);
-      for (const auto& [op, request] : pending_notices_) {
-        outbox_ += protocol::encode_frame(protocol::make_notice(next_id_++, op, request));
-      }
-      pending_notices_.clear();
+      encode_notices_locked();
       if (outbox_.empty()) return;
-    }
-    if (block) {
-      os::send_all(fd_.get(), outbox_);
-      outbox_.clear();
-      continue;
     }
     const std::size_t sent = os::send_some_with_fd(fd_.get(), outbox_, -1);
     if (sent == 0) return;  // the socket is full: the next call sends the rest
@@ -171,24 +194,22 @@ Connection::Reply Connection::call(protocol::Op op, const protocol::json& body) 
     fd_.reset();
     pid_ = os::this_pid();
   }
-  if (fd_ && hung_up_locked()) fd_.reset();
+  // Bytes past the last reply are something the daemon sent unasked: only
+  // its goodbye before hanging up.
+  if (fd_ && (!inbox_.empty() || hung_up_locked())) fd_.reset();
   if (!fd_) connect_locked();
-  try {
-    // Detaches queued before this call go first, so that the daemon sees
-    // this client's requests in the order they were made.
-    flush_locked(true);
-  } catch (const Error&) {
-    fd_.reset();
-    throw;
-  }
+  // Notices queued before this call go first, in the same send, so that the
+  // daemon sees this client's requests in the order they were made.
+  encode_notices_locked();
   return exchange_locked(op, body);
 }
 
 Connection::Reply Connection::exchange_locked(protocol::Op op, const protocol::json& body) {
   const std::uint64_t id = next_id_++;
   // Encoding first: a request too large to send leaves the connection intact.
-  const std::string frame =
+  std::string frame =
       protocol::encode_frame(protocol::make_request(id, op, body), protocol::kMaxRequestBytes);
+  if (!outbox_.empty()) frame.insert(0, std::exchange(outbox_, {}));
   Reply reply;
   try {
     try {
@@ -224,6 +245,14 @@ void Connection::note_attached(const std::string& name, std::uint64_t id) {
   ++attached_[{name, id}];
 }
 
+void Connection::note_destroyed(const std::string& name) {
+  std::lock_guard book(book_);
+  for (auto it = attached_.lower_bound({name, 0}); it != attached_.end() && it->first.first == name;
+       ++it) {
+    destroyed_.insert(it->first.second);
+  }
+}
+
 bool Connection::forked() const noexcept {
   return os::this_pid() != pid_.load();
 }
@@ -235,6 +264,8 @@ void Connection::detach_async(const std::string& name, std::uint64_t id, bool he
       std::lock_guard book(book_);
       auto it = held ? attached_.find({name, id}) : attached_.end();
       if (it != attached_.end() && --it->second == 0) attached_.erase(it);
+      const bool destroyed = destroyed_.count(id) != 0;
+      if (destroyed && attached_.count({name, id}) == 0) destroyed_.erase(id);
       // A re-attach the daemon has not heard of yet and this detach cancel out.
       for (auto q = pending_notices_.rbegin(); q != pending_notices_.rend(); ++q) {
         if (q->first == protocol::Op::reattach && q->second.id == id && q->second.name == name) {
@@ -242,6 +273,10 @@ void Connection::detach_async(const std::string& name, std::uint64_t id, bool he
           return;
         }
       }
+      // Destroyed by this client: the daemon forgot the segment, and its
+      // attachments with it (a detach would be ignored). Not sending one
+      // spares the daemon a wake-up per create/destroy cycle.
+      if (destroyed) return;
       pending_notices_.push_back({protocol::Op::detach, protocol::DetachRequest{name, id}});
     }
     notify_async(std::nullopt);
@@ -279,7 +314,7 @@ void Connection::notify_async(std::nullopt_t) noexcept {
     std::unique_lock lock(mutex_, std::try_to_lock);
     if (!lock.owns_lock() || closed_ || !fd_ || forked()) return;
     try {
-      flush_locked(false);
+      flush_locked();
     } catch (const Error&) {
       fd_.reset();  // the daemon is gone; it learns of the detach at disconnect
     }
@@ -296,10 +331,10 @@ void Connection::close() {
   cache_.clear();
 }
 
-os::UniqueFd Connection::release_fd() {
+std::pair<os::UniqueFd, std::string> Connection::release_fd() {
   std::lock_guard lock(mutex_);
   closed_ = true;
-  return std::move(fd_);
+  return {std::move(fd_), std::exchange(inbox_, {})};
 }
 
 protocol::HelloReply Connection::hello() const {

@@ -128,6 +128,36 @@ def test_the_attached_count_stays_exact(daemon, client):
     client.destroy("c")
 
 
+def test_closing_what_this_client_destroyed_sends_nothing(daemon, client):
+    # The daemon forgets a destroyed segment and its attachments: a detach
+    # for it would be a wasted wake-up per create/destroy cycle. The
+    # daemon's request counter (notices included) shows what was sent.
+    def requests_since(before):
+        return client.stats()["requests"] - before - 1  # minus this stats
+
+    before = client.stats()["requests"]
+    for i in range(5):
+        seg = client.create(f"d{i}", (4,), "uint8")
+        client.destroy(f"d{i}")
+        seg.close()
+    assert requests_since(before) == 10  # 5 creates + 5 destroys, no detach
+    # A segment destroyed by someone else still gets its detach (this client
+    # cannot know it is gone without asking), and a live one certainly does.
+    with pybridge.connect(daemon.socket) as other:
+        other.create("elsewhere", (4,), "uint8").close()
+        before = client.stats()["requests"]
+        held = client.attach("elsewhere")
+        other.destroy("elsewhere")
+        held.close()
+        assert requests_since(before) == 3  # the attach, other's destroy, the detach
+    before = client.stats()["requests"]
+    with client.create("live", (4,), "uint8"):
+        pass
+    assert requests_since(before) == 2  # the create and its detach
+    assert client.info("live")["attached"] == 0
+    client.destroy("live")
+
+
 def test_a_restarted_daemon_is_asked_again(tmp_path):
     d = Daemon(tmp_path, ephemeral=False)
     client = pybridge.connect(d.socket)

@@ -101,32 +101,34 @@ std::size_t send_some_with_fd(int fd, std::string_view bytes, int pass_fd) {
 void recv_exact(int fd, void* out, std::size_t size, std::vector<UniqueFd>& fds) {
   auto* dst = static_cast<char*>(out);
   std::size_t got = 0;
-  while (got < size) {
-    iovec iov{dst + got, size - got};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)];
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    ssize_t n;
-    do {
-      n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) socket_failure(errno, "receive");
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-        const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (std::size_t i = 0; i < count; ++i) {
-          int received;
-          std::memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-          fds.emplace_back(received);
-        }
+  while (got < size) got += recv_some(fd, dst + got, size - got, fds);
+}
+
+std::size_t recv_some(int fd, void* out, std::size_t size, std::vector<UniqueFd>& fds) {
+  iovec iov{out, size};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)];
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n;
+  do {
+    n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) socket_failure(errno, "receive");
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+      const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (std::size_t i = 0; i < count; ++i) {
+        int received;
+        std::memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+        fds.emplace_back(received);
       }
     }
-    if (n == 0) throw Error(Errc::daemon_unavailable, "the daemon closed the connection");
-    got += static_cast<std::size_t>(n);
   }
+  if (n == 0) throw Error(Errc::daemon_unavailable, "the daemon closed the connection");
+  return static_cast<std::size_t>(n);
 }
 
 }  // namespace bridge::os

@@ -29,6 +29,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -56,6 +57,9 @@ class Connection {
 
   /// Bookkeeping of live Segments, for re-attaching after a reconnect.
   void note_attached(const std::string& name, std::uint64_t id);
+  /// This client destroyed `name`: the daemon has forgotten every segment
+  /// id it held under that name, so their detaches need not be sent.
+  void note_destroyed(const std::string& name);
   /// Forgets one attachment of segment `id` (one noted with note_attached,
   /// unless `held` is false) and tells the daemon without waiting: never
   /// blocks, whatever the daemon or other threads are doing.
@@ -72,8 +76,9 @@ class Connection {
   /// Closes the connection for good: later calls fail with daemon_unavailable.
   void close();
   /// Takes the socket out of this connection (which then acts closed), for
-  /// a stream that reads it directly after a `subscribe`.
-  os::UniqueFd release_fd();
+  /// a stream that reads it directly after a `subscribe`, with the bytes
+  /// already received past the last reply (the start of its first frames).
+  std::pair<os::UniqueFd, std::string> release_fd();
   const std::string& socket_path() const noexcept { return socket_path_; }
   protocol::HelloReply hello() const;
   /// How many times this connection has connected again after losing the daemon.
@@ -89,9 +94,12 @@ class Connection {
   short poll_now_locked(short events) const;
   /// Reads one whole frame and decodes it; descriptors that came with it go to `fds`.
   protocol::json read_frame_locked(std::vector<os::UniqueFd>& fds);
-  /// Sends queued notices (and the rest of a partly sent one): all of it
-  /// when `block`, else as much as the socket takes now.
-  void flush_locked(bool block);
+  /// Sends queued notices (and the rest of a partly sent one), as much as
+  /// the socket takes now.
+  void flush_locked();
+  /// Encodes the queued notices onto the end of outbox_ (which the next
+  /// request carries in front of its own frame).
+  void encode_notices_locked();
   /// Sends queued notices as far as the socket takes them now, unless
   /// another thread holds the socket (it sends them) or this is a forked child.
   void notify_async(std::nullopt_t) noexcept;
@@ -108,6 +116,7 @@ class Connection {
   std::atomic<std::uint64_t> reconnects_{0};
   protocol::HelloReply hello_;
   std::string outbox_;  ///< notice frames not yet (fully) sent
+  std::string inbox_;   ///< bytes received past the last whole frame
   /// The process this connection's socket belongs to (see fork above).
   std::atomic<pid_t> pid_;
   MapCache cache_;
@@ -115,6 +124,7 @@ class Connection {
   /// Guards what close() touches, so it never waits for a call in progress.
   mutable std::mutex book_;
   std::map<std::pair<std::string, std::uint64_t>, std::uint32_t> attached_;
+  std::set<std::uint64_t> destroyed_;  ///< ids in attached_ that note_destroyed saw
   std::vector<std::pair<protocol::Op, protocol::DetachRequest>> pending_notices_;
 };
 

@@ -34,4 +34,9 @@ std::size_t send_some_with_fd(int fd, std::string_view bytes, int pass_fd);
 /// appended to `fds`. Throws Error(daemon_unavailable) on EOF or reset.
 void recv_exact(int fd, void* out, std::size_t size, std::vector<UniqueFd>& fds);
 
+/// Receives what has arrived, at least one byte and at most `size`, into
+/// `out` (blocking until something does); descriptors as for recv_exact.
+/// Returns the byte count. Throws Error(daemon_unavailable) on EOF or reset.
+std::size_t recv_some(int fd, void* out, std::size_t size, std::vector<UniqueFd>& fds);
+
 }  // namespace bridge::os
