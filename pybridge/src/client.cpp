@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "bridge/bridge.hpp"
+#include "bridge/detail/autostart.hpp"
 #include "bridge/detail/protocol.hpp"
 #include "pybridge.hpp"
 
@@ -31,10 +32,10 @@ void bind_client(nb::module_& m) {
   nb::class_<Client>(m, "Client", "A connection to bridged (see pybridge.Client).")
       .def_static(
           "connect",
-          [](const std::optional<std::string>& socket_path) {
-            return socket_path ? Client::connect(*socket_path) : Client::connect();
+          [](const std::optional<std::string>& socket_path, bool autostart) {
+            return Client::connect(bridge::ConnectOptions{socket_path.value_or(""), autostart});
           },
-          nb::arg("socket_path") = nb::none(), Release())
+          nb::arg("socket_path") = nb::none(), nb::arg("autostart") = true, Release())
       .def(
           "create",
           [](Client& c, const std::string& name, const std::vector<std::int64_t>& shape,

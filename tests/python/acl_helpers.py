@@ -311,6 +311,17 @@ def op_attach(s, name):
             "values": seg.array.tolist(), "version": seg.version}
 
 
+def op_protocols(s, name):
+    """NumPy's view of an attached segment through __array__: the alias and a copy."""
+    import numpy as np
+
+    seg = s.segs[name]
+    alias, copy = np.asarray(seg), np.array(seg)
+    return {"alias_writeable": alias.flags.writeable,
+            "alias_shares": bool(np.shares_memory(alias, seg.array)),
+            "copy_writeable": copy.flags.writeable, "values": copy.tolist()}
+
+
 def op_values(s, name):
     return s.segs[name].array.tolist()
 

@@ -25,8 +25,8 @@ from acl_helpers import (GROUP, Remote, UserDaemon, bridgectl_as, close_all_remo
                          collect_events, ctl_json, ensure_accounts, make_socket_home, mode_of,
                          op_attach, op_client, op_commit, op_connect, op_create, op_error,
                          op_escalate, op_events_collect, op_events_open, op_listdir, op_lock,
-                         op_open, op_poke, op_rewrite_owner, op_snapshot, op_state, op_try_lock,
-                         op_unlock, op_values, op_wait, op_whoami, op_write)
+                         op_open, op_poke, op_protocols, op_rewrite_owner, op_snapshot, op_state,
+                         op_try_lock, op_unlock, op_values, op_wait, op_whoami, op_write)
 from mut_helpers import wait_until_blocked_in_futex
 
 EXIT_PERMISSION_DENIED = 14
@@ -323,6 +323,17 @@ def test_stats_name_quarantined_segments_only_to_the_privileged(users, daemon):
 
 
 # ---- read grants -------------------------------------------------------------------
+
+def test_a_read_grant_gives_non_writable_arrays(users, daemon):
+    # np.asarray(seg) aliases a read-only mapping read-only; np.array copies.
+    alice = Remote(users.alice, daemon.socket)
+    alice.call(op_create, "ro", (3,), "uint8", [1, 2, 3])
+    alice.client("grant", "ro", users.bob.name, "read")
+    bob = Remote(users.bob_member, daemon.socket)
+    bob.call(op_attach, "ro")
+    assert bob.call(op_protocols, "ro") == {"alias_writeable": False, "alias_shares": True,
+                                            "copy_writeable": True, "values": [1, 2, 3]}
+
 
 def test_read_grant(users, daemon):
     alice = Remote(users.alice, daemon.socket)

@@ -52,6 +52,19 @@ struct MapCacheStats {
   MapCacheLimits limits;
 };
 
+/// Where Client::connect goes.
+struct ConnectOptions {
+  /// The daemon's socket; empty: default_socket_path().
+  std::string socket_path;
+  /// When no daemon answers on the default per-user socket, start one for
+  /// this user (detached: it outlives this process; it logs to bridged.log
+  /// next to the socket) and connect to it. Never for a socket_path given
+  /// here or in $BRIDGE_SOCKET; $BRIDGE_AUTOSTART=0 turns it off everywhere.
+  /// The executable is $BRIDGE_DAEMON, else `bridged` beside this program,
+  /// else on $PATH.
+  bool autostart = true;
+};
+
 /// How a create backs its data.
 struct CreateOptions {
   /// true: huge pages (Error(invalid_argument) when the daemon was started
@@ -70,9 +83,12 @@ struct CreateOptions {
 class Client {
  public:
   /// Connects and exchanges protocol versions. Throws
-  /// Error(daemon_unavailable) when no daemon answers.
+  /// Error(daemon_unavailable) when no daemon answers (and none could be
+  /// started: see ConnectOptions::autostart, which connect() uses).
   static Client connect();
+  /// Connects to `socket_path`; never starts a daemon.
   static Client connect(const std::string& socket_path);
+  static Client connect(const ConnectOptions& options);
 
   /// Creates a segment holding a zero-filled C-contiguous array of `shape`
   /// and `dtype` (NumPy's order) and attaches to it. `meta` must be a JSON

@@ -20,6 +20,8 @@
 Segments live in the daemon, not in this process: nothing here unlinks a
 segment when the process exits (use Client.destroy).
 """
+from pathlib import Path
+
 from . import _pybridge
 from ._client import Client, connect
 from ._convert import SUPPORTED_DTYPES
@@ -40,6 +42,28 @@ _pybridge._set_error_classes(
     {code: ERRORS_BY_CODE.get(code, BridgeError) for code in ERROR_CODES})
 
 
+_SDK = Path(__file__).resolve().parent / "sdk"
+
+
+def cmake_dir() -> str:
+    """The directory of the C++ SDK's CMake package (shmbridgeConfig.cmake)
+    that came with this package, for ``shmbridge_DIR`` or
+    ``CMAKE_PREFIX_PATH``; also ``python -m pybridge --cmake-dir``. Raises
+    NotFound where pybridge was not installed from the shmbridge wheel (a
+    build tree: use ``cmake --install`` there)."""
+    found = sorted(_SDK.glob("lib*/cmake/shmbridge/shmbridgeConfig.cmake"))
+    if not found:
+        raise NotFound(f"no C++ SDK in {_SDK} (this pybridge was not installed from the "
+                       "shmbridge wheel; in a source build, `cmake --install` installs it)")
+    return str(found[0].parent)
+
+
+def include_dir() -> str:
+    """The directory holding the SDK's ``bridge/bridge.hpp`` (see :func:`cmake_dir`)."""
+    cmake_dir()  # the same NotFound when there is no SDK
+    return str(_SDK / "include")
+
+
 def default_socket_path() -> str:
     """$BRIDGE_SOCKET, else $XDG_RUNTIME_DIR/shmbridge/bridged.sock, else
     /tmp/shmbridge-$UID/bridged.sock."""
@@ -51,5 +75,6 @@ __all__ = [
     "ERRORS_BY_CODE", "ERROR_CODES", "EventStream", "Internal", "InvalidArgument", "IoError",
     "LimitExceeded", "NoSpace", "NotFound", "OwnerDiedWarning", "PermissionDenied",
     "ProtocolError", "ProtocolMismatch", "ReadGuard", "SUPPORTED_DTYPES", "Segment", "Timeout",
-    "TornRead", "TypeMismatch", "WriteGuard", "connect", "default_socket_path",
+    "TornRead", "TypeMismatch", "WriteGuard", "cmake_dir", "connect", "default_socket_path",
+    "include_dir",
 ]

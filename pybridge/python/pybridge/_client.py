@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import sysconfig
 from typing import Any, Dict, List, Mapping, Optional, Union
 
 import numpy as np
 
 from . import _pybridge
-from ._convert import DTypeLike, ShapeLike, dtype_name, meta_json, shape_list
+from ._convert import DTypeLike, ShapeLike, dtype_name, host_array, meta_json, shape_list
 from ._events import EventStream
 from ._segment import Segment
 from .errors import Closed, InvalidArgument
@@ -67,9 +68,12 @@ class Client:
                     meta: Optional[Mapping[str, Any]] = None, *,
                     huge_pages: Optional[bool] = None) -> Segment:
         """Creates a segment holding a copy of ``array`` (the one explicit copy
-        in pybridge). Any layout is accepted; the segment is C-contiguous and
-        does not alias ``array``. ``huge_pages`` as for :meth:`create`."""
-        source = np.asarray(array)
+        in pybridge). ``array`` is anything NumPy can view without a copy: an
+        ndarray, an object with ``__dlpack__`` (a CPU torch tensor, a JAX or
+        CuPy host array) or ``__array_interface__``/the buffer protocol, or a
+        nested sequence. Any layout is accepted; the segment is C-contiguous
+        and does not alias ``array``. ``huge_pages`` as for :meth:`create`."""
+        source = host_array(array)
         segment = self.create(name, source.shape, source.dtype, meta, huge_pages=huge_pages)
         try:
             np.copyto(segment.array, source, casting="no")
@@ -206,8 +210,28 @@ class Client:
         return f"<pybridge.Client {self.socket_path!r} {state}>"
 
 
-def connect(socket_path: Optional[PathLike] = None) -> Client:
+def _installed_daemon() -> Optional[str]:
+    """The bridged installed with this package (the wheel puts it beside the
+    interpreter's scripts), if there is one."""
+    candidate = os.path.join(sysconfig.get_path("scripts"), "bridged")
+    return candidate if os.access(candidate, os.X_OK) else None
+
+
+def connect(socket_path: Optional[PathLike] = None, *, autostart: bool = True) -> Client:
     """Connects to bridged at ``socket_path`` (default:
-    :func:`default_socket_path`). Raises DaemonUnavailable when none answers."""
+    :func:`default_socket_path`). Raises DaemonUnavailable when none answers.
+
+    With no ``socket_path`` and no ``$BRIDGE_SOCKET``, a missing daemon is
+    started for this user first (``autostart``; ``$BRIDGE_AUTOSTART=0`` turns
+    it off everywhere): detached, so it outlives this process, logging to
+    ``bridged.log`` next to the socket. Processes that connect at once start
+    one daemon between them. The executable is ``$BRIDGE_DAEMON``, else the
+    one installed with pybridge, else ``bridged`` on ``$PATH``."""
+    if not isinstance(autostart, bool):
+        raise InvalidArgument(f"autostart must be True or False, not {autostart!r}")
     path = None if socket_path is None else os.fspath(socket_path)
-    return Client(_pybridge.Client.connect(path))
+    if path is None and autostart:
+        installed = _installed_daemon()
+        if installed is not None:
+            _pybridge.set_daemon_executable(installed)
+    return Client(_pybridge.Client.connect(path, autostart))

@@ -75,3 +75,25 @@ def meta_json(meta: Optional[Mapping[str, Any]]) -> str:
         return json.dumps(dict(meta), allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
         raise InvalidArgument(f"meta is not JSON-serializable: {exc}") from None
+
+
+def host_array(value: Any) -> np.ndarray:
+    """A NumPy view of ``value`` where one exists: through DLPack for objects
+    that speak it (so a torch tensor is read where it lies, with no
+    intermediate copy), else ``np.asarray``. InvalidArgument for memory that
+    is not in this process (a GPU tensor) or that cannot be an array."""
+    if isinstance(value, np.ndarray):
+        return value
+    if hasattr(value, "__dlpack__") and not isinstance(value, type):
+        try:
+            return np.from_dlpack(value)
+        except (BufferError, RuntimeError, TypeError, ValueError) as exc:
+            device = getattr(value, "device", None)
+            raise InvalidArgument(
+                f"cannot read {type(value).__name__}"
+                f"{f' on {device}' if device is not None else ''} through DLPack: {exc} "
+                "(copy it to host memory first, e.g. tensor.detach().cpu())") from None
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise InvalidArgument(f"cannot make an array of {type(value).__name__}: {exc}") from None

@@ -190,6 +190,20 @@ class Segment:
         ns = self._handle.last_commit_unix_ns()
         return ns / 1e9 if ns else None
 
+    # ---- NumPy: np.asarray(seg) aliases the pages, np.array(seg) copies them
+    def __array__(self, dtype: Any = None, copy: Optional[bool] = None) -> np.ndarray:
+        """NumPy 2's contract: ``copy=None`` aliases when it can, ``False``
+        must alias (ValueError when a dtype change needs a copy), ``True``
+        copies. Read-only attachments give non-writable arrays (copies are
+        the caller's and writable)."""
+        array = self.array
+        if dtype is not None and np.dtype(dtype) != array.dtype:
+            if copy is False:
+                raise ValueError(f"segment {self.name!r} is {array.dtype}: "
+                                 f"a {np.dtype(dtype)} array of it needs a copy")
+            return array.astype(dtype)
+        return array.copy() if copy else array
+
     # ---- DLPack: numpy.from_dlpack(seg), torch.from_dlpack(seg) alias the pages
     def __dlpack__(self, **kwargs: Any) -> Any:
         return self.array.__dlpack__(**kwargs)
@@ -212,6 +226,18 @@ class Segment:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else "open"
-        return (f"<pybridge.Segment {self.name!r} {self._handle.dtype}{list(self.shape)} "
-                f"id={self.id} {state}>")
+        shape = "x".join(map(str, self.shape)) or "scalar"
+        if self.closed:
+            return f"<pybridge.Segment {self.name!r} {self._handle.dtype} {shape} closed>"
+        access = "read-write" if self.writable else "read-only"
+        meta = json.dumps(self.meta, separators=(",", ":"))
+        if len(meta) > 80:
+            meta = meta[:77] + "..."
+        return (f"<pybridge.Segment {self.name!r} {self._handle.dtype} {shape} "
+                f"version={self.version} {access} meta={meta}>")
+
+    def _repr_html_(self) -> str:
+        """Jupyter: a small table, and a thumbnail of 2-D and 3-D uint8 data."""
+        from ._notebook import segment_html
+
+        return segment_html(self)
