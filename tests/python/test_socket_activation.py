@@ -72,8 +72,12 @@ class Activated:
 
     def __init__(self, socket_path, *args):
         self.socket = str(socket_path)
+        # A bridged that ignored the passed socket would serve this private
+        # path, not the user's default one.
+        fallback = "BRIDGE_SOCKET=" + str(Path(self.socket).parent.parent / "fallback.sock")
         self.proc = subprocess.Popen(
-            [activator(), "-l", self.socket, *sanitizer_env_args(), binary("bridged"), *args],
+            [activator(), "-l", self.socket, "-E", fallback, *sanitizer_env_args(),
+             binary("bridged"), *args],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             text=True)
         self.lines = []
@@ -115,9 +119,22 @@ def activated_dirs(tmp_path):
         name.unlink()
 
 
+def run_bounded(argv, **kwargs):
+    """subprocess.run, but a process still running at the timeout is killed
+    (a daemon that should have refused to start must not outlive the test)."""
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          **kwargs) as proc:
+        try:
+            out, err = proc.communicate(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            raise AssertionError(f"{argv[0]} still ran after {TIMEOUT_S} s:\n{err}") from None
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
 def ctl(socket_path, *args):
-    return subprocess.run([binary("bridgectl"), "--socket", str(socket_path), *args],
-                          capture_output=True, text=True, timeout=TIMEOUT_S)
+    return run_bounded([binary("bridgectl"), "--socket", str(socket_path), *args])
 
 
 def test_the_first_connect_starts_the_daemon_on_the_passed_socket(activated_dirs):
@@ -156,8 +173,7 @@ def test_the_first_connect_starts_the_daemon_on_the_passed_socket(activated_dirs
 
         # A second daemon on that path is refused (the lock), and leaves
         # the activated one's socket alone.
-        second = subprocess.run([binary("bridged"), "--socket", str(sock)], capture_output=True,
-                                text=True, timeout=TIMEOUT_S)
+        second = run_bounded([binary("bridged"), "--socket", str(sock)])
         assert second.returncode == EXIT_ALREADY_EXISTS, second.stderr
         assert f"pid {act.proc.pid}" in second.stderr
         assert ctl(sock, "ls").returncode == 0
@@ -201,8 +217,7 @@ def test_a_daemon_started_by_hand_leaves_a_waiting_socket_alone(activated_dirs):
     sock = activated_dirs
     act = Activated(sock, "--ephemeral")
     try:
-        by_hand = subprocess.run([binary("bridged"), "--socket", str(sock), "--ephemeral"],
-                                 capture_output=True, text=True, timeout=TIMEOUT_S)
+        by_hand = run_bounded([binary("bridged"), "--socket", str(sock), "--ephemeral"])
         assert by_hand.returncode == EXIT_ALREADY_EXISTS, by_hand.stderr
         assert "listens on " + str(sock) in by_hand.stderr
         # Nothing was started by its check, and the socket still works.
@@ -236,20 +251,26 @@ LAUNCHER = textwrap.dedent("""
 """)
 
 
-def launch(kind, fd3_path, *bridged_args, listen_fds="1", listen_pid=None, pass_fds=()):
+def launch(kind, fd3_path, *bridged_args, listen_fds="1", listen_pid=None, pass_fds=(),
+           run=False):
     """Runs bridged with LISTEN_FDS=`listen_fds` and, on descriptor 3, a
     `kind` of object at `fd3_path`: "file", "datagram", "bound" (a stream
     socket not listening) or "listening". LISTEN_PID is bridged's own pid
-    unless `listen_pid` names another."""
-    env = dict(os.environ, LISTEN_FDS=listen_fds)
+    unless `listen_pid` names another. A bridged that ignored all this would
+    serve BRIDGE_SOCKET, a path in the test's directory, instead of the
+    user's default one. `run`: wait for it (run_bounded), else a Popen."""
+    env = dict(os.environ, LISTEN_FDS=listen_fds,
+               BRIDGE_SOCKET=str(Path(fd3_path).parent / "fallback.sock"))
     env.pop("LISTEN_PID", None)
     if listen_pid is not None:
         env["LAUNCH_PID"] = listen_pid
     assert 3 not in pass_fds
-    return subprocess.Popen(
-        [sys.executable, "-c", LAUNCHER, kind, str(fd3_path), binary("bridged"),
-         *bridged_args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        pass_fds=pass_fds)
+    argv = [sys.executable, "-c", LAUNCHER, kind, str(fd3_path), binary("bridged"),
+            *bridged_args]
+    if run:
+        return run_bounded(argv, env=env)
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, pass_fds=pass_fds)
 
 
 @pytest.mark.parametrize("kind, listen_fds, extra, message", [
@@ -258,14 +279,15 @@ def launch(kind, fd3_path, *bridged_args, listen_fds="1", listen_pid=None, pass_
     ("bound", "1", (), "is not listening"),
     ("listening", "2", (), "passed 2 descriptors (LISTEN_FDS); bridged serves exactly one"),
     ("listening", "0", (), "LISTEN_FDS='0' is not a positive count"),
-    ("listening", "1", ("--socket", "/nonexistent/elsewhere.sock"),
+    ("listening", "1", ("--socket", "elsewhere.sock"),
      "differs from the socket the service manager passed"),
     ("listening", "1", ("--group", "root"), "set SocketGroup=root and SocketMode=0660"),
 ])
 def test_a_bad_passed_socket_is_refused_saying_why(tmp_path, kind, listen_fds, extra, message):
     fd3 = tmp_path / "fd3"
-    proc = launch(kind, fd3, *extra, listen_fds=listen_fds)
-    out, err = proc.communicate(timeout=TIMEOUT_S)
+    extra = [str(tmp_path / a) if a.endswith(".sock") else a for a in extra]
+    proc = launch(kind, fd3, *extra, listen_fds=listen_fds, run=True)
+    err = proc.stderr
     assert proc.returncode == EXIT_INVALID_ARGUMENT, err
     assert "cannot start: invalid_argument" in err and message in err, err
     # Refused before serving anything: no lock taken beside the socket,
@@ -333,11 +355,13 @@ def test_on_the_journals_stream_lines_carry_their_priority(tmp_path):
     st = log_path.stat()
     env = dict(os.environ, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}")
     daemon = Daemon(tmp_path, "--max-clients", "1", env=env, log_path=log_path)
-    with pybridge.connect(daemon.socket):
-        # A second connection is refused: a warning.
-        with pytest.raises(pybridge.LimitExceeded):
-            pybridge.connect(daemon.socket).stats()
-    assert daemon.stop() == 0
+    try:
+        with pybridge.connect(daemon.socket):
+            # A second connection is refused: a warning.
+            with pytest.raises(pybridge.LimitExceeded):
+                pybridge.connect(daemon.socket).stats()
+    finally:
+        assert daemon.stop() == 0
     lines = daemon.log().splitlines()
     assert lines and all(line[:3] in ("<6>", "<4>", "<7>") for line in lines), lines
     assert any(line.startswith("<6>info: bridged ") and "serving" in line for line in lines)
