@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 
 #include "bridge/client.hpp"
 #include "bridge/error.hpp"
@@ -13,6 +14,7 @@
 #include "src/config.hpp"
 #include "src/log.hpp"
 #include "src/server.hpp"
+#include "src/socket_activation.hpp"
 
 namespace {
 
@@ -42,6 +44,9 @@ int main(int argc, char** argv) {
       "directory; a create asking for huge pages on a daemon without one fails with\n"
       "invalid_argument (never a silent fallback). bridgectl info shows each segment's page "
       "size.\n\n"
+      "Socket activation: started by systemd (or systemd-socket-activate) with one listening\n"
+      "Unix socket passed by the LISTEN_FDS protocol, bridged serves that socket and takes its\n"
+      "path from it; it never removes that socket file (the service manager owns it).\n\n"
       "Example: bridged --socket /tmp/demo/bridged.sock --ephemeral");
   app.add_option("--socket", config.socket_path, "Unix socket to serve");
   app.add_flag("--ephemeral", config.ephemeral,
@@ -87,10 +92,27 @@ int main(int argc, char** argv) {
       std::chrono::milliseconds(static_cast<long>(frame_timeout_s * 1000));
   config.limits.idle_timeout = std::chrono::milliseconds(static_cast<long>(idle_timeout_s * 1000));
   raise_descriptor_limit();
-  if (config.socket_path.empty()) config.socket_path = bridge::default_socket_path();
   bridged::set_verbose(config.verbose);
   try {
-    bridged::Server server(config);
+    // Started by a service manager at a client's first connect: the socket
+    // it passes names the path (segments, lock and grants are named after it).
+    std::optional<bridged::PassedSocket> passed = bridged::take_passed_socket();
+    if (passed && !config.socket_path.empty() && config.socket_path != passed->path) {
+      throw bridge::Error(bridge::Errc::invalid_argument,
+                          "--socket " + config.socket_path +
+                              " differs from the socket the service manager passed (" +
+                              passed->path + "); drop --socket or make them the same");
+    }
+    if (passed && !config.group.empty()) {
+      // Two places deciding who may connect would disagree sooner or later.
+      throw bridge::Error(bridge::Errc::invalid_argument,
+                          "--group does not apply to a socket passed by the service manager: "
+                          "set SocketGroup=" +
+                              config.group + " and SocketMode=0660 in the socket unit instead");
+    }
+    if (passed) config.socket_path = passed->path;
+    if (config.socket_path.empty()) config.socket_path = bridge::default_socket_path();
+    bridged::Server server(config, passed ? std::move(passed->fd) : bridge::os::UniqueFd{});
     return server.run();
   } catch (const bridge::Error& e) {
     bridged::log_warn(std::string("cannot start: ") + e.what());

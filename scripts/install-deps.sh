@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 
 # clang and its runtime libraries (libFuzzer, sanitizers) build the fuzz
 # targets (make fuzz); libclang-rt-14-dev is only a Recommends of clang-14.
+# systemd: systemd-socket-activate and systemd-analyze, for the socket
+# activation test and the unit files' check (systemd need not be PID 1).
 debs=(g++ make ninja-build nlohmann-json3-dev libgtest-dev libgmock-dev
-      libcli11-dev clang-format clang libclang-rt-14-dev libbenchmark-dev)
+      libcli11-dev clang-format clang libclang-rt-14-dev libbenchmark-dev systemd)
 
 # Boost >= 1.81 (CMake asks for 1.81 CONFIG): the distribution's libboost-dev
 # where it is new enough (Debian 13 and later), else libboost1.81-dev (Debian

@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: MIT
 #include "log.hpp"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 
 namespace bridged {
@@ -10,7 +14,27 @@ namespace bridged {
 namespace {
 bool g_verbose = false;
 
-void write(const char* level, std::string_view message) {
+// Under systemd, stderr is a stream into the journal, which JOURNAL_STREAM
+// names (device:inode). The journal stamps each line itself and reads a
+// leading "<N>" as its syslog priority, so `journalctl -p warning` finds the
+// warnings. A JOURNAL_STREAM for another descriptor (inherited, stderr
+// redirected since) does not count.
+bool stderr_is_journal() {
+  const char* stream = std::getenv("JOURNAL_STREAM");
+  unsigned long long device = 0;
+  unsigned long long inode = 0;
+  if (stream == nullptr || std::sscanf(stream, "%llu:%llu", &device, &inode) != 2) return false;
+  struct stat st {};
+  return ::fstat(STDERR_FILENO, &st) == 0 && st.st_dev == device && st.st_ino == inode;
+}
+
+void write(const char* level, int priority, std::string_view message) {
+  static const bool journal = stderr_is_journal();
+  if (journal) {
+    std::fprintf(stderr, "<%d>%s: %.*s\n", priority, level, static_cast<int>(message.size()),
+                 message.data());
+    return;
+  }
   const auto now = std::chrono::system_clock::now();
   const std::time_t seconds = std::chrono::system_clock::to_time_t(now);
   const auto millis =
@@ -25,13 +49,13 @@ void write(const char* level, std::string_view message) {
 }  // namespace
 
 void log_info(std::string_view message) {
-  write("info", message);
+  write("info", 6, message);
 }
 void log_warn(std::string_view message) {
-  write("warn", message);
+  write("warn", 4, message);
 }
 void log_debug(std::string_view message) {
-  if (g_verbose) write("debug", message);
+  if (g_verbose) write("debug", 7, message);
 }
 void set_verbose(bool verbose) {
   g_verbose = verbose;

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
-// The daemon logs to stderr, one line per event, prefixed with a UTC time.
+// The daemon logs to stderr, one line per event, prefixed with a UTC time;
+// when stderr is the journal (systemd's JOURNAL_STREAM), with the syslog
+// priority instead ("<6>info: ...", "<4>warn: ...", "<7>debug: ...").
 #pragma once
 
 #include <string_view>

@@ -9,6 +9,8 @@
 #include <boost/asio/post.hpp>
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
+#include <cstring>
 
 #include "bridge/error.hpp"
 #include "bridge/version.hpp"
@@ -21,9 +23,10 @@ namespace bridged {
 namespace asio = boost::asio;
 using stream = asio::local::stream_protocol;
 
-Server::Server(Config config)
+Server::Server(Config config, bridge::os::UniqueFd passed)
     : config_(std::move(config)),
-      lock_(config_.socket_path),
+      origin_(passed ? SocketOrigin::service_manager : SocketOrigin::daemon),
+      lock_(config_.socket_path, origin_),
       acceptor_(io_),
       signals_(io_, SIGINT, SIGTERM),
       accept_retry_(io_),
@@ -42,6 +45,22 @@ Server::Server(Config config)
     workers_.submit([last = std::move(last)](bool) mutable { last.reset(); });
   });
   registry_.adopt_existing();
+  if (!passed) {
+    listen_here();
+    return;
+  }
+  boost::system::error_code ec;
+  acceptor_.assign(stream(), passed.get(), ec);
+  if (ec) {
+    throw bridge::Error(
+        bridge::errc_from_errno(ec.value()),
+        "cannot serve the socket passed for " + config_.socket_path + ": " + ec.message());
+  }
+  passed.release();  // the acceptor owns it now
+  describe_passed_socket();
+}
+
+void Server::listen_here() {
   boost::system::error_code ec;
   acceptor_.open(stream(), ec);
   if (!ec) {
@@ -56,6 +75,24 @@ Server::Server(Config config)
                         "cannot listen on " + config_.socket_path + ": " + ec.message());
   }
   admit_group();
+}
+
+void Server::describe_passed_socket() const {
+  // The unit's SocketMode=/SocketGroup=/DirectoryMode= decide who connects;
+  // say what they decided, since the daemon's own defaults do not apply.
+  struct stat st {};
+  if (::stat(config_.socket_path.c_str(), &st) != 0) {
+    log_warn("the socket passed by the service manager is no longer at " + config_.socket_path +
+             " (" + std::strerror(errno) + "); clients that connect by path will not reach it");
+    return;
+  }
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  const group* owner_group = ::getgrgid(st.st_gid);
+  log_info(std::string("socket passed by the service manager: mode ") + mode + ", group " +
+           (owner_group != nullptr ? owner_group->gr_name : std::to_string(st.st_gid)) +
+           " (SocketMode=, SocketGroup= and DirectoryMode= of the socket unit decide who may "
+           "connect)");
 }
 
 void Server::admit_group() {
@@ -113,7 +150,9 @@ int Server::run() {
     log_info("keeping " + std::to_string(registry_.segment_count()) +
              " segments in /dev/shm for the next daemon on this socket");
   }
-  ::unlink(config_.socket_path.c_str());
+  // A passed socket stays with the service manager, which starts the next
+  // daemon when a client connects again.
+  if (origin_ == SocketOrigin::daemon) ::unlink(config_.socket_path.c_str());
   log_info("stopped");
   return 0;
 }

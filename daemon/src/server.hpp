@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "bridge/detail/os/unique_fd.hpp"
 #include "commit_watcher.hpp"
 #include "config.hpp"
 #include "events.hpp"
@@ -36,8 +37,11 @@ class Session;
 class Server : public RequestContext {
  public:
   /// Takes the socket lock, re-adopts surviving segments and listens.
-  /// Throws bridge::Error when the socket cannot be served.
-  explicit Server(Config config);
+  /// Throws bridge::Error when the socket cannot be served. `passed`, when
+  /// valid, is a listening socket on config.socket_path that a service
+  /// manager created (socket_activation.hpp): served as it is, its file and
+  /// mode left to the service manager.
+  explicit Server(Config config, bridge::os::UniqueFd passed = {});
   ~Server();
 
   /// Runs until SIGINT/SIGTERM; returns the process exit status.
@@ -66,8 +70,12 @@ class Server : public RequestContext {
   void session_ended(std::uint64_t client_id);
 
  private:
+  /// Binds config_.socket_path and listens (a socket of our own).
+  void listen_here();
   /// Sets the socket's (and its directory's) mode and group (--group).
   void admit_group();
+  /// Says who may connect to a socket the service manager made.
+  void describe_passed_socket() const;
   void accept_next();
   /// Answers limit_exceeded and closes: too many connections.
   void refuse(boost::asio::local::stream_protocol::socket socket);
@@ -78,6 +86,7 @@ class Server : public RequestContext {
   void update_watch();
 
   Config config_;
+  SocketOrigin origin_;
   SocketLock lock_;
   boost::asio::io_context io_;
   boost::asio::local::stream_protocol::acceptor acceptor_;

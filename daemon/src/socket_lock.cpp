@@ -7,6 +7,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "bridge/error.hpp"
@@ -31,9 +34,32 @@ void make_private_dirs(const std::string& dir) {
   }
 }
 
+// Whether a listening Unix socket is bound to `path` (from /proc/net/unix,
+// which lists the bound path and the listening flag of every Unix socket in
+// this network namespace). Read instead of connecting, since a connect would
+// start the daemon a service manager is waiting to start.
+bool someone_listens_on(const std::string& path) {
+  std::ifstream table("/proc/net/unix");
+  std::string line;
+  std::getline(table, line);  // the column names
+  while (std::getline(table, line)) {
+    // Num RefCount Protocol Flags Type St Inode Path
+    std::istringstream fields(line);
+    std::string num, refcount, protocol, flags, type, state, inode;
+    if (!(fields >> num >> refcount >> protocol >> flags >> type >> state >> inode)) continue;
+    std::string bound;
+    std::getline(fields >> std::ws, bound);
+    constexpr unsigned long kAcceptingConnections = 0x10000;  // __SO_ACCEPTCON
+    if (bound == path && (std::strtoul(flags.c_str(), nullptr, 16) & kAcceptingConnections) != 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
-SocketLock::SocketLock(const std::string& socket_path) {
+SocketLock::SocketLock(const std::string& socket_path, SocketOrigin origin) {
   const auto slash = socket_path.find_last_of('/');
   if (slash != std::string::npos) make_private_dirs(socket_path.substr(0, slash));
   const std::string lock_path = socket_path + ".lock";
@@ -53,7 +79,17 @@ SocketLock::SocketLock(const std::string& socket_path) {
       ::pwrite(lock_fd_.get(), me.data(), me.size(), 0) != static_cast<ssize_t>(me.size())) {
     bridge::throw_errno(errno, "cannot write " + lock_path);
   }
-  // We hold the lock, so whatever socket file exists belongs to a dead daemon.
+  if (origin == SocketOrigin::service_manager) return;
+  // We hold the lock, so no bridged serves this path. A socket still
+  // listening there is a service manager's, waiting to start one at the
+  // first connect: replacing its file would cut it off without a word.
+  if (someone_listens_on(socket_path)) {
+    throw bridge::Error(bridge::Errc::already_exists,
+                        "a service manager (or another program) listens on " + socket_path +
+                            " and would start bridged at the first connect; use it (connect), "
+                            "or stop it first (systemctl --user stop shmbridge.socket)");
+  }
+  // So whatever socket file exists belongs to a dead daemon.
   if (::unlink(socket_path.c_str()) != 0 && errno != ENOENT) {
     bridge::throw_errno(errno, "cannot remove stale socket " + socket_path);
   }

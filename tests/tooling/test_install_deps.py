@@ -18,7 +18,7 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "install-deps.sh"
 OTHER_DEBS = ["g++", "make", "ninja-build", "nlohmann-json3-dev", "libgtest-dev",
               "libgmock-dev", "libcli11-dev", "clang-format", "clang", "libclang-rt-14-dev",
-              "libbenchmark-dev"]
+              "libbenchmark-dev", "systemd"]
 
 # The stubs are shell scripts (a Python one per call would make each case
 # take seconds on a busy machine).
