@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 
 # clang and its runtime libraries (libFuzzer, sanitizers) build the fuzz
 # targets (make fuzz); libclang-rt-14-dev is only a Recommends of clang-14.
+# libpng-dev: bridgectl show --png.
 debs=(g++ make ninja-build nlohmann-json3-dev libgtest-dev libgmock-dev
-      libcli11-dev clang-format clang libclang-rt-14-dev libbenchmark-dev)
+      libcli11-dev clang-format clang libclang-rt-14-dev libbenchmark-dev libpng-dev)
 
 # Boost >= 1.81 (CMake asks for 1.81 CONFIG): the distribution's libboost-dev
 # where it is new enough (Debian 13 and later), else libboost1.81-dev (Debian
@@ -62,10 +63,13 @@ if [ ! -x .venv/bin/python ]; then
   echo "install-deps: creating .venv"
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import numpy, nanobind, pytest, scikit_build_core" 2>/dev/null; then
+# prometheus_client and Pillow: the CLI tests parse stats --prometheus with
+# the official parser and decode show --png's files.
+if ! .venv/bin/python -c "import numpy, nanobind, pytest, scikit_build_core, prometheus_client, PIL" \
+    2>/dev/null; then
   echo "install-deps: installing Python packages into .venv"
   .venv/bin/python -m pip install -q --disable-pip-version-check \
-    numpy 'nanobind>=2' 'scikit-build-core>=0.10' pytest
+    numpy 'nanobind>=2' 'scikit-build-core>=0.10' pytest prometheus_client Pillow
 fi
 # torch: the DLPack tests hand segments to torch.from_dlpack (skipped without it).
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
