@@ -129,8 +129,12 @@ Finding judge_shm(const std::optional<ShmSpace>& space) {
 
 Finding judge_open_files(std::uint64_t soft, std::uint64_t hard) {
   const json details = {{"soft", soft}, {"hard", hard}};
-  const std::string found = "ulimit -n " + std::to_string(soft) + " (hard limit " +
-                            std::to_string(hard) + "); bridged raises its own to the hard limit";
+  // RLIM_INFINITY is all ones on Linux.
+  auto limit = [](std::uint64_t n) {
+    return n == ~0ull ? std::string("unlimited") : std::to_string(n);
+  };
+  const std::string found = "ulimit -n " + limit(soft) + " (hard limit " + limit(hard) +
+                            "); bridged raises its own to the hard limit";
   if (hard < kOpenFilesWanted) {
     const std::uint64_t room = hard > kDefaultMaxClients ? hard - kDefaultMaxClients : 0;
     return make("open_files", "open files", Level::warning,

@@ -51,6 +51,7 @@ TEST(DoctorOpenFiles, ALowHardLimitIsAWarning) {
   EXPECT_NE(judge_open_files(1024, 1024).advice.find("LimitNOFILE"), std::string::npos);
   // The daemon raises its soft limit itself: a low soft limit alone is fine.
   EXPECT_EQ(judge_open_files(1024, 1048576).level, Level::ok);
+  EXPECT_NE(judge_open_files(~0ull, ~0ull).found.find("hard limit unlimited"), std::string::npos);
 }
 
 TEST(DoctorHugePages, ParsesSysfsChoicesMountsAndMeminfo) {
