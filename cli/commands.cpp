@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "bridge/detail/protocol.hpp"
+#include "prometheus.hpp"
 #include "table.hpp"
 #include "units.hpp"
 
@@ -280,9 +281,17 @@ int cmd_rm(const Context& ctx, const std::vector<std::string>& names) {
   return first_error ? bridge::exit_code(first_error->code()) : 0;
 }
 
-int cmd_stats(const Context& ctx) {
+int cmd_stats(const Context& ctx, const StatsOptions& options) {
+  if (options.prometheus && ctx.json) {
+    throw bridge::Error(bridge::Errc::invalid_argument,
+                        "--prometheus and --json are two output formats: give one");
+  }
   auto client = ctx.connect();
   const auto stats = client.stats();
+  if (options.prometheus) {
+    std::cout << prometheus_text(stats, client.list());
+    return 0;
+  }
   if (ctx.json) {
     print_json(stats);
     return 0;

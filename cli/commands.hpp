@@ -29,6 +29,11 @@ struct ShowOptions {
   std::string name;
   PreviewOptions preview;
   std::int64_t max_elements = 1000;  ///< --json: abbreviate past this many elements; 0 = never
+  std::string png;                   ///< write a PNG file here instead of printing values
+};
+
+struct StatsOptions {
+  bool prometheus = false;  ///< Prometheus text format instead of text or JSON
 };
 
 struct GrantOptions {
@@ -47,9 +52,12 @@ int cmd_ls(const Context& ctx);
 int cmd_info(const Context& ctx, const std::string& name);
 int cmd_show(const Context& ctx, const ShowOptions& options);
 int cmd_rm(const Context& ctx, const std::vector<std::string>& names);
-int cmd_stats(const Context& ctx);
+int cmd_stats(const Context& ctx, const StatsOptions& options);
 int cmd_grant(const Context& ctx, const GrantOptions& options);
 int cmd_watch(const Context& ctx, const WatchOptions& options);
+/// Exit status 0 (all well), 1 (warnings) or 2 (errors), not 10 + code: the
+/// daemon not answering is one of its findings.
+int cmd_doctor(const Context& ctx);
 
 /// The uid a USER argument names: digits are a uid, anything else a user
 /// name looked up in the password database. Throws Error(invalid_argument).

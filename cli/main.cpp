@@ -28,12 +28,16 @@ constexpr const char* kToolExamples = R"(Examples:
   bridgectl grant frames bob read   let user bob attach frames read-only
   bridgectl watch frames            print each new version of a segment as it happens
   bridgectl watch --json            daemon events (created, destroyed, ...) as JSON lines
+  bridgectl show frames --png f.png write a 2-D or H x W x 3/4 array as a PNG picture
+  bridgectl stats --prometheus      counters in the Prometheus text format
+  bridgectl doctor                  check this machine's limits and the daemon, with advice
   bridgectl --socket /run/bridged.sock stats
 
 Exit status: 0 on success; 10 + the error's number on a shmbridge error
 (11 invalid_argument, 12 not_found, 13 already_exists, 14 permission_denied,
 15 no_space, 16 daemon_unavailable, ...); 2 on a usage error (unknown command
-or option, missing or invalid argument).
+or option, missing or invalid argument). doctor exits 0 (all well), 1 (warnings)
+or 2 (errors).
 With --json, failures also print {"error": {"code": ..., "message": ...}} on stdout.)";
 
 /// --socket and --json are accepted before the command and after it, and
@@ -67,6 +71,7 @@ int run(int argc, char** argv) {
   std::vector<std::string> rm_names;
   bridgectl::WatchOptions watch;
   bridgectl::GrantOptions grant;
+  bridgectl::StatsOptions stats_options;
 
   CLI::App app{"bridgectl: inspect and manage shmbridge shared-memory segments", "bridgectl"};
   app.set_version_flag("--version", std::string("bridgectl ") + bridge::kVersion + " (protocol " +
@@ -109,6 +114,8 @@ int run(int argc, char** argv) {
              "--json: abbreviate past this many elements (0 = never)", CLI::NonNegativeNumber);
   bool full = false;
   show_cmd->add_flag("--full", full, "print every element (text and --json)");
+  show_cmd->add_option("--png", show.png, "write the array as a PNG picture to FILE instead")
+      ->type_name("FILE");
   show_cmd->footer(
       "Values are read in place through a shared mapping (no copy), and printed like\n"
       "print(array) in NumPy; 0-d arrays print as a scalar, empty ones as [].\n"
@@ -119,10 +126,19 @@ int run(int argc, char** argv) {
       "2 x --edgeitems keeps --edgeitems items at each end with the string \"...\"\n"
       "between them, and truncated is true.\n"
       "\n"
+      "--png FILE draws an H x W array as grayscale, H x W x 3 as RGB, H x W x 4 as RGBA.\n"
+      "uint8 values are the pixels; any other dtype is scaled from its smallest to its\n"
+      "largest finite value onto 0..255 and the line printed says the range (NaN and -inf\n"
+      "are 0, +inf 255; complex is refused). With --json it prints {\"name\", \"dtype\",\n"
+      "\"shape\", \"version\", \"png\", \"width\", \"height\", \"mode\", \"scale\"}, scale\n"
+      "being null or {\"min\", \"max\", \"nan\"}.\n"
+      "\n"
       "Examples:\n"
       "  bridgectl show frames\n"
       "  bridgectl show frames --threshold 100 --edgeitems 2\n"
-      "  bridgectl show weights --json --max-elements 0 | jq .values");
+      "  bridgectl show weights --json --max-elements 0 | jq .values\n"
+      "  bridgectl show frames --png frames.png     # uint8 (480, 640, 3): an RGB picture\n"
+      "  bridgectl show depth --png depth.png       # float32 (480, 640): gray, scaled");
   add_common_options(*show_cmd, ctx);
 
   auto* rm =
@@ -139,15 +155,24 @@ int run(int argc, char** argv) {
 
   auto* stats =
       app.add_subcommand("stats", "Show the daemon's counters (segments, bytes, clients)");
+  stats->add_flag("--prometheus", stats_options.prometheus,
+                  "print them in the Prometheus text format (not with --json)");
   stats->footer(
       "refused counts connections turned away because bridged --max-clients were connected.\n"
       "Quarantined objects are shm objects under the daemon's prefix whose header did not\n"
       "validate: never served, listed with the reason; bridgectl rm NAME (as the daemon's\n"
       "user or root) removes one.\n"
       "\n"
+      "--prometheus prints families named shmbridge_* with # HELP and # TYPE lines;\n"
+      "versions, metadata versions, attached clients and bytes of each segment are\n"
+      "series labelled segment=\"NAME\" (the segments this user may attach: run it as the\n"
+      "daemon's user to see all). For node_exporter's textfile collector, write a file\n"
+      "and rename it into the collector's directory (see the README).\n"
+      "\n"
       "Examples:\n"
       "  bridgectl stats\n"
-      "  bridgectl stats --json | jq .segments");
+      "  bridgectl stats --json | jq .segments\n"
+      "  bridgectl stats --prometheus > shmbridge.prom");
   add_common_options(*stats, ctx);
 
   auto* grant_cmd =
@@ -214,6 +239,30 @@ int run(int argc, char** argv) {
       "  bridgectl watch --json | jq -c 'select(.event == \"created\")'");
   add_common_options(*watch_cmd, ctx);
 
+  auto* doctor = app.add_subcommand(
+      "doctor", "Check what limits shmbridge here and whether the daemon answers, with advice");
+  doctor->footer(
+      "Checks, one line each with what was found and, below it after '->', what to do:\n"
+      "  /dev/shm      size and free space (Docker's default is 64 MiB)\n"
+      "  open files    ulimit -n; bridged raises its soft limit to the hard one\n"
+      "  huge pages    THP for shmem, tmpfs mounts with huge=, hugetlbfs reservations\n"
+      "  futex_waitv   whether the kernel has it (Linux 5.16; else events lag 20 ms)\n"
+      "  socket        the path the other commands would use, and why that one\n"
+      "  daemon        whether a daemon answers there, and its version\n"
+      "  permissions   the socket and its directory, for the calling user\n"
+      "  quarantine    shm objects the daemon refused to serve\n"
+      "Each line's status is ok, note (worth knowing, nothing to fix), warning or error.\n"
+      "\n"
+      "Exit status: 0 when all is well (ok and notes), 1 with warnings, 2 with errors; no\n"
+      "daemon answering is an error. --json prints {\"status\", \"socket\", \"checks\"},\n"
+      "each check {\"check\", \"status\", \"found\", \"advice\", \"details\"}.\n"
+      "\n"
+      "Examples:\n"
+      "  bridgectl doctor\n"
+      "  bridgectl --socket /run/bridged.sock doctor\n"
+      "  bridgectl doctor --json | jq -r '.checks[] | select(.status != \"ok\") | .advice'");
+  add_common_options(*doctor, ctx);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -232,9 +281,10 @@ int run(int argc, char** argv) {
     if (info->parsed()) return bridgectl::cmd_info(ctx, info_name);
     if (show_cmd->parsed()) return bridgectl::cmd_show(ctx, show);
     if (rm->parsed()) return bridgectl::cmd_rm(ctx, rm_names);
-    if (stats->parsed()) return bridgectl::cmd_stats(ctx);
+    if (stats->parsed()) return bridgectl::cmd_stats(ctx, stats_options);
     if (grant_cmd->parsed()) return bridgectl::cmd_grant(ctx, grant);
     if (watch_cmd->parsed()) return bridgectl::cmd_watch(ctx, watch);
+    if (doctor->parsed()) return bridgectl::cmd_doctor(ctx);
     return 1;  // unreachable: require_subcommand(1)
   } catch (const bridge::Error& e) {
     bridgectl::print_error(e.code(), e.message());

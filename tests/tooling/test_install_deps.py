@@ -18,7 +18,7 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "install-deps.sh"
 OTHER_DEBS = ["g++", "make", "ninja-build", "nlohmann-json3-dev", "libgtest-dev",
               "libgmock-dev", "libcli11-dev", "clang-format", "clang", "libclang-rt-14-dev",
-              "libbenchmark-dev", "systemd"]
+              "libbenchmark-dev", "systemd", "libpng-dev"]
 
 # The stubs are shell scripts (a Python one per call would make each case
 # take seconds on a busy machine).
@@ -154,3 +154,21 @@ def test_torch_installed_only_when_import_fails(tmp_path):
         ["-q", "--disable-pip-version-check", "torch==2.13.0"]]
     assert "torch" in proc.stdout
     assert not any(call[0] == "apt-get" for call in calls)
+
+
+@pytest.mark.parametrize("module,package", [("prometheus_client", "prometheus_client"),
+                                            ("PIL", "Pillow")])
+def test_cli_test_modules_installed_when_import_fails(tmp_path, module, package):
+    """The CLI tests' parsers (stats --prometheus, show --png) come with the venv."""
+    proc, calls = run_script(tmp_path, {**DEBIAN12, "libboost1.81-dev": "1.81.0-5"},
+                             py_missing=module)
+    (install,) = pip_installs(calls)
+    assert package in install
+    checks = [call for call in calls if call[1:2] == ["-c"] and module in call[2]]
+    assert checks, calls
+
+
+def test_libpng_dev_installed_when_missing(tmp_path):
+    installed = {name: "1" for name in OTHER_DEBS if name != "libpng-dev"}
+    proc, calls = run_script(tmp_path, {**installed, "libboost1.81-dev": "1.81.0-5"})
+    assert apt_installs(calls) == {"libpng-dev"}
