@@ -31,7 +31,7 @@ def frames(client: pybridge.Client) -> None:
     shape: Tuple[int, ...] = seg.shape
     strides: Tuple[int, ...] = seg.strides
     dtype: np.dtype[Any] = seg.dtype
-    assert (name, shape, strides, dtype) == ("typed-frames", (4, 3), (3, 1), np.uint8)
+    assert (name, shape, strides) == ("typed-frames", (4, 3), (3, 1)) and dtype == np.dtype(np.uint8)
     assert seg.nbytes == 12 and seg.page_size >= 4096 and seg.writable and not seg.closed
     meta_version: int = seg.meta_version
     assert isinstance(seg.id, int) and meta_version >= 0 and seg.meta == {"fps": 30}
@@ -100,7 +100,7 @@ def main(argv: List[str]) -> int:
     socket: Optional[str] = argv[1] if len(argv) > 1 else None
     client: pybridge.Client = pybridge.connect(socket)
     print(pybridge.default_socket_path(), client.socket_path, client.reconnects)
-    daemon: Dict[str, Any] = client.daemon()
+    daemon: Dict[str, Any] = client.daemon
     stats: Dict[str, Any] = client.stats()
     assert daemon["pid"] == stats["pid"]
 
