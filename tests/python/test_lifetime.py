@@ -203,7 +203,7 @@ def test_segment_attributes(client):
     assert seg.version == 0 and isinstance(seg.version, int)
     assert seg.meta == {"k": "v"} and isinstance(seg.meta, dict)
     assert seg.writable and not seg.closed
-    assert "attrs" in repr(seg) and "open" in repr(seg)
+    assert "attrs" in repr(seg) and "read-write" in repr(seg)
     seg.close()
     assert "closed" in repr(seg)
     # A re-created name gets a new id.
