@@ -69,17 +69,20 @@ class Bridged:
         self.log.close()
 
 
-def huge_bridged(bin_dir, workdir, size="3G"):
+def huge_bridged(bin_dir, workdir, size="4G", pool="1G"):
     """(Bridged, None) for a daemon whose every segment has 2 MiB pages: it runs
     in a private mount namespace (unshare -m, needs root) on a tmpfs mounted
-    huge=always, with --huge-dir and --huge-pages always; clients outside the
-    namespace reach its socket as usual. (None, why) where that cannot be had."""
+    huge=always, with --huge-dir, --huge-pages always and --pool (1 GiB of
+    faulted huge pages kept ready, as vineyardd keeps its arena); clients
+    outside the namespace reach its socket as usual. (None, why) where that
+    cannot be had."""
     huge_dir = os.path.join(workdir, "huge")
     mount = (f"mkdir -p '{huge_dir}' && mount -t tmpfs -o huge=always,size={size} none "
              f"'{huge_dir}'")
     wrapper = ("unshare", "-m", "sh", "-c", mount + ' && exec "$0" "$@"')
     try:
-        return Bridged(bin_dir, workdir, ("--huge-dir", huge_dir, "--huge-pages", "always"),
+        return Bridged(bin_dir, workdir,
+                       ("--huge-dir", huge_dir, "--huge-pages", "always", "--pool", pool),
                        wrapper, name="bridged-huge"), None
     except (RuntimeError, OSError) as e:
         return None, (f"no huge-page daemon (unshare -m + mount of a huge=always tmpfs, "

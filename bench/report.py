@@ -38,7 +38,9 @@ EXPLAIN = {
        "the create + fill (or create_from) alone. *huge pages*: shmbridge with "
        "`huge_pages=True` against a second daemon of this run whose `--huge-dir` is a "
        "`huge=always` tmpfs in a private mount namespace (root only; the row says why when "
-       "it could not run). Target (issue 9): producer ≤ 1.5 × the memcpy.",
+       "it could not run), started with `--pool 1G` (1 GiB of faulted huge pages kept "
+       "ready, rebuilt in the background after each use, as vineyardd keeps its arena). "
+       "Target (issue 9): producer ≤ 1.5 × the memcpy.",
     4: "bench/wake_latency.py (ping-pong round trip ÷ 2), run from this driver. Baseline: "
        "the bare futex in the same placement. iceoryx2 events are not in it yet.",
     5: "From section 3's consumer: the read of every page right after attach (first touch, "

@@ -208,11 +208,13 @@ class Sections:
             out.append(row(3, "1 GiB handoff total: create + fill, other process attaches + "
                            "reads every page", name, median(t) / 1e6, max(t) / 1e6, "ms",
                            label, copy, "a copy into a resident arena" if method == "vineyard"
-                           else "reservation + 512 faults of 2 MiB pages" if huge
+                           else "--pool's faulted 2 MiB pages: a memcpy and 512 mapping faults"
+                           if huge
                            else "page allocation + faults of fresh shared memory"))
             out.append(row(3, "1 GiB producer alone: create + fill (or create_from)", name,
                            median(p) / 1e6, max(p) / 1e6, "ms", label, copy,
-                           "memcpy into 2 MiB pages (target ≤ 1.5 × memcpy)" if huge
+                           "memcpy into --pool's already faulted 2 MiB pages (target ≤ 1.5 × "
+                           "memcpy)" if huge
                            else "page allocation + faults + memcpy"))
             out.append(row(3, "1 GiB handoff, consumer side: attach + read every page",
                            name, median(c) / 1e6, max(c) / 1e6, "ms", label, copy,

@@ -40,6 +40,9 @@ struct Config {
   std::string huge_dir;
   /// Which creates that do not say get huge pages.
   HugePolicy huge_pages = HugePolicy::auto_;
+  /// --pool: bytes of faulted huge-page memory kept ready (huge_pool.hpp);
+  /// 0: none.
+  std::uint64_t pool_bytes = 0;
   /// A group whose members may connect too: the socket becomes 0660 and its
   /// directory 0750, both of that group. Empty: the daemon's user only.
   std::string group;

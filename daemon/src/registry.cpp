@@ -71,6 +71,9 @@ Registry::Registry(const Config& config, std::string shm_prefix)
   } else if (config.huge_pages == HugePolicy::always) {
     throw Error(Errc::invalid_argument, "--huge-pages always needs --huge-dir DIR");
   }
+  if (config.pool_bytes != 0 && !huge_dir_) {
+    throw Error(Errc::invalid_argument, "--pool needs --huge-dir DIR: it keeps huge-page memory");
+  }
 }
 
 std::vector<ObjectDir> Registry::object_dirs() const {
@@ -218,7 +221,8 @@ Registry::PendingCreate Registry::prepare_create(const Caller& caller,
             new_segment_id(),
             caller.uid,
             now_unix_ms(),
-            dir};
+            dir,
+            dir.huge() ? pool_ : nullptr};
   return PendingCreate(*this, std::move(plan));
 }
 
@@ -235,8 +239,15 @@ Registry::Built Registry::build(const Plan& plan) {
   const ShmObject::Range reserve[] = {
       {0, first_slot + pages(plan.meta_text.size())},
       {bridge::kSyncOffset, plan.layout.total_bytes - bridge::kSyncOffset}};
-  Built built(ShmObject::create(plan.dir, plan.staging_name, plan.layout.total_bytes, reserve),
-              nullptr);
+  // --pool's object when it fits: already reserved and faulted, trimmed to
+  // this size; renamed to the staging name like any object being built.
+  std::optional<ShmObject> pooled;
+  if (plan.pool) pooled = plan.pool->take(plan.layout.total_bytes);
+  if (pooled) pooled->publish(plan.staging_name);
+  Built built(
+      pooled ? std::move(*pooled)
+             : ShmObject::create(plan.dir, plan.staging_name, plan.layout.total_bytes, reserve),
+      nullptr);
   fault_point("create:sized");
   fault_point("create:reserved");
   built.mapping_ = std::make_shared<bridge::os::Mapping>(
@@ -614,6 +625,13 @@ void Registry::adopt_existing() {
   }
   for (Quarantined& q : found.quarantined) quarantined_.push_back(std::move(q));
   load_access();
+  if (config_.pool_bytes != 0 && huge_dir_ && !pool_) {
+    pool_ = std::make_shared<HugePool>(*huge_dir_, shm_prefix_ + kStagingInfix, config_.pool_bytes);
+    log_info("--pool: keeping " + std::to_string(pool_->bytes()) +
+             " bytes of faulted huge pages "
+             "ready in " +
+             huge_dir_->path);
+  }
 }
 
 bool Registry::needs_access_record(const Segment& segment) const {

@@ -28,6 +28,7 @@
 #include "bridge/detail/protocol.hpp"
 #include "commit_watcher.hpp"
 #include "config.hpp"
+#include "huge_pool.hpp"
 #include "object_dir.hpp"
 #include "shm_object.hpp"
 #include "slot_table.hpp"
@@ -90,6 +91,8 @@ class Registry {
     std::uint32_t owner_uid;
     std::int64_t created_unix_ms;
     ObjectDir dir;  ///< where the object lives (/dev/shm or --huge-dir)
+    /// --pool's ready memory, for a create in --huge-dir (null otherwise).
+    std::shared_ptr<HugePool> pool;
   };
 
   /// A create whose name is taken (so a second create of it gets
@@ -272,6 +275,8 @@ class Registry {
   std::string shm_prefix_;
   ObjectDir shm_dir_;
   std::optional<ObjectDir> huge_dir_;  ///< --huge-dir, checked at start
+  /// --pool: started after adoption (which removes a crashed daemon's pool).
+  std::shared_ptr<HugePool> pool_;
   std::map<std::string, std::unique_ptr<Segment>> segments_;
   /// Names taken by a PendingCreate, with the segment id it will have.
   std::map<std::string, std::uint64_t> creating_;

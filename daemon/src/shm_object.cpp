@@ -75,6 +75,12 @@ int ShmObject::open_read_only() const {
   return fd;
 }
 
+void ShmObject::resize(std::uint64_t size) const {
+  if (::ftruncate(fd(), static_cast<off_t>(size)) != 0) {
+    bridge::throw_errno(errno, "ftruncate " + name_);
+  }
+}
+
 std::uint64_t ShmObject::size() const {
   struct stat st {};
   if (::fstat(fd(), &st) != 0) bridge::throw_errno(errno, "fstat " + name_);

@@ -54,6 +54,8 @@ class ShmObject {
   /// Bytes of the pages that back the object (4096, or 2 MiB in a huge dir).
   std::uint64_t page_size() const noexcept { return dir_.page_size; }
   std::uint64_t size() const;
+  /// Sets the size (ftruncate); shrinking frees the pages past the end.
+  void resize(std::uint64_t size) const;
   /// Reserves [offset, offset+length) (posix_fallocate); throws no_space.
   /// On huge pages whole pages are reserved, so it may take up to a page
   /// more than asked for.

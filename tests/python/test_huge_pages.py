@@ -23,6 +23,7 @@ import pytest
 import pybridge
 from conftest import Daemon, binary, run_ctl, skip_or_fail
 from mut_helpers import finish, popen_child
+from pb_helpers import wait_for
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -354,3 +355,73 @@ def test_bridgectl_shows_page_size(huge_daemon):
     listed = {s["name"]: s["page_size"]
               for s in json.loads(run_ctl(huge_daemon, "ls", "--json", check=True).stdout)}
     assert listed == {"big": HUGE, "small": 4096}
+
+
+# ---- --pool: faulted huge pages kept ready ------------------------------------------
+
+def pool_objects(ns):
+    """The pool's ready objects in the huge dir (pool-N: whole and faulted)."""
+    return [f for f in ns.files() if ".creating.pool-" in f]
+
+
+def test_the_pool_keeps_memory_ready_and_big_creates_draw_from_it(huge_ns, tmp_path):
+    d = Daemon(tmp_path, "--huge-dir", str(huge_ns.path), "--pool", "8M",
+               wrapper=huge_ns.wrapper)
+    try:
+        assert wait_for(lambda: len(pool_objects(huge_ns)) == 1), d.log()
+        [ready] = pool_objects(huge_ns)
+        assert (huge_ns.view() / ready).stat().st_size == 8 * MiB
+        with pybridge.connect(d.socket) as c:
+            # A quarter of the pool or less is not worth it: built as usual.
+            with c.create("small", (MiB,), "uint8", huge_pages=True) as small:
+                assert small.page_size == HUGE
+            assert pool_objects(huge_ns) == [ready]
+            # More than a quarter: the pool's object, trimmed and renamed.
+            seg = c.create("big", (5 * MiB,), "uint8", huge_pages=True)
+            assert ready not in huge_ns.files()
+            info = c.info("big")
+            assert (huge_ns.view() / obj(d, "big")).stat().st_size == info["total_bytes"]
+            assert seg.page_size == HUGE and not seg.array.any()  # zero-filled as any create
+            seg.array[:] = 7
+            with c.attach("big") as again:
+                assert again.array[::HUGE].tolist() == [7] * (5 * MiB // HUGE + 1)
+            seg.close()
+            # The next one is built in the background.
+            assert wait_for(lambda: len(pool_objects(huge_ns)) == 1), d.log()
+            assert pool_objects(huge_ns) != [ready]
+            c.destroy("big")
+            c.destroy("small")
+    finally:
+        checked_stop(d)
+    assert huge_ns.files() == [], "the pool's object outlived the daemon"
+
+
+def test_a_crashed_daemons_pool_is_removed_at_restart(huge_ns, tmp_path):
+    args = ("--huge-dir", str(huge_ns.path), "--pool", "4M")
+    d = Daemon(tmp_path, *args, ephemeral=False, wrapper=huge_ns.wrapper)
+    assert wait_for(lambda: len(pool_objects(huge_ns)) == 1), d.log()
+    [ready] = pool_objects(huge_ns)
+    inode = (huge_ns.view() / ready).stat().st_ino
+    d.stop(signal.SIGKILL)
+    assert pool_objects(huge_ns) == [ready]  # left behind by the crash
+    d = Daemon(tmp_path, *args, ephemeral=False, wrapper=huge_ns.wrapper)
+    try:
+        assert "left by a create that did not complete" in wait_log(d, "did not complete")
+        assert wait_for(lambda: len(pool_objects(huge_ns)) == 1), d.log()
+        [now] = pool_objects(huge_ns)
+        assert (huge_ns.view() / now).stat().st_ino != inode
+    finally:
+        checked_stop(d)
+    assert huge_ns.files() == []
+
+
+def wait_log(d, text):
+    wait_for(lambda: text in d.log())
+    return d.log()
+
+
+def test_a_pool_needs_a_huge_dir(tmp_path):
+    proc = subprocess.run([binary("bridged"), "--socket", str(tmp_path / "s"), "--pool", "8M"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0
+    assert "--pool needs --huge-dir" in proc.stderr

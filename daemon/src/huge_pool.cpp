@@ -1,0 +1,101 @@
+// SPDX-License-Identifier: MIT
+#include "huge_pool.hpp"
+
+#include <chrono>
+
+#include "bridge/detail/os/mapping.hpp"
+#include "bridge/error.hpp"
+#include "log.hpp"
+
+namespace bridged {
+
+namespace {
+// After a failed build (the directory is full): try again this often, since
+// nothing signals that a destroy freed space.
+constexpr std::chrono::seconds kRetryAfterFailure{5};
+}  // namespace
+
+HugePool::HugePool(ObjectDir dir, std::string stem, std::uint64_t bytes)
+    : dir_(std::move(dir)),
+      stem_(std::move(stem)),
+      bytes_((bytes + dir_.page_size - 1) / dir_.page_size * dir_.page_size),
+      builder_([this](std::stop_token stop) { run(stop); }) {}
+
+HugePool::~HugePool() {
+  builder_.request_stop();
+  changed_.notify_all();
+  if (builder_.joinable()) builder_.join();
+  std::lock_guard lock(mutex_);
+  if (ready_) ready_->unlink();
+}
+
+bool HugePool::ready() const {
+  std::lock_guard lock(mutex_);
+  return ready_.has_value();
+}
+
+std::optional<ShmObject> HugePool::take(std::uint64_t bytes) {
+  std::optional<ShmObject> taken;
+  {
+    std::lock_guard lock(mutex_);
+    if (!ready_ || bytes > bytes_ || bytes <= bytes_ / 4) return std::nullopt;
+    taken = std::move(ready_);
+    ready_.reset();
+  }
+  changed_.notify_all();
+  try {
+    taken->resize(bytes);  // frees the pages past the segment's end
+  } catch (...) {
+    taken->unlink();
+    throw;
+  }
+  return taken;
+}
+
+ShmObject HugePool::build(std::uint64_t serial) const {
+  const std::string building = stem_ + "poolbuild-" + std::to_string(serial);
+  const ShmObject::Range whole[] = {{0, bytes_}};
+  ShmObject shm = ShmObject::create(dir_, building, bytes_, whole);
+  try {
+    // A read of each page makes the kernel zero and map it (fallocate only
+    // allocates): what the creator's first write would otherwise pay.
+    const auto mapping = bridge::os::Mapping::map(shm.fd(), bytes_, false);
+    const auto* base = reinterpret_cast<const volatile unsigned char*>(mapping.data());
+    unsigned char sink = 0;
+    for (std::uint64_t offset = 0; offset < bytes_; offset += 4096) sink ^= base[offset];
+    static_cast<void>(sink);
+    // Ready under its final pool name: seen from outside, a pool-N object is
+    // whole and faulted.
+    shm.publish(stem_ + "pool-" + std::to_string(serial));
+  } catch (...) {
+    shm.unlink();
+    throw;
+  }
+  return shm;
+}
+
+void HugePool::run(std::stop_token stop) {
+  for (std::uint64_t serial = 0; !stop.stop_requested(); ++serial) {
+    {
+      std::unique_lock lock(mutex_);
+      changed_.wait(lock, stop, [&] { return !ready_.has_value(); });
+      if (stop.stop_requested()) return;
+    }
+    try {
+      ShmObject shm = build(serial);
+      std::lock_guard lock(mutex_);
+      if (stop.stop_requested()) {
+        shm.unlink();
+        return;
+      }
+      ready_ = std::move(shm);
+    } catch (const bridge::Error& e) {
+      log_warn("--pool: could not build a " + std::to_string(bytes_) + "-byte object in " +
+               dir_.path + ": " + e.message() + " (trying again)");
+      std::unique_lock lock(mutex_);
+      changed_.wait_for(lock, stop, kRetryAfterFailure, [] { return false; });
+    }
+  }
+}
+
+}  // namespace bridged
