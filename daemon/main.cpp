@@ -77,9 +77,10 @@ int main(int argc, char** argv) {
                  "anything else, hugetlbfs included). Restart with the same --huge-dir to re-adopt "
                  "what is there");
   app.add_option("--pool", config.pool_bytes,
-                 "Keep this many bytes of huge pages reserved and already faulted in --huge-dir "
-                 "(e.g. 1G), so that a huge-page create of more than a quarter of it draws memory "
-                 "that costs no zeroing when filled; rebuilt in the background after each use")
+                 "Keep huge pages for an array of this many bytes (e.g. 1G) reserved and already "
+                 "faulted in --huge-dir, so that a huge-page create of more than a quarter of it "
+                 "draws memory that costs no zeroing when filled; rebuilt in the background "
+                 "after each use")
       ->transform(CLI::AsSizeValue(false));
   std::string huge_pages = "auto";
   app.add_option("--huge-pages", huge_pages,

@@ -626,7 +626,9 @@ void Registry::adopt_existing() {
   for (Quarantined& q : found.quarantined) quarantined_.push_back(std::move(q));
   load_access();
   if (config_.pool_bytes != 0 && huge_dir_ && !pool_) {
-    pool_ = std::make_shared<HugePool>(*huge_dir_, shm_prefix_ + kStagingInfix, config_.pool_bytes);
+    // Room for an array of --pool bytes: its header pages come on top.
+    pool_ = std::make_shared<HugePool>(*huge_dir_, shm_prefix_ + kStagingInfix,
+                                       config_.pool_bytes + bridge::kDataOffset);
     log_info("--pool: keeping " + std::to_string(pool_->bytes()) +
              " bytes of faulted huge pages "
              "ready in " +
