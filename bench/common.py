@@ -81,9 +81,13 @@ def huge_bridged(bin_dir, workdir, size="4G", pool="1G"):
              f"'{huge_dir}'")
     wrapper = ("unshare", "-m", "sh", "-c", mount + ' && exec "$0" "$@"')
     try:
-        return Bridged(bin_dir, workdir,
-                       ("--huge-dir", huge_dir, "--huge-pages", "always", "--pool", pool),
-                       wrapper, name="bridged-huge"), None
+        daemon = Bridged(bin_dir, workdir,
+                         ("--huge-dir", huge_dir, "--huge-pages", "always", "--pool", pool),
+                         wrapper, name="bridged-huge")
+        # The huge dir as seen from outside the namespace (the wrapper execs
+        # the daemon, so its pid is the daemon's).
+        daemon.pool_dir = f"/proc/{daemon.proc.pid}/root{os.path.abspath(huge_dir)}"
+        return daemon, None
     except (RuntimeError, OSError) as e:
         return None, (f"no huge-page daemon (unshare -m + mount of a huge=always tmpfs, "
                       f"which needs root): {' '.join(str(e).split())[:300]}")

@@ -53,6 +53,20 @@ class ShmbridgeHuge(Shmbridge):
     def __init__(self, env):
         import pybridge
         self.client = pybridge.connect(env["bridge_huge_socket"])
+        self.pool_dir = env.get("bridge_huge_pool_dir")
+
+    def wait_pool(self, limit_s=10.0):
+        """Until the daemon's --pool object is ready again (rebuilt in the
+        background after each use); untimed. False if it was not in time."""
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            try:
+                if any(".creating.pool-" in f for f in os.listdir(self.pool_dir)):
+                    return True
+            except OSError:
+                return False
+            time.sleep(0.005)
+        return False
 
     def create(self, key, nbytes, src=None):
         seg = self.client.create(key, (nbytes,), "uint8", huge_pages=True)

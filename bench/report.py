@@ -39,7 +39,9 @@ EXPLAIN = {
        "`huge_pages=True` against a second daemon of this run whose `--huge-dir` is a "
        "`huge=always` tmpfs in a private mount namespace (root only; the row says why when "
        "it could not run), started with `--pool 1G` (1 GiB of faulted huge pages kept "
-       "ready, rebuilt in the background after each use, as vineyardd keeps its arena). "
+       "ready, rebuilt in the background after each use, as vineyardd keeps its arena); "
+       "before each of its creates the driver waits, untimed, until the pool is ready again "
+       "(a create right after another 1 GiB create costs what it does without the pool). "
        "Target (issue 9): producer ≤ 1.5 × the memcpy.",
     4: "bench/wake_latency.py (ping-pong round trip ÷ 2), run from this driver. Baseline: "
        "the bare futex in the same placement. iceoryx2 events are not in it yet.",

@@ -77,6 +77,7 @@ def main():
         vineyardd = common.Vineyardd(workdir.name)
     env = {"bridge_socket": bridged.socket,
            "bridge_huge_socket": huge.socket if huge else None,
+           "bridge_huge_pool_dir": huge.pool_dir if huge else None,
            "vineyard_socket": vineyardd.socket if vineyardd else None}
     results = []
     notes = []

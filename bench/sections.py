@@ -178,6 +178,8 @@ class Sections:
                     total[(method, how)].append(time.perf_counter_ns() - t)
                     continue
                 m = self.huge if method == "shmbridge-huge" else self.local[method]
+                if method == "shmbridge-huge" and not m.wait_pool():
+                    self.notes.append("Section 3: a huge create found --pool not rebuilt in 10 s.")
                 t = time.perf_counter_ns()
                 if how == "create_from":
                     ref, keep = m.create_from(self.key("h"), src)
