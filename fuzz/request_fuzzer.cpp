@@ -388,14 +388,15 @@ class Run {
 
   void check_ok_reply(Op op, const bridged::RequestHandler::Outcome& outcome) {
     const json& reply = outcome.reply;
-    check(outcome.created.has_value() == (op == Op::create),
-          "only a create reports a created segment", &reply);
+    const bool creates = op == Op::create || op == Op::create_stream;
+    check(outcome.created.has_value() == creates, "only a create reports a created segment",
+          &reply);
     if (op == Op::hello) {
       // The slot table, read-only, when the daemon has one.
       check(outcome.fd < 0 || (::fcntl(outcome.fd, F_GETFL) & O_ACCMODE) == O_RDONLY,
             "hello passes a writable descriptor", &reply);
     } else {
-      check((outcome.fd >= 0) == (op == Op::create || op == Op::attach),
+      check((outcome.fd >= 0) == (creates || op == Op::attach || op == Op::open_stream),
             "a descriptor passed with the wrong reply", &reply);
     }
     // An if-chain, not a switch: an operation added later gets the envelope

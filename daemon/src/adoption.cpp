@@ -9,6 +9,7 @@
 #include "bridge/detail/slot_table.hpp"
 #include "bridge/error.hpp"
 #include "log.hpp"
+#include "registry.hpp"
 
 namespace bridged {
 
@@ -55,9 +56,16 @@ void scan_dir(const std::string& shm_prefix, const ObjectDir& dir, std::set<std:
         throw Error(Errc::corrupt_segment, "the same segment id as another segment");
       }
       seen.insert(name);
+      const std::uint64_t id = header.segment_id;
+      const std::uint32_t owner = header.owner_uid;
+      const std::int64_t created = header.created_unix_ms;
+      if (daemon_mapped_bytes(layout) != bridge::kDataOffset) {
+        // A stream's ring words too (`header` is gone with the old mapping).
+        mapping = std::make_shared<bridge::os::Mapping>(
+            bridge::os::Mapping::map(shm.fd(), daemon_mapped_bytes(layout), true));
+      }
       found.segments.push_back(FoundSegment{std::move(shm), std::move(mapping), std::move(layout),
-                                            name, header.segment_id, header.owner_uid,
-                                            header.created_unix_ms});
+                                            name, id, owner, created});
     } catch (const Error& e) {
       found.quarantined.push_back({dir, shm_name, name, e.message()});
       log_warn("quarantined " + path + ": " + e.message() + " (left untouched)");

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <utility>
 
+#include "bridge/detail/ring_layout.hpp"
 #include "bridge/detail/sync.hpp"
 #include "bridge/error.hpp"
 #include "fault.hpp"
@@ -82,17 +83,17 @@ std::vector<ObjectDir> Registry::object_dirs() const {
   return dirs;
 }
 
-const ObjectDir& Registry::object_dir_for(const protocol::CreateRequest& request,
+const ObjectDir& Registry::object_dir_for(std::optional<bool> huge_pages,
                                           const bridge::ArrayLayout& layout) const {
-  if (request.huge_pages == true && !huge_dir_) {
+  if (huge_pages == true && !huge_dir_) {
     // Never a silent fallback: the caller asked for something this daemon
     // cannot give.
     throw Error(Errc::invalid_argument,
                 "huge_pages=true, but this daemon has no huge-page directory: start bridged "
                 "with --huge-dir DIR (a tmpfs mounted with huge=always)");
   }
-  if (!huge_dir_ || request.huge_pages == false) return shm_dir_;
-  if (request.huge_pages == true) return *huge_dir_;
+  if (!huge_dir_ || huge_pages == false) return shm_dir_;
+  if (huge_pages == true) return *huge_dir_;
   switch (config_.huge_pages) {
     case HugePolicy::always:
       return *huge_dir_;
@@ -106,6 +107,12 @@ const ObjectDir& Registry::object_dir_for(const protocol::CreateRequest& request
 }
 
 Registry::~Registry() = default;
+
+std::uint64_t daemon_mapped_bytes(const bridge::ArrayLayout& layout) {
+  // A stream's ring control, slot states and reader table too: what the
+  // catalog reports about it (never its frames).
+  return layout.stream ? layout.stream->meta_offset : bridge::kDataOffset;
+}
 
 std::uint64_t Registry::new_segment_id() {
   for (;;) {
@@ -152,6 +159,11 @@ protocol::SegmentInfo Registry::describe(const Segment& segment, bool with_meta)
   info.owner_uid = segment.owner_uid;
   info.created_unix_ms = segment.created_unix_ms;
   info.page_size = segment.shm.page_size();
+  if (const auto& stream = segment.layout.stream) {
+    info.stream = bridge::StreamDescription{
+        stream->slots, stream->overflow == bridge::RingOverflow::block ? "block" : "drop_oldest",
+        stream->frame_bytes};
+  }
   for (const auto& [uid, access] : segment.grants) info.grants.push_back({uid, access});
   if (with_meta) {
     // Only the daemon writes metadata, but a client with a writable mapping
@@ -202,9 +214,33 @@ Registry::PendingCreate Registry::prepare_create(const Caller& caller,
   const std::uint64_t max_bytes =
       config_.max_segment_bytes == 0 ? UINT64_MAX : config_.max_segment_bytes;
   bridge::ArrayLayout layout = bridge::compute_layout(request.dtype, request.shape, max_bytes);
-  std::string text = meta_text(request.meta);
-  if (segments_.count(request.name) != 0 || creating_.count(request.name) != 0) {
-    throw Error(Errc::already_exists, "a segment named '" + request.name + "' exists");
+  return prepare(caller, request.name, std::move(layout), request.meta, request.huge_pages);
+}
+
+Registry::PendingCreate Registry::prepare_create_stream(
+    const Caller& caller, const protocol::CreateStreamRequest& request) {
+  bridge::validate_segment_name(request.name);
+  const std::uint64_t max_bytes =
+      config_.max_segment_bytes == 0 ? UINT64_MAX : config_.max_segment_bytes;
+  bridge::RingOverflow overflow = bridge::RingOverflow::drop_oldest;
+  if (request.overflow == "block") {
+    overflow = bridge::RingOverflow::block;
+  } else if (request.overflow != "drop_oldest") {
+    throw Error(Errc::invalid_argument,
+                "unknown overflow '" + request.overflow + "' (expected drop_oldest or block)");
+  }
+  bridge::ArrayLayout layout = bridge::compute_layout(request.dtype, request.shape, max_bytes);
+  layout.stream = bridge::compute_stream_layout(layout.nbytes, request.slots, overflow, max_bytes);
+  layout.total_bytes = layout.stream->end_offset;
+  return prepare(caller, request.name, std::move(layout), request.meta, request.huge_pages);
+}
+
+Registry::PendingCreate Registry::prepare(const Caller& caller, const std::string& name,
+                                          bridge::ArrayLayout layout, const nlohmann::json& meta,
+                                          std::optional<bool> huge_pages) {
+  std::string text = meta_text(meta);
+  if (segments_.count(name) != 0 || creating_.count(name) != 0) {
+    throw Error(Errc::already_exists, "a segment named '" + name + "' exists");
   }
   // Built under a staging name (a name starting with '.' is never a segment
   // name) and renamed into place once complete: a crash at any step leaves
@@ -212,9 +248,9 @@ Registry::PendingCreate Registry::prepare_create(const Caller& caller,
   char staging_suffix[24];
   std::snprintf(staging_suffix, sizeof staging_suffix, "%016llx",
                 static_cast<unsigned long long>(random_()));
-  const ObjectDir& dir = object_dir_for(request, layout);
-  Plan plan{request.name,
-            shm_prefix_ + request.name,
+  const ObjectDir& dir = object_dir_for(huge_pages, layout);
+  Plan plan{name,
+            shm_prefix_ + name,
             shm_prefix_ + kStagingInfix + staging_suffix,
             std::move(layout),
             std::move(text),
@@ -251,7 +287,7 @@ Registry::Built Registry::build(const Plan& plan) {
   fault_point("create:sized");
   fault_point("create:reserved");
   built.mapping_ = std::make_shared<bridge::os::Mapping>(
-      bridge::os::Mapping::map(built.shm_->fd(), bridge::kDataOffset, true));
+      bridge::os::Mapping::map(built.shm_->fd(), daemon_mapped_bytes(plan.layout), true));
   std::byte* base = built.mapping_->data();
   bridge::init_segment(base, plan.name, plan.id, plan.layout, plan.owner_uid, plan.created_unix_ms);
   // A fresh segment's metadata goes to the first slot (the one reserved).
@@ -299,6 +335,12 @@ Registry::Opened Registry::finish_create(const Caller& caller, PendingCreate pen
 Registry::Opened Registry::attach(const Caller& caller, const std::string& name) {
   bridge::validate_segment_name(name);
   Segment& segment = find_intact(name);
+  if (segment.layout.stream) {
+    require(segment, caller, protocol::Access::read, "attach");
+    throw Error(Errc::invalid_argument, "'" + name +
+                                            "' is a stream, not a segment: subscribe to it, or "
+                                            "open it to publish");
+  }
   const protocol::Access access = access_of(segment, caller);
   require(segment, caller, protocol::Access::read, "attach");
   int fd = segment.shm.fd();
@@ -317,6 +359,35 @@ Registry::Opened Registry::attach(const Caller& caller, const std::string& name)
               (access == protocol::Access::read ? " read-only" : ""));
   }
   return {describe(segment, true), fd, segment.slot, slots_.epoch(segment.slot)};
+}
+
+Registry::Opened Registry::open_stream(const Caller& caller, const std::string& name,
+                                       const std::string& role) {
+  bridge::validate_segment_name(name);
+  if (role != "publish" && role != "subscribe") {
+    throw Error(Errc::invalid_argument,
+                "unknown stream role '" + role + "' (expected publish or subscribe)");
+  }
+  Segment& segment = find_intact(name);
+  require(segment, caller, protocol::Access::read, "open");
+  if (!segment.layout.stream) {
+    throw Error(Errc::invalid_argument,
+                "'" + name + "' is a segment, not a stream: attach it instead");
+  }
+  // Subscribers write their registration and holds into the ring, so both
+  // roles need a writable descriptor: for now a read grant cannot subscribe
+  // (README, Streams: the reader table moves to an object of its own).
+  if (access_of(segment, caller) != protocol::Access::write) {
+    require(segment, caller, protocol::Access::write,
+            role == "publish" ? "publish to" : "subscribe (a read grant cannot yet) to");
+  }
+  ++segment.attachments[caller.client];
+  if (verbose()) {
+    log_debug("pid " + std::to_string(caller.pid) + " opened stream '" + name + "' to " + role);
+  }
+  // Never offered to mapping caches (kNoSlot): a cached stream mapping must
+  // not be served as a segment by attach.
+  return {describe(segment, true), segment.shm.fd(), bridge::kNoSlot, 0};
 }
 
 void Registry::reattach(const Caller& caller, const std::string& name, std::uint64_t id) {
@@ -533,6 +604,12 @@ void Registry::mark_destroyed(const Segment& segment) {
   // Mappings still held see it, and waits on them end (not_found).
   segment.sync().destroyed.store(1, std::memory_order_release);
   bridge::sync::wake_waiters(segment.sync());
+  if (const auto& stream = segment.layout.stream) {
+    // Subscribers sleep on the ring's word, not the sync page's.
+    auto& control = *reinterpret_cast<bridge::RingControl*>(segment.header_mapping->data() +
+                                                            stream->control_offset);
+    bridge::sync::futex_wake_all(control.wake);
+  }
 }
 
 void Registry::remove_all() {

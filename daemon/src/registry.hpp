@@ -146,12 +146,20 @@ class Registry {
   /// publishes it (io thread). create() runs all three in a row.
   PendingCreate prepare_create(const Caller& caller,
                                const bridge::protocol::CreateRequest& request);
+  /// The same for a stream: its ring is sized and checked here (slots,
+  /// overflow, --max-segment-bytes for the whole ring).
+  PendingCreate prepare_create_stream(const Caller& caller,
+                                      const bridge::protocol::CreateStreamRequest& request);
   static Built build(const Plan& plan);
   Opened finish_create(const Caller& caller, PendingCreate pending, Built built);
   /// Creates under way (prepared, not yet finished or dropped).
   std::size_t creating_count() const { return creating_.size(); }
   /// A read grant gets a read-only descriptor; no grant, permission_denied.
+  /// A stream is refused (invalid_argument): it is opened with open_stream.
   Opened attach(const Caller& caller, const std::string& name);
+  /// Maps a stream for publishing ("publish", needs write access) or for
+  /// subscribing ("subscribe"). A plain segment is refused (invalid_argument).
+  Opened open_stream(const Caller& caller, const std::string& name, const std::string& role);
   /// A client re-attached segment `id` from its mapping cache (no reply is
   /// sent): counted like an attach if `name` still is that segment and the
   /// caller may read it; otherwise ignored (its detach will be too).
@@ -266,8 +274,11 @@ class Registry {
   /// Where a create's object lives: the request's huge_pages, else the
   /// daemon's --huge-pages policy. Throws invalid_argument for huge pages
   /// without --huge-dir.
-  const ObjectDir& object_dir_for(const bridge::protocol::CreateRequest& request,
+  const ObjectDir& object_dir_for(std::optional<bool> huge_pages,
                                   const bridge::ArrayLayout& layout) const;
+  /// What prepare_create and prepare_create_stream share, once the layout is known.
+  PendingCreate prepare(const Caller& caller, const std::string& name, bridge::ArrayLayout layout,
+                        const nlohmann::json& meta, std::optional<bool> huge_pages);
   /// /dev/shm, then --huge-dir if any: where re-adoption looks.
   std::vector<ObjectDir> object_dirs() const;
 
@@ -289,6 +300,10 @@ class Registry {
   SlotTable slots_;
   Releaser releaser_;
 };
+
+/// How much of a segment the daemon maps (header, metadata, sync page, and a
+/// stream's ring words; never array data).
+std::uint64_t daemon_mapped_bytes(const bridge::ArrayLayout& layout);
 
 /// The shm name prefix for a socket path: "shmbridge.<12 hex digits>.".
 std::string shm_prefix_for_socket(const std::string& socket_path);

@@ -183,6 +183,23 @@ RequestHandler::Outcome RequestHandler::dispatch(Op op, std::uint64_t id, const 
       return created_outcome(id,
                              registry.finish_create(caller_, std::move(pending), std::move(built)));
     }
+    case Op::create_stream: {
+      Registry::PendingCreate pending = registry.prepare_create_stream(
+          caller_, protocol::parse<protocol::CreateStreamRequest>(body));
+      if (context_.offload_create(pending.plan().layout.total_bytes)) {
+        Outcome later{json()};
+        later.deferred.emplace(Outcome::Deferred{id, std::move(pending)});
+        return later;
+      }
+      Registry::Built built = Registry::build(pending.plan());
+      return created_outcome(id,
+                             registry.finish_create(caller_, std::move(pending), std::move(built)));
+    }
+    case Op::open_stream: {
+      const auto request = protocol::parse<protocol::OpenStreamRequest>(body);
+      auto opened = registry.open_stream(caller_, request.name, request.role);
+      return {opened_reply(id, opened), opened.fd};
+    }
     case Op::attach: {
       auto opened = registry.attach(caller_, protocol::parse<protocol::NameRequest>(body).name);
       return {opened_reply(id, opened), opened.fd};

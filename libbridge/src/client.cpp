@@ -15,6 +15,7 @@
 #include "bridge/detail/layout.hpp"
 #include "bridge/detail/segment_state.hpp"
 #include "bridge/detail/slot_table.hpp"
+#include "bridge/detail/stream_state.hpp"
 #include "bridge/version.hpp"
 
 namespace bridge {
@@ -155,6 +156,45 @@ Segment Client::attach(std::string_view name) {
   }
   auto reply = connection_->call(Op::attach, protocol::NameRequest{std::string(name)});
   return open_segment(connection_, reply);
+}
+
+Stream Client::create_stream(std::string_view name, const std::vector<std::int64_t>& shape,
+                             DType dtype, const StreamOptions& options, const json& meta) {
+  validate_segment_name(name);
+  const ArrayLayout layout = compute_layout(dtype, shape);
+  compute_stream_layout(
+      layout.nbytes, options.slots,
+      options.overflow == Overflow::block ? RingOverflow::block : RingOverflow::drop_oldest);
+  if (!meta.is_object()) throw Error(Errc::invalid_argument, "meta must be a JSON object");
+  protocol::CreateStreamRequest request{
+      std::string(name),
+      dtype,
+      shape,
+      meta,
+      options.huge_pages,
+      options.slots,
+      options.overflow == Overflow::block ? "block" : "drop_oldest"};
+  auto reply = connection_->call(Op::create_stream, request);
+  return Stream(detail::open_stream_state(connection_, reply, /*subscriber=*/false));
+}
+
+Stream Client::open_stream(std::string_view name) {
+  validate_segment_name(name);
+  auto reply =
+      connection_->call(Op::open_stream, protocol::OpenStreamRequest{std::string(name), "publish"});
+  return Stream(detail::open_stream_state(connection_, reply, /*subscriber=*/false));
+}
+
+Subscription Client::subscribe(std::string_view name, const SubscribeOptions& options) {
+  validate_segment_name(name);
+  if (options.mode != StreamMode::all && options.mode != StreamMode::latest) {
+    throw Error(Errc::invalid_argument, "unknown subscription mode");
+  }
+  auto reply = connection_->call(Op::open_stream,
+                                 protocol::OpenStreamRequest{std::string(name), "subscribe"});
+  auto stream = detail::open_stream_state(connection_, reply, /*subscriber=*/true);
+  return Subscription(std::make_shared<detail::SubscriptionState>(std::move(stream), options.mode,
+                                                                  options.history));
 }
 
 std::vector<SegmentInfo> Client::list() {

@@ -41,9 +41,9 @@ std::int64_t now_unix_ms() {
 
 // A subscribed socket: a connection of its own, after an ok `subscribe`,
 // and what already arrived on it past the reply.
-std::pair<os::UniqueFd, std::string> subscribe(const std::string& socket_path,
-                                               const std::optional<std::string>& name,
-                                               std::int64_t& daemon_pid) {
+std::pair<os::UniqueFd, std::string> subscribe_events(const std::string& socket_path,
+                                                      const std::optional<std::string>& name,
+                                                      std::int64_t& daemon_pid) {
   detail::Connection connection(socket_path, std::string("libbridge ") + kVersion + " (events)");
   connection.call(protocol::Op::subscribe, protocol::SubscribeRequest{name});
   daemon_pid = connection.hello().pid;
@@ -136,7 +136,7 @@ Event EventStream::State::reconnect(const std::optional<Clock::time_point>& dead
     if (closed.load()) throw_closed();
     std::int64_t daemon_pid = 0;
     try {
-      std::tie(fd, buffer) = subscribe(socket_path, name, daemon_pid);
+      std::tie(fd, buffer) = subscribe_events(socket_path, name, daemon_pid);
       reconnects.fetch_add(1);
       return Event{EventKind::reconnected, name.value_or(""), 0, 0, 0, daemon_pid, now_unix_ms()};
     } catch (const Error& e) {
@@ -219,7 +219,8 @@ EventStream Client::events(std::optional<std::string> name) {
   state->wake = os::UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!state->wake) throw_errno(errno, "eventfd");
   std::int64_t daemon_pid = 0;
-  std::tie(state->fd, state->buffer) = subscribe(state->socket_path, state->name, daemon_pid);
+  std::tie(state->fd, state->buffer) =
+      subscribe_events(state->socket_path, state->name, daemon_pid);
   return EventStream(std::move(state));
 }
 

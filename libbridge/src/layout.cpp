@@ -4,6 +4,7 @@
 #include <cstring>
 #include <new>
 
+#include "bridge/detail/ring_layout.hpp"
 #include "bridge/error.hpp"
 
 namespace bridge {
@@ -129,6 +130,8 @@ void init_segment(std::byte* base, std::string_view name, std::uint64_t segment_
   header.ndim = static_cast<std::uint32_t>(layout.shape.size());
   header.created_unix_ms = created_unix_ms;
   header.owner_uid = owner_uid;
+  header.flags = layout.stream ? kSegmentFlagStream : 0;
+  if (layout.stream) header.total_bytes = layout.stream->end_offset;
   std::memcpy(header.name, name.data(), std::min(name.size(), kMaxNameBytes));
   for (std::size_t i = 0; i < layout.shape.size(); ++i) {
     header.shape[i] = layout.shape[i];
@@ -145,6 +148,7 @@ void init_segment(std::byte* base, std::string_view name, std::uint64_t segment_
   const int rc = pthread_mutex_init(&sync.writer_lock, &attr);
   pthread_mutexattr_destroy(&attr);
   if (rc != 0) throw_errno(rc, "pthread_mutex_init");
+  if (layout.stream) init_stream(base, *layout.stream);
 }
 
 ArrayLayout validate_header(const SegmentHeader& header, std::uint64_t mapped_bytes) {
@@ -176,6 +180,16 @@ ArrayLayout validate_header(const SegmentHeader& header, std::uint64_t mapped_by
     if (header.strides[i] != layout.strides[i]) corrupt("strides are not C-contiguous");
   }
   if (header.nbytes != layout.nbytes) corrupt("byte size does not match shape");
+  if ((header.flags & ~kSegmentFlagStream) != 0) {
+    corrupt("unknown flags " + std::to_string(header.flags));
+  }
+  if ((header.flags & kSegmentFlagStream) != 0) {
+    // The header page holds the ring's geometry; validate_stream_header
+    // recomputes every offset from the frame size and slot count.
+    layout.stream =
+        validate_stream_header(reinterpret_cast<const std::byte*>(&header), layout.nbytes);
+    layout.total_bytes = layout.stream->end_offset;
+  }
   if (header.total_bytes != layout.total_bytes) corrupt("total size does not match shape");
   if (header.total_bytes > mapped_bytes) corrupt("array extends past the end of the segment");
   if (std::memchr(header.name, 0, sizeof header.name) == nullptr) corrupt("name not terminated");

@@ -113,6 +113,10 @@ std::string_view to_string(Op op) noexcept {
       return "grant";
     case Op::reattach:
       return "reattach";
+    case Op::create_stream:
+      return "create_stream";
+    case Op::open_stream:
+      return "open_stream";
   }
   return "invalid";
 }
@@ -212,6 +216,31 @@ void from_json(const json& j, CreateRequest& v) {
     if (!j.at("huge_pages").is_boolean()) bad("field 'huge_pages' must be a boolean");
     v.huge_pages = j.at("huge_pages").get<bool>();
   }
+}
+
+void to_json(json& j, const CreateStreamRequest& v) {
+  j = {{"name", v.name},   {"dtype", dtype_name(v.dtype)}, {"shape", v.shape}, {"meta", v.meta},
+       {"slots", v.slots}, {"overflow", v.overflow}};
+  if (v.huge_pages) j["huge_pages"] = *v.huge_pages;
+}
+void from_json(const json& j, CreateStreamRequest& v) {
+  CreateRequest base;
+  from_json(j, base);
+  v.name = std::move(base.name);
+  v.dtype = base.dtype;
+  v.shape = std::move(base.shape);
+  v.meta = std::move(base.meta);
+  v.huge_pages = base.huge_pages;
+  v.slots = j.contains("slots") ? get_u32(j, "slots") : 8;
+  v.overflow = j.contains("overflow") ? get_string(j, "overflow") : "drop_oldest";
+}
+
+void to_json(json& j, const OpenStreamRequest& v) {
+  j = {{"name", v.name}, {"role", v.role}};
+}
+void from_json(const json& j, OpenStreamRequest& v) {
+  v.name = get_string(j, "name");
+  v.role = get_string(j, "role");
 }
 
 void to_json(json& j, const NameRequest& v) {
@@ -411,6 +440,14 @@ void to_json(json& j, const SegmentInfo& v) {
     grants.push_back({{"uid", g.uid}, {"access", to_string(g.access)}});
   j["grants"] = std::move(grants);
   if (v.meta) j["meta"] = *v.meta;
+  // Only a stream says what it is: a segment's JSON stays as it always was
+  // (no "kind" means "segment").
+  if (v.stream) {
+    j["kind"] = "stream";
+    j["stream"] = {{"slots", v.stream->slots},
+                   {"overflow", v.stream->overflow},
+                   {"frame_bytes", v.stream->frame_bytes}};
+  }
 }
 void from_json(const json& j, SegmentInfo& v) {
   v.name = get_string(j, "name");
@@ -437,6 +474,13 @@ void from_json(const json& j, SegmentInfo& v) {
     }
   }
   if (j.contains("meta")) v.meta = get_object(j, "meta");
+  v.stream.reset();
+  if (j.contains("stream") && !j.at("stream").is_null()) {
+    const json& s = j.at("stream");
+    if (!s.is_object()) bad("field 'stream' must be an object");
+    v.stream = StreamDescription{get_u32(s, "slots"), get_string(s, "overflow"),
+                                 get_u64(s, "frame_bytes")};
+  }
 }
 
 void to_json(json& j, const DaemonInfo& v) {

@@ -10,5 +10,6 @@
 #include "bridge/events.hpp"
 #include "bridge/mutation.hpp"
 #include "bridge/segment.hpp"
+#include "bridge/stream.hpp"
 #include "bridge/tensor_view.hpp"
 #include "bridge/version.hpp"

@@ -30,6 +30,14 @@ struct Grant {
   Access access = Access::none;
 };
 
+/// What makes a segment a stream (SegmentInfo::stream): a ring of `slots`
+/// frames, each of the segment's dtype and shape (`frame_bytes`).
+struct StreamDescription {
+  std::uint32_t slots = 0;
+  std::string overflow;  ///< "drop_oldest" or "block"
+  std::uint64_t frame_bytes = 0;
+};
+
 /// One segment as the daemon describes it: what create/attach/info/set_meta/
 /// grant return and each element of list(). `meta` is filled by all but list().
 struct SegmentInfo {
@@ -50,6 +58,10 @@ struct SegmentInfo {
   std::uint64_t page_size = 0;
   std::vector<Grant> grants;  ///< users other than the owner who may use it
   std::optional<nlohmann::json> meta;
+  /// Set for a stream ("kind": "stream" and "stream" in JSON; a segment has
+  /// neither):
+  /// dtype and shape are then one frame's.
+  std::optional<StreamDescription> stream;
 };
 
 /// Who answered: what the daemon said when the connection was made.

@@ -16,6 +16,7 @@
 #include "bridge/error.hpp"
 #include "bridge/events.hpp"
 #include "bridge/segment.hpp"
+#include "bridge/stream.hpp"
 
 namespace bridge {
 
@@ -116,6 +117,18 @@ class Client {
   /// re-create) or a grant change has returned, every attach asks the daemon
   /// again; what was already attached stays attached and mapped.
   Segment attach(std::string_view name);
+  /// Creates a stream: a ring of `options.slots` frames of `shape` and
+  /// `dtype`, and opens it to publish. `meta` describes the whole stream.
+  /// Throws Error(invalid_argument) for slots outside 2..1024,
+  /// Error(limit_exceeded) for a ring past the daemon's --max-segment-bytes.
+  Stream create_stream(std::string_view name, const std::vector<std::int64_t>& shape, DType dtype,
+                       const StreamOptions& options = {},
+                       const nlohmann::json& meta = nlohmann::json::object());
+  /// Opens an existing stream to publish (needs write access).
+  Stream open_stream(std::string_view name);
+  /// Subscribes to a stream: frames published from now on (and the newest
+  /// one, plus `history` older ones). A plain segment is Error(invalid_argument).
+  Subscription subscribe(std::string_view name, const SubscribeOptions& options = {});
   /// The segments this caller may attach, without metadata.
   std::vector<SegmentInfo> list();
   /// One segment, with metadata.

@@ -26,6 +26,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -131,13 +132,33 @@ inline SyncBlock& sync_at(std::byte* base) {
   return *reinterpret_cast<SyncBlock*>(base + kSyncOffset);
 }
 
+enum class RingOverflow : std::uint32_t { drop_oldest = 0, block = 1 };
+
+/// The geometry of a ring, computed (never read) from its parameters.
+struct StreamLayout {
+  std::uint32_t slots = 0;
+  RingOverflow overflow = RingOverflow::drop_oldest;
+  std::uint64_t frame_bytes = 0;
+  std::uint64_t slot_stride = 0;
+  std::uint64_t control_offset = 0;
+  std::uint64_t states_offset = 0;
+  std::uint64_t readers_offset = 0;
+  std::uint64_t meta_offset = 0;
+  std::uint64_t slots_offset = 0;
+  std::uint64_t end_offset = 0;
+  bool operator==(const StreamLayout&) const = default;
+};
+
 /// The geometry of an array: what create computes and validate checks.
 struct ArrayLayout {
   DType dtype;
   std::vector<std::int64_t> shape;
   std::vector<std::int64_t> strides;  ///< bytes
   std::uint64_t nbytes;
-  std::uint64_t total_bytes;  ///< kDataOffset + nbytes
+  std::uint64_t total_bytes;  ///< kDataOffset + nbytes; a stream: its ring's end
+  /// Set for a stream (kSegmentFlagStream): then the array is one frame and
+  /// the data area is the ring (ring_layout.hpp).
+  std::optional<StreamLayout> stream = std::nullopt;
 };
 
 /// C-contiguous layout with overflow-checked arithmetic. Throws

@@ -63,11 +63,14 @@ enum class Op {
   stats,
   subscribe,
   grant,
-  reattach
+  reattach,
+  create_stream,
+  open_stream
 };
-inline constexpr Op kAllOps[] = {Op::hello,   Op::create,    Op::attach, Op::detach,
-                                 Op::destroy, Op::list,      Op::info,   Op::set_meta,
-                                 Op::stats,   Op::subscribe, Op::grant,  Op::reattach};
+inline constexpr Op kAllOps[] = {Op::hello,         Op::create,     Op::attach, Op::detach,
+                                 Op::destroy,       Op::list,       Op::info,   Op::set_meta,
+                                 Op::stats,         Op::subscribe,  Op::grant,  Op::reattach,
+                                 Op::create_stream, Op::open_stream};
 std::string_view to_string(Op op) noexcept;
 std::optional<Op> op_from_string(std::string_view name) noexcept;
 
@@ -111,6 +114,23 @@ struct CreateRequest {
   /// daemon's --huge-pages default.
   std::optional<bool> huge_pages = std::nullopt;
 };
+/// A stream: a ring of `slots` frames of `shape`/`dtype` (ring_layout.hpp).
+/// `overflow` is "drop_oldest" or "block".
+struct CreateStreamRequest {
+  std::string name;
+  DType dtype = DType::uint8;
+  std::vector<std::int64_t> shape;
+  json meta = json::object();
+  std::optional<bool> huge_pages = std::nullopt;
+  std::uint32_t slots = 8;
+  std::string overflow = "drop_oldest";
+};
+/// Maps an existing stream to publish into it ("publish": needs write
+/// access) or to subscribe to it ("subscribe").
+struct OpenStreamRequest {
+  std::string name;
+  std::string role = "subscribe";
+};
 struct NameRequest {  ///< attach, destroy, info
   std::string name;
 };
@@ -150,6 +170,10 @@ void to_json(json& j, const HelloRequest& v);
 void from_json(const json& j, HelloRequest& v);
 void to_json(json& j, const CreateRequest& v);
 void from_json(const json& j, CreateRequest& v);
+void to_json(json& j, const CreateStreamRequest& v);
+void from_json(const json& j, CreateStreamRequest& v);
+void to_json(json& j, const OpenStreamRequest& v);
+void from_json(const json& j, OpenStreamRequest& v);
 void to_json(json& j, const NameRequest& v);
 void from_json(const json& j, NameRequest& v);
 void to_json(json& j, const DetachRequest& v);

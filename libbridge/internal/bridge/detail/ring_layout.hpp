@@ -1,0 +1,147 @@
+// SPDX-License-Identifier: MIT
+//
+// The on-shm layout of a stream: a segment (layout.hpp) whose header carries
+// kSegmentFlagStream and a StreamHeader, and whose data area is a ring of
+// frames instead of one array. Everything before kDataOffset is as for any
+// segment (header, metadata slots, sync page; the daemon's alone). Then:
+//
+//   control      RingControl, one page: the newest seq, the publish futex
+//                word and the robust publisher lock. Written by publishers.
+//   slot states  one SlotState per slot: which seq the slot holds and
+//                whether it is being written. Written by publishers.
+//   readers      ReaderShared, then kMaxStreamReaders ReaderEntry: each
+//                subscriber's registration, position and holds. Written by
+//                subscribers (and by a publisher reclaiming a dead one's).
+//   frame meta   kFrameMetaBytes of JSON per slot. Written by publishers.
+//   slots        the frames, each page-aligned. Written by publishers.
+//
+// Subscribers map every publisher-written range read-only, so a stray write
+// of a reader faults in the reader. The geometry is fixed at create and
+// recomputed from (frame bytes, slots, overflow) by every validation: offsets
+// and counts are never taken from shared memory.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "bridge/detail/layout.hpp"
+
+namespace bridge {
+
+inline constexpr std::uint32_t kSegmentFlagStream = 1;
+inline constexpr std::uint64_t kStreamMagic = 0x314d525453484d53ull;  // "SMHSTRM1" (LE)
+/// Where the StreamHeader sits in the header page (past SegmentHeader).
+inline constexpr std::size_t kStreamHeaderOffset = 2048;
+inline constexpr std::uint32_t kMinStreamSlots = 2;
+/// The daemon refuses more: every next() scans the slot states.
+inline constexpr std::uint32_t kMaxStreamSlots = 1024;
+inline constexpr std::uint32_t kMaxStreamReaders = 64;
+/// Frames one subscription may hold at once (limit_exceeded past it).
+inline constexpr std::uint32_t kMaxHoldsPerReader = 8;
+inline constexpr std::size_t kFrameMetaBytes = 4096;
+
+/// The immutable description of a ring, in the header page, checksummed.
+struct StreamHeader {
+  std::uint64_t magic;
+  std::uint32_t slots;
+  std::uint32_t overflow;
+  std::uint32_t max_readers;
+  std::uint32_t max_holds;
+  std::uint64_t frame_bytes;
+  std::uint64_t slot_stride;
+  std::uint64_t frame_meta_bytes;
+  std::uint64_t control_offset;
+  std::uint64_t states_offset;
+  std::uint64_t readers_offset;
+  std::uint64_t meta_offset;
+  std::uint64_t slots_offset;
+  std::uint64_t end_offset;  ///< the shm object's size
+  std::uint64_t checksum;    ///< FNV-1a of every byte above
+};
+static_assert(kStreamHeaderOffset + sizeof(StreamHeader) <= kHeaderBytes);
+
+/// Publisher-written words of the ring.
+/// - `head`: the newest published seq (seqs start at 1; 0: none yet).
+/// - `wake`: bumped after every publish; subscribers futex-wait on it.
+/// - `publisher_lock`: robust and process-shared: one loan at a time, and a
+///   publisher that dies holding it hands it on with EOWNERDEAD, whereupon
+///   the next publisher frees the slot the dead one was writing.
+struct alignas(64) RingControl {
+  std::atomic<std::uint64_t> head;
+  std::atomic<std::uint32_t> wake;
+  std::atomic<std::uint32_t>
+      space_waiters;  ///< block publishers sleeping on ReaderShared::space_wake
+  std::atomic<std::int64_t> last_publish_unix_ns;
+  std::atomic<std::int32_t> publisher_pid;
+  std::uint8_t reserved1[36];
+  pthread_mutex_t publisher_lock;
+};
+static_assert(offsetof(RingControl, publisher_lock) == 64);
+static_assert(sizeof(RingControl) <= kPageBytes);
+
+/// One slot's state word: (seq << 2) | state. A slot is only ever read by a
+/// subscriber while the word says ready for the seq it holds.
+enum class SlotPhase : std::uint64_t { free = 0, writing = 1, ready = 2 };
+constexpr std::uint64_t slot_word(std::uint64_t seq, SlotPhase phase) {
+  return (seq << 2) | static_cast<std::uint64_t>(phase);
+}
+constexpr std::uint64_t slot_seq(std::uint64_t word) {
+  return word >> 2;
+}
+constexpr SlotPhase slot_phase(std::uint64_t word) {
+  return static_cast<SlotPhase>(word & 3);
+}
+
+struct alignas(64) SlotState {
+  std::atomic<std::uint64_t> word;
+  std::atomic<std::int64_t> publish_unix_ns;
+  std::atomic<std::uint32_t> meta_bytes;  ///< JSON text length in the slot's meta area
+  std::atomic<std::int32_t> writer_pid;
+};
+static_assert(sizeof(SlotState) == 64);
+
+/// Subscriber-written words shared by all subscribers.
+/// - `waiters`: subscribers sleeping on RingControl::wake (publishers skip
+///   the wake syscall while there are none).
+/// - `space_wake`: bumped when a subscriber releases a frame or moves on; a
+///   `block` publisher waiting for room sleeps on it.
+struct alignas(64) ReaderShared {
+  std::atomic<std::uint32_t> waiters;
+  std::atomic<std::uint32_t> space_wake;
+};
+
+/// One subscription. `tag` is 0 for a free entry, else (pid << 32) | a
+/// random nonzero low half: the pid is what a publisher checks for liveness,
+/// `start_time` (the process's start in clock ticks since boot, 0 until
+/// written) what tells a dead pid's reuse apart.
+struct alignas(128) ReaderEntry {
+  std::atomic<std::uint64_t> tag;
+  std::atomic<std::uint64_t> start_time;
+  std::atomic<std::uint32_t> mode;  ///< 0 all, 1 latest
+  std::atomic<std::uint32_t> reserved;
+  std::atomic<std::uint64_t> next_seq;  ///< all mode: the next seq it wants (back-pressure)
+  std::atomic<std::uint64_t> received;
+  std::atomic<std::uint64_t> dropped;
+  std::atomic<std::uint64_t> holds[kMaxHoldsPerReader];  ///< seqs held; 0 none
+};
+static_assert(sizeof(ReaderEntry) == 128);
+inline constexpr std::size_t kReaderSharedBytes = 128;
+
+/// The geometry for frames of `frame_bytes` in `slots` slots. Throws
+/// Error(invalid_argument) for a slot count outside [2, 1024] and
+/// Error(limit_exceeded) when the ring would exceed `max_bytes`.
+StreamLayout compute_stream_layout(std::uint64_t frame_bytes, std::uint32_t slots,
+                                   RingOverflow overflow, std::uint64_t max_bytes = UINT64_MAX);
+/// Writes the StreamHeader of `layout` into the header page at `base` and
+/// initializes the ring (robust publisher lock; all slots free).
+void init_stream(std::byte* base, const StreamLayout& layout);
+/// Validates the StreamHeader at `base` against what `frame_bytes` and its
+/// slot count and overflow give. Throws Error(corrupt_segment).
+StreamLayout validate_stream_header(const std::byte* base, std::uint64_t frame_bytes);
+
+inline const StreamHeader& stream_header_at(const std::byte* base) {
+  return *reinterpret_cast<const StreamHeader*>(base + kStreamHeaderOffset);
+}
+
+}  // namespace bridge

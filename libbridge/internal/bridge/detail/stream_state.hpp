@@ -1,0 +1,112 @@
+// SPDX-License-Identifier: MIT
+//
+// What stands behind a Stream, a Subscription and their loans and frames:
+// one mapping of the stream's segment and the ring words in it. Shared, so
+// that a frame or loan outlives the handle it came from.
+#pragma once
+
+#include <atomic>
+#include <bitset>
+#include <memory>
+#include <mutex>
+
+#include "bridge/catalog.hpp"
+#include "bridge/detail/connection.hpp"
+#include "bridge/detail/os/mapping.hpp"
+#include "bridge/detail/ring_layout.hpp"
+#include "bridge/stream.hpp"
+
+namespace bridge::detail {
+
+struct StreamState {
+  StreamState(std::shared_ptr<const SegmentInfo> info_, std::shared_ptr<os::Mapping> mapping_,
+              std::shared_ptr<Connection> connection_, StreamLayout layout_)
+      : info(std::move(info_)),
+        mapping(std::move(mapping_)),
+        connection(std::move(connection_)),
+        layout(layout_) {}
+  ~StreamState();
+  StreamState(const StreamState&) = delete;
+  StreamState& operator=(const StreamState&) = delete;
+
+  const std::shared_ptr<const SegmentInfo> info;
+  const std::shared_ptr<os::Mapping> mapping;
+  const std::shared_ptr<Connection> connection;
+  const StreamLayout layout;  ///< validated when opened; never re-read from shm
+  std::atomic<bool> closed{false};
+
+  std::byte* base() const noexcept { return mapping->data(); }
+  RingControl& control() const noexcept {
+    return *reinterpret_cast<RingControl*>(base() + layout.control_offset);
+  }
+  SlotState& slot(std::uint32_t i) const noexcept {
+    return reinterpret_cast<SlotState*>(base() + layout.states_offset)[i];
+  }
+  ReaderShared& readers() const noexcept {
+    return *reinterpret_cast<ReaderShared*>(base() + layout.readers_offset);
+  }
+  ReaderEntry& reader(std::uint32_t i) const noexcept {
+    return reinterpret_cast<ReaderEntry*>(base() + layout.readers_offset + kReaderSharedBytes)[i];
+  }
+  std::byte* frame_meta(std::uint32_t i) const noexcept {
+    return base() + layout.meta_offset + std::uint64_t{i} * kFrameMetaBytes;
+  }
+  std::byte* frame(std::uint32_t i) const noexcept {
+    return base() + layout.slots_offset + std::uint64_t{i} * layout.slot_stride;
+  }
+  /// Whether the daemon destroyed the stream's name.
+  bool destroyed() const noexcept;
+  /// Tells a block publisher waiting for room that there may be some now.
+  void signal_space() const noexcept;
+};
+
+/// One subscription's registration in the ring (a ReaderEntry), released
+/// when the Subscription and every frame it handed out are gone.
+struct SubscriptionState {
+  SubscriptionState(std::shared_ptr<StreamState> stream_, StreamMode mode_, std::uint32_t history);
+  ~SubscriptionState();
+  SubscriptionState(const SubscriptionState&) = delete;
+  SubscriptionState& operator=(const SubscriptionState&) = delete;
+
+  ReaderEntry& entry() const noexcept { return stream->reader(index); }
+  /// Gives hold `k` back (FrameHold's destructor).
+  void release_hold(std::uint32_t k) noexcept;
+
+  const std::shared_ptr<StreamState> stream;
+  const StreamMode mode;
+  std::uint32_t index = 0;  ///< the ReaderEntry
+  std::uint64_t tag = 0;
+  std::atomic<bool> closed{false};
+
+  std::mutex next_mutex;  ///< one next() at a time
+  // Under next_mutex:
+  std::uint64_t next_seq = 1;      ///< all: the next seq wanted
+  std::uint64_t last_seen = 0;     ///< latest: the last seq returned
+  std::uint64_t counted_from = 1;  ///< skipped seqs below this are history, not drops
+
+  std::mutex holds_mutex;
+  std::bitset<kMaxHoldsPerReader> holds_used;  ///< under holds_mutex
+};
+
+/// One held frame; its destructor gives the slot back.
+struct FrameHold {
+  std::shared_ptr<SubscriptionState> subscription;
+  std::uint32_t hold = 0;
+  std::uint32_t slot = 0;
+  ~FrameHold() { subscription->release_hold(hold); }
+};
+
+/// Maps the stream that came with a create_stream/open_stream reply and
+/// validates it; a subscriber's mapping of publisher-written ranges is
+/// read-only.
+std::shared_ptr<StreamState> open_stream_state(const std::shared_ptr<Connection>& connection,
+                                               Connection::Reply& reply, bool subscriber);
+
+/// The process start time of `pid` (clock ticks since boot, field 22 of
+/// /proc/PID/stat); 0 when it cannot be read.
+std::uint64_t process_start_time(pid_t pid) noexcept;
+/// Whether the subscriber registered under `tag` (with `start_time`) is
+/// alive: its pid exists and, where known, started at that time.
+bool reader_alive(std::uint64_t tag, std::uint64_t start_time) noexcept;
+
+}  // namespace bridge::detail

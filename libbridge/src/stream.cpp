@@ -1,0 +1,749 @@
+// SPDX-License-Identifier: MIT
+//
+// The ring protocol (README, Streams):
+// - A publisher takes the robust publisher lock, picks a slot (a free one,
+//   else the oldest frame no live subscriber holds and, with block, every
+//   live `all` subscriber has passed), marks it writing, writes, marks it
+//   ready with its seq, then raises `head` and wakes subscribers.
+// - A subscriber holds a frame by storing its seq in one of its hold words,
+//   then re-checking that the slot is still ready with that seq. The
+//   publisher marks a slot writing before it scans the hold words. Both
+//   steps are sequentially consistent, so at least one side sees the other:
+//   either the publisher sees the hold and picks another slot, or the
+//   subscriber sees `writing` and lets go. A slot is never rewritten while
+//   held, and a subscriber never takes a slot that is not ready.
+#include "bridge/stream.hpp"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <exception>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <vector>
+
+#include "bridge/detail/connection.hpp"
+#include "bridge/detail/os/process.hpp"
+#include "bridge/detail/protocol.hpp"
+#include "bridge/detail/stream_state.hpp"
+#include "bridge/detail/sync.hpp"
+
+namespace bridge {
+
+namespace detail {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A publisher waiting for room looks for dead subscribers this often, so a
+// SIGKILLed one stalls it for at most this long (plus the check).
+constexpr std::chrono::milliseconds kLivenessPeriod{100};
+
+std::int64_t now_unix_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+sync::Deadline min_deadline(const sync::Deadline& deadline, std::chrono::milliseconds slice) {
+  const auto soon = Clock::now() + slice;
+  return deadline && *deadline < soon ? *deadline : soon;
+}
+
+bool expired(const sync::Deadline& deadline) {
+  return deadline && Clock::now() >= *deadline;
+}
+
+// Frees every hold of a dead subscriber and its entry. The holds go first:
+// once the tag is 0 the entry may be someone else's.
+void reap(ReaderEntry& entry, std::uint64_t tag) {
+  for (auto& hold : entry.holds) hold.store(0, std::memory_order_seq_cst);
+  entry.next_seq.store(0, std::memory_order_seq_cst);
+  std::uint64_t expected = tag;
+  entry.tag.compare_exchange_strong(expected, 0, std::memory_order_seq_cst);
+}
+
+}  // namespace
+
+std::uint64_t process_start_time(pid_t pid) noexcept {
+  try {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    // The command name may hold spaces and parentheses: fields count from
+    // the last ')'. Field 22 (starttime) is the 20th after it.
+    const auto close = text.rfind(')');
+    if (close == std::string::npos) return 0;
+    std::istringstream fields(text.substr(close + 1));
+    std::string field;
+    for (int i = 0; i < 20; ++i) {
+      if (!(fields >> field)) return 0;
+    }
+    return std::stoull(field);
+  } catch (...) {
+    return 0;
+  }
+}
+
+bool reader_alive(std::uint64_t tag, std::uint64_t start_time) noexcept {
+  const auto pid = static_cast<pid_t>(tag >> 32);
+  if (pid <= 0) return false;
+  if (::kill(pid, 0) != 0 && errno == ESRCH) return false;
+  // A pid reused by another process: its start time differs.
+  if (start_time != 0) {
+    const std::uint64_t now = process_start_time(pid);
+    if (now != 0 && now != start_time) return false;
+  }
+  return true;
+}
+
+StreamState::~StreamState() {
+  if (connection) connection->detach_async(info->name, info->id, /*held=*/false);
+}
+
+bool StreamState::destroyed() const noexcept {
+  return sync_at(base()).destroyed.load(std::memory_order_acquire) != 0;
+}
+
+void StreamState::signal_space() const noexcept {
+  readers().space_wake.fetch_add(1, std::memory_order_seq_cst);
+  if (control().space_waiters.load(std::memory_order_seq_cst) != 0) {
+    sync::futex_wake_all(readers().space_wake);
+  }
+}
+
+SubscriptionState::SubscriptionState(std::shared_ptr<StreamState> stream_, StreamMode mode_,
+                                     std::uint32_t history)
+    : stream(std::move(stream_)), mode(mode_) {
+  const pid_t pid = os::this_pid();
+  std::random_device random;
+  std::uint32_t low = 0;
+  while (low == 0) low = random();
+  tag = (static_cast<std::uint64_t>(pid) << 32) | low;
+  // A free entry, else one a dead subscriber left.
+  for (int pass = 0; pass < 2; ++pass) {
+    for (std::uint32_t i = 0; i < kMaxStreamReaders; ++i) {
+      ReaderEntry& e = stream->reader(i);
+      std::uint64_t current = e.tag.load(std::memory_order_seq_cst);
+      if (current != 0 && pass == 1 &&
+          !reader_alive(current, e.start_time.load(std::memory_order_acquire))) {
+        reap(e, current);
+        current = 0;
+      }
+      if (current != 0) continue;
+      // A free entry's next_seq is 0 (no back-pressure) already: whoever
+      // freed it zeroed it first. Nothing is written before the claim
+      // succeeds, since the entry may be someone else's by then.
+      if (!e.tag.compare_exchange_strong(current, tag, std::memory_order_seq_cst)) continue;
+      index = i;
+      e.start_time.store(process_start_time(pid), std::memory_order_release);
+      e.mode.store(mode == StreamMode::latest ? 1 : 0, std::memory_order_relaxed);
+      e.received.store(0, std::memory_order_relaxed);
+      e.dropped.store(0, std::memory_order_relaxed);
+      for (auto& hold : e.holds) hold.store(0, std::memory_order_relaxed);
+      const std::uint64_t head = stream->control().head.load(std::memory_order_seq_cst);
+      // Late joiners start at the newest frame (and `history` before it);
+      // what they skip below head is history, never counted as dropped.
+      counted_from = head + 1;
+      last_seen = head == 0 ? 0 : head - 1;
+      next_seq = head == 0 ? 1 : (head > history ? head - history : 1);
+      if (mode == StreamMode::all) e.next_seq.store(next_seq, std::memory_order_seq_cst);
+      return;
+    }
+  }
+  throw Error(Errc::limit_exceeded, "stream '" + stream->info->name + "' has " +
+                                        std::to_string(kMaxStreamReaders) +
+                                        " live subscribers already");
+}
+
+SubscriptionState::~SubscriptionState() {
+  ReaderEntry& e = entry();
+  for (auto& hold : e.holds) hold.store(0, std::memory_order_seq_cst);
+  e.next_seq.store(0, std::memory_order_seq_cst);
+  std::uint64_t expected = tag;
+  e.tag.compare_exchange_strong(expected, 0, std::memory_order_seq_cst);
+  stream->signal_space();
+}
+
+void SubscriptionState::release_hold(std::uint32_t k) noexcept {
+  entry().holds[k].store(0, std::memory_order_seq_cst);
+  {
+    std::lock_guard lock(holds_mutex);
+    holds_used.reset(k);
+  }
+  stream->signal_space();
+}
+
+namespace {
+
+// Maps a stream from a create_stream/open_stream reply and checks it.
+std::shared_ptr<StreamState> open_state(const std::shared_ptr<Connection>& connection,
+                                        Connection::Reply& reply, bool subscriber) {
+  auto info = protocol::parse<SegmentInfo>(reply.body);
+  try {
+    if (reply.fds.size() != 1) {
+      throw Error(Errc::protocol_error, "expected one descriptor with the reply, got " +
+                                            std::to_string(reply.fds.size()));
+    }
+    const int fd = reply.fds.front().get();
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) throw_errno(errno, "fstat");
+    const auto size = static_cast<std::uint64_t>(st.st_size);
+    if (size < kDataOffset) throw Error(Errc::corrupt_segment, "stream is smaller than its header");
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0) throw_errno(errno, "fcntl");
+    if ((flags & O_ACCMODE) != O_RDWR) {
+      throw Error(Errc::permission_denied, "stream '" + info.name + "' came read-only");
+    }
+    // The header is validated on a private copy of the first page: the
+    // geometry then comes from what was checked, not from live shared memory.
+    auto mapping = std::make_shared<os::Mapping>(os::Mapping::map(fd, size, true));
+    if (::mprotect(mapping->data(), kSyncOffset, PROT_READ) != 0) throw_errno(errno, "mprotect");
+    const auto& header = header_at(static_cast<const std::byte*>(mapping->data()));
+    const ArrayLayout layout = validate_header(header, size);
+    if (!layout.stream) {
+      throw Error(Errc::invalid_argument, "'" + info.name + "' is a segment, not a stream");
+    }
+    if (header.segment_id != info.id || layout.dtype != info.dtype || layout.shape != info.shape ||
+        layout.nbytes != info.nbytes) {
+      throw Error(Errc::corrupt_segment,
+                  "stream '" + info.name + "' header disagrees with the daemon's description");
+    }
+    const StreamLayout ring = *layout.stream;
+    if (subscriber) {
+      // Everything publishers write is read-only here: a stray write of a
+      // subscriber faults in the subscriber.
+      if (::mprotect(mapping->data() + ring.control_offset,
+                     ring.readers_offset - ring.control_offset, PROT_READ) != 0 ||
+          ::mprotect(mapping->data() + ring.meta_offset, ring.end_offset - ring.meta_offset,
+                     PROT_READ) != 0) {
+        throw_errno(errno, "mprotect");
+      }
+    }
+    info.strides = layout.strides;
+    info.total_bytes = header.total_bytes;
+    return std::make_shared<StreamState>(std::make_shared<const SegmentInfo>(std::move(info)),
+                                         std::move(mapping), connection, ring);
+  } catch (...) {
+    connection->detach_async(info.name, info.id, /*held=*/false);
+    throw;
+  }
+}
+
+std::vector<std::int64_t> element_strides_of(const SegmentInfo& info, std::size_t size) {
+  std::vector<std::int64_t> out;
+  out.reserve(info.strides.size());
+  for (auto s : info.strides) out.push_back(s / static_cast<std::int64_t>(size));
+  return out;
+}
+
+void check_dtype(const SegmentInfo& info, DType element) {
+  if (element != info.dtype) {
+    throw Error(Errc::type_mismatch, "stream '" + info.name + "' holds " +
+                                         std::string(dtype_name(info.dtype)) + ", not " +
+                                         std::string(dtype_name(element)));
+  }
+}
+
+// Takes the publisher lock, waiting until `deadline`. Returns whether the
+// previous holder died holding it.
+bool lock_publisher(StreamState& state, const sync::Deadline& deadline) {
+  pthread_mutex_t* lock = &state.control().publisher_lock;
+  int rc = 0;
+  if (!deadline) {
+    rc = pthread_mutex_lock(lock);
+  } else {
+    const auto ns =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(deadline->time_since_epoch()).count();
+    timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+    rc = pthread_mutex_clocklock(lock, CLOCK_MONOTONIC, &ts);
+  }
+  if (rc == 0) return false;
+  if (rc == EOWNERDEAD) {
+    pthread_mutex_consistent(lock);
+    // The dead publisher's frame was never published: its slot is freed,
+    // never handed to a subscriber.
+    for (std::uint32_t i = 0; i < state.layout.slots; ++i) {
+      SlotState& slot = state.slot(i);
+      if (slot_phase(slot.word.load(std::memory_order_seq_cst)) == SlotPhase::writing) {
+        slot.word.store(0, std::memory_order_seq_cst);
+      }
+    }
+    return true;
+  }
+  if (rc == ETIMEDOUT) {
+    throw Error(Errc::timeout, "another publisher holds stream '" + state.info->name + "'");
+  }
+  if (rc == EDEADLK) {
+    throw Error(Errc::invalid_argument,
+                "this thread holds a loan of stream '" + state.info->name + "' already");
+  }
+  throw_errno(rc, "pthread_mutex_lock");
+}
+
+// Picks and claims (marks writing) a slot for the next frame, waiting for
+// room until `deadline`. Called with the publisher lock held.
+std::uint32_t claim_slot(StreamState& state, const sync::Deadline& deadline) {
+  const bool block = state.layout.overflow == RingOverflow::block;
+  std::vector<std::uint64_t> held;
+  auto last_reap = Clock::now() - kLivenessPeriod;
+  for (;;) {
+    const std::uint32_t space = state.readers().space_wake.load(std::memory_order_seq_cst);
+    held.clear();
+    std::uint64_t min_next = UINT64_MAX;
+    for (std::uint32_t r = 0; r < kMaxStreamReaders; ++r) {
+      ReaderEntry& e = state.reader(r);
+      if (e.tag.load(std::memory_order_seq_cst) == 0) continue;
+      for (auto& hold : e.holds) {
+        if (const std::uint64_t s = hold.load(std::memory_order_seq_cst)) held.push_back(s);
+      }
+      if (block && e.mode.load(std::memory_order_relaxed) == 0) {
+        const std::uint64_t n = e.next_seq.load(std::memory_order_seq_cst);
+        if (n != 0) min_next = std::min(min_next, n);
+      }
+    }
+    std::optional<std::uint32_t> best;
+    std::uint64_t best_seq = UINT64_MAX;
+    for (std::uint32_t i = 0; i < state.layout.slots; ++i) {
+      const std::uint64_t word = state.slot(i).word.load(std::memory_order_seq_cst);
+      if (slot_phase(word) == SlotPhase::free) {
+        best = i;
+        best_seq = 0;
+        break;
+      }
+      if (slot_phase(word) != SlotPhase::ready) continue;
+      const std::uint64_t s = slot_seq(word);
+      if (std::find(held.begin(), held.end(), s) != held.end()) continue;
+      if (block && s >= min_next) continue;
+      if (s < best_seq) {
+        best = i;
+        best_seq = s;
+      }
+    }
+    if (best) {
+      SlotState& slot = state.slot(*best);
+      if (best_seq == 0) {
+        slot.word.store(slot_word(0, SlotPhase::writing), std::memory_order_seq_cst);
+        return *best;
+      }
+      std::uint64_t expected = slot_word(best_seq, SlotPhase::ready);
+      if (!slot.word.compare_exchange_strong(expected, slot_word(best_seq, SlotPhase::writing),
+                                             std::memory_order_seq_cst)) {
+        continue;
+      }
+      // The other half of the hold handshake (see the top of this file).
+      bool taken = false;
+      for (std::uint32_t r = 0; r < kMaxStreamReaders && !taken; ++r) {
+        for (auto& hold : state.reader(r).holds) {
+          if (hold.load(std::memory_order_seq_cst) == best_seq) taken = true;
+        }
+      }
+      if (!taken) return *best;
+      slot.word.store(expected, std::memory_order_seq_cst);
+      continue;
+    }
+    // No room: subscribers hold every slot, or (block) have not taken the
+    // oldest frame. A dead one's holds and position are reclaimed.
+    if (Clock::now() - last_reap >= kLivenessPeriod) {
+      last_reap = Clock::now();
+      bool reaped = false;
+      for (std::uint32_t r = 0; r < kMaxStreamReaders; ++r) {
+        ReaderEntry& e = state.reader(r);
+        const std::uint64_t tag = e.tag.load(std::memory_order_seq_cst);
+        if (tag != 0 && !reader_alive(tag, e.start_time.load(std::memory_order_acquire))) {
+          reap(e, tag);
+          reaped = true;
+        }
+      }
+      if (reaped) continue;
+    }
+    if (expired(deadline)) {
+      throw Error(Errc::timeout,
+                  block ? "stream '" + state.info->name +
+                              "': no room; the slowest subscriber has not taken seq " +
+                              std::to_string(min_next)
+                        : "stream '" + state.info->name + "': subscribers hold every slot");
+    }
+    state.control().space_waiters.fetch_add(1, std::memory_order_seq_cst);
+    sync::futex_wait(state.readers().space_wake, space, min_deadline(deadline, kLivenessPeriod));
+    state.control().space_waiters.fetch_sub(1, std::memory_order_seq_cst);
+  }
+}
+
+}  // namespace
+
+std::shared_ptr<StreamState> open_stream_state(const std::shared_ptr<Connection>& connection,
+                                               Connection::Reply& reply, bool subscriber) {
+  return open_state(connection, reply, subscriber);
+}
+
+}  // namespace detail
+
+// ---- Loan -----------------------------------------------------------------------
+
+Loan::Loan(std::shared_ptr<detail::StreamState> state, std::uint32_t slot, std::uint64_t seq,
+           bool owner_died)
+    : state_(std::move(state)),
+      slot_(slot),
+      seq_(seq),
+      owner_died_(owner_died),
+      active_(true),
+      uncaught_(std::uncaught_exceptions()) {}
+
+Loan::Loan(Loan&& other) noexcept
+    : state_(std::move(other.state_)),
+      slot_(other.slot_),
+      seq_(other.seq_),
+      owner_died_(other.owner_died_),
+      active_(std::exchange(other.active_, false)),
+      uncaught_(other.uncaught_) {}
+
+Loan::~Loan() {
+  if (!active_) return;
+  // What a Python `with` does: an exception unwinding through the loan
+  // publishes nothing.
+  if (std::uncaught_exceptions() > uncaught_) {
+    abort();
+    return;
+  }
+  try {
+    end(true, nullptr);
+  } catch (...) {
+    abort();
+  }
+}
+
+std::byte* Loan::data() const {
+  if (!active_) throw Error(Errc::closed, "the loan has ended");
+  return state_->frame(slot_);
+}
+
+std::size_t Loan::nbytes() const noexcept {
+  return state_ ? state_->layout.frame_bytes : 0;
+}
+
+void Loan::check_type(DType element) const {
+  if (!active_) throw Error(Errc::closed, "the loan has ended");
+  detail::check_dtype(*state_->info, element);
+}
+
+std::shared_ptr<const void> Loan::keepalive() const {
+  return std::shared_ptr<const void>(state_->mapping, state_->mapping->data());
+}
+
+const std::vector<std::int64_t>& Loan::shape() const {
+  return state_->info->shape;
+}
+
+std::vector<std::int64_t> Loan::element_strides(std::size_t element_size) const {
+  return detail::element_strides_of(*state_->info, element_size);
+}
+
+std::uint64_t Loan::publish(const nlohmann::json& meta) {
+  end(true, &meta);
+  return seq_;
+}
+
+void Loan::abort() noexcept {
+  if (!active_) return;
+  active_ = false;
+  // The slot's old frame is partly overwritten: it is free now, not ready.
+  state_->slot(slot_).word.store(0, std::memory_order_seq_cst);
+  pthread_mutex_unlock(&state_->control().publisher_lock);
+}
+
+void Loan::end(bool publish_it, const nlohmann::json* meta) {
+  if (!active_) throw Error(Errc::closed, "the loan has ended");
+  if (!publish_it) {
+    abort();
+    return;
+  }
+  std::string text;
+  if (meta != nullptr && !(meta->is_object() && meta->empty())) {
+    if (!meta->is_object()) throw Error(Errc::invalid_argument, "frame meta must be a JSON object");
+    text = protocol::dump_json(*meta);
+    if (text.size() > kFrameMetaBytes) {
+      throw Error(Errc::invalid_argument, "frame meta is " + std::to_string(text.size()) +
+                                              " bytes of JSON; the limit is " +
+                                              std::to_string(kFrameMetaBytes));
+    }
+  }
+  detail::StreamState& s = *state_;
+  SlotState& slot = s.slot(slot_);
+  std::memcpy(s.frame_meta(slot_), text.data(), text.size());
+  slot.meta_bytes.store(static_cast<std::uint32_t>(text.size()), std::memory_order_relaxed);
+  const std::int64_t now = detail::now_unix_ns();
+  slot.publish_unix_ns.store(now, std::memory_order_relaxed);
+  slot.writer_pid.store(os::this_pid(), std::memory_order_relaxed);
+  slot.word.store(slot_word(seq_, SlotPhase::ready), std::memory_order_seq_cst);
+  RingControl& control = s.control();
+  control.head.store(seq_, std::memory_order_seq_cst);
+  control.last_publish_unix_ns.store(now, std::memory_order_relaxed);
+  control.publisher_pid.store(os::this_pid(), std::memory_order_relaxed);
+  active_ = false;
+  pthread_mutex_unlock(&control.publisher_lock);
+  control.wake.fetch_add(1, std::memory_order_seq_cst);
+  if (s.readers().waiters.load(std::memory_order_seq_cst) != 0) sync::futex_wake_all(control.wake);
+}
+
+// ---- Stream ---------------------------------------------------------------------
+
+Stream::Stream(std::shared_ptr<detail::StreamState> state)
+    : state_(std::move(state)), info_(state_->info) {}
+
+Stream::~Stream() {
+  close();
+}
+
+void Stream::close() noexcept {
+  state_.reset();
+}
+
+std::shared_ptr<detail::StreamState> Stream::pin() const {
+  if (!state_) throw Error(Errc::closed, "stream is closed");
+  return state_;
+}
+
+std::uint32_t Stream::slots() const noexcept {
+  return info_->stream ? info_->stream->slots : 0;
+}
+
+Overflow Stream::overflow() const noexcept {
+  return info_->stream && info_->stream->overflow == "block" ? Overflow::block
+                                                             : Overflow::drop_oldest;
+}
+
+nlohmann::json Stream::meta() const {
+  auto state = pin();
+  const std::string text = read_meta(state->base());
+  if (text.empty()) return nlohmann::json::object();
+  auto parsed = nlohmann::json::parse(text, nullptr, false);
+  if (parsed.is_discarded() || !parsed.is_object()) {
+    throw Error(Errc::corrupt_segment, "stream '" + name() + "' holds unreadable metadata");
+  }
+  return parsed;
+}
+
+std::uint64_t Stream::head() const {
+  return pin()->control().head.load(std::memory_order_acquire);
+}
+
+Loan Stream::loan(std::optional<std::chrono::nanoseconds> timeout) {
+  auto state = pin();
+  const sync::Deadline deadline = sync::deadline_after(timeout);
+  const bool owner_died = detail::lock_publisher(*state, deadline);
+  try {
+    const std::uint32_t slot = detail::claim_slot(*state, deadline);
+    const std::uint64_t seq = state->control().head.load(std::memory_order_seq_cst) + 1;
+    return Loan(std::move(state), slot, seq, owner_died);
+  } catch (...) {
+    pthread_mutex_unlock(&state->control().publisher_lock);
+    throw;
+  }
+}
+
+std::uint64_t Stream::publish_bytes(DType dtype, const void* bytes, std::size_t size,
+                                    const nlohmann::json& meta,
+                                    std::optional<std::chrono::nanoseconds> timeout) {
+  detail::check_dtype(*info_, dtype);
+  if (size != info_->nbytes) {
+    throw Error(Errc::invalid_argument, "publish_from: " + std::to_string(size) +
+                                            " bytes for frames of " +
+                                            std::to_string(info_->nbytes) + " bytes");
+  }
+  Loan loan = this->loan(timeout);
+  if (size != 0) std::memcpy(loan.data(), bytes, size);
+  return loan.publish(meta);
+}
+
+// ---- Frame ----------------------------------------------------------------------
+
+nlohmann::json Frame::meta() const {
+  if (!hold_) throw Error(Errc::closed, "the frame was released");
+  const detail::StreamState& s = *hold_->subscription->stream;
+  const std::uint32_t n = s.slot(hold_->slot).meta_bytes.load(std::memory_order_relaxed);
+  if (n == 0) return nlohmann::json::object();
+  if (n > kFrameMetaBytes) {
+    throw Error(Errc::corrupt_segment, "frame meta length " + std::to_string(n) + " is too large");
+  }
+  auto parsed = nlohmann::json::parse(
+      std::string_view(reinterpret_cast<const char*>(s.frame_meta(hold_->slot)), n), nullptr,
+      false);
+  if (parsed.is_discarded() || !parsed.is_object()) {
+    throw Error(Errc::corrupt_segment, "frame " + std::to_string(seq_) + " holds unreadable meta");
+  }
+  return parsed;
+}
+
+const std::byte* Frame::data() const {
+  if (!hold_) throw Error(Errc::closed, "the frame was released");
+  return hold_->subscription->stream->frame(hold_->slot);
+}
+
+std::size_t Frame::nbytes() const noexcept {
+  return info_ ? info_->nbytes : 0;
+}
+
+void Frame::release() noexcept {
+  hold_.reset();
+}
+
+std::shared_ptr<const void> Frame::keepalive() const {
+  if (!hold_) throw Error(Errc::closed, "the frame was released");
+  return hold_;
+}
+
+void Frame::check_type(DType element) const {
+  if (!hold_) throw Error(Errc::closed, "the frame was released");
+  detail::check_dtype(*info_, element);
+}
+
+const std::vector<std::int64_t>& Frame::shape() const {
+  return info_->shape;
+}
+
+std::vector<std::int64_t> Frame::element_strides(std::size_t element_size) const {
+  return detail::element_strides_of(*info_, element_size);
+}
+
+// ---- Subscription ---------------------------------------------------------------
+
+Subscription::Subscription(std::shared_ptr<detail::SubscriptionState> state)
+    : state_(std::move(state)), info_(state_->stream->info), mode_(state_->mode) {}
+
+Subscription::~Subscription() {
+  close();
+}
+
+void Subscription::close() noexcept {
+  if (!state_) return;
+  state_->closed.store(true, std::memory_order_seq_cst);
+  // Ends a next() waiting on another thread: FUTEX_WAKE needs no write
+  // access to the (read-only) word.
+  sync::futex_wake_all(state_->stream->control().wake);
+  state_.reset();
+}
+
+std::uint64_t Subscription::dropped() const {
+  if (!state_) throw Error(Errc::closed, "subscription is closed");
+  return state_->entry().dropped.load(std::memory_order_relaxed);
+}
+
+std::uint64_t Subscription::received() const {
+  if (!state_) throw Error(Errc::closed, "subscription is closed");
+  return state_->entry().received.load(std::memory_order_relaxed);
+}
+
+Frame Subscription::next(std::optional<std::chrono::nanoseconds> timeout) {
+  if (!state_) throw Error(Errc::closed, "subscription is closed");
+  std::shared_ptr<detail::SubscriptionState> sub = state_;
+  detail::StreamState& s = *sub->stream;
+  const sync::Deadline deadline = sync::deadline_after(timeout);
+  std::unique_lock turn(sub->next_mutex);
+  ReaderEntry& entry = sub->entry();
+  const bool all = sub->mode == StreamMode::all;
+
+  // A free hold word: taken now, given back if nothing is received.
+  std::uint32_t k = 0;
+  {
+    std::lock_guard lock(sub->holds_mutex);
+    while (k < kMaxHoldsPerReader && sub->holds_used.test(k)) ++k;
+    if (k == kMaxHoldsPerReader) {
+      throw Error(Errc::limit_exceeded, "this subscription holds " +
+                                            std::to_string(kMaxHoldsPerReader) + " frames of '" +
+                                            s.info->name + "': release one");
+    }
+    sub->holds_used.set(k);
+  }
+  struct Unreserve {
+    detail::SubscriptionState* sub;
+    std::uint32_t k;
+    bool keep = false;
+    ~Unreserve() {
+      if (keep) return;
+      std::lock_guard lock(sub->holds_mutex);
+      sub->holds_used.reset(k);
+    }
+  } unreserve{sub.get(), k};
+
+  for (;;) {
+    if (sub->closed.load(std::memory_order_seq_cst)) {
+      throw Error(Errc::closed, "subscription is closed");
+    }
+    const std::uint32_t wake = s.control().wake.load(std::memory_order_seq_cst);
+    // Only seqs up to the head read before the scan: every such frame was
+    // marked ready before head was raised, so the scan sees it unless it was
+    // overwritten (a real drop). A frame published while the scan is under
+    // way could otherwise be missed in a slot already passed while a later
+    // one is seen in a slot not yet passed, skipping a seq nobody dropped.
+    const std::uint64_t head = s.control().head.load(std::memory_order_seq_cst);
+    // all: the oldest frame still in the ring at or past next_seq;
+    // latest: the newest frame past last_seen.
+    const std::uint64_t floor = all ? sub->next_seq : sub->last_seen + 1;
+    std::optional<std::uint32_t> pick;
+    std::uint64_t pick_seq = 0;
+    for (std::uint32_t i = 0; i < s.layout.slots; ++i) {
+      const std::uint64_t word = s.slot(i).word.load(std::memory_order_seq_cst);
+      if (slot_phase(word) != SlotPhase::ready) continue;
+      const std::uint64_t seq = slot_seq(word);
+      if (seq < floor || seq > head) continue;
+      if (!pick || (all ? seq < pick_seq : seq > pick_seq)) {
+        pick = i;
+        pick_seq = seq;
+      }
+    }
+    if (pick) {
+      entry.holds[k].store(pick_seq, std::memory_order_seq_cst);
+      if (s.slot(*pick).word.load(std::memory_order_seq_cst) !=
+          slot_word(pick_seq, SlotPhase::ready)) {
+        entry.holds[k].store(0, std::memory_order_seq_cst);
+        continue;  // being rewritten: look again
+      }
+      const std::uint64_t from = std::max(floor, sub->counted_from);
+      const std::uint64_t dropped = pick_seq > from ? pick_seq - from : 0;
+      Frame frame;
+      frame.hold_ = std::make_shared<detail::FrameHold>();
+      frame.hold_->subscription = sub;
+      frame.hold_->hold = k;
+      frame.hold_->slot = *pick;
+      unreserve.keep = true;
+      frame.info_ = s.info;
+      frame.seq_ = pick_seq;
+      frame.dropped_ = dropped;
+      frame.time_unix_ns_ = s.slot(*pick).publish_unix_ns.load(std::memory_order_relaxed);
+      if (all) {
+        sub->next_seq = pick_seq + 1;
+        entry.next_seq.store(sub->next_seq, std::memory_order_seq_cst);
+      } else {
+        sub->last_seen = pick_seq;
+      }
+      entry.received.fetch_add(1, std::memory_order_relaxed);
+      if (dropped != 0) entry.dropped.fetch_add(dropped, std::memory_order_relaxed);
+      // A block publisher may wait for this subscriber to move on.
+      if (all) s.signal_space();
+      return frame;
+    }
+    if (s.destroyed()) {
+      throw Error(Errc::not_found, "stream '" + s.info->name + "' was destroyed");
+    }
+    if (detail::expired(deadline)) {
+      throw Error(Errc::timeout, "no new frame on stream '" + s.info->name + "' in time");
+    }
+    s.readers().waiters.fetch_add(1, std::memory_order_seq_cst);
+    // A frame published after the scan above has changed `wake` already, so
+    // this returns at once; a later one wakes it.
+    sync::futex_wait(s.control().wake, wake, deadline);
+    s.readers().waiters.fetch_sub(1, std::memory_order_seq_cst);
+  }
+}
+
+}  // namespace bridge
