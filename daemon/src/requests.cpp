@@ -118,6 +118,19 @@ RequestHandler::Outcome RequestHandler::finish_create(Outcome::Deferred deferred
   });
 }
 
+RequestHandler::Outcome RequestHandler::build_or_defer(std::uint64_t id,
+                                                       Registry::PendingCreate pending) {
+  if (context_.offload_create(pending.plan().layout.total_bytes)) {
+    Outcome later{json()};
+    later.deferred.emplace(Outcome::Deferred{id, std::move(pending)});
+    return later;
+  }
+  // Small: built right here, no thread hop.
+  Registry::Built built = Registry::build(pending.plan());
+  return created_outcome(
+      id, context_.registry().finish_create(caller_, std::move(pending), std::move(built)));
+}
+
 RequestHandler::Outcome RequestHandler::created_outcome(std::uint64_t id,
                                                         const Registry::Opened& opened) {
   return {opened_reply(id, opened), opened.fd, std::make_pair(opened.info.name, opened.info.id)};
@@ -171,29 +184,12 @@ RequestHandler::Outcome RequestHandler::dispatch(Op op, std::uint64_t id, const 
       return {std::move(body), slots.read_only_fd()};
     }
     case Op::create: {
-      Registry::PendingCreate pending =
-          registry.prepare_create(caller_, protocol::parse<protocol::CreateRequest>(body));
-      if (context_.offload_create(pending.plan().layout.total_bytes)) {
-        Outcome later{json()};
-        later.deferred.emplace(Outcome::Deferred{id, std::move(pending)});
-        return later;
-      }
-      // Small: built right here, no thread hop.
-      Registry::Built built = Registry::build(pending.plan());
-      return created_outcome(id,
-                             registry.finish_create(caller_, std::move(pending), std::move(built)));
+      return build_or_defer(
+          id, registry.prepare_create(caller_, protocol::parse<protocol::CreateRequest>(body)));
     }
     case Op::create_stream: {
-      Registry::PendingCreate pending = registry.prepare_create_stream(
-          caller_, protocol::parse<protocol::CreateStreamRequest>(body));
-      if (context_.offload_create(pending.plan().layout.total_bytes)) {
-        Outcome later{json()};
-        later.deferred.emplace(Outcome::Deferred{id, std::move(pending)});
-        return later;
-      }
-      Registry::Built built = Registry::build(pending.plan());
-      return created_outcome(id,
-                             registry.finish_create(caller_, std::move(pending), std::move(built)));
+      return build_or_defer(id, registry.prepare_create_stream(
+                                    caller_, protocol::parse<protocol::CreateStreamRequest>(body)));
     }
     case Op::open_stream: {
       const auto request = protocol::parse<protocol::OpenStreamRequest>(body);

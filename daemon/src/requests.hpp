@@ -113,6 +113,9 @@ class RequestHandler {
  private:
   Outcome dispatch(bridge::protocol::Op op, std::uint64_t id, const bridge::protocol::json& body);
   static Outcome created_outcome(std::uint64_t id, const Registry::Opened& opened);
+  /// A create (segment or stream) built here when small, else handed to the
+  /// worker pool (Outcome::deferred).
+  Outcome build_or_defer(std::uint64_t id, Registry::PendingCreate pending);
 
   RequestContext& context_;
   const Caller& caller_;

@@ -13,6 +13,7 @@
 #include "bridge/detail/autostart.hpp"
 #include "bridge/detail/connection.hpp"
 #include "bridge/detail/layout.hpp"
+#include "bridge/detail/reply_object.hpp"
 #include "bridge/detail/segment_state.hpp"
 #include "bridge/detail/slot_table.hpp"
 #include "bridge/detail/stream_state.hpp"
@@ -31,39 +32,7 @@ namespace {
 Segment open_segment(const std::shared_ptr<Connection>& connection, Connection::Reply& reply) {
   auto info = protocol::parse<SegmentInfo>(reply.body);
   try {
-    if (reply.fds.size() != 1) {
-      throw Error(Errc::protocol_error, "expected one descriptor with the reply, got " +
-                                            std::to_string(reply.fds.size()));
-    }
-    const int fd = reply.fds.front().get();
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) throw_errno(errno, "fstat");
-    const auto size = static_cast<std::uint64_t>(st.st_size);
-    if (size < kDataOffset) {
-      throw Error(Errc::corrupt_segment, "segment is smaller than its header");
-    }
-    // A read grant comes as a read-only descriptor: the kernel then refuses
-    // a writable mapping, so map what the descriptor allows.
-    const int flags = ::fcntl(fd, F_GETFL);
-    if (flags < 0) throw_errno(errno, "fcntl");
-    const bool writable = (flags & O_ACCMODE) == O_RDWR;
-    auto mapping = std::make_shared<os::Mapping>(os::Mapping::map(fd, size, writable));
-    // The header and the metadata are the daemon's to write: read-only here,
-    // so that a stray write faults in this process instead of corrupting
-    // what the daemon and every other reader trust.
-    if (writable && ::mprotect(mapping->data(), kSyncOffset, PROT_READ) != 0) {
-      throw_errno(errno, "mprotect");
-    }
-    // The header in shared memory is the truth; the reply must agree with it.
-    const auto& header = *reinterpret_cast<const SegmentHeader*>(mapping->data());
-    const ArrayLayout layout = validate_header(header, size);
-    if (header.segment_id != info.id || layout.dtype != info.dtype || layout.shape != info.shape ||
-        layout.nbytes != info.nbytes) {
-      throw Error(Errc::corrupt_segment,
-                  "segment '" + info.name + "' header disagrees with the daemon's description");
-    }
-    info.strides = layout.strides;
-    info.total_bytes = header.total_bytes;
+    auto mapping = detail::map_reply_object(reply, info, detail::ReplyKind::segment).mapping;
     auto shared_info = std::make_shared<const SegmentInfo>(std::move(info));
     // Where the daemon's slot table vouches for this segment: the mapping
     // may be served again from the cache (map_cache.hpp).

@@ -34,6 +34,7 @@
 #include "bridge/detail/connection.hpp"
 #include "bridge/detail/os/process.hpp"
 #include "bridge/detail/protocol.hpp"
+#include "bridge/detail/reply_object.hpp"
 #include "bridge/detail/stream_state.hpp"
 #include "bridge/detail/sync.hpp"
 
@@ -190,35 +191,9 @@ std::shared_ptr<StreamState> open_state(const std::shared_ptr<Connection>& conne
                                         Connection::Reply& reply, bool subscriber) {
   auto info = protocol::parse<SegmentInfo>(reply.body);
   try {
-    if (reply.fds.size() != 1) {
-      throw Error(Errc::protocol_error, "expected one descriptor with the reply, got " +
-                                            std::to_string(reply.fds.size()));
-    }
-    const int fd = reply.fds.front().get();
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) throw_errno(errno, "fstat");
-    const auto size = static_cast<std::uint64_t>(st.st_size);
-    if (size < kDataOffset) throw Error(Errc::corrupt_segment, "stream is smaller than its header");
-    const int flags = ::fcntl(fd, F_GETFL);
-    if (flags < 0) throw_errno(errno, "fcntl");
-    if ((flags & O_ACCMODE) != O_RDWR) {
-      throw Error(Errc::permission_denied, "stream '" + info.name + "' came read-only");
-    }
-    // The header is validated on a private copy of the first page: the
-    // geometry then comes from what was checked, not from live shared memory.
-    auto mapping = std::make_shared<os::Mapping>(os::Mapping::map(fd, size, true));
-    if (::mprotect(mapping->data(), kSyncOffset, PROT_READ) != 0) throw_errno(errno, "mprotect");
-    const auto& header = header_at(static_cast<const std::byte*>(mapping->data()));
-    const ArrayLayout layout = validate_header(header, size);
-    if (!layout.stream) {
-      throw Error(Errc::invalid_argument, "'" + info.name + "' is a segment, not a stream");
-    }
-    if (header.segment_id != info.id || layout.dtype != info.dtype || layout.shape != info.shape ||
-        layout.nbytes != info.nbytes) {
-      throw Error(Errc::corrupt_segment,
-                  "stream '" + info.name + "' header disagrees with the daemon's description");
-    }
-    const StreamLayout ring = *layout.stream;
+    detail::ReplyObject object = detail::map_reply_object(reply, info, detail::ReplyKind::stream);
+    std::shared_ptr<os::Mapping>& mapping = object.mapping;
+    const StreamLayout ring = *object.layout.stream;
     if (subscriber) {
       // Everything publishers write is read-only here: a stray write of a
       // subscriber faults in the subscriber.
@@ -229,8 +204,6 @@ std::shared_ptr<StreamState> open_state(const std::shared_ptr<Connection>& conne
         throw_errno(errno, "mprotect");
       }
     }
-    info.strides = layout.strides;
-    info.total_bytes = header.total_bytes;
     return std::make_shared<StreamState>(std::make_shared<const SegmentInfo>(std::move(info)),
                                          std::move(mapping), connection, ring);
   } catch (...) {
