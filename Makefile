@@ -112,7 +112,7 @@ fuzz: deps
 # bench/results.png. A first look: make bench BENCH_ARGS=--quick
 BENCH_VENV    := build/bench-venv
 BENCH_TARGETS := bridged bridgectl _pybridge pybridge_python_files bridge_wake_latency \
-                 bridge_attach_bench
+                 bridge_attach_bench bridge_stream_bench
 BENCH_ARGS    ?=
 $(BENCH_VENV)/.installed: bench/requirements.txt
 	@test -x $(BENCH_VENV)/bin/python || $(PY) -m venv $(BENCH_VENV)

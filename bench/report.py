@@ -17,6 +17,7 @@ TITLES = {
     6: "Memory: the daemon's resident memory per segment, a client's per cached mapping",
     7: "C++ attach against a bare round trip + mmap (Google Benchmark)",
     8: "No stalls: attach while another client creates + destroys 4 GiB arrays",
+    9: "Streams: publish → receive latency and throughput, 1 and 3 readers",
 }
 EXPLAIN = {
     1: "A worker process attaches arrays the driver created: *fresh* = an array that process "
@@ -65,12 +66,25 @@ EXPLAIN = {
        "is smaller). Reserving or freeing gigabytes of pages takes the kernel about a "
        "second; a daemon doing it on its io thread makes every other request wait. The "
        "figure to watch: p99 while churning ÷ idle p99.",
+    9: "bench/streams.py: one publisher process, 1 or 3 reader processes, the same protocol "
+       "for every method. The publisher fills the whole frame from a ready source frame, "
+       "stamps (seq, CLOCK_MONOTONIC) into its first 16 bytes and publishes; a reader "
+       "records now − stamp and reads nothing else (zero-copy readers pay nothing per "
+       "byte). Latency: 1 reader, publisher on CPU 0 and reader on CPU 1, frames paced so "
+       "the reader is asleep when each comes; baseline: a bare futex wake of a sleeping "
+       "waiter across cores (bridge_wake_latency --method futex-asleep), same rounds. "
+       "Throughput: frames as fast as the publisher goes, lossless modes (shmbridge "
+       "`block`, iceoryx2 RetryUntilDelivered, zmq XPUB_NODROP, bounded queues); rate = "
+       "frames the slowest reader received ÷ time from go to the last reader's last "
+       "frame; baseline: the publisher's own fill + stamp of one frame in a loop, alone "
+       "(the ceiling for a zero-copy stream). shmbridge Python/C++ publish into a `block` "
+       "ring of 8 slots on this run's daemon.",
 }
 
 
 def versions(names):
     out = [f"Python {platform.python_version()}"]
-    for dist in ("numpy", "SharedArray", "vineyard", "iceoryx2", "matplotlib"):
+    for dist in ("numpy", "SharedArray", "vineyard", "iceoryx2", "pyzmq", "matplotlib"):
         try:
             out.append(f"{dist} {metadata.version(dist)}")
         except metadata.PackageNotFoundError:

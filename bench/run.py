@@ -41,7 +41,7 @@ def parse_args():
     p.add_argument("--quick", action="store_true",
                    help="fewer rounds, iterations and client counts (a first look, ~3 min)")
     p.add_argument("--rounds", type=int, help="rounds per section (default 7, quick 3)")
-    p.add_argument("--sections", default="1,2,3,4,5,6,7,8")
+    p.add_argument("--sections", default="1,2,3,4,5,6,7,8,9")
     p.add_argument("--methods", default=",".join(methods.METHODS),
                    help="comma-separated subset of " + ", ".join(methods.METHODS))
     p.add_argument("--big", action="store_true", help="also attach a 1 GiB array in section 1")
@@ -99,7 +99,8 @@ def main():
                               huge=methods.ShmbridgeHuge(env) if huge else None,
                               huge_reason=huge_reason)
         for number, fn in ((1, s.attach), (7, s.cpp_attach), (2, s.cycles), (3, s.handoff),
-                           (4, s.wake), (5, s.first_touch), (6, s.memory), (8, s.no_stalls)):
+                           (4, s.wake), (5, s.first_touch), (6, s.memory), (8, s.no_stalls),
+                           (9, s.streams)):
             if number in args.sections:
                 t = time.monotonic()
                 print(f"section {number} ...", file=sys.stderr, flush=True)

@@ -15,6 +15,7 @@ import numpy as np
 
 import common
 import methods
+import streams
 from common import median, p50_p99
 
 KIB = 1024
@@ -339,6 +340,99 @@ class Sections:
                     "bare futex wake, same placement", floors.get(place),
                     "notify + blocking_wait, run after wake_latency.py (not interleaved)")
                 for place, v in got.items()]
+
+    # ---- 9 -------------------------------------------------------------------
+    STREAM_LIMITS = {
+        "shmbridge C++": "the ring's futex wake of a sleeping reader (no daemon, no copy); "
+                         "throughput: the publisher's fill of each frame",
+        "shmbridge Python": "as C++, plus the interpreter: publish()/next() context managers, "
+                            "ndarray creation per frame",
+        "iceoryx2 (Python)": "pub/sub has no blocking receive: an event notify + wait per frame; "
+                             "ctypes payload wrapping",
+        "pyzmq copy=False": "copy=False saves the user-space copy only: the frame still goes "
+                            "through the ipc socket (kernel copy in and out, per reader)",
+        "multiprocessing.Queue": "pickle + pipe write per reader, unpickle on the other side",
+    }
+
+    def streams(self):
+        quick = self.args.quick
+        bin_dir = self.args.bin_dir
+        cases = []  # (kind, nbytes, frames, readers, interval_us, pinned)
+        for nbytes, lat_frames, interval, tput_frames in (
+                (streams.FRAME_4K, 100 if quick else 300, 2000, 1000 if quick else 3000),
+                (streams.FRAME_1080P, 20 if quick else 60, 20000, 50 if quick else 150)):
+            cases.append(("latency", nbytes, lat_frames, 1, interval, True))
+            for readers in (1, 3):
+                cases.append(("throughput", nbytes, tput_frames, readers, 0, False))
+        available = [m for m in streams.METHODS if self._stream_method_ok(m)]
+        runs = [(m, c) for c in cases for m in available]
+        got = {r: [] for r in runs}
+        floors, writes = [], {streams.FRAME_4K: [], streams.FRAME_1080P: []}
+        for rnd in range(self.args.rounds):
+            self.quiet.wait()
+            cpus = sorted(os.sched_getaffinity(0))
+            floor = json.loads(subprocess.run(
+                [str(bin_dir / "bridge_wake_latency"), "--method", "futex-asleep", "--cpus",
+                 f"{cpus[0]},{cpus[-1]}", "--round-trips", "2000", "--warmup", "200"],
+                check=True, capture_output=True, text=True).stdout)
+            floors.append(floor["rtt_p50_ns"] / 2e3)
+            for nbytes in writes:
+                writes[nbytes].append(streams.write_rate(nbytes))
+            for method, case in common.rotated(runs, rnd):
+                kind, nbytes, frames, readers, interval, pinned = case
+                try:
+                    results, go = streams.run_case(method, nbytes, frames, readers, interval,
+                                                   pinned, self.bridged.socket, bin_dir,
+                                                   f"{rnd}-{len(got[(method, case)])}")
+                except Exception as e:  # one peer failing must not lose the others
+                    self.notes.append(f"section 9: {method} {kind} {nbytes} B x{readers}: "
+                                      f"{type(e).__name__}: {e}")
+                    continue
+                if kind == "latency":
+                    r = results[0]
+                    got[(method, case)].append((r["p50_ns"] / 1e3, r["p99_ns"] / 1e3))
+                else:
+                    slowest = min(r["received"] for r in results)
+                    elapsed = (max(r["last_ns"] for r in results) - go) / 1e9
+                    got[(method, case)].append((slowest / elapsed, sum(r["dropped"]
+                                                                       for r in results)))
+        out = []
+        floor = median(floors)
+        for case in cases:
+            kind, nbytes, frames, readers, interval, pinned = case
+            size = "4 KiB" if nbytes == streams.FRAME_4K else "1080p RGB"
+            for method in available:
+                v = got[(method, case)]
+                if not v:
+                    continue
+                limits = self.STREAM_LIMITS.get(method, "")
+                if kind == "latency":
+                    out.append(row(9, f"publish → receive, {size} frame, 1 reader "
+                                   f"(pinned across cores, one frame per {interval // 1000} ms)",
+                                   method, median(x for x, _ in v), median(y for _, y in v),
+                                   "µs", "bare futex wake of a sleeping waiter, across cores",
+                                   floor, limits))
+                else:
+                    drops = sum(d for _, d in v)
+                    if drops:
+                        limits += f"; {drops} frames dropped over all rounds"
+                    out.append(row(9, f"throughput, {size} frames, {readers} reader"
+                                   + ("s" if readers > 1 else ""), method,
+                                   median(x for x, _ in v), min(x for x, _ in v), "frames/s",
+                                   "the publisher's own fill of a frame, alone",
+                                   median(writes[nbytes]), limits))
+        return out
+
+    @staticmethod
+    def _stream_method_ok(method):
+        module = {"iceoryx2 (Python)": "iceoryx2", "pyzmq copy=False": "zmq"}.get(method)
+        if module is None:
+            return True
+        try:
+            __import__(module)
+            return True
+        except ImportError:
+            return False
 
     # ---- 6 -------------------------------------------------------------------
     def memory(self):
