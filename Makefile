@@ -78,7 +78,7 @@ test-tsan: deps
 	@cmake -S . -B $(TSAN) $(CMAKE_FLAGS) -DCMAKE_BUILD_TYPE=Debug \
 	  -DBRIDGE_SANITIZE=thread -DCMAKE_CXX_FLAGS=-Wno-tsan >/dev/null
 	@cmake --build $(TSAN) -j $(JOBS) --target bridged mutation_test events_test load_test \
-	  segment_threads_test
+	  segment_threads_test stream_test
 	@TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp" $(SAN_LOAD) \
 	  setarch $$(uname -m) -R ctest --test-dir $(TSAN) --output-on-failure -j 2 -L concurrency
 
