@@ -344,7 +344,7 @@ PY_DIES_MID_LOAN = """
 
 
 def test_sigkilled_publisher_mid_loan(client, daemon):
-    cam = make(client, slots=4)
+    cam = make(client, slots=8)  # room for every frame: nothing is dropped
     sub = client.subscribe("cam")
     child = popen_child(PY_DIES_MID_LOAN, daemon, "cam")
     try:
