@@ -6,6 +6,7 @@ readers (two Python, one C++) in separate processes for 100,000 frames in
 each overflow/mode. Processes hand off through lines they print, never
 sleeps."""
 import json
+import os
 import signal
 import subprocess
 import threading
@@ -148,17 +149,46 @@ def test_close_from_another_thread_ends_iteration(client):
     make(client)
     sub = client.subscribe("cam")
     outcome = []
+    tid = []
+    started = threading.Event()
 
     def read():
+        tid.append(threading.get_native_id())
+        started.set()
         outcome.extend(frame.seq for frame in sub)
-        outcome.append("stopped")
+        outcome.append(time.monotonic())
 
     t = threading.Thread(target=read)
     t.start()
-    # Whether the close lands before or during the wait, iteration stops.
+    assert started.wait(timeout=30)
+    wait_until_blocked_in_futex(os.getpid(), tid[0])
+    closed_at = time.monotonic()
     sub.close()
     t.join(timeout=10 * TIME_SCALE)
-    assert not t.is_alive() and outcome == ["stopped"]
+    assert not t.is_alive() and len(outcome) == 1
+    assert outcome[0] - closed_at < 1.0 * TIME_SCALE
+    assert sub.closed
+    with pytest.raises(pybridge.Closed):
+        sub.next(timeout=0)
+
+
+def test_a_loan_dropped_on_another_thread_warns_and_passes_on(client):
+    """The publisher lock cannot be unlocked off its thread: the dropped loan
+    warns, and once its thread ends the next publisher gets the lock with
+    owner_died and the frame is discarded."""
+    cam = make(client)
+    sub = client.subscribe("cam")
+    loans = []
+    t = threading.Thread(target=lambda: loans.append(cam.publish()))
+    t.start()
+    t.join()
+    with pytest.warns(RuntimeWarning, match="another thread"):
+        loans.clear()
+    with cam.publish(timeout=10) as loan:
+        assert loan.owner_died and loan.seq == 1
+        loan.array[...] = 1
+    frame = sub.next(timeout=1.0)
+    assert frame.seq == 1 and uniform(frame.array, 1) and frame.dropped == 0
 
 
 def test_a_held_frame_is_never_rewritten(client):

@@ -206,7 +206,8 @@ class Stream:
     @property
     def meta(self) -> Dict[str, Any]:
         """The stream's metadata (given at create). Raises Closed after close()."""
-        return json.loads(self._core.meta_json())
+        meta: Dict[str, Any] = json.loads(self._core.meta_json())
+        return meta
 
     @property
     def head(self) -> int:
@@ -249,7 +250,8 @@ class Stream:
     def info(self) -> Dict[str, Any]:
         """What the daemon said when this handle was opened (SegmentInfo,
         with ``"kind": "stream"`` and ``"stream"``)."""
-        return json.loads(self._core.info_json())
+        info: Dict[str, Any] = json.loads(self._core.info_json())
+        return info
 
     def close(self) -> None:
         """Detaches. Loans already taken stay valid. Idempotent; never
