@@ -38,10 +38,6 @@ using Info = std::shared_ptr<const bridge::SegmentInfo>;
 // held; leaked so that it outlives late destructors.
 auto& held_loans = *new std::set<std::pair<std::thread::id, std::uint64_t>>();
 
-Error closed_stream() {
-  return Error(Errc::closed, "the stream is closed");
-}
-
 // The loan's mapping, held through a typed view of the frame (the one public
 // way a Loan hands out its keepalive), for the arrays made from it.
 std::shared_ptr<const void> loan_keepalive(const bridge::Loan& loan, bridge::DType dtype) {
@@ -181,7 +177,7 @@ class StreamHandle {
 
  private:
   std::shared_ptr<bridge::Stream> pin() const {
-    if (!stream_) throw closed_stream();
+    if (!stream_) throw Error(Errc::closed, "the stream is closed");
     return stream_;
   }
 
