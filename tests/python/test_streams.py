@@ -401,18 +401,28 @@ def test_sigkilled_publisher_mid_loan(client, daemon):
     assert seen == [1, 2, 3, 4, 5] and sub.dropped == 0
 
 
-PY_BLOCKED_NEXT = """
+PY_BLOCKED = """
     import sys, pybridge
     c = pybridge.connect(sys.argv[1])
-    sub = c.subscribe(sys.argv[2])
-    print("blocking", flush=True)
-    sub.next()
+    if sys.argv[3] == "next":
+        sub = c.subscribe(sys.argv[2])
+        print("blocking", flush=True)
+        sub.next()
+    else:
+        cam = c.open_stream(sys.argv[2])
+        print("blocking", flush=True)
+        cam.publish()
 """
 
 
-def test_ctrl_c_interrupts_next(client, daemon):
-    make(client)
-    child = popen_child(PY_BLOCKED_NEXT, daemon, "cam")
+@pytest.mark.parametrize("call", ["next", "publish"])
+def test_ctrl_c_interrupts_a_blocked_main_thread(client, daemon, call):
+    cam = make(client, slots=2, overflow="block")
+    sub = client.subscribe("cam")
+    if call == "publish":  # a full ring nobody reads: publish() waits for room
+        publish_seq(cam)
+        publish_seq(cam)
+    child = popen_child(PY_BLOCKED, daemon, "cam", call)
     try:
         expect_line(child, "blocking")
         wait_until_blocked_in_futex(child.pid)
@@ -423,6 +433,7 @@ def test_ctrl_c_interrupts_next(client, daemon):
         assert child.returncode != 0 and "KeyboardInterrupt" in err, err
     finally:
         kill(child)
+    assert cam.head == (2 if call == "publish" else 0) and sub.received == 0
 
 
 def test_next_releases_the_gil(client):
