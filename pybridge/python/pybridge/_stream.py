@@ -85,7 +85,10 @@ class Loan:
     @property
     def owner_died(self) -> bool:
         """The previous publisher died during its loan; its frame was
-        discarded (never delivered) and the sequence continues here."""
+        discarded (never delivered) and the sequence continues here. (A
+        wait on the main thread runs in 0.1 s slices for Ctrl-C: if the
+        recovered lock was let go again because no slot was free yet, the
+        loan finally taken reports False.)"""
         return self._core.owner_died
 
     @property
