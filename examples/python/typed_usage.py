@@ -96,6 +96,45 @@ def frames(client: pybridge.Client) -> None:
     seg.close()
 
 
+def streams(client: pybridge.Client) -> None:
+    cam: pybridge.Stream = client.create_stream("typed-cam", (2, 3), "uint16", slots=4,
+                                                overflow="drop_oldest", meta={"fps": 60})
+    assert (cam.name, cam.shape, cam.slots, cam.overflow) == ("typed-cam", (2, 3), 4, "drop_oldest")
+    assert cam.dtype == np.dtype(np.uint16) and cam.meta == {"fps": 60} and cam.head == 0
+    sub: pybridge.Subscription = client.subscribe("typed-cam", mode="all", history=0)
+
+    with cam.publish(timeout=1.0) as loan:
+        loaned: pybridge.Loan = loan
+        pixels: npt.NDArray[Any] = loaned.array
+        pixels[...] = 7
+        loaned.meta = {"t": 1.5}
+        assert loaned.seq == 1 and not loaned.owner_died
+    second: int = cam.publish_from(np.full((2, 3), 8, dtype=np.uint16), meta={"t": 2.0})
+    assert second == 2 and cam.head == 2
+    aborted = cam.publish()
+    aborted.abort()
+    with client.open_stream("typed-cam") as again:
+        assert again.head == 2
+
+    with sub.next(timeout=1.0) as frame:
+        received: pybridge.Frame = frame
+        values: npt.NDArray[Any] = received.array
+        assert int(values.sum()) == 6 * 7 and received.meta == {"t": 1.5}
+        seq: int = received.seq
+        dropped: int = received.dropped
+        when: float = received.time
+        when_ns: int = received.time_ns
+        assert (seq, dropped) == (1, 0) and when > 0 and when_ns > 0
+    for frame in sub:
+        assert frame.seq == 2 and frame.array[0, 0] == 8
+        frame.release()
+        break
+    totals: Tuple[int, int] = (sub.received, sub.dropped)
+    assert totals == (2, 0) and sub.mode == "all" and sub.name == "typed-cam"
+    sub.close()
+    cam.close()
+
+
 def main(argv: List[str]) -> int:
     socket: Optional[str] = argv[1] if len(argv) > 1 else None
     client: pybridge.Client = pybridge.connect(socket)
@@ -119,7 +158,8 @@ def main(argv: List[str]) -> int:
     cache: Dict[str, Any] = client.map_cache()
     client.set_map_cache(entries=cache["max_entries"])
 
-    for doomed in ("typed-frames", "typed-from"):
+    streams(client)
+    for doomed in ("typed-frames", "typed-from", "typed-cam"):
         client.destroy(doomed)
     try:
         client.attach("typed-frames")

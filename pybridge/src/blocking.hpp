@@ -7,6 +7,7 @@
 #include <nanobind/nanobind.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -43,11 +44,15 @@ inline Timeout to_timeout(std::optional<double> seconds) {
 inline constexpr std::chrono::nanoseconds kSignalSlice = std::chrono::milliseconds(100);
 
 /// Runs `attempt(timeout)` without the GIL; `attempt` throws
-/// Error(timeout) when its timeout expires.
+/// Error(timeout) when its timeout expires. With `cancelled`, the call also
+/// runs in slices (on any thread) and ends with Error(closed) once the flag
+/// is set: for handles whose close() from another thread cannot safely
+/// touch the object a call in progress uses.
 template <class F>
-auto run_blocking(Timeout timeout, bool check_signals, F&& attempt) -> decltype(attempt(timeout)) {
+auto run_blocking(Timeout timeout, bool check_signals, F&& attempt,
+                  const std::atomic<bool>* cancelled = nullptr) -> decltype(attempt(timeout)) {
   using Clock = std::chrono::steady_clock;
-  if (!check_signals) {
+  if (!check_signals && cancelled == nullptr) {
     nb::gil_scoped_release unlocked;
     return attempt(timeout);
   }
@@ -69,7 +74,10 @@ auto run_blocking(Timeout timeout, bool check_signals, F&& attempt) -> decltype(
     } catch (const bridge::Error& e) {
       if (e.code() != bridge::Errc::timeout || last) throw;
     }
-    if (PyErr_CheckSignals() != 0) throw nb::python_error();
+    if (check_signals && PyErr_CheckSignals() != 0) throw nb::python_error();
+    if (cancelled != nullptr && cancelled->load()) {
+      throw bridge::Error(bridge::Errc::closed, "closed by another thread while waiting");
+    }
   }
 }
 

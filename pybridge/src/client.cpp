@@ -29,13 +29,13 @@ using Release = nb::call_guard<nb::gil_scoped_release>;
 }  // namespace
 
 void bind_client(nb::module_& m) {
-  nb::class_<Client>(m, "Client", "A connection to bridged (see pybridge.Client).")
-      .def_static(
-          "connect",
-          [](const std::optional<std::string>& socket_path, bool autostart) {
-            return Client::connect(bridge::ConnectOptions{socket_path.value_or(""), autostart});
-          },
-          nb::arg("socket_path") = nb::none(), nb::arg("autostart") = true, Release())
+  nb::class_<Client> cls(m, "Client", "A connection to bridged (see pybridge.Client).");
+  cls.def_static(
+         "connect",
+         [](const std::optional<std::string>& socket_path, bool autostart) {
+           return Client::connect(bridge::ConnectOptions{socket_path.value_or(""), autostart});
+         },
+         nb::arg("socket_path") = nb::none(), nb::arg("autostart") = true, Release())
       .def(
           "create",
           [](Client& c, const std::string& name, const std::vector<std::int64_t>& shape,
@@ -114,6 +114,7 @@ void bind_client(nb::module_& m) {
       .def_prop_ro("daemon_json", [](const Client& c) { return dump_json(json(c.daemon())); })
       .def_prop_ro("socket_path", [](const Client& c) { return c.socket_path(); })
       .def("close", &Client::close, Release());
+  bind_stream(m, cls);
 }
 
 }  // namespace pybridge

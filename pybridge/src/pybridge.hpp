@@ -86,5 +86,8 @@ void bind_segment(nb::module_& m);
 /// Adds write/read/snapshot/wait/mark_changed to the Segment class and binds
 /// the guard types.
 void bind_mutation(nb::module_& m, nb::class_<SegmentHandle>& segment);
+/// Binds streams, subscriptions, loans and frames, and adds create_stream,
+/// open_stream and subscribe to the Client class.
+void bind_stream(nb::module_& m, nb::class_<bridge::Client>& client);
 
 }  // namespace pybridge

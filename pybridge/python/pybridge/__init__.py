@@ -17,6 +17,13 @@
     for event in client.events("frames"):      # created, committed, meta_changed, ...
         print(event["event"], event["version"])
 
+    cam = client.create_stream("cam", (480, 640, 3), "uint8", slots=8)
+    with cam.publish() as frame:      # a ring of frames: write a free slot in place
+        frame.array[...] = image
+    sub = client.subscribe("cam")     # in another process; mode="latest" skips ahead
+    with sub.next(timeout=1.0) as frame:       # read-only, aliases the slot
+        print(frame.seq, frame.meta, frame.array.mean())
+
 Segments live in the daemon, not in this process: nothing here unlinks a
 segment when the process exits (use Client.destroy).
 """
@@ -28,6 +35,7 @@ from ._convert import SUPPORTED_DTYPES
 from ._events import EventStream
 from ._mutation import OwnerDiedWarning, ReadGuard, WriteGuard
 from ._segment import Segment
+from ._stream import MAX_FRAME_META_BYTES, Frame, Loan, Stream, Subscription
 from .errors import (ERRORS_BY_CODE, AlreadyExists, BridgeError, Closed, CorruptSegment,
                      DaemonUnavailable, Internal, InvalidArgument, IoError, LimitExceeded,
                      NoSpace, NotFound, PermissionDenied, ProtocolError, ProtocolMismatch,
@@ -72,9 +80,9 @@ def default_socket_path() -> str:
 
 __all__ = [
     "AlreadyExists", "BridgeError", "Client", "Closed", "CorruptSegment", "DaemonUnavailable",
-    "ERRORS_BY_CODE", "ERROR_CODES", "EventStream", "Internal", "InvalidArgument", "IoError",
-    "LimitExceeded", "NoSpace", "NotFound", "OwnerDiedWarning", "PermissionDenied",
-    "ProtocolError", "ProtocolMismatch", "ReadGuard", "SUPPORTED_DTYPES", "Segment", "Timeout",
-    "TornRead", "TypeMismatch", "WriteGuard", "cmake_dir", "connect", "default_socket_path",
-    "include_dir",
+    "ERRORS_BY_CODE", "ERROR_CODES", "EventStream", "Frame", "Internal", "InvalidArgument",
+    "IoError", "LimitExceeded", "Loan", "MAX_FRAME_META_BYTES", "NoSpace", "NotFound",
+    "OwnerDiedWarning", "PermissionDenied", "ProtocolError", "ProtocolMismatch", "ReadGuard",
+    "SUPPORTED_DTYPES", "Segment", "Stream", "Subscription", "Timeout", "TornRead",
+    "TypeMismatch", "WriteGuard", "cmake_dir", "connect", "default_socket_path", "include_dir",
 ]

@@ -13,6 +13,7 @@ from . import _pybridge
 from ._convert import DTypeLike, ShapeLike, dtype_name, host_array, meta_json, shape_list
 from ._events import EventStream
 from ._segment import Segment
+from ._stream import Stream, Subscription, count, mode_name, overflow_name
 from .errors import Closed, InvalidArgument
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -94,6 +95,40 @@ class Client:
     def destroy(self, name: str) -> None:
         """Unlinks the name. Mappings (and arrays) that processes hold stay valid."""
         self._client().destroy(segment_name(name))
+
+    # ---- streams ------------------------------------------------------------
+    def create_stream(self, name: str, shape: ShapeLike, dtype: DTypeLike, slots: int = 8,
+                      overflow: str = "drop_oldest",
+                      meta: Optional[Mapping[str, Any]] = None, *,
+                      huge_pages: Optional[bool] = None) -> Stream:
+        """Creates a stream: a ring of ``slots`` (2-1024) frames of ``shape``
+        and ``dtype`` in one segment, and opens it to publish (see
+        :class:`Stream`). ``overflow`` is what publishing does when no slot
+        is free: ``"drop_oldest"`` overwrites the oldest frame no subscriber
+        holds, ``"block"`` also waits until every ``all`` subscriber has
+        taken it. ``meta`` describes the whole stream; ``huge_pages`` as for
+        :meth:`create`."""
+        if huge_pages is not None and not isinstance(huge_pages, bool):
+            raise InvalidArgument(f"huge_pages must be True, False or None, not {huge_pages!r}")
+        core = self._client()
+        return Stream(core.create_stream(segment_name(name), shape_list(shape), dtype_name(dtype),
+                                         meta_json(meta), count(slots, "slots"),
+                                         overflow_name(overflow), huge_pages))
+
+    def open_stream(self, name: str) -> Stream:
+        """Opens an existing stream to publish (needs write access). Seqs
+        continue where the last publisher left off; one loan at a time
+        across every publisher."""
+        return Stream(self._client().open_stream(segment_name(name)))
+
+    def subscribe(self, name: str, mode: str = "all", history: int = 0) -> Subscription:
+        """Subscribes to stream ``name`` (see :class:`Subscription`):
+        ``mode="all"`` for every frame in order, ``"latest"`` for the newest
+        one not yet seen. The subscription starts at the newest frame, or
+        with ``history=k`` up to k older frames still in the ring (``all``).
+        A plain segment is InvalidArgument."""
+        return Subscription(self._client().subscribe(segment_name(name), mode_name(mode),
+                                                     count(history, "history")))
 
     # ---- catalog ------------------------------------------------------------
     def list(self) -> List[Dict[str, Any]]:
