@@ -147,6 +147,8 @@ int watch_stream(const Context& ctx, const WatchOptions& options, bridge::Client
     try {
       info = client.info(first.name);
     } catch (const bridge::Error& e) {
+      // Ctrl-C during the request may end it with EINTR: still a clean stop.
+      if (g_interrupted.load()) return 0;
       if (e.code() != bridge::Errc::not_found) throw;
       throw bridge::Error(bridge::Errc::not_found, "'" + first.name +
                                                        "' was destroyed while being watched "

@@ -20,7 +20,9 @@
 //                            then per stdin line: "next" takes a frame (10 s
 //                            timeout; the previous one is released after) and
 //                            prints {"seq","dropped"}; "release" gives the
-//                            held frame back and prints "released"; EOF exits
+//                            held frame back and prints "released"; "ping"
+//                            asks the daemon something (list) and prints
+//                            "pong"; EOF exits
 #include <atomic>
 #include <chrono>
 #include <iostream>
@@ -124,6 +126,10 @@ int run(const std::vector<std::string>& args) {
         bridge::Frame frame = subscription.next(10s);
         std::cout << json{{"seq", frame.seq()}, {"dropped", frame.dropped()}}.dump() << std::endl;
         held.emplace(std::move(frame));
+      } else if (line == "ping") {
+        // A request: after a daemon restart, the one that reconnects.
+        client.list();
+        std::cout << "pong" << std::endl;
       } else if (line == "release") {
         held.reset();
         std::cout << "released" << std::endl;
