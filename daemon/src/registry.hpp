@@ -236,7 +236,7 @@ class Registry {
     bridge::os::UniqueFd read_only_fd;     ///< opened at the first read-only attach
     std::uint32_t slot = bridge::kNoSlot;  ///< in the slot table
     /// A stream's publish rate, sampled by list and info (which are const).
-    mutable PublishRate rate;
+    mutable PublishRate rate{};
 
     bridge::SegmentHeader& header() const { return bridge::header_at(header_mapping->data()); }
     bridge::SyncBlock& sync() const { return bridge::sync_at(header_mapping->data()); }

@@ -13,6 +13,7 @@ import subprocess
 import pytest
 
 from conftest import Daemon, binary, run_ctl
+from test_prometheus import scrape, values
 from test_watch import Lines
 
 EXIT_NOT_FOUND = 12
@@ -197,6 +198,11 @@ def test_prometheus_has_stream_series(daemon):
     assert 'shmbridge_stream_head_seq{stream="cam"} 3\n' in text
     assert "# TYPE shmbridge_stream_readers gauge\n" in text
     assert 'shmbridge_stream_readers{stream="cam"} 0\n' in text
+    # Prometheus' own parser reads it, the stream a segment too.
+    _, families = scrape(daemon)
+    assert values(families["shmbridge_stream_head_seq"], "stream") == {"cam": 3}
+    assert values(families["shmbridge_stream_readers"], "stream") == {"cam": 0}
+    assert "cam" in values(families["shmbridge_segment_bytes"])
 
 
 # ---- watch -------------------------------------------------------------------
