@@ -14,6 +14,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <climits>
 #include <ctime>
 #include <iostream>
 #include <sstream>
@@ -123,9 +124,7 @@ std::int64_t now_unix_ms() {
 int watch_stream(const Context& ctx, const WatchOptions& options, bridge::Client& client,
                  const bridge::SegmentInfo& first) {
   int pipe_fds[2];
-  if (::pipe2(pipe_fds, O_CLOEXEC | O_NONBLOCK) != 0) {
-    throw bridge::Error(bridge::Errc::internal, "pipe2 failed");
-  }
+  if (::pipe2(pipe_fds, O_CLOEXEC | O_NONBLOCK) != 0) bridge::throw_errno(errno, "pipe2");
   const bridge::os::UniqueFd wake_read(pipe_fds[0]);
   const bridge::os::UniqueFd wake_write(pipe_fds[1]);
   const auto interval = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -141,7 +140,7 @@ int watch_stream(const Context& ctx, const WatchOptions& options, bridge::Client
   std::uint64_t printed = 0;
   while (!options.count || printed < *options.count) {
     pollfd p{wake_read.get(), POLLIN, 0};
-    ::poll(&p, 1, static_cast<int>(std::max<std::int64_t>(interval.count(), 1)));
+    ::poll(&p, 1, static_cast<int>(std::clamp<std::int64_t>(interval.count(), 1, INT_MAX)));
     if (g_interrupted.load()) return 0;
     bridge::SegmentInfo info;
     try {
