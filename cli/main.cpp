@@ -81,7 +81,7 @@ int run(int argc, char** argv) {
   add_common_options(app, ctx);
 
   auto* ls = app.add_subcommand(
-      "ls", "List segments with dtype, shape, size, page size, clients, version, age");
+      "ls", "List segments and streams: kind, dtype, shape, size, clients, version, age");
   ls->footer(
       "KIND says segment or stream. When a stream is listed, SLOTS, SEQ (its latest\n"
       "frame), RATE (frames/s over the daemon's last window of at least 1 s) and\n"
@@ -96,7 +96,8 @@ int run(int argc, char** argv) {
   add_common_options(*ls, ctx);
 
   auto* info = app.add_subcommand(
-      "info", "Show one segment's geometry, version, owner, grants and metadata");
+      "info",
+      "Show one segment's geometry, version, owner, grants and metadata (a stream's subscribers)");
   info->add_option("name", info_name, "segment name")->required()->type_name("NAME");
   info->footer(
       "The owner is the user who created the segment; grants list who else may read or\n"
@@ -111,7 +112,8 @@ int run(int argc, char** argv) {
       "  bridgectl info frames --json | jq .meta");
   add_common_options(*info, ctx);
 
-  auto* show_cmd = app.add_subcommand("show", "Print a segment's values the way NumPy prints them");
+  auto* show_cmd = app.add_subcommand(
+      "show", "Print a segment's values (a stream's newest frame) the way NumPy prints them");
   show_cmd->add_option("name", show.name, "segment name")->required()->type_name("NAME");
   add_number(*show_cmd, "--threshold", show.preview.threshold,
              "summarize with '...' past this many elements", CLI::NonNegativeNumber);
@@ -226,7 +228,8 @@ int run(int argc, char** argv) {
   add_common_options(*grant_cmd, ctx);
 
   auto* watch_cmd = app.add_subcommand(
-      "watch", "Print each new version of a segment, or the daemon's events, as they happen");
+      "watch",
+      "Print each new version of a segment, a stream's seq and drops, or the daemon's events");
   watch_cmd
       ->add_option("name", watch.name, "segment whose versions to follow (none: daemon events)")
       ->type_name("NAME");
