@@ -19,6 +19,7 @@
 
 #include "bridge/detail/protocol.hpp"
 #include "prometheus.hpp"
+#include "stream_text.hpp"
 #include "table.hpp"
 #include "units.hpp"
 
@@ -205,22 +206,40 @@ int cmd_ls(const Context& ctx) {
     std::cout << "no segments (daemon at " << client.socket_path() << ")\n";
     return 0;
   }
+  // A stream's columns only when there is one: a segment has none of them
+  // (nor a stream a version: its frames have seqs).
+  const bool streams = std::any_of(segments.begin(), segments.end(),
+                                   [](const auto& info) { return info.stream.has_value(); });
   std::vector<std::vector<std::string>> rows;
   for (const auto& info : segments) {
-    rows.push_back({info.name, std::string(bridge::dtype_name(info.dtype)), shape_x(info.shape),
-                    human_bytes(info.nbytes), page_size_short(info.page_size),
-                    std::to_string(info.attached), std::to_string(info.version),
-                    age_of(info.created_unix_ms)});
+    const auto& stream = info.stream;
+    std::vector<std::string> row{info.name,
+                                 stream ? "stream" : "segment",
+                                 std::string(bridge::dtype_name(info.dtype)),
+                                 shape_x(info.shape),
+                                 human_bytes(info.nbytes),
+                                 page_size_short(info.page_size),
+                                 std::to_string(info.attached),
+                                 stream ? "-" : std::to_string(info.version)};
+    if (streams) {
+      row.push_back(stream ? std::to_string(stream->slots) : "-");
+      row.push_back(stream ? std::to_string(stream->head) : "-");
+      row.push_back(stream ? rate_text(stream->publish_rate) : "-");
+      row.push_back(stream ? std::to_string(stream->readers) : "-");
+    }
+    row.push_back(age_of(info.created_unix_ms));
+    rows.push_back(std::move(row));
   }
-  std::cout << render_table({{"NAME"},
-                             {"DTYPE"},
-                             {"SHAPE"},
-                             {"SIZE", true},
-                             {"PAGES", true},
-                             {"ATTACHED", true},
-                             {"VERSION", true},
-                             {"AGE", true}},
-                            rows);
+  std::vector<Column> columns{{"NAME"},           {"KIND"},         {"DTYPE"},
+                              {"SHAPE"},          {"SIZE", true},   {"PAGES", true},
+                              {"ATTACHED", true}, {"VERSION", true}};
+  if (streams) {
+    for (const char* header : {"SLOTS", "SEQ", "RATE", "READERS"}) {
+      columns.push_back({header, true});
+    }
+  }
+  columns.push_back({"AGE", true});
+  std::cout << render_table(columns, rows);
   return 0;
 }
 
@@ -233,27 +252,48 @@ int cmd_info(const Context& ctx, const std::string& name) {
     print_json(document);
     return 0;
   }
+  const auto& stream = info.stream;
+  // A stream's dtype, shape and size are one frame's.
+  const std::string frame = stream ? "frame " : "";
   std::vector<std::pair<std::string, std::string>> fields{
       {"name", info.name},
+      {"kind", stream ? "stream" : "segment"},
       {"segment id", std::to_string(info.id)},
       {"dtype", std::string(bridge::dtype_name(info.dtype))},
-      {"shape", shape_tuple(info.shape)},
-      {"strides", shape_tuple(info.strides)},
-      {"size", human_bytes(info.nbytes) + " (" + std::to_string(info.nbytes) + " bytes)"},
+      {frame + "shape", shape_tuple(info.shape)},
+      {frame + "strides", shape_tuple(info.strides)},
+      {frame + "size", human_bytes(info.nbytes) + " (" + std::to_string(info.nbytes) + " bytes)"},
       {"total size",
        human_bytes(info.total_bytes) + " (" + std::to_string(info.total_bytes) + " bytes)"},
       {"page size", page_size_label(info.page_size)},
-      {"version", std::to_string(info.version)},
-      {"meta version", std::to_string(info.meta_version)},
-      {"attached", std::to_string(info.attached)},
-      {"owner", user_label(info.owner_uid)},
   };
+  if (stream) {
+    fields.emplace_back("slots", std::to_string(stream->slots));
+    fields.emplace_back("overflow", stream->overflow);
+    fields.emplace_back("latest seq", stream->head == 0 ? "0 (nothing published yet)"
+                                                        : std::to_string(stream->head));
+    if (stream->last_publish_unix_ns > 0) {
+      const std::int64_t ms = stream->last_publish_unix_ns / 1'000'000;
+      fields.emplace_back("last publish", local_time(ms) + " (" + age_of(ms) + " ago)");
+    }
+    fields.emplace_back("publish rate", rate_text(stream->publish_rate));
+    fields.emplace_back("readers", std::to_string(stream->readers));
+  } else {
+    fields.emplace_back("version", std::to_string(info.version));
+  }
+  fields.emplace_back("meta version", std::to_string(info.meta_version));
+  fields.emplace_back("attached", std::to_string(info.attached));
+  fields.emplace_back("owner", user_label(info.owner_uid));
   for (auto& field : grant_fields(info.grants)) fields.push_back(std::move(field));
   fields.emplace_back(
       "created", local_time(info.created_unix_ms) + " (" + age_of(info.created_unix_ms) + " ago)");
   print_fields(fields);
   const json meta = info.meta.value_or(json::object());
   std::cout << "meta:\n" << bridge::protocol::dump_json(meta, 2) << '\n';
+  if (stream) {
+    std::cout << "subscribers:\n"
+              << readers_table(stream->subscribers.value_or(std::vector<bridge::StreamReader>{}));
+  }
   return 0;
 }
 

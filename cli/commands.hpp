@@ -30,6 +30,7 @@ struct ShowOptions {
   PreviewOptions preview;
   std::int64_t max_elements = 1000;  ///< --json: abbreviate past this many elements; 0 = never
   std::string png;                   ///< write a PNG file here instead of printing values
+  double timeout_s = 1.0;            ///< a stream's: how long to wait for a frame
 };
 
 struct StatsOptions {
@@ -46,6 +47,7 @@ struct WatchOptions {
   std::optional<std::string> name;     ///< a segment's versions; none: daemon events
   std::optional<std::uint64_t> count;  ///< stop after this many versions (events)
   std::optional<double> timeout_s;     ///< fail with `timeout` after this long without one
+  double interval_s = 1.0;             ///< a stream's: how often to ask the daemon
 };
 
 int cmd_ls(const Context& ctx);

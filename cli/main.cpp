@@ -20,7 +20,7 @@ namespace {
 using bridgectl::Context;
 
 constexpr const char* kToolExamples = R"(Examples:
-  bridgectl ls                      list segments
+  bridgectl ls                      list segments and streams
   bridgectl ls --json | jq '.[].name'
   bridgectl info frames             geometry, version and metadata of one segment
   bridgectl show frames             NumPy-style preview of the values
@@ -81,26 +81,39 @@ int run(int argc, char** argv) {
   add_common_options(app, ctx);
 
   auto* ls = app.add_subcommand(
-      "ls", "List segments with dtype, shape, size, page size, clients, version, age");
+      "ls", "List segments and streams: kind, dtype, shape, size, clients, version, age");
   ls->footer(
+      "KIND says segment or stream. When a stream is listed, SLOTS, SEQ (its latest\n"
+      "frame), RATE (frames/s over the daemon's last window of at least 1 s) and\n"
+      "READERS (live subscriptions) follow; a stream's DTYPE, SHAPE and SIZE are one\n"
+      "frame's. --json: a stream's object has \"kind\": \"stream\" and \"stream\": {\"slots\",\n"
+      "\"overflow\", \"frame_bytes\", \"head\", \"last_publish_unix_ns\", \"publish_rate\",\n"
+      "\"readers\"}.\n"
+      "\n"
       "Examples:\n"
       "  bridgectl ls\n"
       "  bridgectl ls --json   # a list of objects with the fields of Python's client.list()");
   add_common_options(*ls, ctx);
 
   auto* info = app.add_subcommand(
-      "info", "Show one segment's geometry, version, owner, grants and metadata");
+      "info",
+      "Show one segment's geometry, version, owner, grants and metadata (a stream's subscribers)");
   info->add_option("name", info_name, "segment name")->required()->type_name("NAME");
   info->footer(
       "The owner is the user who created the segment; grants list who else may read or\n"
       "write it (see grant). Users are shown by name when the password database has one.\n"
+      "A stream also shows its slots, latest seq, publish rate and readers, and a table\n"
+      "of its subscribers: pid, mode, alive, position (all: the next seq it wants;\n"
+      "latest: the newest it holds), lag (frames published it has not taken), received,\n"
+      "dropped, held (--json: \"stream\": {..., \"subscribers\": [...]}).\n"
       "\n"
       "Examples:\n"
       "  bridgectl info frames\n"
       "  bridgectl info frames --json | jq .meta");
   add_common_options(*info, ctx);
 
-  auto* show_cmd = app.add_subcommand("show", "Print a segment's values the way NumPy prints them");
+  auto* show_cmd = app.add_subcommand(
+      "show", "Print a segment's values (a stream's newest frame) the way NumPy prints them");
   show_cmd->add_option("name", show.name, "segment name")->required()->type_name("NAME");
   add_number(*show_cmd, "--threshold", show.preview.threshold,
              "summarize with '...' past this many elements", CLI::NonNegativeNumber);
@@ -116,6 +129,11 @@ int run(int argc, char** argv) {
   show_cmd->add_flag("--full", full, "print every element (text and --json)");
   show_cmd->add_option("--png", show.png, "write the array as a PNG picture to FILE instead")
       ->type_name("FILE");
+  show_cmd
+      ->add_option("--timeout", show.timeout_s,
+                   "a stream: wait this long for a first frame (default 1)")
+      ->type_name("SECONDS")
+      ->check(CLI::PositiveNumber.description(""));
   show_cmd->footer(
       "Values are read in place through a shared mapping (no copy), and printed like\n"
       "print(array) in NumPy; 0-d arrays print as a scalar, empty ones as [].\n"
@@ -132,6 +150,10 @@ int run(int argc, char** argv) {
       "are 0, +inf 255; complex is refused). With --json it prints {\"name\", \"dtype\",\n"
       "\"shape\", \"version\", \"png\", \"width\", \"height\", \"mode\", \"scale\"}, scale\n"
       "being null or {\"min\", \"max\", \"nan\"}.\n"
+      "\n"
+      "A stream shows its newest frame (subscribing in latest mode; held, not copied,\n"
+      "while printed), text and --png alike; --json has \"seq\", \"time_unix_ns\" and\n"
+      "\"meta\" (the frame's) instead of \"version\". No frame within --timeout: exit 25.\n"
       "\n"
       "Examples:\n"
       "  bridgectl show frames\n"
@@ -206,7 +228,8 @@ int run(int argc, char** argv) {
   add_common_options(*grant_cmd, ctx);
 
   auto* watch_cmd = app.add_subcommand(
-      "watch", "Print each new version of a segment, or the daemon's events, as they happen");
+      "watch",
+      "Print each new version of a segment, a stream's seq and drops, or the daemon's events");
   watch_cmd
       ->add_option("name", watch.name, "segment whose versions to follow (none: daemon events)")
       ->type_name("NAME");
@@ -217,25 +240,37 @@ int run(int argc, char** argv) {
       ->add_option("--timeout", watch.timeout_s, "exit 25 (timeout) after SECONDS with no change")
       ->type_name("SECONDS")
       ->check(CLI::PositiveNumber.description(""));
+  watch_cmd
+      ->add_option("--interval", watch.interval_s,
+                   "a stream: ask the daemon every SECONDS (default 1)")
+      ->type_name("SECONDS")
+      ->check(CLI::PositiveNumber.description(""));
   watch_cmd->footer(
       "With NAME: attaches and sleeps on the segment's version word in shared memory (a\n"
       "futex; no polling, no daemon round trip), printing the time, version and writer pid\n"
       "of each commit. Commits faster than the printing coalesce into one line, which says\n"
       "how many it covers; --count counts versions, coalesced ones included.\n"
+      "A stream NAME: asks the daemon every --interval and prints a line when the latest\n"
+      "seq, the drops or the readers change, or publishing stops: seq, publish rate,\n"
+      "readers, frames dropped by its subscribers; --count counts lines.\n"
       "Without NAME: prints the daemon's events (created, destroyed, meta_changed,\n"
-      "committed) for every segment.\n"
+      "committed) for every segment; a stream's say (stream), and never one per frame.\n"
       "\n"
       "Ctrl-C (SIGINT) or SIGTERM stops it with exit status 0. \"watching ...\" goes to\n"
       "stderr once changes are being followed.\n"
       "\n"
       "--json prints one JSON object per line, flushed: the protocol's event fields\n"
       "{\"event\", \"name\", \"segment_id\", \"version\", \"meta_version\", \"pid\",\n"
-      "\"time_unix_ms\"}, plus \"coalesced\" (commits not printed separately) with NAME.\n"
+      "\"time_unix_ms\"}, plus \"coalesced\" (commits not printed separately) with NAME,\n"
+      "and \"kind\": \"stream\" for a stream's events. For a stream NAME: {\"name\",\n"
+      "\"segment_id\", \"head\", \"publish_rate\", \"readers\", \"dropped\",\n"
+      "\"last_publish_unix_ns\", \"time_unix_ms\"}.\n"
       "\n"
       "Examples:\n"
       "  bridgectl watch frames\n"
       "  bridgectl watch frames --json --count 10\n"
       "  bridgectl watch frames --timeout 5   # exit 25 if nothing commits for 5 s\n"
+      "  bridgectl watch cam --json           # a stream: seq, rate, drops\n"
       "  bridgectl watch --json | jq -c 'select(.event == \"created\")'");
   add_common_options(*watch_cmd, ctx);
 

@@ -131,6 +131,28 @@ std::string prometheus_text(const bridge::DaemonStats& stats,
   w.family("shmbridge_segment_bytes", "gauge",
            "A segment's shared-memory bytes (header, metadata and array).");
   for (const auto* s : segments) w.sample("shmbridge_segment_bytes", s->total_bytes, label(s));
+
+  // Streams are segments too (above, by segment="..."); these are theirs alone.
+  auto stream_label = [](const bridge::SegmentInfo* s) {
+    return "stream=\"" + escape_label(s->name) + "\"";
+  };
+  w.family("shmbridge_stream_head_seq", "gauge",
+           "A stream's newest published frame (seq; 0 before the first).");
+  for (const auto* s : segments) {
+    if (s->stream) w.sample("shmbridge_stream_head_seq", s->stream->head, stream_label(s));
+  }
+  w.family("shmbridge_stream_readers", "gauge", "Live subscriptions to a stream.");
+  for (const auto* s : segments) {
+    if (s->stream) {
+      w.sample("shmbridge_stream_readers", std::uint64_t{s->stream->readers}, stream_label(s));
+    }
+  }
+  w.family("shmbridge_stream_publish_rate", "gauge",
+           "Frames a stream's publishers published per second over the daemon's last window.");
+  for (const auto* s : segments) {
+    if (s->stream)
+      w.sample("shmbridge_stream_publish_rate", s->stream->publish_rate, stream_label(s));
+  }
   return w.take();
 }
 

@@ -15,7 +15,8 @@ namespace bridgectl {
 
 /// Every family has # HELP and # TYPE lines and is named shmbridge_*;
 /// per-segment series carry a segment="NAME" label, one per element of
-/// `segments` (those the caller may attach).
+/// `segments` (those the caller may attach); streams among them also get
+/// shmbridge_stream_* series labelled stream="NAME".
 std::string prometheus_text(const bridge::DaemonStats& stats,
                             const std::vector<bridge::SegmentInfo>& segments);
 

@@ -1,25 +1,32 @@
 // SPDX-License-Identifier: MIT
 //
 // `watch`: follow a segment's versions (futex wait in shared memory, no
-// daemon round trip, no polling) or the daemon's event stream. Both print one
-// line per change and flush it, so `bridgectl watch ... --json | consumer`
-// sees each change as it happens.
+// daemon round trip, no polling), a stream's seq, rate and drops (the
+// daemon's info, polled: the figures are the daemon's reading of the ring),
+// or the daemon's event stream. All print one line per change and flush it,
+// so `bridgectl watch ... --json | consumer` sees each change as it happens.
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <climits>
 #include <ctime>
 #include <iostream>
 #include <sstream>
 
+#include "bridge/detail/os/unique_fd.hpp"
 #include "bridge/detail/protocol.hpp"
 #include "bridge/detail/segment_state.hpp"
 #include "bridge/detail/sync.hpp"
 #include "bridge/events.hpp"
 #include "bridge/segment.hpp"
 #include "commands.hpp"
+#include "stream_text.hpp"
 
 namespace bridgectl {
 namespace {
@@ -32,10 +39,17 @@ using nlohmann::json;
 std::atomic<bool> g_interrupted{false};
 std::atomic<bridge::SyncBlock*> g_sync{nullptr};
 std::atomic<bridge::EventStream*> g_stream{nullptr};
+/// A pipe's write end that the stream watch's poll(2) sleeps on: a byte
+/// written there ends the sleep at once (write(2) is async-signal-safe).
+std::atomic<int> g_wake_fd{-1};
 
 void on_interrupt(int) {
   const int saved_errno = errno;
   g_interrupted.store(true);
+  if (const int fd = g_wake_fd.load(); fd >= 0) {
+    const char byte = 1;
+    [[maybe_unused]] const auto written = ::write(fd, &byte, 1);
+  }
   // Bumping the wake word also closes the window between the wait's last
   // check of g_interrupted and its futex sleep (the sleep sees a new value).
   if (bridge::SyncBlock* sync = g_sync.load()) bridge::sync::wake_waiters(*sync);
@@ -59,6 +73,7 @@ class InterruptHandler {
     ::sigaction(SIGTERM, &old_term_, nullptr);
     g_sync.store(nullptr);
     g_stream.store(nullptr);
+    g_wake_fd.store(-1);
   }
   InterruptHandler(const InterruptHandler&) = delete;
   InterruptHandler& operator=(const InterruptHandler&) = delete;
@@ -100,8 +115,71 @@ void print_line(const Context& ctx, const json& document, const std::string& tex
   std::cout.flush();
 }
 
-int watch_segment(const Context& ctx, const WatchOptions& options) {
-  auto client = ctx.connect();
+std::int64_t now_unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int watch_stream(const Context& ctx, const WatchOptions& options, bridge::Client& client,
+                 const bridge::SegmentInfo& first) {
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC | O_NONBLOCK) != 0) bridge::throw_errno(errno, "pipe2");
+  const bridge::os::UniqueFd wake_read(pipe_fds[0]);
+  const bridge::os::UniqueFd wake_write(pipe_fds[1]);
+  const auto interval = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::duration<double>(options.interval_s));
+  const auto timeout = as_timeout(options.timeout_s);
+
+  InterruptHandler interrupts;
+  g_wake_fd.store(wake_write.get());
+  StreamSample last = StreamSample::of(first, now_unix_ms());
+  std::cerr << "bridgectl: watching stream '" << first.name << "' from seq " << last.head
+            << " every " << seconds_text(options.interval_s) << " (Ctrl-C to stop)" << std::endl;
+  auto last_change = std::chrono::steady_clock::now();
+  std::uint64_t printed = 0;
+  while (!options.count || printed < *options.count) {
+    pollfd p{wake_read.get(), POLLIN, 0};
+    ::poll(&p, 1, static_cast<int>(std::clamp<std::int64_t>(interval.count(), 1, INT_MAX)));
+    if (g_interrupted.load()) return 0;
+    bridge::SegmentInfo info;
+    try {
+      info = client.info(first.name);
+    } catch (const bridge::Error& e) {
+      // Ctrl-C during the request may end it with EINTR: still a clean stop.
+      if (g_interrupted.load()) return 0;
+      if (e.code() != bridge::Errc::not_found) throw;
+      throw bridge::Error(bridge::Errc::not_found, "'" + first.name +
+                                                       "' was destroyed while being watched "
+                                                       "(last seq " +
+                                                       std::to_string(last.head) + ")");
+    }
+    if (info.id != first.id || !info.stream) {
+      throw bridge::Error(bridge::Errc::not_found, "'" + first.name +
+                                                       "' was destroyed (and its name reused) "
+                                                       "while being watched (last seq " +
+                                                       std::to_string(last.head) + ")");
+    }
+    const StreamSample now = StreamSample::of(info, now_unix_ms());
+    if (!now.differs(last)) {
+      if (timeout && std::chrono::steady_clock::now() - last_change >= *timeout) {
+        throw bridge::Error(bridge::Errc::timeout, "no change to stream '" + first.name +
+                                                       "' within " +
+                                                       seconds_text(*options.timeout_s) + " (seq " +
+                                                       std::to_string(last.head) + ")");
+      }
+      continue;
+    }
+    print_line(ctx, now.to_json(),
+               clock_time(now.time_unix_ms) + "  " + now.name + "  " + now.text());
+    last = now;
+    last_change = std::chrono::steady_clock::now();
+    ++printed;
+  }
+  return 0;
+}
+
+int watch_segment(const Context& ctx, const WatchOptions& options, bridge::Client& client) {
   auto segment = client.attach(*options.name);
   const auto timeout = as_timeout(options.timeout_s);
   std::uint64_t seen = segment.version();
@@ -187,7 +265,8 @@ int watch_daemon(const Context& ctx, const WatchOptions& options) {
     }
     std::string text = clock_time(event.time_unix_ms) + "  " +
                        std::string(bridge::to_string(event.kind)) + "  " + event.name +
-                       "  version " + std::to_string(event.version) + "  meta " +
+                       (event.stream ? " (stream)" : "") + "  version " +
+                       std::to_string(event.version) + "  meta " +
                        std::to_string(event.meta_version) + "  pid " + std::to_string(event.pid);
     print_line(ctx, event, text);
     if (g_interrupted.load()) return 0;
@@ -199,7 +278,12 @@ int watch_daemon(const Context& ctx, const WatchOptions& options) {
 
 int cmd_watch(const Context& ctx, const WatchOptions& options) {
   g_interrupted.store(false);
-  return options.name ? watch_segment(ctx, options) : watch_daemon(ctx, options);
+  if (!options.name) return watch_daemon(ctx, options);
+  auto client = ctx.connect();
+  // A stream has no version to sleep on: its figures are the daemon's.
+  const bridge::SegmentInfo info = client.info(*options.name);
+  if (info.stream) return watch_stream(ctx, options, client, info);
+  return watch_segment(ctx, options, client);
 }
 
 }  // namespace bridgectl

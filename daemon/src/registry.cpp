@@ -160,9 +160,15 @@ protocol::SegmentInfo Registry::describe(const Segment& segment, bool with_meta)
   info.created_unix_ms = segment.created_unix_ms;
   info.page_size = segment.shm.page_size();
   if (const auto& stream = segment.layout.stream) {
-    info.stream = bridge::StreamDescription{
-        stream->slots, stream->overflow == bridge::RingOverflow::block ? "block" : "drop_oldest",
-        stream->frame_bytes};
+    bridge::StreamDescription description;
+    description.slots = stream->slots;
+    description.overflow =
+        stream->overflow == bridge::RingOverflow::block ? "block" : "drop_oldest";
+    description.frame_bytes = stream->frame_bytes;
+    // The per-subscriber list with what info returns (with_meta), not with
+    // every element of a list.
+    read_stream_figures(base, *stream, segment.rate, with_meta, description);
+    info.stream = std::move(description);
   }
   for (const auto& [uid, access] : segment.grants) info.grants.push_back({uid, access});
   if (with_meta) {
@@ -634,6 +640,7 @@ protocol::Event Registry::make_event(protocol::EventKind kind, const Segment& se
   event.meta_version = bridge::read_meta_version(segment.header_mapping->data());
   event.pid = pid;
   event.time_unix_ms = time_unix_ms;
+  event.stream = segment.layout.stream.has_value();
   return event;
 }
 
@@ -697,7 +704,13 @@ void Registry::adopt_existing() {
                                                               {},
                                                               {},
                                                               {}}));
-    segments_.at(name)->slot = slots_.assign(f.id);
+    Segment& adopted = *segments_.at(name);
+    adopted.slot = slots_.assign(f.id);
+    if (adopted.layout.stream) {
+      // The first rate sample: the rate reported later covers frames
+      // published since this daemon took over, not since the create.
+      describe(adopted, false);
+    }
     log_info("re-adopted segment '" + name + "'");
   }
   for (Quarantined& q : found.quarantined) quarantined_.push_back(std::move(q));

@@ -32,6 +32,7 @@
 #include "object_dir.hpp"
 #include "shm_object.hpp"
 #include "slot_table.hpp"
+#include "stream_stats.hpp"
 
 namespace bridged {
 
@@ -234,6 +235,8 @@ class Registry {
     std::map<std::uint32_t, bridge::protocol::Access> grants;  ///< uid -> access
     bridge::os::UniqueFd read_only_fd;     ///< opened at the first read-only attach
     std::uint32_t slot = bridge::kNoSlot;  ///< in the slot table
+    /// A stream's publish rate, sampled by list and info (which are const).
+    mutable PublishRate rate{};
 
     bridge::SegmentHeader& header() const { return bridge::header_at(header_mapping->data()); }
     bridge::SyncBlock& sync() const { return bridge::sync_at(header_mapping->data()); }

@@ -56,6 +56,13 @@ Segment open_segment(const std::shared_ptr<Connection>& connection, Connection::
   }
 }
 
+// The daemon counts a stream's attachment until the state goes (its
+// destructor detaches): noted, so that a reconnect counts it again.
+std::shared_ptr<detail::StreamState> opened_stream(std::shared_ptr<detail::StreamState> state) {
+  state->connection->note_attached(state->info->name, state->info->id, /*stream=*/true);
+  return state;
+}
+
 }  // namespace
 
 std::string default_socket_path() {
@@ -144,14 +151,14 @@ Stream Client::create_stream(std::string_view name, const std::vector<std::int64
       options.slots,
       options.overflow == Overflow::block ? "block" : "drop_oldest"};
   auto reply = connection_->call(Op::create_stream, request);
-  return Stream(detail::open_stream_state(connection_, reply, /*subscriber=*/false));
+  return Stream(opened_stream(detail::open_stream_state(connection_, reply, /*subscriber=*/false)));
 }
 
 Stream Client::open_stream(std::string_view name) {
   validate_segment_name(name);
   auto reply =
       connection_->call(Op::open_stream, protocol::OpenStreamRequest{std::string(name), "publish"});
-  return Stream(detail::open_stream_state(connection_, reply, /*subscriber=*/false));
+  return Stream(opened_stream(detail::open_stream_state(connection_, reply, /*subscriber=*/false)));
 }
 
 Subscription Client::subscribe(std::string_view name, const SubscribeOptions& options) {
@@ -161,7 +168,7 @@ Subscription Client::subscribe(std::string_view name, const SubscribeOptions& op
   }
   auto reply = connection_->call(Op::open_stream,
                                  protocol::OpenStreamRequest{std::string(name), "subscribe"});
-  auto stream = detail::open_stream_state(connection_, reply, /*subscriber=*/true);
+  auto stream = opened_stream(detail::open_stream_state(connection_, reply, /*subscriber=*/true));
   return Subscription(std::make_shared<detail::SubscriptionState>(std::move(stream), options.mode,
                                                                   options.history));
 }

@@ -75,9 +75,11 @@ void Connection::connect_locked() {
   // notices queued from now on follow those attaches.
   outbox_.clear();
   std::map<std::pair<std::string, std::uint64_t>, std::uint32_t> held;
+  std::set<std::pair<std::string, std::uint64_t>> streams;
   {
     std::lock_guard book(book_);
     held = attached_;
+    streams = streams_;
     pending_notices_.clear();
     destroyed_.clear();  // what this client destroyed is unknown to the new daemon too
   }
@@ -104,6 +106,7 @@ void Connection::connect_locked() {
   // descriptors that come back are dropped; the mappings we have are the
   // same pages). A segment destroyed or replaced meanwhile is forgotten.
   for (const auto& [key, count] : held) {
+    if (streams.count(key) != 0) continue;  // below
     const auto& [name, id] = key;
     bool keep = false;
     try {
@@ -121,6 +124,20 @@ void Connection::connect_locked() {
     if (!keep) {
       std::lock_guard book(book_);
       attached_.erase(key);
+    }
+  }
+  // Streams are counted again with reattach notices (attach refuses a
+  // stream, and the mapping held needs no new descriptor); the daemon
+  // ignores one for a stream destroyed or replaced meanwhile, and the later
+  // detach too. Queued last: nothing may precede the hello and attaches
+  // above, and the next request carries them.
+  std::lock_guard book(book_);
+  for (const auto& key : streams) {
+    auto it = attached_.find(key);
+    if (it == attached_.end()) continue;
+    for (std::uint32_t i = 0; i < it->second; ++i) {
+      pending_notices_.push_back(
+          {protocol::Op::reattach, protocol::DetachRequest{key.first, key.second}});
     }
   }
 }
@@ -240,9 +257,10 @@ Connection::Reply Connection::exchange_locked(protocol::Op op, const protocol::j
   return reply;
 }
 
-void Connection::note_attached(const std::string& name, std::uint64_t id) {
+void Connection::note_attached(const std::string& name, std::uint64_t id, bool stream) {
   std::lock_guard book(book_);
   ++attached_[{name, id}];
+  if (stream) streams_.insert({name, id});
 }
 
 void Connection::note_destroyed(const std::string& name) {
@@ -263,7 +281,10 @@ void Connection::detach_async(const std::string& name, std::uint64_t id, bool he
     {
       std::lock_guard book(book_);
       auto it = held ? attached_.find({name, id}) : attached_.end();
-      if (it != attached_.end() && --it->second == 0) attached_.erase(it);
+      if (it != attached_.end() && --it->second == 0) {
+        attached_.erase(it);
+        streams_.erase({name, id});
+      }
       const bool destroyed = destroyed_.count(id) != 0;
       if (destroyed && attached_.count({name, id}) == 0) destroyed_.erase(id);
       // A re-attach the daemon has not heard of yet and this detach cancel out.

@@ -444,9 +444,19 @@ void to_json(json& j, const SegmentInfo& v) {
   // (no "kind" means "segment").
   if (v.stream) {
     j["kind"] = "stream";
-    j["stream"] = {{"slots", v.stream->slots},
-                   {"overflow", v.stream->overflow},
-                   {"frame_bytes", v.stream->frame_bytes}};
+    const StreamDescription& s = *v.stream;
+    j["stream"] = {{"slots", s.slots},
+                   {"overflow", s.overflow},
+                   {"frame_bytes", s.frame_bytes},
+                   {"head", s.head},
+                   {"last_publish_unix_ns", s.last_publish_unix_ns},
+                   {"publish_rate", s.publish_rate},
+                   {"readers", s.readers}};
+    if (s.subscribers) {
+      json readers = json::array();
+      for (const StreamReader& r : *s.subscribers) readers.push_back(r);
+      j["stream"]["subscribers"] = std::move(readers);
+    }
   }
 }
 void from_json(const json& j, SegmentInfo& v) {
@@ -478,9 +488,54 @@ void from_json(const json& j, SegmentInfo& v) {
   if (j.contains("stream") && !j.at("stream").is_null()) {
     const json& s = j.at("stream");
     if (!s.is_object()) bad("field 'stream' must be an object");
-    v.stream = StreamDescription{get_u32(s, "slots"), get_string(s, "overflow"),
-                                 get_u64(s, "frame_bytes")};
+    StreamDescription d;
+    d.slots = get_u32(s, "slots");
+    d.overflow = get_string(s, "overflow");
+    d.frame_bytes = get_u64(s, "frame_bytes");
+    // The live figures are absent from daemons that predate them: 0.
+    d.head = s.contains("head") ? get_u64(s, "head") : 0;
+    d.last_publish_unix_ns =
+        s.contains("last_publish_unix_ns") ? get_i64(s, "last_publish_unix_ns") : 0;
+    if (s.contains("publish_rate")) {
+      const json& rate = s.at("publish_rate");
+      if (!rate.is_number()) bad("field 'publish_rate' must be a number");
+      d.publish_rate = rate.get<double>();
+    }
+    d.readers = s.contains("readers") ? get_u32(s, "readers") : 0;
+    if (s.contains("subscribers")) {
+      const json& readers = s.at("subscribers");
+      if (!readers.is_array()) bad("field 'subscribers' must be an array");
+      d.subscribers.emplace();
+      for (const json& r : readers) d.subscribers->push_back(r.get<StreamReader>());
+    }
+    v.stream = std::move(d);
   }
+}
+
+void to_json(json& j, const StreamReader& v) {
+  j = {{"pid", v.pid},
+       {"mode", v.mode},
+       {"alive", v.alive},
+       {"position", v.position ? json(*v.position) : json(nullptr)},
+       {"lag", v.lag ? json(*v.lag) : json(nullptr)},
+       {"received", v.received},
+       {"dropped", v.dropped},
+       {"held", v.held}};
+}
+void from_json(const json& j, StreamReader& v) {
+  if (!j.is_object()) bad("each subscriber must be an object");
+  v.pid = get_i64(j, "pid");
+  v.mode = get_string(j, "mode");
+  const json& alive = need(j, "alive");
+  if (!alive.is_boolean()) bad("field 'alive' must be a boolean");
+  v.alive = alive.get<bool>();
+  v.position.reset();
+  v.lag.reset();
+  if (!need(j, "position").is_null()) v.position = get_u64(j, "position");
+  if (!need(j, "lag").is_null()) v.lag = get_u64(j, "lag");
+  v.received = get_u64(j, "received");
+  v.dropped = get_u64(j, "dropped");
+  v.held = get_u32(j, "held");
 }
 
 void to_json(json& j, const DaemonInfo& v) {
@@ -540,6 +595,8 @@ void to_json(json& j, const Event& v) {
        {"segment_id", v.segment_id},     {"version", v.version},
        {"meta_version", v.meta_version}, {"pid", v.pid},
        {"time_unix_ms", v.time_unix_ms}};
+  // As in SegmentInfo: only a stream says what it is.
+  if (v.stream) j["kind"] = "stream";
 }
 void from_json(const json& j, Event& v) {
   const std::string kind = get_string(j, "event");
@@ -552,6 +609,7 @@ void from_json(const json& j, Event& v) {
   v.meta_version = get_u64(j, "meta_version");
   v.pid = get_i64(j, "pid");
   v.time_unix_ms = get_i64(j, "time_unix_ms");
+  v.stream = j.contains("kind") && j.at("kind") == "stream";
 }
 
 }  // namespace bridge

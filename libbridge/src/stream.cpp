@@ -108,7 +108,8 @@ bool reader_alive(std::uint64_t tag, std::uint64_t start_time) noexcept {
 }
 
 StreamState::~StreamState() {
-  if (connection) connection->detach_async(info->name, info->id, /*held=*/false);
+  // Held: Client noted the attachment (re-counted after a reconnect).
+  if (connection) connection->detach_async(info->name, info->id, /*held=*/true);
 }
 
 bool StreamState::destroyed() const noexcept {

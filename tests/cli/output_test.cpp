@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 //
 // bridgectl's machine outputs that need no daemon to check: the Prometheus
-// text of stats --prometheus and the pixels show --png draws.
+// text of stats --prometheus, the pixels show --png draws, and how a
+// stream's figures are printed (ls, info, watch).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -13,6 +14,7 @@
 #include "bridge/error.hpp"
 #include "png.hpp"
 #include "prometheus.hpp"
+#include "stream_text.hpp"
 
 namespace {
 
@@ -91,6 +93,92 @@ TEST(Png, ShapesThatAreNoPictureAreInvalidArguments) {
       EXPECT_EQ(e.code(), bridge::Errc::invalid_argument);
     }
   }
+}
+
+TEST(Prometheus, StreamsHaveHeadAndReadersLabelledByStream) {
+  bridge::DaemonStats stats;
+  bridge::SegmentInfo plain;
+  plain.name = "plain";
+  bridge::SegmentInfo cam;
+  cam.name = "cam";
+  cam.stream = bridge::StreamDescription{};
+  cam.stream->head = 1200;
+  cam.stream->readers = 2;
+  cam.stream->publish_rate = 29.5;
+  const std::string text = bridgectl::prometheus_text(stats, {plain, cam});
+  EXPECT_NE(text.find("# HELP shmbridge_stream_head_seq "), std::string::npos);
+  EXPECT_NE(text.find("# TYPE shmbridge_stream_head_seq gauge\n"
+                      "shmbridge_stream_head_seq{stream=\"cam\"} 1200\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("# TYPE shmbridge_stream_readers gauge\n"
+                      "shmbridge_stream_readers{stream=\"cam\"} 2\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("shmbridge_stream_publish_rate{stream=\"cam\"} 29.5\n"), std::string::npos);
+  // A plain segment has no stream series; it is still a segment.
+  EXPECT_EQ(text.find("stream=\"plain\""), std::string::npos);
+  EXPECT_NE(text.find("shmbridge_segment_version{segment=\"cam\"}"), std::string::npos);
+}
+
+TEST(StreamText, RatesReadAtAGlance) {
+  EXPECT_EQ(bridgectl::rate_text(0), "0/s");
+  EXPECT_EQ(bridgectl::rate_text(0.5), "0.5/s");
+  EXPECT_EQ(bridgectl::rate_text(29.94), "29.9/s");
+  EXPECT_EQ(bridgectl::rate_text(1200.4), "1200/s");
+  EXPECT_EQ(bridgectl::rate_text(-1), "?/s");
+  EXPECT_EQ(bridgectl::rate_text(std::numeric_limits<double>::quiet_NaN()), "?/s");
+}
+
+TEST(StreamText, ReadersTableHasOneRowPerSubscriberAndDashesForTheUnknown) {
+  EXPECT_EQ(bridgectl::readers_table({}), "no subscribers\n");
+  bridge::StreamReader all;
+  all.pid = 4242;
+  all.mode = "all";
+  all.alive = true;
+  all.position = 8;
+  all.lag = 3;
+  all.received = 5;
+  all.dropped = 6;
+  all.held = 1;
+  bridge::StreamReader latest;
+  latest.pid = 7;
+  latest.mode = "latest";
+  EXPECT_EQ(bridgectl::readers_table({all, latest}),
+            " PID  MODE    ALIVE  POSITION  LAG  RECEIVED  DROPPED  HELD\n"
+            "4242  all     yes           8    3         5        6     1\n"
+            "   7  latest  no            -    -         0        0     0\n");
+}
+
+TEST(StreamText, WatchSamplesChangeOnFramesDropsReadersAndAStop) {
+  bridge::SegmentInfo info;
+  info.name = "cam";
+  info.id = 9;
+  info.stream = bridge::StreamDescription{};
+  info.stream->head = 10;
+  info.stream->publish_rate = 30;
+  info.stream->readers = 1;
+  bridge::StreamReader r;
+  r.dropped = 4;
+  info.stream->subscribers = std::vector<bridge::StreamReader>{r, r};
+  const auto a = bridgectl::StreamSample::of(info, 1000);
+  EXPECT_EQ(a.dropped, 8u);
+  EXPECT_EQ(a.text(), "seq 10  30.0/s  1 reader  8 dropped");
+  EXPECT_EQ(a.to_json().at("head"), 10);
+  EXPECT_EQ(a.to_json().at("segment_id"), 9);
+
+  auto b = a;
+  b.publish_rate = 31;  // the rate alone wobbles: no new line
+  EXPECT_FALSE(b.differs(a));
+  b.publish_rate = 0;  // but stopping is news
+  EXPECT_TRUE(b.differs(a));
+  b = a;
+  b.head = 11;
+  EXPECT_TRUE(b.differs(a));
+  b = a;
+  b.dropped = 9;
+  EXPECT_TRUE(b.differs(a));
+  b = a;
+  b.readers = 2;
+  EXPECT_TRUE(b.differs(a));
 }
 
 }  // namespace

@@ -171,13 +171,14 @@ def test_ls_table(daemon):
     create(daemon, "weights", "float64", (10,))
     proc = run_ctl(daemon, "ls", check=True)
     header, *rows = proc.stdout.splitlines()
-    assert header.split() == ["NAME", "DTYPE", "SHAPE", "SIZE", "PAGES", "ATTACHED", "VERSION",
-                              "AGE"]
+    # No stream listed: no stream columns (tests/cli/test_stream_cli.py has them).
+    assert header.split() == ["NAME", "KIND", "DTYPE", "SHAPE", "SIZE", "PAGES", "ATTACHED",
+                              "VERSION", "AGE"]
     frames = next(r for r in rows if r.startswith("frames"))
-    assert frames.split()[:3] == ["frames", "uint8", "480x640x3"]
+    assert frames.split()[:4] == ["frames", "segment", "uint8", "480x640x3"]
     assert "900 KiB" in frames
     weights = next(r for r in rows if r.startswith("weights"))
-    assert weights.split()[:6] == ["weights", "float64", "10", "80", "B", "4K"]
+    assert weights.split()[:7] == ["weights", "segment", "float64", "10", "80", "B", "4K"]
     assert weights.split()[-1].endswith("s")  # age in seconds
 
 

@@ -10,7 +10,8 @@ GAUGES = {"shmbridge_up", "shmbridge_info", "shmbridge_uptime_seconds", "shmbrid
           "shmbridge_segments_bytes", "shmbridge_clients", "shmbridge_attachments",
           "shmbridge_quarantined_objects", "shmbridge_segment_version",
           "shmbridge_segment_meta_version", "shmbridge_segment_attached",
-          "shmbridge_segment_bytes"}
+          "shmbridge_segment_bytes", "shmbridge_stream_head_seq", "shmbridge_stream_readers",
+          "shmbridge_stream_publish_rate"}
 # The parser names a counter's family without its _total suffix.
 COUNTERS = {"shmbridge_requests", "shmbridge_refused_connections"}
 

@@ -30,12 +30,39 @@ struct Grant {
   Access access = Access::none;
 };
 
+/// One subscription to a stream as the daemon read it from the ring's
+/// subscriber table (SegmentInfo::stream->subscribers, from info()). The
+/// subscribers write these words themselves: figures, never promises.
+struct StreamReader {
+  std::int64_t pid = 0;
+  std::string mode;    ///< "all", "latest" ("unknown" for a scribbled word)
+  bool alive = false;  ///< its process exists (a dead one's entry waits to be reclaimed)
+  /// all: the next seq it wants; latest: the newest seq it holds (none when
+  /// it holds nothing: a latest subscriber publishes no position).
+  std::optional<std::uint64_t> position = std::nullopt;
+  /// Published frames it has not taken: head - (position - 1) for all,
+  /// head - position for latest; none where position is.
+  std::optional<std::uint64_t> lag = std::nullopt;
+  std::uint64_t received = 0;
+  std::uint64_t dropped = 0;
+  std::uint32_t held = 0;  ///< frames it holds now
+};
+
 /// What makes a segment a stream (SegmentInfo::stream): a ring of `slots`
-/// frames, each of the segment's dtype and shape (`frame_bytes`).
+/// frames, each of the segment's dtype and shape (`frame_bytes`), and the
+/// live figures the daemon read from the ring when it answered.
 struct StreamDescription {
   std::uint32_t slots = 0;
   std::string overflow;  ///< "drop_oldest" or "block"
   std::uint64_t frame_bytes = 0;
+  std::uint64_t head = 0;  ///< the newest published seq (0: none yet)
+  std::int64_t last_publish_unix_ns = 0;
+  /// Frames per second over the daemon's last sampling window (README,
+  /// Streams: at least 1 s, from the previous sample to this query).
+  double publish_rate = 0;
+  std::uint32_t readers = 0;  ///< live subscriptions
+  /// Every registered subscription (live or not yet reclaimed): info() only.
+  std::optional<std::vector<StreamReader>> subscribers = std::nullopt;
 };
 
 /// One segment as the daemon describes it: what create/attach/info/set_meta/
@@ -116,12 +143,15 @@ struct Event {
   std::uint64_t meta_version = 0;
   std::int64_t pid = 0;
   std::int64_t time_unix_ms = 0;
+  bool stream = false;  ///< the segment is a stream ("kind": "stream" in JSON)
 };
 
 // JSON, as on the wire. from_json throws Error(protocol_error) naming the
 // missing or mistyped field.
 void to_json(nlohmann::json& j, const SegmentInfo& v);
 void from_json(const nlohmann::json& j, SegmentInfo& v);
+void to_json(nlohmann::json& j, const StreamReader& v);
+void from_json(const nlohmann::json& j, StreamReader& v);
 void to_json(nlohmann::json& j, const DaemonInfo& v);
 void from_json(const nlohmann::json& j, DaemonInfo& v);
 void to_json(nlohmann::json& j, const DaemonStats& v);

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -133,6 +134,39 @@ TEST_F(EventsTest, LifecycleArrivesInOrderWithCallerAndWriterPids) {
   EXPECT_ERRC(stream.next(50ms), Errc::timeout) << "no duplicate or extra event";
   // The request connection stayed usable the whole time.
   EXPECT_EQ(client().stats().segments, 0u);
+}
+
+TEST_F(EventsTest, AStreamsCreateAndDestroyAreEventsItsFramesAreNot) {
+  EventStream stream = client().events();
+  Client other = connect();
+  std::uint64_t id = 0;
+  {
+    Stream cam = other.create_stream("cam", {4}, DType::uint8, {.slots = 4});
+    id = cam.info().id;
+    Subscription sub = client().subscribe("cam");
+    const std::vector<std::uint8_t> frame(4, 7);
+    for (int i = 0; i < 20; ++i) cam.publish_from(std::span<const std::uint8_t>(frame));
+    EXPECT_EQ(sub.next(kEventTimeout).seq(), 17u);  // 4 slots: 1..16 were dropped
+  }
+  other.destroy("cam");
+  Segment plain = other.create("plain", {4}, DType::uint8);
+
+  const Event created = next_event(stream);
+  EXPECT_EQ(created.kind, EventKind::created);
+  EXPECT_EQ(created.name, "cam");
+  EXPECT_EQ(created.segment_id, id);
+  EXPECT_TRUE(created.stream);
+  EXPECT_TRUE(json(created).at("kind") == "stream");
+  // Next is the destroy: 20 frames, a subscription and its frame made none.
+  const Event destroyed = next_event(stream);
+  EXPECT_EQ(destroyed.kind, EventKind::destroyed);
+  EXPECT_EQ(destroyed.segment_id, id);
+  EXPECT_TRUE(destroyed.stream);
+  const Event segment = next_event(stream);
+  EXPECT_EQ(segment.name, "plain");
+  EXPECT_FALSE(segment.stream);
+  EXPECT_FALSE(json(segment).contains("kind"));
+  EXPECT_ERRC(stream.next(50ms), Errc::timeout) << "no extra event";
 }
 
 TEST_F(EventsTest, CommitByAnotherProcessCarriesItsPid) {

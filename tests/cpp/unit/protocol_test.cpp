@@ -398,6 +398,77 @@ TEST(MessageRoundTripTest, GrantRequestAndGrantsInInfo) {
   EXPECT_EQ(back.grants[1].access, Access::write);
 }
 
+TEST(MessageRoundTripTest, StreamInfoCarriesLiveFiguresAndSubscribers) {
+  SegmentInfo info;
+  info.name = "cam";
+  info.stream = StreamDescription{};
+  info.stream->slots = 8;
+  info.stream->overflow = "block";
+  info.stream->frame_bytes = 6;
+  info.stream->head = UINT64_MAX;
+  info.stream->last_publish_unix_ns = 1700000000123456789;
+  info.stream->publish_rate = 29.5;
+  info.stream->readers = 1;
+  StreamReader all;
+  all.pid = 4242;
+  all.mode = "all";
+  all.alive = true;
+  all.position = 8;
+  all.lag = 3;
+  all.received = 5;
+  all.dropped = 6;
+  all.held = 1;
+  StreamReader latest;
+  latest.pid = 7;
+  latest.mode = "latest";
+  info.stream->subscribers = std::vector<StreamReader>{all, latest};
+  const json j = info;
+  EXPECT_EQ(j.at("kind"), "stream");
+  EXPECT_TRUE(j.at("stream").at("subscribers").at(1).at("position").is_null());
+  const SegmentInfo back = round_trip(info);
+  ASSERT_TRUE(back.stream);
+  EXPECT_EQ(back.stream->head, UINT64_MAX);
+  EXPECT_EQ(back.stream->last_publish_unix_ns, 1700000000123456789);
+  EXPECT_DOUBLE_EQ(back.stream->publish_rate, 29.5);
+  EXPECT_EQ(back.stream->readers, 1u);
+  ASSERT_TRUE(back.stream->subscribers);
+  ASSERT_EQ(back.stream->subscribers->size(), 2u);
+  const StreamReader& a = (*back.stream->subscribers)[0];
+  EXPECT_EQ(a.pid, 4242);
+  EXPECT_EQ(a.mode, "all");
+  EXPECT_TRUE(a.alive);
+  EXPECT_EQ(a.position, 8u);
+  EXPECT_EQ(a.lag, 3u);
+  EXPECT_EQ(a.received, 5u);
+  EXPECT_EQ(a.dropped, 6u);
+  EXPECT_EQ(a.held, 1u);
+  const StreamReader& b = (*back.stream->subscribers)[1];
+  EXPECT_FALSE(b.position.has_value());
+  EXPECT_FALSE(b.lag.has_value());
+  EXPECT_FALSE(b.alive);
+
+  // A list element has no subscriber list; an older daemon no live figures.
+  info.stream->subscribers.reset();
+  EXPECT_FALSE(json(info).at("stream").contains("subscribers"));
+  json old = info;
+  for (const char* key : {"head", "last_publish_unix_ns", "publish_rate", "readers"}) {
+    old["stream"].erase(key);
+  }
+  const SegmentInfo older = parse<SegmentInfo>(old);
+  EXPECT_EQ(older.stream->head, 0u);
+  EXPECT_EQ(older.stream->readers, 0u);
+  EXPECT_EQ(older.stream->slots, 8u);
+
+  json bad = info;
+  bad["stream"]["subscribers"] = json::array({{{"pid", 1}, {"mode", "all"}}});
+  EXPECT_ERRC(parse<SegmentInfo>(bad), Errc::protocol_error);
+  bad["stream"]["subscribers"] = 3;
+  EXPECT_ERRC(parse<SegmentInfo>(bad), Errc::protocol_error);
+  bad = info;
+  bad["stream"]["publish_rate"] = "fast";
+  EXPECT_ERRC(parse<SegmentInfo>(bad), Errc::protocol_error);
+}
+
 TEST(MessageRoundTripTest, StatsReplyAcceptsIntegerUptime) {
   json j = StatsReply{};
   j["uptime_s"] = 3;
@@ -443,6 +514,14 @@ TEST(MessageRoundTripTest, EventExtremeValues) {
                     INT64_MIN,
                     INT64_MAX};
   expect_same(round_trip(event), event);
+}
+
+TEST(MessageRoundTripTest, AStreamsEventSaysItsKind) {
+  Event event = sample_event(EventKind::created);
+  event.stream = true;
+  EXPECT_EQ(json(event).at("kind"), "stream");
+  EXPECT_TRUE(round_trip(event).stream);
+  EXPECT_FALSE(round_trip(sample_event(EventKind::created)).stream);
 }
 
 TEST(MessageRoundTripTest, EventHasExactlyTheDocumentedKeys) {

@@ -55,8 +55,9 @@ class Connection {
   /// Error(daemon_unavailable) when no daemon answers.
   Reply call(protocol::Op op, const protocol::json& body = protocol::json::object());
 
-  /// Bookkeeping of live Segments, for re-attaching after a reconnect.
-  void note_attached(const std::string& name, std::uint64_t id);
+  /// Bookkeeping of live Segments and streams, for re-attaching after a
+  /// reconnect (a stream with a `reattach` notice: attach refuses streams).
+  void note_attached(const std::string& name, std::uint64_t id, bool stream = false);
   /// This client destroyed `name`: the daemon has forgotten every segment
   /// id it held under that name, so their detaches need not be sent.
   void note_destroyed(const std::string& name);
@@ -125,6 +126,7 @@ class Connection {
   mutable std::mutex book_;
   std::map<std::pair<std::string, std::uint64_t>, std::uint32_t> attached_;
   std::set<std::uint64_t> destroyed_;  ///< ids in attached_ that note_destroyed saw
+  std::set<std::pair<std::string, std::uint64_t>> streams_;  ///< keys of attached_ that are streams
   std::vector<std::pair<protocol::Op, protocol::DetachRequest>> pending_notices_;
 };
 
