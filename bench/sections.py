@@ -367,15 +367,16 @@ class Sections:
         available = [m for m in streams.METHODS if self._stream_method_ok(m)]
         runs = [(m, c) for c in cases for m in available]
         got = {r: [] for r in runs}
-        floors, writes = [], {streams.FRAME_4K: [], streams.FRAME_1080P: []}
+        floors = {c[4]: [] for c in cases if c[0] == "latency"}  # interval -> one-way µs
+        writes = {streams.FRAME_4K: [], streams.FRAME_1080P: []}
         for rnd in range(self.args.rounds):
             self.quiet.wait()
             cpus = sorted(os.sched_getaffinity(0))
-            floor = json.loads(subprocess.run(
-                [str(bin_dir / "bridge_wake_latency"), "--method", "futex-asleep", "--cpus",
-                 f"{cpus[0]},{cpus[-1]}", "--round-trips", "2000", "--warmup", "200"],
-                check=True, capture_output=True, text=True).stdout)
-            floors.append(floor["rtt_p50_ns"] / 2e3)
+            for interval, v in floors.items():
+                v.append(json.loads(subprocess.run(
+                    [str(bin_dir / "bridge_stream_bench"), "floor", "--frames", "200",
+                     "--interval-us", str(interval), "--cpus", f"{cpus[0]},{cpus[-1]}"],
+                    check=True, capture_output=True, text=True).stdout)["p50_ns"] / 1e3)
             for nbytes in writes:
                 writes[nbytes].append(streams.write_rate(nbytes))
             for method, case in common.rotated(runs, rnd):
@@ -397,7 +398,6 @@ class Sections:
                     got[(method, case)].append((slowest / elapsed, sum(r["dropped"]
                                                                        for r in results)))
         out = []
-        floor = median(floors)
         for case in cases:
             kind, nbytes, frames, readers, interval, pinned = case
             size = "4 KiB" if nbytes == streams.FRAME_4K else "1080p RGB"
@@ -410,8 +410,8 @@ class Sections:
                     out.append(row(9, f"publish → receive, {size} frame, 1 reader "
                                    f"(pinned across cores, one frame per {interval // 1000} ms)",
                                    method, median(x for x, _ in v), median(y for _, y in v),
-                                   "µs", "bare futex wake of a sleeping waiter, across cores",
-                                   floor, limits))
+                                   "µs", "bare futex wake, same pacing and CPUs",
+                                   median(floors[interval]), limits))
                 else:
                     drops = sum(d for _, d in v)
                     if drops:

@@ -7,6 +7,7 @@
 //                           [--interval-us U] [--overflow block|drop_oldest]
 //                           [--slots K] [--cpu C]
 //   bridge_stream_bench sub --socket S --name N --frames F [--cpu C]
+//   bridge_stream_bench floor --frames F --interval-us U --cpus A,B
 //
 // pub creates the stream (uint8 frames of B bytes), prints "ready", waits
 // for a line on stdin (the driver's go, once every subscriber is ready),
@@ -19,9 +20,18 @@
 // sub subscribes (mode all), prints "ready", and takes frames until seq F,
 // recording now − stamp for each: {"received", "dropped", "p50_ns",
 // "p99_ns", "last_ns"} (last_ns: when the last frame arrived, CLOCK_MONOTONIC).
+// floor is the latency baseline: the same pacing and pinning with a bare
+// futex on a shared word (a forked child waits; the parent stores the stamp
+// and wakes it), i.e. the kernel's wake of a reader asleep for U µs.
+#include <linux/futex.h>
 #include <sched.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -46,6 +56,7 @@ struct Options {
   std::uint32_t slots = 8;
   bridge::Overflow overflow = bridge::Overflow::block;
   int cpu = -1;
+  int partner_cpu = -1;
 };
 
 std::uint64_t now_ns() {
@@ -122,6 +133,53 @@ int subscribe(const Options& o) {
   return 0;
 }
 
+// The bare futex floor: the parent publishes stamps, a forked child waits.
+struct FloorShared {
+  std::atomic<std::uint32_t> word;
+  std::atomic<std::uint32_t> waiting;
+  std::atomic<std::uint64_t> stamp;
+  std::uint64_t lat[1];  // frames entries follow
+};
+
+int floor_run(const Options& o) {
+  const std::size_t bytes = sizeof(FloorShared) + o.frames * sizeof(std::uint64_t);
+  void* mem = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) throw std::runtime_error("mmap");
+  auto* sh = new (mem) FloorShared{};
+  const pid_t child = ::fork();
+  if (child == 0) {
+    pin(o.partner_cpu);
+    for (std::uint64_t i = 0; i < o.frames; ++i) {
+      for (;;) {
+        const std::uint32_t seen = sh->word.load();
+        if (seen > i) break;
+        sh->waiting.store(1);
+        ::syscall(SYS_futex, &sh->word, FUTEX_WAIT, seen, nullptr, nullptr, 0);
+        sh->waiting.store(0);
+      }
+      sh->lat[i] = now_ns() - sh->stamp.load();
+    }
+    ::_exit(0);
+  }
+  pin(o.cpu);
+  auto next = std::chrono::steady_clock::now();
+  for (std::uint64_t i = 1; i <= o.frames; ++i) {
+    next += std::chrono::microseconds(o.interval_us);
+    std::this_thread::sleep_until(next);
+    sh->stamp.store(now_ns());
+    sh->word.store(static_cast<std::uint32_t>(i));
+    ::syscall(SYS_futex, &sh->word, FUTEX_WAKE, 1, nullptr, nullptr, 0);
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  std::vector<std::uint64_t> lat(sh->lat, sh->lat + o.frames);
+  std::sort(lat.begin(), lat.end());
+  std::printf("{\"p50_ns\": %llu, \"p99_ns\": %llu}\n",
+              static_cast<unsigned long long>(pick(lat, 0.5)),
+              static_cast<unsigned long long>(pick(lat, 0.99)));
+  return 0;
+}
+
 Options parse(int argc, char** argv) {
   Options o;
   if (argc < 2) throw std::runtime_error("usage: bridge_stream_bench pub|sub --socket S ...");
@@ -146,6 +204,12 @@ Options parse(int argc, char** argv) {
       o.slots = static_cast<std::uint32_t>(std::stoul(value()));
     } else if (arg == "--cpu") {
       o.cpu = std::stoi(value());
+    } else if (arg == "--cpus") {
+      const std::string v = value();
+      const auto comma = v.find(',');
+      if (comma == std::string::npos) throw std::runtime_error("--cpus wants A,B");
+      o.cpu = std::stoi(v.substr(0, comma));
+      o.partner_cpu = std::stoi(v.substr(comma + 1));
     } else if (arg == "--overflow") {
       const std::string v = value();
       if (v == "block") {
@@ -159,7 +223,8 @@ Options parse(int argc, char** argv) {
       throw std::runtime_error("unknown argument " + arg);
     }
   }
-  if (o.socket.empty() || o.name.empty()) throw std::runtime_error("--socket and --name needed");
+  if (o.role != "floor" && (o.socket.empty() || o.name.empty()))
+    throw std::runtime_error("--socket and --name needed");
   return o;
 }
 
@@ -168,6 +233,7 @@ Options parse(int argc, char** argv) {
 int main(int argc, char** argv) {
   try {
     const Options o = parse(argc, argv);
+    if (o.role == "floor") return floor_run(o);
     pin(o.cpu);
     if (o.role == "pub") return publish(o);
     if (o.role == "sub") return subscribe(o);
