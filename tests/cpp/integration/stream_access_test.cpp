@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -226,6 +227,27 @@ TEST_F(StreamAccessTest, ARestartedDaemonReadoptsTheRingWithItsOwnTable) {
   done.send('d');
   EXPECT_TRUE(reader.succeeded());
   EXPECT_EQ(publish_seq(stream, 5s), 3u);
+}
+
+TEST_F(StreamAccessTest,
+       AtRestartAStreamWithoutItsTableIsQuarantinedAndATableWithoutItsStreamRemoved) {
+  Stream lost = client().create_stream("lost", {kWords}, DType::uint64);
+  Stream gone = client().create_stream("gone", {kWords}, DType::uint64);
+  const std::uint64_t lost_id = client().info("lost").id;
+  daemon().stop(SIGKILL);
+  // What a crash mid-destroy (or a hand in /dev/shm) leaves: a ring whose
+  // table is gone, and a table whose ring is gone.
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(lost_id));
+  ASSERT_EQ(::unlink(("/dev/shm/" + shm_file_for(std::string(".readers.") + hex)).c_str()), 0);
+  ASSERT_EQ(::unlink(("/dev/shm/" + shm_file_for("gone")).c_str()), 0);
+  restart_daemon(SIGKILL);
+  Client again = connect();
+  EXPECT_ERRC_MSG(again.subscribe("lost"), Errc::corrupt_segment, "reader table is missing");
+  EXPECT_ERRC(again.subscribe("gone"), Errc::not_found);
+  EXPECT_THAT(files_with(".readers."), ::testing::IsEmpty());
+  again.destroy("lost");
+  EXPECT_THAT(shm_files(), ::testing::IsEmpty());
 }
 
 TEST_F(StreamAccessTest, DestroyLeavesNothingInDevShm) {
