@@ -41,8 +41,11 @@
 //   succeeded was allowed (read for attach and info, write for set_meta, only
 //   the owner, the daemon's user or root grants), and an attachment's
 //   descriptor is O_RDWR only for write access, O_RDONLY for read;
+// - create_stream and open_stream replies (and only they) pass a second
+//   descriptor, the stream's reader table, always O_RDWR;
 // - after every request, /dev/shm holds exactly the registry's segments under
-//   the daemon's prefix (a rejected create leaves nothing behind);
+//   the daemon's prefix, and one reader table per stream (a rejected create
+//   leaves nothing behind);
 // - events are encodable and parse back to themselves;
 // - after each input every connection is ended (LocalContext::disconnect) and
 //   Registry::remove_all runs: no segment, no shm object and no descriptor
@@ -310,7 +313,9 @@ class Run {
              protocol::dump_json(json(std::string(payload.substr(0, 200)))) +
              (payload.size() > 200 ? "..." : "") + "\n  reply " +
              protocol::dump_json(reply).substr(0, 300) +
-             (outcome.fd >= 0 ? " + fd " + std::to_string(outcome.fd) : ""));
+             (outcome.fd >= 0 ? " + fd " + std::to_string(outcome.fd) : "") +
+             (outcome.readers_fd >= 0 ? " + reader table fd " + std::to_string(outcome.readers_fd)
+                                      : ""));
     }
     if (outcome.silent) {
       // A notice ("reply": false, detach and reattach only): nothing goes
