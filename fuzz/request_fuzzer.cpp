@@ -41,8 +41,11 @@
 //   succeeded was allowed (read for attach and info, write for set_meta, only
 //   the owner, the daemon's user or root grants), and an attachment's
 //   descriptor is O_RDWR only for write access, O_RDONLY for read;
+// - create_stream and open_stream replies (and only they) pass a second
+//   descriptor, the stream's reader table, always O_RDWR;
 // - after every request, /dev/shm holds exactly the registry's segments under
-//   the daemon's prefix (a rejected create leaves nothing behind);
+//   the daemon's prefix, and one reader table per stream (a rejected create
+//   leaves nothing behind);
 // - events are encodable and parse back to themselves;
 // - after each input every connection is ended (LocalContext::disconnect) and
 //   Registry::remove_all runs: no segment, no shm object and no descriptor
@@ -119,13 +122,17 @@ void check(bool ok, const std::string& what, const json* context = nullptr) {
 
 /// Files in /dev/shm whose names start with `prefix`, but for the daemon's
 /// slot table (one object that lives as long as the registry).
-std::size_t count_shm(const std::string& prefix) {
+/// The daemon's segment objects in /dev/shm or, with `tables`, its streams'
+/// reader tables.
+std::size_t count_shm(const std::string& prefix, bool tables = false) {
   DIR* dir = ::opendir("/dev/shm");
   if (dir == nullptr) fail(std::string("cannot open /dev/shm: ") + std::strerror(errno));
+  const std::string table_prefix = prefix + bridged::kReaderTableInfix;
   std::size_t n = 0;
   while (const dirent* entry = ::readdir(dir)) {
     if (std::strncmp(entry->d_name, prefix.c_str(), prefix.size()) == 0 &&
-        prefix + bridge::kSlotTableSuffix != entry->d_name) {
+        prefix + bridge::kSlotTableSuffix != entry->d_name &&
+        (std::strncmp(entry->d_name, table_prefix.c_str(), table_prefix.size()) == 0) == tables) {
       ++n;
     }
   }
@@ -306,7 +313,9 @@ class Run {
              protocol::dump_json(json(std::string(payload.substr(0, 200)))) +
              (payload.size() > 200 ? "..." : "") + "\n  reply " +
              protocol::dump_json(reply).substr(0, 300) +
-             (outcome.fd >= 0 ? " + fd " + std::to_string(outcome.fd) : ""));
+             (outcome.fd >= 0 ? " + fd " + std::to_string(outcome.fd) : "") +
+             (outcome.readers_fd >= 0 ? " + reader table fd " + std::to_string(outcome.readers_fd)
+                                      : ""));
     }
     if (outcome.silent) {
       // A notice ("reply": false, detach and reattach only): nothing goes
@@ -338,6 +347,12 @@ class Run {
     }
     check(count_shm(daemon_.prefix()) == registry_.segment_count(),
           "/dev/shm does not hold exactly the registry's segments", &reply);
+    std::size_t streams = 0;
+    for (const auto& info : registry_.list(bridged::Caller{0, 0, ::getuid()})) {
+      streams += info.stream.has_value() ? 1 : 0;
+    }
+    check(count_shm(daemon_.prefix(), /*tables=*/true) == streams,
+          "/dev/shm does not hold exactly one reader table per stream", &reply);
     return reply;
   }
 
@@ -398,6 +413,14 @@ class Run {
     } else {
       check((outcome.fd >= 0) == (creates || op == Op::attach || op == Op::open_stream),
             "a descriptor passed with the wrong reply", &reply);
+    }
+    // A stream's reader table rides second, writable for every role.
+    const bool stream_reply = op == Op::create_stream || op == Op::open_stream;
+    check((outcome.readers_fd >= 0) == stream_reply, "a reader table passed with the wrong reply",
+          &reply);
+    if (outcome.readers_fd >= 0) {
+      check((::fcntl(outcome.readers_fd, F_GETFL) & O_ACCMODE) == O_RDWR,
+            "a reader table passed read-only", &reply);
     }
     // An if-chain, not a switch: an operation added later gets the envelope
     // checks above without breaking this build.

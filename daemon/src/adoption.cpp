@@ -19,7 +19,7 @@ using bridge::Error;
 namespace {
 
 void scan_dir(const std::string& shm_prefix, const ObjectDir& dir, std::set<std::uint64_t>& ids,
-              std::set<std::string>& seen, Found& found) {
+              std::set<std::string>& seen, std::set<std::string>& tables, Found& found) {
   DIR* handle = ::opendir(dir.path.c_str());
   if (handle == nullptr) return;
   std::vector<std::string> names;
@@ -33,6 +33,11 @@ void scan_dir(const std::string& shm_prefix, const ObjectDir& dir, std::set<std:
     const std::string path = dir.path_of(shm_name);
     const std::string name = shm_name.substr(shm_prefix.size());
     if (name == bridge::kSlotTableSuffix) continue;  // the slot table, not a segment
+    if (name.rfind(kReaderTableInfix, 0) == 0) {
+      // A stream's reader table: matched to its stream once all are found.
+      if (!dir.huge()) tables.insert(shm_name);
+      continue;
+    }
     if (name.rfind(kStagingInfix, 0) == 0) {
       // A create that never completed: nobody was told of it.
       ShmObject::unlink_name(dir, shm_name);
@@ -65,9 +70,9 @@ void scan_dir(const std::string& shm_prefix, const ObjectDir& dir, std::set<std:
             bridge::os::Mapping::map(shm.fd(), daemon_mapped_bytes(layout), true));
       }
       found.segments.push_back(FoundSegment{std::move(shm), std::move(mapping), std::move(layout),
-                                            name, id, owner, created});
+                                            name, id, owner, created, std::nullopt});
     } catch (const Error& e) {
-      found.quarantined.push_back({dir, shm_name, name, e.message()});
+      found.quarantined.push_back({dir, shm_name, name, e.message(), std::string()});
       log_warn("quarantined " + path + ": " + e.message() + " (left untouched)");
     }
   }
@@ -79,7 +84,33 @@ Found find_segments(const std::string& shm_prefix, const std::vector<ObjectDir>&
   Found found;
   std::set<std::uint64_t> ids;
   std::set<std::string> seen;
-  for (const ObjectDir& dir : dirs) scan_dir(shm_prefix, dir, ids, seen, found);
+  std::set<std::string> tables;
+  for (const ObjectDir& dir : dirs) scan_dir(shm_prefix, dir, ids, seen, tables, found);
+  const ObjectDir shm_dir = ObjectDir::dev_shm();
+  std::vector<FoundSegment> whole;
+  for (FoundSegment& f : found.segments) {
+    if (!f.layout.stream) {
+      whole.push_back(std::move(f));
+      continue;
+    }
+    const std::string table = reader_table_name(shm_prefix, f.id);
+    const bool present = tables.erase(table) != 0;
+    try {
+      if (!present) throw Error(Errc::corrupt_segment, "its reader table is missing");
+      f.readers = ReaderTable::open(shm_dir, table, f.id);
+      whole.push_back(std::move(f));
+    } catch (const Error& e) {
+      found.quarantined.push_back(
+          {f.shm.dir(), f.shm.name(), f.name, e.message(), present ? table : std::string()});
+      log_warn("quarantined " + f.shm.dir().path_of(f.shm.name()) + ": " + e.message() +
+               " (left untouched)");
+    }
+  }
+  found.segments = std::move(whole);
+  for (const std::string& table : tables) {
+    ShmObject::unlink_name(shm_dir, table);
+    log_info("removed " + shm_dir.path_of(table) + ", the reader table of no stream found whole");
+  }
   return found;
 }
 

@@ -9,11 +9,13 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "bridge/detail/layout.hpp"
 #include "bridge/detail/os/mapping.hpp"
+#include "reader_table.hpp"
 #include "shm_object.hpp"
 
 namespace bridged {
@@ -31,6 +33,9 @@ struct Quarantined {
   std::string shm_name;
   std::string name;
   std::string reason;
+  /// A quarantined stream's reader table in /dev/shm, removed with it
+  /// (empty: none known).
+  std::string readers_shm_name = {};
 };
 
 /// A segment found intact.
@@ -43,6 +48,8 @@ struct FoundSegment {
   std::uint64_t id;
   std::uint32_t claimed_owner_uid;  ///< from the header: a hint, never trusted
   std::int64_t created_unix_ms;
+  /// A stream's reader table, found by its id and validated.
+  std::optional<ReaderTable> readers;
 };
 
 struct Found {
@@ -52,7 +59,11 @@ struct Found {
 
 /// Scans each of `dirs` for `shm_prefix`, removing staging leftovers. A name
 /// found in two of them is adopted from the first and quarantined in the
-/// others.
+/// others. A stream is adopted with its reader table (in /dev/shm, named for
+/// its id) or, when that is missing or does not validate, quarantined with
+/// it: a fresh table would split publishers and subscribers still mapping the
+/// old one. Reader tables of no stream found whole (a create or destroy cut
+/// short, or a stream whose header no longer validates) are removed.
 Found find_segments(const std::string& shm_prefix, const std::vector<ObjectDir>& dirs);
 
 }  // namespace bridged

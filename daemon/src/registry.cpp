@@ -109,8 +109,8 @@ const ObjectDir& Registry::object_dir_for(std::optional<bool> huge_pages,
 Registry::~Registry() = default;
 
 std::uint64_t daemon_mapped_bytes(const bridge::ArrayLayout& layout) {
-  // A stream's ring control, slot states and reader table too: what the
-  // catalog reports about it (never its frames).
+  // A stream's ring control and slot states too: what the catalog reports
+  // about it (never its frames). Its reader table is mapped on its own.
   return layout.stream ? layout.stream->meta_offset : bridge::kDataOffset;
 }
 
@@ -167,7 +167,8 @@ protocol::SegmentInfo Registry::describe(const Segment& segment, bool with_meta)
     description.frame_bytes = stream->frame_bytes;
     // The per-subscriber list with what info returns (with_meta), not with
     // every element of a list.
-    read_stream_figures(base, *stream, segment.rate, with_meta, description);
+    read_stream_figures(base, *stream, segment.reader_entries(), segment.rate, with_meta,
+                        description);
     info.stream = std::move(description);
   }
   for (const auto& [uid, access] : segment.grants) info.grants.push_back({uid, access});
@@ -255,16 +256,23 @@ Registry::PendingCreate Registry::prepare(const Caller& caller, const std::strin
   std::snprintf(staging_suffix, sizeof staging_suffix, "%016llx",
                 static_cast<unsigned long long>(random_()));
   const ObjectDir& dir = object_dir_for(huge_pages, layout);
+  const bool stream = layout.stream.has_value();
+  const std::uint64_t id = new_segment_id();
+  std::string staging_name = shm_prefix_ + kStagingInfix + staging_suffix;
+  // The table's staging name starts like the ring's: adoption removes both.
+  std::string readers_staging = stream ? staging_name + ".readers" : std::string();
   Plan plan{name,
             shm_prefix_ + name,
-            shm_prefix_ + kStagingInfix + staging_suffix,
+            std::move(staging_name),
             std::move(layout),
             std::move(text),
-            new_segment_id(),
+            id,
             caller.uid,
             now_unix_ms(),
             dir,
-            dir.huge() ? pool_ : nullptr};
+            dir.huge() ? pool_ : nullptr,
+            stream ? reader_table_name(shm_prefix_, id) : std::string(),
+            std::move(readers_staging)};
   return PendingCreate(*this, std::move(plan));
 }
 
@@ -301,14 +309,20 @@ Registry::Built Registry::build(const Plan& plan) {
     throw Error(Errc::internal, "a new segment's metadata would not go to its first slot");
   }
   bridge::write_meta(base, plan.meta_text);
+  if (plan.layout.stream) {
+    built.readers_ = ReaderTable::create(ObjectDir::dev_shm(), plan.readers_staging_name, plan.id);
+  }
   fault_point("create:written");
   return built;
 }
 
 Registry::Opened Registry::finish_create(const Caller& caller, PendingCreate pending, Built built) {
   const Plan& plan = pending.plan();
-  // On failure from here on, `built` unlinks the object under whichever
-  // name it has.
+  // On failure from here on, `built` unlinks the objects under whichever
+  // names they have. A stream's table goes first: a ring under its real name
+  // always has its table (adoption quarantines one without), while a table
+  // without its ring is removed as a leftover.
+  if (built.readers_) built.readers_->shm.publish(plan.readers_shm_name);
   built.shm_->publish(plan.shm_name);
   fault_point("create:published");
   auto segment = std::make_unique<Segment>(Segment{std::move(*built.shm_),
@@ -320,8 +334,11 @@ Registry::Opened Registry::finish_create(const Caller& caller, PendingCreate pen
                                                    plan.created_unix_ms,
                                                    {},
                                                    {},
-                                                   {}});
-  built.shm_.reset();  // the segment owns the object now
+                                                   {},
+                                                   bridge::kNoSlot,
+                                                   std::move(built.readers_)});
+  built.shm_.reset();  // the segment owns the objects now
+  built.readers_.reset();
   segment->attachments[caller.client] = 1;
   segment->slot = slots_.assign(plan.id);
   Segment& stored = *segments_.emplace(plan.name, std::move(segment)).first->second;
@@ -333,7 +350,8 @@ Registry::Opened Registry::finish_create(const Caller& caller, PendingCreate pen
               " " + std::to_string(plan.layout.nbytes) + " bytes for pid " +
               std::to_string(caller.pid) + " (uid " + std::to_string(caller.uid) + ")");
   }
-  Opened opened{describe(stored, true), stored.shm.fd(), stored.slot, slots_.epoch(stored.slot)};
+  Opened opened{describe(stored, true), stored.shm.fd(), stored.slot, slots_.epoch(stored.slot),
+                stored.readers ? stored.readers->shm.fd() : -1};
   emit(make_event(protocol::EventKind::created, stored, caller.pid, plan.created_unix_ms), stored);
   return opened;
 }
@@ -349,16 +367,7 @@ Registry::Opened Registry::attach(const Caller& caller, const std::string& name)
   }
   const protocol::Access access = access_of(segment, caller);
   require(segment, caller, protocol::Access::read, "attach");
-  int fd = segment.shm.fd();
-  if (access == protocol::Access::read) {
-    if (!segment.read_only_fd) {
-      segment.read_only_fd = bridge::os::UniqueFd(segment.shm.open_read_only());
-      // Read-only waiters cannot count themselves in `waiters`: committers
-      // must always wake.
-      segment.sync().always_wake.store(1, std::memory_order_seq_cst);
-    }
-    fd = segment.read_only_fd.get();
-  }
+  const int fd = access == protocol::Access::read ? read_only_fd(segment) : segment.shm.fd();
   ++segment.attachments[caller.client];
   if (verbose()) {
     log_debug("pid " + std::to_string(caller.pid) + " attached '" + name + "'" +
@@ -380,20 +389,30 @@ Registry::Opened Registry::open_stream(const Caller& caller, const std::string& 
     throw Error(Errc::invalid_argument,
                 "'" + name + "' is a segment, not a stream: attach it instead");
   }
-  // Subscribers write their registration and holds into the ring, so both
-  // roles need a writable descriptor: for now a read grant cannot subscribe
-  // (README, Streams: the reader table moves to an object of its own).
-  if (access_of(segment, caller) != protocol::Access::write) {
-    require(segment, caller, protocol::Access::write,
-            role == "publish" ? "publish to" : "subscribe (a read grant cannot yet) to");
-  }
+  const bool publish = role == "publish";
+  if (publish) require(segment, caller, protocol::Access::write, "publish to");
+  if (!segment.readers) throw Error(Errc::internal, "stream '" + name + "' has no reader table");
+  // Subscribers write only to the reader table, so every subscriber (a read
+  // grantee, the owner alike) gets the ring read-only: its stray writes
+  // fault in it instead of tearing frames.
+  const int fd = publish ? segment.shm.fd() : read_only_fd(segment);
   ++segment.attachments[caller.client];
   if (verbose()) {
     log_debug("pid " + std::to_string(caller.pid) + " opened stream '" + name + "' to " + role);
   }
   // Never offered to mapping caches (kNoSlot): a cached stream mapping must
   // not be served as a segment by attach.
-  return {describe(segment, true), segment.shm.fd(), bridge::kNoSlot, 0};
+  return {describe(segment, true), fd, bridge::kNoSlot, 0, segment.readers->shm.fd()};
+}
+
+int Registry::read_only_fd(Segment& segment) {
+  if (!segment.read_only_fd) {
+    segment.read_only_fd = bridge::os::UniqueFd(segment.shm.open_read_only());
+    // Read-only waiters cannot count themselves in `waiters`: committers
+    // must always wake.
+    segment.sync().always_wake.store(1, std::memory_order_seq_cst);
+  }
+  return segment.read_only_fd.get();
 }
 
 void Registry::reattach(const Caller& caller, const std::string& name, std::uint64_t id) {
@@ -425,6 +444,9 @@ void Registry::destroy(const Caller& caller, const std::string& name) {
                     "'" + name + "' is quarantined; only the daemon's user may remove it");
       }
       ShmObject::unlink_name(q->dir, q->shm_name);
+      if (!q->readers_shm_name.empty()) {
+        ShmObject::unlink_name(ObjectDir::dev_shm(), q->readers_shm_name);
+      }
       log_info("removed quarantined " + q->dir.path_of(q->shm_name) + " for pid " +
                std::to_string(caller.pid));
       quarantined_.erase(q);
@@ -435,6 +457,9 @@ void Registry::destroy(const Caller& caller, const std::string& name) {
   require(segment, caller, protocol::Access::write, "destroy");
   fault_point("destroy:unlinking");
   segment.shm.unlink();
+  // After the ring: a table left without its ring by a crash here is
+  // removed at the next start.
+  if (segment.readers) segment.readers->shm.unlink();
   mark_destroyed(segment);
   fault_point("destroy:unlinked");
   if (verbose()) {
@@ -571,9 +596,11 @@ Registry::Segment& Registry::find_intact(const std::string& name) {
     if (segment.header().segment_id != segment.id || name != segment.header().name) {
       throw Error(Errc::corrupt_segment, "header names another segment");
     }
+    if (segment.readers) segment.readers->validate(segment.id);
   } catch (const Error& e) {
     if (e.code() != Errc::corrupt_segment) throw;
-    quarantined_.push_back({segment.shm.dir(), segment.shm.name(), name, e.message()});
+    quarantined_.push_back({segment.shm.dir(), segment.shm.name(), name, e.message(),
+                            segment.readers ? segment.readers->shm.name() : std::string()});
     log_warn("quarantined '" + name + "': " + e.message() +
              " (its header was overwritten; mappings already handed out stay valid)");
     // Gone from the catalog, as far as subscribers are concerned.
@@ -621,11 +648,16 @@ void Registry::mark_destroyed(const Segment& segment) {
 void Registry::remove_all() {
   for (const auto& [name, segment] : segments_) {
     segment->shm.unlink();
+    if (segment->readers) segment->readers->shm.unlink();
     mark_destroyed(*segment);
     slots_.release(segment->slot);
   }
   segments_.clear();
-  for (const Quarantined& q : quarantined_) ShmObject::unlink_name(q.dir, q.shm_name);
+  for (const Quarantined& q : quarantined_) {
+    ShmObject::unlink_name(q.dir, q.shm_name);
+    if (!q.readers_shm_name.empty())
+      ShmObject::unlink_name(ObjectDir::dev_shm(), q.readers_shm_name);
+  }
   quarantined_.clear();
   access_.remove();
 }
@@ -703,7 +735,9 @@ void Registry::adopt_existing() {
                                                               f.created_unix_ms,
                                                               {},
                                                               {},
-                                                              {}}));
+                                                              {},
+                                                              bridge::kNoSlot,
+                                                              std::move(f.readers)}));
     Segment& adopted = *segments_.at(name);
     adopted.slot = slots_.assign(f.id);
     if (adopted.layout.stream) {

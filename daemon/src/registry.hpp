@@ -30,6 +30,7 @@
 #include "config.hpp"
 #include "huge_pool.hpp"
 #include "object_dir.hpp"
+#include "reader_table.hpp"
 #include "shm_object.hpp"
 #include "slot_table.hpp"
 #include "stream_stats.hpp"
@@ -74,6 +75,9 @@ class Registry {
     /// mapping cache keys a re-attach on (see slot_table.hpp).
     std::uint32_t slot = bridge::kNoSlot;
     std::uint64_t access_epoch = 0;
+    /// A stream's reader table, passed after `fd` (writable: every party
+    /// writes it); -1 for a segment. Owned by the registry.
+    int readers_fd = -1;
   };
 
   /// Re-adopts segments left by an earlier daemon on the same socket (see
@@ -94,6 +98,10 @@ class Registry {
     ObjectDir dir;  ///< where the object lives (/dev/shm or --huge-dir)
     /// --pool's ready memory, for a create in --huge-dir (null otherwise).
     std::shared_ptr<HugePool> pool;
+    /// A stream's reader table: its name once published and while built
+    /// (empty for a segment).
+    std::string readers_shm_name;
+    std::string readers_staging_name;
   };
 
   /// A create whose name is taken (so a second create of it gets
@@ -126,18 +134,22 @@ class Registry {
         : shm_(std::move(shm)), mapping_(std::move(mapping)) {}
     /// The moved-from one owns nothing (and unlinks nothing).
     Built(Built&& other) noexcept
-        : shm_(std::exchange(other.shm_, std::nullopt)), mapping_(std::move(other.mapping_)) {}
+        : shm_(std::exchange(other.shm_, std::nullopt)),
+          mapping_(std::move(other.mapping_)),
+          readers_(std::exchange(other.readers_, std::nullopt)) {}
     Built& operator=(Built&&) = delete;
     Built(const Built&) = delete;
     Built& operator=(const Built&) = delete;
     ~Built() {
       if (shm_) shm_->unlink();
+      if (readers_) readers_->shm.unlink();
     }
 
    private:
     friend class Registry;
     std::optional<ShmObject> shm_;
     std::shared_ptr<bridge::os::Mapping> mapping_;
+    std::optional<ReaderTable> readers_;  ///< a stream's reader table
   };
 
   Opened create(const Caller& caller, const bridge::protocol::CreateRequest& request);
@@ -158,8 +170,10 @@ class Registry {
   /// A read grant gets a read-only descriptor; no grant, permission_denied.
   /// A stream is refused (invalid_argument): it is opened with open_stream.
   Opened attach(const Caller& caller, const std::string& name);
-  /// Maps a stream for publishing ("publish", needs write access) or for
-  /// subscribing ("subscribe"). A plain segment is refused (invalid_argument).
+  /// Maps a stream for publishing ("publish", needs write access: the ring
+  /// read-write) or for subscribing ("subscribe", read access: the ring
+  /// read-only). Both get the reader table writable (Opened::readers_fd).
+  /// A plain segment is refused (invalid_argument).
   Opened open_stream(const Caller& caller, const std::string& name, const std::string& role);
   /// A client re-attached segment `id` from its mapping cache (no reply is
   /// sent): counted like an attach if `name` still is that segment and the
@@ -235,11 +249,20 @@ class Registry {
     std::map<std::uint32_t, bridge::protocol::Access> grants;  ///< uid -> access
     bridge::os::UniqueFd read_only_fd;     ///< opened at the first read-only attach
     std::uint32_t slot = bridge::kNoSlot;  ///< in the slot table
+    /// A stream's reader table (ring_layout.hpp), mapped whole; none for a
+    /// plain segment.
+    std::optional<ReaderTable> readers;
     /// A stream's publish rate, sampled by list and info (which are const).
     mutable PublishRate rate{};
 
     bridge::SegmentHeader& header() const { return bridge::header_at(header_mapping->data()); }
     bridge::SyncBlock& sync() const { return bridge::sync_at(header_mapping->data()); }
+    /// A stream's kMaxStreamReaders subscriber entries, for the catalog's
+    /// reader stats (every word subscriber-written: untrusted); null for a
+    /// plain segment.
+    const bridge::ReaderEntry* reader_entries() const {
+      return readers ? readers->entries() : nullptr;
+    }
   };
 
   Segment& find(const std::string& name);
@@ -252,8 +275,11 @@ class Registry {
   void require(const Segment& segment, const Caller& caller, bridge::protocol::Access needed,
                const char* what) const;
   /// Re-validates the header (a client with a writable mapping can scribble
-  /// on it); a segment that fails is quarantined and corrupt_segment thrown.
+  /// on it), and a stream's reader table header (any subscriber can); a
+  /// segment that fails is quarantined and corrupt_segment thrown.
   Segment& find_intact(const std::string& name);
+  /// The segment's read-only descriptor, opened at the first use.
+  int read_only_fd(Segment& segment);
   /// Whether the segment's owner or grants must be on record (not the
   /// default: owned by the daemon's user, no grants).
   bool needs_access_record(const Segment& segment) const;

@@ -133,7 +133,8 @@ RequestHandler::Outcome RequestHandler::build_or_defer(std::uint64_t id,
 
 RequestHandler::Outcome RequestHandler::created_outcome(std::uint64_t id,
                                                         const Registry::Opened& opened) {
-  return {opened_reply(id, opened), opened.fd, std::make_pair(opened.info.name, opened.info.id)};
+  return {opened_reply(id, opened), opened.fd, std::make_pair(opened.info.name, opened.info.id),
+          opened.readers_fd};
 }
 
 RequestHandler::Outcome RequestHandler::handle(std::string_view payload) {
@@ -194,7 +195,7 @@ RequestHandler::Outcome RequestHandler::dispatch(Op op, std::uint64_t id, const 
     case Op::open_stream: {
       const auto request = protocol::parse<protocol::OpenStreamRequest>(body);
       auto opened = registry.open_stream(caller_, request.name, request.role);
-      return {opened_reply(id, opened), opened.fd};
+      return {opened_reply(id, opened), opened.fd, std::nullopt, opened.readers_fd};
     }
     case Op::attach: {
       auto opened = registry.attach(caller_, protocol::parse<protocol::NameRequest>(body).name);

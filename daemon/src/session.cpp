@@ -319,7 +319,7 @@ asio::awaitable<void> Session::serve() {
     if (outcome.deferred) outcome = co_await finish_create(std::move(outcome));
     timed_out_ = "a reply was not read in time";
     set_deadline(Clock::now() + server_.config().limits.frame_timeout);
-    if (!co_await send(protocol::encode_frame(outcome.reply), outcome.fd)) {
+    if (!co_await send(protocol::encode_frame(outcome.reply), outcome.fd, outcome.readers_fd)) {
       // Nobody received the segment: a create it asked for is undone, so
       // that a client killed mid-create leaves its name free.
       if (outcome.created) {
@@ -342,15 +342,15 @@ asio::awaitable<void> Session::serve() {
   }
 }
 
-asio::awaitable<bool> Session::send(const std::string& frame, int fd) {
+asio::awaitable<bool> Session::send(const std::string& frame, int fd, int second_fd) {
   std::string_view rest = frame;
   if (fd >= 0) {
-    // The descriptor must ride on the frame's first bytes, which asio's
+    // The descriptors must ride on the frame's first bytes, which asio's
     // write cannot attach: send them with sendmsg once the socket is writable.
     for (;;) {
       std::size_t sent = 0;
       try {
-        sent = bridge::os::send_some_with_fd(socket_.native_handle(), rest, fd);
+        sent = bridge::os::send_some_with_fd(socket_.native_handle(), rest, fd, second_fd);
       } catch (const Error&) {
         co_return false;
       }

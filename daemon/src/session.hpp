@@ -76,7 +76,7 @@ class Session : public std::enable_shared_from_this<Session> {
   /// Runs a create that RequestHandler deferred (a large one) on the
   /// server's worker pool, awaiting it without holding up the io thread.
   boost::asio::awaitable<RequestHandler::Outcome> finish_create(RequestHandler::Outcome outcome);
-  boost::asio::awaitable<bool> send(const std::string& frame, int fd);
+  boost::asio::awaitable<bool> send(const std::string& frame, int fd, int second_fd = -1);
   boost::asio::awaitable<void> write_events();
   /// Closes the connection when deadline_ passes (slow or idle clients).
   boost::asio::awaitable<void> watchdog();

@@ -12,6 +12,7 @@
 
 #include "bridge/catalog.hpp"
 #include "bridge/detail/layout.hpp"
+#include "bridge/detail/ring_layout.hpp"
 
 namespace bridged {
 
@@ -38,10 +39,13 @@ class PublishRate {
 };
 
 /// Fills the live fields of `out` from the ring mapped at `base` (the
-/// daemon's mapping, which covers the control page and the subscriber
-/// table), `layout` being the validated geometry. `subscribers`: the
-/// per-subscriber list too (info), not only the count (list).
+/// daemon's mapping, which covers the control page), `layout` being the
+/// validated geometry, and from the stream's reader table (`entries`, the
+/// kMaxStreamReaders entries of its own shm object; none: no readers).
+/// `subscribers`: the per-subscriber list too (info), not only the count
+/// (list).
 void read_stream_figures(const std::byte* base, const bridge::StreamLayout& layout,
-                         PublishRate& rate, bool subscribers, bridge::StreamDescription& out);
+                         const bridge::ReaderEntry* entries, PublishRate& rate, bool subscribers,
+                         bridge::StreamDescription& out);
 
 }  // namespace bridged

@@ -44,13 +44,10 @@ StreamLayout compute_stream_layout(std::uint64_t frame_bytes, std::uint32_t slot
   // A zero-byte frame still gets a page, so that every slot has an address.
   if (!page_round(frame_bytes == 0 ? 1 : frame_bytes, s.slot_stride)) too_big();
   std::uint64_t states = 0;
-  std::uint64_t readers = 0;
   page_round(std::uint64_t{slots} * sizeof(SlotState), states);
-  page_round(kReaderSharedBytes + std::uint64_t{kMaxStreamReaders} * sizeof(ReaderEntry), readers);
   s.control_offset = kDataOffset;
   s.states_offset = s.control_offset + kPageBytes;
-  s.readers_offset = s.states_offset + states;
-  s.meta_offset = s.readers_offset + readers;
+  s.meta_offset = s.states_offset + states;
   s.slots_offset = s.meta_offset + std::uint64_t{slots} * kFrameMetaBytes;
   std::uint64_t ring = 0;
   if (__builtin_mul_overflow(s.slot_stride, std::uint64_t{slots}, &ring) ||
@@ -81,13 +78,12 @@ void init_stream(std::byte* base, const StreamLayout& layout) {
   header.frame_meta_bytes = kFrameMetaBytes;
   header.control_offset = layout.control_offset;
   header.states_offset = layout.states_offset;
-  header.readers_offset = layout.readers_offset;
   header.meta_offset = layout.meta_offset;
   header.slots_offset = layout.slots_offset;
   header.end_offset = layout.end_offset;
   header.checksum = fnv1a64(&header, offsetof(StreamHeader, checksum));
 
-  // The ring's words are zero in a fresh object (free slots, no readers);
+  // The ring's words are zero in a fresh object (free slots);
   // only the publisher lock needs initializing.
   auto& control = *reinterpret_cast<RingControl*>(base + layout.control_offset);
   pthread_mutexattr_t attr;
@@ -117,12 +113,45 @@ StreamLayout validate_stream_header(const std::byte* base, std::uint64_t frame_b
   if (header.max_readers != kMaxStreamReaders || header.max_holds != kMaxHoldsPerReader ||
       header.frame_meta_bytes != kFrameMetaBytes || header.frame_bytes != layout.frame_bytes ||
       header.slot_stride != layout.slot_stride || header.control_offset != layout.control_offset ||
-      header.states_offset != layout.states_offset ||
-      header.readers_offset != layout.readers_offset || header.meta_offset != layout.meta_offset ||
+      header.states_offset != layout.states_offset || header.meta_offset != layout.meta_offset ||
       header.slots_offset != layout.slots_offset || header.end_offset != layout.end_offset) {
     corrupt("geometry does not match the frame size and slot count");
   }
   return layout;
+}
+
+void init_reader_table(std::byte* base, std::uint64_t segment_id) {
+  auto& header = *reinterpret_cast<ReaderTableHeader*>(base);
+  std::memset(static_cast<void*>(&header), 0, sizeof header);
+  header.magic = kReaderTableMagic;
+  header.version = kReaderTableVersion;
+  header.max_readers = kMaxStreamReaders;
+  header.segment_id = segment_id;
+  header.entry_bytes = sizeof(ReaderEntry);
+  header.size = kReaderTableBytes;
+  header.checksum = fnv1a64(&header, offsetof(ReaderTableHeader, checksum));
+}
+
+void validate_reader_table(const std::byte* base, std::uint64_t size, std::uint64_t segment_id) {
+  const auto bad = [](const std::string& what) {
+    throw Error(Errc::corrupt_segment, "reader table: " + what);
+  };
+  // Exact: the entries are indexed up to kMaxStreamReaders, never by a
+  // count read from shared memory.
+  if (size != kReaderTableBytes) {
+    bad("is " + std::to_string(size) + " bytes, not " + std::to_string(kReaderTableBytes));
+  }
+  ReaderTableHeader header;
+  std::memcpy(&header, base, sizeof header);
+  if (header.magic != kReaderTableMagic) bad("bad magic");
+  if (header.checksum != fnv1a64(&header, offsetof(ReaderTableHeader, checksum))) {
+    bad("checksum mismatch");
+  }
+  if (header.version != kReaderTableVersion || header.max_readers != kMaxStreamReaders ||
+      header.entry_bytes != sizeof(ReaderEntry) || header.size != kReaderTableBytes) {
+    bad("version or geometry this build does not know");
+  }
+  if (header.segment_id != segment_id) bad("belongs to another stream");
 }
 
 }  // namespace bridge

@@ -195,18 +195,21 @@ std::shared_ptr<StreamState> open_state(const std::shared_ptr<Connection>& conne
     detail::ReplyObject object = detail::map_reply_object(reply, info, detail::ReplyKind::stream);
     std::shared_ptr<os::Mapping>& mapping = object.mapping;
     const StreamLayout ring = *object.layout.stream;
-    if (subscriber) {
-      // Everything publishers write is read-only here: a stray write of a
-      // subscriber faults in the subscriber.
-      if (::mprotect(mapping->data() + ring.control_offset,
-                     ring.readers_offset - ring.control_offset, PROT_READ) != 0 ||
-          ::mprotect(mapping->data() + ring.meta_offset, ring.end_offset - ring.meta_offset,
+    if (!subscriber && !object.writable) {
+      throw Error(Errc::permission_denied, "stream '" + info.name + "' came read-only");
+    }
+    if (subscriber && object.writable) {
+      // The daemon hands subscribers the ring read-only; should a writable
+      // one come, it is made read-only here all the same: a stray write of
+      // a subscriber faults in the subscriber.
+      if (::mprotect(mapping->data() + ring.control_offset, ring.end_offset - ring.control_offset,
                      PROT_READ) != 0) {
         throw_errno(errno, "mprotect");
       }
     }
     return std::make_shared<StreamState>(std::make_shared<const SegmentInfo>(std::move(info)),
-                                         std::move(mapping), connection, ring);
+                                         std::move(mapping), std::move(object.reader_table),
+                                         connection, ring);
   } catch (...) {
     connection->detach_async(info.name, info.id, /*held=*/false);
     throw;

@@ -22,6 +22,8 @@ from conftest import SLOT_TABLE, TIME_SCALE, Daemon
 
 #: Staging objects of creates in progress: <prefix>.creating.<hex>.
 STAGING_INFIX = ".creating."
+#: A stream's second object, its reader table: <prefix>.readers.<id hex>.
+READER_TABLE_INFIX = ".readers."
 
 #: The bound the issue sets for a dead client's state to be released and
 #: for a call to fail while no daemon runs (scaled for sanitized binaries).
@@ -97,10 +99,18 @@ def shm_root(daemon):
 
 def objects(daemon, root=Path("/dev/shm")):
     """Names (after the prefix) of every object under the daemon's prefix but
-    its slot table (which lives as long as the daemon)."""
+    its slot table (which lives as long as the daemon) and streams' reader
+    tables (see reader_tables)."""
     prefix = daemon.shm_prefix.lstrip("/")
     return sorted(p.name[len(prefix):] for p in root.glob(prefix + "*")
-                  if p.name[len(prefix):] != SLOT_TABLE)
+                  if p.name[len(prefix):] != SLOT_TABLE
+                  and not p.name[len(prefix):].startswith(READER_TABLE_INFIX))
+
+
+def reader_tables(daemon, root=Path("/dev/shm")):
+    """The daemon's streams' reader tables: one per stream, named for its id."""
+    prefix = daemon.shm_prefix.lstrip("/") + READER_TABLE_INFIX
+    return sorted(p.name[len(prefix):] for p in root.glob(prefix + "*"))
 
 
 def staging(daemon, root=Path("/dev/shm")):

@@ -46,21 +46,24 @@ void set_socket_timeouts(int fd, std::chrono::milliseconds timeout) {
 
 namespace {
 
-ssize_t send_with_fd(int fd, const char* data, std::size_t size, int pass_fd, int flags) {
+ssize_t send_with_fd(int fd, const char* data, std::size_t size, int pass_fd, int flags,
+                     int second_fd = -1) {
   iovec iov{const_cast<char*>(data), size};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  alignas(cmsghdr) char control[CMSG_SPACE(2 * sizeof(int))];
   if (pass_fd >= 0) {
+    const int fds[2] = {pass_fd, second_fd};
+    const std::size_t count = second_fd >= 0 ? 2 : 1;
     std::memset(control, 0, sizeof control);
     msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
+    msg.msg_controllen = CMSG_SPACE(count * sizeof(int));
     cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
     cmsg->cmsg_level = SOL_SOCKET;
     cmsg->cmsg_type = SCM_RIGHTS;
-    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(cmsg), &pass_fd, sizeof(int));
+    cmsg->cmsg_len = CMSG_LEN(count * sizeof(int));
+    std::memcpy(CMSG_DATA(cmsg), fds, count * sizeof(int));
   }
   ssize_t n;
   do {
@@ -89,8 +92,8 @@ void send_all(int fd, std::string_view bytes, int pass_fd) {
   }
 }
 
-std::size_t send_some_with_fd(int fd, std::string_view bytes, int pass_fd) {
-  const ssize_t n = send_with_fd(fd, bytes.data(), bytes.size(), pass_fd, MSG_DONTWAIT);
+std::size_t send_some_with_fd(int fd, std::string_view bytes, int pass_fd, int second_fd) {
+  const ssize_t n = send_with_fd(fd, bytes.data(), bytes.size(), pass_fd, MSG_DONTWAIT, second_fd);
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
     throw_errno(errno, "sendmsg");

@@ -142,7 +142,6 @@ struct StreamLayout {
   std::uint64_t slot_stride = 0;
   std::uint64_t control_offset = 0;
   std::uint64_t states_offset = 0;
-  std::uint64_t readers_offset = 0;
   std::uint64_t meta_offset = 0;
   std::uint64_t slots_offset = 0;
   std::uint64_t end_offset = 0;

@@ -9,16 +9,18 @@
 //                word and the robust publisher lock. Written by publishers.
 //   slot states  one SlotState per slot: which seq the slot holds and
 //                whether it is being written. Written by publishers.
-//   readers      ReaderShared, then kMaxStreamReaders ReaderEntry: each
-//                subscriber's registration, position and holds. Written by
-//                subscribers (and by a publisher reclaiming a dead one's).
 //   frame meta   kFrameMetaBytes of JSON per slot. Written by publishers.
 //   slots        the frames, each page-aligned. Written by publishers.
 //
-// Subscribers map every publisher-written range read-only, so a stray write
-// of a reader faults in the reader. The geometry is fixed at create and
-// recomputed from (frame bytes, slots, overflow) by every validation: offsets
-// and counts are never taken from shared memory.
+// What subscribers write lives in a second shm object of its own, the reader
+// table (ReaderTableHeader, then ReaderShared and kMaxStreamReaders
+// ReaderEntry: each subscriber's registration, position and holds), which
+// the daemon creates, adopts and removes with the stream and hands to every
+// party writable. The ring itself is handed to subscribers read-only, so
+// that a read grant can subscribe: nothing a subscriber writes is in it, and
+// a stray write of a reader faults in the reader. The geometry is fixed at
+// create and recomputed from (frame bytes, slots, overflow) by every
+// validation: offsets and counts are never taken from shared memory.
 #pragma once
 
 #include <atomic>
@@ -30,7 +32,8 @@
 namespace bridge {
 
 inline constexpr std::uint32_t kSegmentFlagStream = 1;
-inline constexpr std::uint64_t kStreamMagic = 0x314d525453484d53ull;  // "SMHSTRM1" (LE)
+// "SMHSTRM2" (LE): version 1 held the reader table inside the ring.
+inline constexpr std::uint64_t kStreamMagic = 0x324d525453484d53ull;
 /// Where the StreamHeader sits in the header page (past SegmentHeader).
 inline constexpr std::size_t kStreamHeaderOffset = 2048;
 inline constexpr std::uint32_t kMinStreamSlots = 2;
@@ -53,7 +56,6 @@ struct StreamHeader {
   std::uint64_t frame_meta_bytes;
   std::uint64_t control_offset;
   std::uint64_t states_offset;
-  std::uint64_t readers_offset;
   std::uint64_t meta_offset;
   std::uint64_t slots_offset;
   std::uint64_t end_offset;  ///< the shm object's size
@@ -71,7 +73,7 @@ struct alignas(64) RingControl {
   std::atomic<std::uint64_t> head;
   std::atomic<std::uint32_t> wake;
   std::atomic<std::uint32_t>
-      space_waiters;  ///< block publishers sleeping on ReaderShared::space_wake
+      space_waiters;  ///< block publishers sleeping on ReaderShared::space_wake (in the table)
   std::atomic<std::int64_t> last_publish_unix_ns;
   std::atomic<std::int32_t> publisher_pid;
   std::uint8_t reserved1[36];
@@ -101,7 +103,8 @@ struct alignas(64) SlotState {
 };
 static_assert(sizeof(SlotState) == 64);
 
-/// Subscriber-written words shared by all subscribers.
+/// Subscriber-written words shared by all subscribers, at the start of the
+/// reader table's data (so writable by every party: a read grantee too).
 /// - `waiters`: subscribers sleeping on RingControl::wake (publishers skip
 ///   the wake syscall while there are none).
 /// - `space_wake`: bumped when a subscriber releases a frame or moves on; a
@@ -127,6 +130,54 @@ struct alignas(128) ReaderEntry {
 };
 static_assert(sizeof(ReaderEntry) == 128);
 inline constexpr std::size_t kReaderSharedBytes = 128;
+
+// ---- the reader table: a shm object of its own ----------------------------------
+
+// "SMHRDRS1" (LE)
+inline constexpr std::uint64_t kReaderTableMagic = 0x31535244524d4853ull;
+inline constexpr std::uint32_t kReaderTableVersion = 1;
+/// The header page (the daemon's; clients map it read-only), then the
+/// subscriber-written words.
+inline constexpr std::size_t kReaderTableDataOffset = kPageBytes;
+/// The table object's exact size: the header page, ReaderShared and the
+/// entries, in whole pages.
+inline constexpr std::size_t kReaderTableBytes =
+    kReaderTableDataOffset +
+    (kReaderSharedBytes + std::size_t{kMaxStreamReaders} * sizeof(ReaderEntry) + kPageBytes - 1) /
+        kPageBytes * kPageBytes;
+
+/// The table's immutable header, written by the daemon at create,
+/// checksummed. `segment_id` ties it to its stream.
+struct ReaderTableHeader {
+  std::uint64_t magic;
+  std::uint32_t version;
+  std::uint32_t max_readers;
+  std::uint64_t segment_id;
+  std::uint64_t entry_bytes;
+  std::uint64_t size;      ///< kReaderTableBytes
+  std::uint64_t checksum;  ///< FNV-1a of every byte above
+};
+static_assert(sizeof(ReaderTableHeader) <= kReaderTableDataOffset);
+
+/// Writes the header of the reader table of stream `segment_id` at `base`
+/// (a zeroed object of kReaderTableBytes: every entry free).
+void init_reader_table(std::byte* base, std::uint64_t segment_id);
+/// Validates the reader table at `base` (an object of `size` bytes) as the
+/// table of stream `segment_id`. Throws Error(corrupt_segment).
+void validate_reader_table(const std::byte* base, std::uint64_t size, std::uint64_t segment_id);
+
+/// The one way to the table's words from its base address (a mapping of
+/// the whole object): the ReaderShared, then kMaxStreamReaders entries.
+inline ReaderShared* reader_shared_at(std::byte* table_base) {
+  return reinterpret_cast<ReaderShared*>(table_base + kReaderTableDataOffset);
+}
+inline ReaderEntry* reader_entries_at(std::byte* table_base) {
+  return reinterpret_cast<ReaderEntry*>(table_base + kReaderTableDataOffset + kReaderSharedBytes);
+}
+inline const ReaderEntry* reader_entries_at(const std::byte* table_base) {
+  return reinterpret_cast<const ReaderEntry*>(table_base + kReaderTableDataOffset +
+                                              kReaderSharedBytes);
+}
 
 /// The geometry for frames of `frame_bytes` in `slots` slots. Throws
 /// Error(invalid_argument) for a slot count outside [2, 1024] and

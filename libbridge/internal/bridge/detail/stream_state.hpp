@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 //
 // What stands behind a Stream, a Subscription and their loans and frames:
-// one mapping of the stream's segment and the ring words in it. Shared, so
-// that a frame or loan outlives the handle it came from.
+// one mapping of the stream's segment (the ring; read-only for subscribers)
+// and one of its reader table (writable for everyone). Shared, so that a
+// frame or loan outlives the handle it came from.
 #pragma once
 
 #include <atomic>
@@ -20,9 +21,11 @@ namespace bridge::detail {
 
 struct StreamState {
   StreamState(std::shared_ptr<const SegmentInfo> info_, std::shared_ptr<os::Mapping> mapping_,
-              std::shared_ptr<Connection> connection_, StreamLayout layout_)
+              std::shared_ptr<os::Mapping> table_, std::shared_ptr<Connection> connection_,
+              StreamLayout layout_)
       : info(std::move(info_)),
         mapping(std::move(mapping_)),
+        table(std::move(table_)),
         connection(std::move(connection_)),
         layout(layout_) {}
   ~StreamState();
@@ -31,6 +34,8 @@ struct StreamState {
 
   const std::shared_ptr<const SegmentInfo> info;
   const std::shared_ptr<os::Mapping> mapping;
+  /// The reader table (kReaderTableBytes, validated), header page read-only.
+  const std::shared_ptr<os::Mapping> table;
   const std::shared_ptr<Connection> connection;
   const StreamLayout layout;  ///< validated when opened; never re-read from shm
   std::atomic<bool> closed{false};
@@ -42,12 +47,12 @@ struct StreamState {
   SlotState& slot(std::uint32_t i) const noexcept {
     return reinterpret_cast<SlotState*>(base() + layout.states_offset)[i];
   }
-  ReaderShared& readers() const noexcept {
-    return *reinterpret_cast<ReaderShared*>(base() + layout.readers_offset);
-  }
-  ReaderEntry& reader(std::uint32_t i) const noexcept {
-    return reinterpret_cast<ReaderEntry*>(base() + layout.readers_offset + kReaderSharedBytes)[i];
-  }
+  ReaderShared& readers() const noexcept { return *reader_shared_at(table->data()); }
+  /// The table's kMaxStreamReaders entries. Every word in them may have been
+  /// written by any subscriber (a read grantee too): trusted for nothing but
+  /// back-pressure and counts, never for an index or a size.
+  ReaderEntry* reader_entries() const noexcept { return reader_entries_at(table->data()); }
+  ReaderEntry& reader(std::uint32_t i) const noexcept { return reader_entries()[i]; }
   std::byte* frame_meta(std::uint32_t i) const noexcept {
     return base() + layout.meta_offset + std::uint64_t{i} * kFrameMetaBytes;
   }

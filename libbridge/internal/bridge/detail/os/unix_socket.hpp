@@ -26,9 +26,10 @@ void set_socket_timeouts(int fd, std::chrono::milliseconds timeout);
 void send_all(int fd, std::string_view bytes, int pass_fd = -1);
 
 /// Sends as much of `bytes` as the socket takes without blocking, attaching
-/// `pass_fd` to the first byte. Returns the count sent (0 if it would block).
-/// Throws Error on a real failure. For non-blocking sockets (the daemon).
-std::size_t send_some_with_fd(int fd, std::string_view bytes, int pass_fd);
+/// `pass_fd` (and then `second_fd`, if >= 0: a stream's reader table) to the
+/// first byte. Returns the count sent (0 if it would block). Throws Error on
+/// a real failure. For non-blocking sockets (the daemon).
+std::size_t send_some_with_fd(int fd, std::string_view bytes, int pass_fd, int second_fd = -1);
 
 /// Receives exactly `size` bytes into `out`; any descriptors that arrive are
 /// appended to `fds`. Throws Error(daemon_unavailable) on EOF or reset.

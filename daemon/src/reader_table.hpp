@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: MIT
+//
+// A stream's reader table (ring_layout.hpp): the second shm object of every
+// stream, where subscribers register and hold frames. Apart from the ring so
+// that a read grantee, whose ring descriptor is read-only, can still write
+// its registration. Same lifetime as the ring: built beside it under a
+// staging name, published just before it, re-adopted with it (matched by
+// segment id), unlinked just after it. Always in /dev/shm: it is a few
+// pages, whatever the ring's pages are.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "bridge/detail/os/mapping.hpp"
+#include "bridge/detail/ring_layout.hpp"
+#include "shm_object.hpp"
+
+namespace bridged {
+
+/// Reader tables are named shm_prefix + kReaderTableInfix + the stream's
+/// segment id in hex. Segment names never start with '.', so a table is
+/// never mistaken for a segment, nor two streams' tables for each other.
+inline constexpr const char* kReaderTableInfix = ".readers.";
+
+/// The table's shm name for stream `segment_id`.
+std::string reader_table_name(const std::string& shm_prefix, std::uint64_t segment_id);
+
+struct ReaderTable {
+  ShmObject shm;
+  /// The whole table, read-write: the catalog reads the entries through it.
+  std::shared_ptr<bridge::os::Mapping> mapping;
+
+  /// Creates the table of stream `segment_id` under `name` in `dir`, header
+  /// written, every entry free. Removes the name again on failure.
+  static ReaderTable create(const ObjectDir& dir, const std::string& name,
+                            std::uint64_t segment_id);
+  /// Opens the table of stream `segment_id` left by an earlier daemon and
+  /// validates it. Throws Error (corrupt_segment when it does not validate).
+  static ReaderTable open(const ObjectDir& dir, const std::string& name, std::uint64_t segment_id);
+
+  /// Re-validates the header and size (any subscriber can scribble on
+  /// them). Throws Error(corrupt_segment).
+  void validate(std::uint64_t segment_id) const;
+  /// The entries, for reading reader stats; every word in them is written by
+  /// subscribers and is untrusted.
+  const bridge::ReaderEntry* entries() const { return bridge::reader_entries_at(mapping->data()); }
+  const bridge::ReaderShared& shared() const { return *bridge::reader_shared_at(mapping->data()); }
+};
+
+}  // namespace bridged
