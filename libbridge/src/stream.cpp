@@ -474,20 +474,31 @@ void Loan::end(bool publish_it, const nlohmann::json* meta) {
 
 // ---- Stream ---------------------------------------------------------------------
 
-Stream::Stream(std::shared_ptr<detail::StreamState> state)
-    : state_(std::move(state)), info_(state_->info) {}
+Stream::Stream(std::shared_ptr<detail::StreamState> state) : state_(state), info_(state->info) {}
+
+Stream::Stream(Stream&& other) noexcept
+    : state_(std::move(other.state_)), info_(std::move(other.info_)) {}
+
+Stream& Stream::operator=(Stream&& other) noexcept {
+  if (this != &other) {
+    state_ = std::move(other.state_);
+    info_ = std::move(other.info_);
+  }
+  return *this;
+}
 
 Stream::~Stream() {
   close();
 }
 
 void Stream::close() noexcept {
-  state_.reset();
+  state_.take();
 }
 
 std::shared_ptr<detail::StreamState> Stream::pin() const {
-  if (!state_) throw Error(Errc::closed, "stream is closed");
-  return state_;
+  auto state = state_.load();
+  if (!state) throw Error(Errc::closed, "stream is closed");
+  return state;
 }
 
 std::uint32_t Stream::slots() const noexcept {
@@ -595,34 +606,52 @@ std::vector<std::int64_t> Frame::element_strides(std::size_t element_size) const
 // ---- Subscription ---------------------------------------------------------------
 
 Subscription::Subscription(std::shared_ptr<detail::SubscriptionState> state)
-    : state_(std::move(state)), info_(state_->stream->info), mode_(state_->mode) {}
+    : state_(state), info_(state->stream->info), mode_(state->mode) {}
+
+Subscription::Subscription(Subscription&& other) noexcept
+    : state_(std::move(other.state_)), info_(std::move(other.info_)), mode_(other.mode_) {}
+
+Subscription& Subscription::operator=(Subscription&& other) noexcept {
+  if (this != &other) {
+    close();
+    state_ = std::move(other.state_);
+    info_ = std::move(other.info_);
+    mode_ = other.mode_;
+  }
+  return *this;
+}
+
+std::shared_ptr<detail::SubscriptionState> Subscription::pin() const {
+  auto state = state_.load();
+  if (!state) throw Error(Errc::closed, "subscription is closed");
+  return state;
+}
 
 Subscription::~Subscription() {
   close();
 }
 
 void Subscription::close() noexcept {
-  if (!state_) return;
-  state_->closed.store(true, std::memory_order_seq_cst);
+  // A next() running on another thread keeps its own reference; the
+  // subscription ends when that returns.
+  const auto state = state_.take();
+  if (!state) return;
+  state->closed.store(true, std::memory_order_seq_cst);
   // Ends a next() waiting on another thread: FUTEX_WAKE needs no write
   // access to the (read-only) word.
-  sync::futex_wake_all(state_->stream->control().wake);
-  state_.reset();
+  sync::futex_wake_all(state->stream->control().wake);
 }
 
 std::uint64_t Subscription::dropped() const {
-  if (!state_) throw Error(Errc::closed, "subscription is closed");
-  return state_->entry().dropped.load(std::memory_order_relaxed);
+  return pin()->entry().dropped.load(std::memory_order_relaxed);
 }
 
 std::uint64_t Subscription::received() const {
-  if (!state_) throw Error(Errc::closed, "subscription is closed");
-  return state_->entry().received.load(std::memory_order_relaxed);
+  return pin()->entry().received.load(std::memory_order_relaxed);
 }
 
 Frame Subscription::next(std::optional<std::chrono::nanoseconds> timeout) {
-  if (!state_) throw Error(Errc::closed, "subscription is closed");
-  std::shared_ptr<detail::SubscriptionState> sub = state_;
+  std::shared_ptr<detail::SubscriptionState> sub = pin();
   detail::StreamState& s = *sub->stream;
   const sync::Deadline deadline = sync::deadline_after(timeout);
   std::unique_lock turn(sub->next_mutex);

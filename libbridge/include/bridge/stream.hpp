@@ -15,6 +15,7 @@
 #include <span>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "bridge/catalog.hpp"
@@ -28,6 +29,34 @@ namespace detail {
 struct StreamState;
 struct SubscriptionState;
 struct FrameHold;
+
+/// A shared_ptr that one thread may clear while others copy it: close() on
+/// one thread against next() or loan() on another. (std::atomic of a
+/// shared_ptr would do, but GCC 12's is opaque to ThreadSanitizer.)
+template <class T>
+class SharedSlot {
+ public:
+  SharedSlot() = default;
+  explicit SharedSlot(std::shared_ptr<T> value) : box_(std::make_unique<Box>(std::move(value))) {}
+  std::shared_ptr<T> load() const {
+    if (!box_) return nullptr;
+    std::lock_guard lock(box_->mutex);
+    return box_->value;
+  }
+  std::shared_ptr<T> take() {
+    if (!box_) return nullptr;
+    std::lock_guard lock(box_->mutex);
+    return std::exchange(box_->value, nullptr);
+  }
+
+ private:
+  struct Box {
+    explicit Box(std::shared_ptr<T> v) : value(std::move(v)) {}
+    std::mutex mutex;
+    std::shared_ptr<T> value;
+  };
+  std::unique_ptr<Box> box_;
+};
 }  // namespace detail
 
 /// What a publisher does when the ring has no slot to write into.
@@ -106,11 +135,13 @@ class Loan {
 };
 
 /// A stream opened to publish (Client::create_stream, Client::open_stream).
-/// Move-only; closing it detaches (loans already taken stay valid).
+/// Move-only; closing it detaches (loans already taken stay valid). close()
+/// may run while another thread is in loan(): that loan goes on with the
+/// stream it pinned, later calls throw Error(closed).
 class Stream {
  public:
-  Stream(Stream&&) noexcept = default;
-  Stream& operator=(Stream&&) noexcept = default;
+  Stream(Stream&& other) noexcept;
+  Stream& operator=(Stream&& other) noexcept;
   ~Stream();
 
   const SegmentInfo& info() const noexcept { return *info_; }
@@ -147,7 +178,7 @@ class Stream {
                               const nlohmann::json& meta,
                               std::optional<std::chrono::nanoseconds> timeout);
   std::shared_ptr<detail::StreamState> pin() const;
-  std::shared_ptr<detail::StreamState> state_;
+  detail::SharedSlot<detail::StreamState> state_;
   std::shared_ptr<const SegmentInfo> info_;
 };
 
@@ -204,8 +235,8 @@ class Frame {
 /// thread.
 class Subscription {
  public:
-  Subscription(Subscription&&) noexcept = default;
-  Subscription& operator=(Subscription&&) noexcept = default;
+  Subscription(Subscription&& other) noexcept;
+  Subscription& operator=(Subscription&& other) noexcept;
   ~Subscription();
 
   const SegmentInfo& info() const noexcept { return *info_; }
@@ -226,7 +257,8 @@ class Subscription {
  private:
   friend class Client;
   explicit Subscription(std::shared_ptr<detail::SubscriptionState> state);
-  std::shared_ptr<detail::SubscriptionState> state_;
+  std::shared_ptr<detail::SubscriptionState> pin() const;
+  detail::SharedSlot<detail::SubscriptionState> state_;
   std::shared_ptr<const SegmentInfo> info_;
   StreamMode mode_ = StreamMode::all;
 };

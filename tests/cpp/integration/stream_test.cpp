@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <thread>
 #include <vector>
 
 #include "bridge/bridge.hpp"
@@ -245,6 +246,40 @@ TEST_F(StreamTest, DestroyEndsAWaitingSubscriber) {
   std::thread destroyer([&] { other.destroy("cam"); });
   EXPECT_ERRC(sub.next(10s), Errc::not_found);
   destroyer.join();
+}
+
+// close() on one thread while another waits in next() or takes a loan: the
+// wait ends with Error(closed), the loan completes on the stream it pinned,
+// and later calls are Error(closed). Under TSan (make test-tsan) this also
+// checks the handles themselves are safe to close from another thread.
+TEST_F(StreamTest, CloseFromAnotherThreadEndsAWaitAndLaterCallsAreClosed) {
+  Stream stream = client().create_stream("cam", {kWords}, DType::uint64);
+  Subscription sub = client().subscribe("cam");
+  SignalPipe waiting;
+  std::thread waiter([&] {
+    waiting.send('w');
+    EXPECT_ERRC(sub.next(10s), Errc::closed);
+  });
+  char byte = 0;
+  ASSERT_TRUE(waiting.receive(&byte, 1));
+  sub.close();  // wakes the waiter whether or not it is asleep yet
+  waiter.join();
+  EXPECT_ERRC(sub.next(0s), Errc::closed);
+  EXPECT_ERRC(static_cast<void>(sub.dropped()), Errc::closed);
+
+  std::thread publisher([&] {
+    for (int i = 0; i < 200; ++i) {
+      try {
+        publish_seq(stream, 1s);
+      } catch (const Error& e) {
+        EXPECT_EQ(e.code(), Errc::closed);
+        return;
+      }
+    }
+  });
+  stream.close();
+  publisher.join();
+  EXPECT_ERRC(static_cast<void>(stream.loan(0s)), Errc::closed);
 }
 
 TEST_F(StreamTest, ASecondPublisherWaitsOrIsRefused) {
