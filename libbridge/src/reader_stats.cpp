@@ -36,11 +36,15 @@ std::vector<StreamReader> read_reader_stats(const ReaderEntry* entries, std::uin
         r.position = next;
         r.lag = head >= next ? head - next + 1 : 0;
       }
-    } else if (mode == 1 && newest_held != 0) {
-      // A latest subscriber keeps its position to itself; what it holds
-      // says how far it got at least.
-      r.position = newest_held;
-      r.lag = head > newest_held ? head - newest_held : 0;
+    } else if (mode == 1) {
+      // The newest frame it took (or, from an older library, the newest it
+      // holds): every frame past it is one it has not seen.
+      const std::uint64_t seen =
+          std::max(e.last_received.load(std::memory_order_relaxed), newest_held);
+      if (seen != 0) {
+        r.position = seen;
+        r.lag = head > seen ? head - seen : 0;
+      }
     }
     readers.push_back(std::move(r));
   }

@@ -151,6 +151,7 @@ SubscriptionState::SubscriptionState(std::shared_ptr<StreamState> stream_, Strea
       e.mode.store(mode == StreamMode::latest ? 1 : 0, std::memory_order_relaxed);
       e.received.store(0, std::memory_order_relaxed);
       e.dropped.store(0, std::memory_order_relaxed);
+      e.last_received.store(0, std::memory_order_relaxed);
       for (auto& hold : e.holds) hold.store(0, std::memory_order_relaxed);
       const std::uint64_t head = stream->control().head.load(std::memory_order_seq_cst);
       // Late joiners start at the newest frame (and `history` before it);
@@ -733,6 +734,7 @@ Frame Subscription::next(std::optional<std::chrono::nanoseconds> timeout) {
         sub->last_seen = pick_seq;
       }
       entry.received.fetch_add(1, std::memory_order_relaxed);
+      entry.last_received.store(pick_seq, std::memory_order_relaxed);
       if (dropped != 0) entry.dropped.fetch_add(dropped, std::memory_order_relaxed);
       // A block publisher may wait for this subscriber to move on.
       if (all) s.signal_space();

@@ -183,6 +183,13 @@ def test_info_shows_each_subscribers_position_lag_and_drops(daemon, running):
     row = next(line.split() for line in table[1:] if line.split()[0] == str(every.proc.pid))
     assert row == [str(every.proc.pid), "all", "yes", "8", "3", "1", "6", "1"]
 
+    # A latest subscriber that gave its frame back keeps its place.
+    assert newest.ask("release") == "released"
+    assert publish(daemon, "cam", 2) == 12
+    b = {r["pid"]: r for r in ctl_json(daemon, "info", "cam")["stream"]["subscribers"]}[
+        newest.proc.pid]
+    assert (b["position"], b["lag"], b["held"]) == (10, 2, 0)
+
     every.finish()
     newest.finish()
     stream = ctl_json(daemon, "info", "cam")["stream"]

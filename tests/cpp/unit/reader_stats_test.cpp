@@ -59,15 +59,21 @@ TEST(ReaderStats, AllModeReportsNextSeqLagAndCounts) {
   EXPECT_EQ(r.held, 2u);
 }
 
-TEST(ReaderStats, LatestModeIsPlacedByWhatItHolds) {
+TEST(ReaderStats, LatestModeIsPlacedByTheNewestFrameItTook) {
   Table table;
   table.at(0).tag = tag_of(::getpid());
   table.at(0).mode = 1;
-  table.at(0).holds[2] = 12;
+  table.at(0).holds[2] = 12;  // no last_received (an older library): what it holds
   table.at(1).tag = tag_of(::getpid());
-  table.at(1).mode = 1;  // holds nothing: no position to tell
-  const auto readers = read_reader_stats(table.entries.data(), 2, 15);
-  ASSERT_EQ(readers.size(), 2u);
+  table.at(1).mode = 1;  // has taken nothing yet: no position to tell
+  table.at(2).tag = tag_of(::getpid());
+  table.at(2).mode = 1;
+  table.at(2).last_received = 14;  // took 14 and released it
+  const auto readers = read_reader_stats(table.entries.data(), 3, 15);
+  ASSERT_EQ(readers.size(), 3u);
+  EXPECT_EQ(readers[2].position, 14u);
+  EXPECT_EQ(readers[2].lag, 1u);
+  EXPECT_EQ(readers[2].held, 0u);
   EXPECT_EQ(readers[0].mode, "latest");
   EXPECT_EQ(readers[0].position, 12u);
   EXPECT_EQ(readers[0].lag, 3u);

@@ -127,6 +127,10 @@ struct alignas(128) ReaderEntry {
   std::atomic<std::uint64_t> received;
   std::atomic<std::uint64_t> dropped;
   std::atomic<std::uint64_t> holds[kMaxHoldsPerReader];  ///< seqs held; 0 none
+  /// The newest seq it received, any mode (for the catalog only: a latest
+  /// subscriber's position, which next_seq must not carry since block
+  /// publishers read next_seq as back-pressure).
+  std::atomic<std::uint64_t> last_received;
 };
 static_assert(sizeof(ReaderEntry) == 128);
 inline constexpr std::size_t kReaderSharedBytes = 128;
