@@ -424,6 +424,7 @@ TEST_F(StreamProcessTest, FramesFlowWhileTheDaemonRestarts) {
   EXPECT_EQ(sub.next(1s).seq(), 3u);
   const SegmentInfo info = client().info("cam");
   ASSERT_TRUE(info.stream.has_value());
+  EXPECT_EQ(info.stream->head, 3u);  // the catalog shows the stream with the same seq
   Subscription again = client().subscribe("cam");
   EXPECT_EQ(again.next(1s).seq(), 3u);  // the restarted daemon serves the same ring
 }
