@@ -29,17 +29,21 @@
 #include "child_process.hpp"
 #include "daemon_process.hpp"
 #include "expect_error.hpp"
+#include "stream_frames.hpp"
 
 namespace bridge {
 namespace {
 
 using bridge::testing::ChildProcess;
+using bridge::testing::fill;
+using bridge::testing::kFrameWords;
+using bridge::testing::publish_seq;
 using bridge::testing::SignalPipe;
+using bridge::testing::uniform;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
 constexpr std::uint32_t kReader = 65534;  // nobody
-constexpr std::int64_t kWords = 512;      // a 4 KiB frame of uint64
 
 class StreamAccessTest : public bridge::testing::DaemonTest {
  protected:
@@ -75,21 +79,6 @@ bool become_reader() {
   return ::setgid(kReader) == 0 && ::setuid(kReader) == 0;
 }
 
-void fill(Loan& loan, std::uint64_t value) {
-  for (auto& v : loan.view<std::uint64_t>().flat()) v = value;
-}
-
-bool uniform(const Frame& frame, std::uint64_t value) {
-  auto flat = frame.view<const std::uint64_t>().flat();
-  return std::all_of(flat.begin(), flat.end(), [&](std::uint64_t v) { return v == value; });
-}
-
-std::uint64_t publish_seq(Stream& stream, std::optional<std::chrono::nanoseconds> timeout = {}) {
-  Loan loan = stream.loan(timeout);
-  fill(loan, loan.seq());
-  return loan.publish();
-}
-
 // Whether a write to `address` kills a fork()ed copy of this process with
 // SIGSEGV (the page is mapped read-only).
 bool write_faults(const std::byte* address) {
@@ -106,7 +95,7 @@ bool write_faults(const std::byte* address) {
 }
 
 TEST_F(StreamAccessTest, AReadGranteeSubscribesWithTheRingReadOnlyAndCannotPublish) {
-  Stream stream = client().create_stream("cam", {kWords}, DType::uint64, {.slots = 4});
+  Stream stream = client().create_stream("cam", {kFrameWords}, DType::uint64, {.slots = 4});
   client().grant("cam", kReader, Access::read);
   SignalPipe subscribed, published;
   ChildProcess reader([&] {
@@ -142,7 +131,7 @@ TEST_F(StreamAccessTest, AReadGranteeSubscribesWithTheRingReadOnlyAndCannotPubli
 }
 
 TEST_F(StreamAccessTest, AReadGranteeKilledHoldingFramesIsReclaimed) {
-  Stream stream = client().create_stream("cam", {kWords}, DType::uint64,
+  Stream stream = client().create_stream("cam", {kFrameWords}, DType::uint64,
                                          {.slots = 4, .overflow = Overflow::block});
   client().grant("cam", kReader, Access::read);
   SignalPipe subscribed, holding;
@@ -170,7 +159,7 @@ TEST_F(StreamAccessTest, AReadGranteeKilledHoldingFramesIsReclaimed) {
 }
 
 TEST_F(StreamAccessTest, RevokingTheGrantRefusesLaterSubscribes) {
-  Stream stream = client().create_stream("cam", {kWords}, DType::uint64);
+  Stream stream = client().create_stream("cam", {kFrameWords}, DType::uint64);
   client().grant("cam", kReader, Access::read);
   SignalPipe subscribed, revoked;
   ChildProcess reader([&] {
@@ -197,7 +186,7 @@ TEST_F(StreamAccessTest, RevokingTheGrantRefusesLaterSubscribes) {
 }
 
 TEST_F(StreamAccessTest, ARestartedDaemonReadoptsTheRingWithItsOwnTable) {
-  Stream stream = client().create_stream("cam", {kWords}, DType::uint64,
+  Stream stream = client().create_stream("cam", {kFrameWords}, DType::uint64,
                                          {.slots = 2, .overflow = Overflow::block});
   client().grant("cam", kReader, Access::read);
   EXPECT_EQ(files_with(".readers.").size(), 1u);
@@ -231,8 +220,8 @@ TEST_F(StreamAccessTest, ARestartedDaemonReadoptsTheRingWithItsOwnTable) {
 
 TEST_F(StreamAccessTest,
        AtRestartAStreamWithoutItsTableIsQuarantinedAndATableWithoutItsStreamRemoved) {
-  Stream lost = client().create_stream("lost", {kWords}, DType::uint64);
-  Stream gone = client().create_stream("gone", {kWords}, DType::uint64);
+  Stream lost = client().create_stream("lost", {kFrameWords}, DType::uint64);
+  Stream gone = client().create_stream("gone", {kFrameWords}, DType::uint64);
   const std::uint64_t lost_id = client().info("lost").id;
   daemon().stop(SIGKILL);
   // What a crash mid-destroy (or a hand in /dev/shm) leaves: a ring whose
@@ -252,7 +241,7 @@ TEST_F(StreamAccessTest,
 
 TEST_F(StreamAccessTest, DestroyLeavesNothingInDevShm) {
   {
-    Stream stream = client().create_stream("cam", {kWords}, DType::uint64);
+    Stream stream = client().create_stream("cam", {kFrameWords}, DType::uint64);
     Subscription sub = client().subscribe("cam");
     publish_seq(stream);
     EXPECT_EQ(shm_files().size(), 2u);  // the ring and its table
@@ -264,12 +253,12 @@ TEST_F(StreamAccessTest, DestroyLeavesNothingInDevShm) {
   }
   // A failed create (the name is taken) leaves no table behind either.
   Segment plain = client().create("cam", {4}, DType::uint8);
-  EXPECT_ERRC(client().create_stream("cam", {kWords}, DType::uint64), Errc::already_exists);
+  EXPECT_ERRC(client().create_stream("cam", {kFrameWords}, DType::uint64), Errc::already_exists);
   EXPECT_THAT(files_with(".readers."), ::testing::IsEmpty());
 }
 
 TEST_F(StreamAccessTest, AScribbledTableHeaderIsRefusedAndQuarantined) {
-  Stream stream = client().create_stream("cam", {kWords}, DType::uint64);
+  Stream stream = client().create_stream("cam", {kFrameWords}, DType::uint64);
   const std::string path = table_path();
   ASSERT_FALSE(path.empty());
   {
@@ -287,7 +276,7 @@ TEST_F(StreamAccessTest, AScribbledTableHeaderIsRefusedAndQuarantined) {
 }
 
 TEST_F(StreamAccessTest, AResizedTableIsRefused) {
-  Stream stream = client().create_stream("cam", {kWords}, DType::uint64);
+  Stream stream = client().create_stream("cam", {kFrameWords}, DType::uint64);
   const std::string path = table_path();
   ASSERT_FALSE(path.empty());
   ASSERT_EQ(::truncate(path.c_str(), kReaderTableBytes + 4096), 0);
@@ -299,7 +288,7 @@ TEST_F(StreamAccessTest, AResizedTableIsRefused) {
 TEST_F(StreamAccessTest, GarbageInTheEntriesCostsBackPressureAtMost) {
   // What a hostile read grantee can write: every entry claimed by a live
   // pid, holds and positions of its choosing.
-  Stream drop = client().create_stream("drop", {kWords}, DType::uint64, {.slots = 3});
+  Stream drop = client().create_stream("drop", {kFrameWords}, DType::uint64, {.slots = 3});
   Subscription sub = client().subscribe("drop");
   const auto scribble = [&](std::uint32_t mode, std::uint64_t next_seq) {
     const std::string path = table_path();
@@ -337,7 +326,7 @@ TEST_F(StreamAccessTest, GarbageInTheEntriesCostsBackPressureAtMost) {
 
   // block: a live `all` entry that never moves holds the ring back; the
   // publisher says so in time, and nothing crashes.
-  Stream block = client().create_stream("block", {kWords}, DType::uint64,
+  Stream block = client().create_stream("block", {kFrameWords}, DType::uint64,
                                         {.slots = 2, .overflow = Overflow::block});
   ASSERT_TRUE(scribble(0, 1));
   EXPECT_EQ(publish_seq(block, 1s), 1u);

@@ -19,13 +19,18 @@
 #include "child_process.hpp"
 #include "daemon_process.hpp"
 #include "expect_error.hpp"
+#include "stream_frames.hpp"
 
 namespace bridge {
 namespace {
 
 using bridge::testing::ChildProcess;
 using bridge::testing::describe_wait_status;
+using bridge::testing::fill;
+using bridge::testing::kFrameWords;
+using bridge::testing::publish_seq;
 using bridge::testing::SignalPipe;
+using bridge::testing::uniform;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
@@ -39,32 +44,13 @@ class StreamLimitTest : public bridge::testing::DaemonTest {
   }
 };
 
-constexpr std::int64_t kWords = 512;  // a 4 KiB frame of uint64
-
-// Fills every element of the loan's frame with `value`.
-void fill(Loan& loan, std::uint64_t value) {
-  for (auto& v : loan.view<std::uint64_t>().flat()) v = value;
-}
-
-// Whether every element of the frame is `value` (no mixed frame).
-bool uniform(const Frame& frame, std::uint64_t value) {
-  auto flat = frame.view<const std::uint64_t>().flat();
-  return std::all_of(flat.begin(), flat.end(), [&](std::uint64_t v) { return v == value; });
-}
-
-// Publishes one frame filled with the seq it will get.
-std::uint64_t publish_seq(Stream& stream, std::optional<std::chrono::nanoseconds> timeout = {}) {
-  Loan loan = stream.loan(timeout);
-  fill(loan, loan.seq());
-  return loan.publish({{"seq", loan.seq()}});
-}
-
 TEST_F(StreamTest, BadInputIsRefusedAndChangesNothing) {
   for (std::uint32_t slots : {0u, 1u, 1025u}) {
-    EXPECT_ERRC(client().create_stream("cam", {kWords}, DType::uint64, {.slots = slots}),
+    EXPECT_ERRC(client().create_stream("cam", {kFrameWords}, DType::uint64, {.slots = slots}),
                 Errc::invalid_argument);
   }
-  EXPECT_ERRC(client().create_stream("bad name", {kWords}, DType::uint64), Errc::invalid_argument);
+  EXPECT_ERRC(client().create_stream("bad name", {kFrameWords}, DType::uint64),
+              Errc::invalid_argument);
   EXPECT_ERRC(client().create_stream("cam", {-1}, DType::uint64), Errc::invalid_argument);
   EXPECT_TRUE(client().list().empty());
   EXPECT_ERRC(client().subscribe("cam"), Errc::not_found);
@@ -78,7 +64,7 @@ TEST_F(StreamLimitTest, ARingPastMaxSegmentBytesIsRefused) {
 }
 
 TEST_F(StreamTest, StreamsAndSegmentsAreNotMistakenForEachOther) {
-  Stream stream = client().create_stream("cam", {kWords}, DType::uint64);
+  Stream stream = client().create_stream("cam", {kFrameWords}, DType::uint64);
   Segment segment = client().create("plain", {4}, DType::uint8);
   EXPECT_ERRC_MSG(client().attach("cam"), Errc::invalid_argument, "is a stream");
   EXPECT_ERRC_MSG(client().subscribe("plain"), Errc::invalid_argument, "not a stream");
@@ -87,13 +73,13 @@ TEST_F(StreamTest, StreamsAndSegmentsAreNotMistakenForEachOther) {
   ASSERT_TRUE(info.stream.has_value());
   EXPECT_EQ(info.stream->slots, 8u);
   EXPECT_EQ(info.stream->overflow, "drop_oldest");
-  EXPECT_EQ(info.stream->frame_bytes, kWords * 8u);
+  EXPECT_EQ(info.stream->frame_bytes, kFrameWords * 8u);
   EXPECT_FALSE(client().info("plain").stream.has_value());
   EXPECT_EQ(nlohmann::json(info)["kind"], "stream");
 }
 
 TEST_F(StreamTest, AllModeDeliversEveryFrameInOrderWithMeta) {
-  Stream stream = client().create_stream("cam", {kWords}, DType::uint64, {}, {{"fps", 60}});
+  Stream stream = client().create_stream("cam", {kFrameWords}, DType::uint64, {}, {{"fps", 60}});
   EXPECT_EQ(stream.meta()["fps"], 60);
   Subscription sub = client().subscribe("cam");
   for (int i = 0; i < 5; ++i) publish_seq(stream);
@@ -126,7 +112,7 @@ TEST_F(StreamTest, AFrameViewIsReadOnlyAndTyped) {
 }
 
 TEST_F(StreamTest, AnExceptionThroughALoanPublishesNothing) {
-  Stream stream = client().create_stream("cam", {kWords}, DType::uint64);
+  Stream stream = client().create_stream("cam", {kFrameWords}, DType::uint64);
   Subscription sub = client().subscribe("cam");
   try {
     Loan loan = stream.loan();
@@ -146,7 +132,7 @@ TEST_F(StreamTest, AnExceptionThroughALoanPublishesNothing) {
 }
 
 TEST_F(StreamTest, LateJoinersStartAtTheNewestFrameOrHistory) {
-  Stream stream = client().create_stream("cam", {kWords}, DType::uint64);
+  Stream stream = client().create_stream("cam", {kFrameWords}, DType::uint64);
   for (int i = 0; i < 6; ++i) publish_seq(stream);
   Subscription late = client().subscribe("cam");
   Subscription history = client().subscribe("cam", {.mode = StreamMode::all, .history = 3});
@@ -162,7 +148,7 @@ TEST_F(StreamTest, LateJoinersStartAtTheNewestFrameOrHistory) {
 }
 
 TEST_F(StreamTest, DropOldestCountsExactlyWhatWasSkipped) {
-  Stream stream = client().create_stream("cam", {kWords}, DType::uint64, {.slots = 4});
+  Stream stream = client().create_stream("cam", {kFrameWords}, DType::uint64, {.slots = 4});
   Subscription sub = client().subscribe("cam");
   for (int i = 0; i < 10; ++i) publish_seq(stream);
   Frame first = sub.next(1s);
@@ -176,7 +162,7 @@ TEST_F(StreamTest, DropOldestCountsExactlyWhatWasSkipped) {
 }
 
 TEST_F(StreamTest, LatestModeReturnsTheNewestAndCountsTheSkipped) {
-  Stream stream = client().create_stream("cam", {kWords}, DType::uint64);
+  Stream stream = client().create_stream("cam", {kFrameWords}, DType::uint64);
   Subscription sub = client().subscribe("cam", {.mode = StreamMode::latest});
   for (int i = 0; i < 5; ++i) publish_seq(stream);
   Frame frame = sub.next(1s);
@@ -188,7 +174,7 @@ TEST_F(StreamTest, LatestModeReturnsTheNewestAndCountsTheSkipped) {
 }
 
 TEST_F(StreamTest, AHeldFrameIsNeverRewritten) {
-  Stream stream = client().create_stream("cam", {kWords}, DType::uint64, {.slots = 3});
+  Stream stream = client().create_stream("cam", {kFrameWords}, DType::uint64, {.slots = 3});
   Subscription sub = client().subscribe("cam", {.mode = StreamMode::latest});
   publish_seq(stream);
   Frame held = sub.next(1s);
@@ -201,7 +187,7 @@ TEST_F(StreamTest, AHeldFrameIsNeverRewritten) {
 }
 
 TEST_F(StreamTest, HoldingEverySlotMakesThePublisherWait) {
-  Stream stream = client().create_stream("cam", {kWords}, DType::uint64, {.slots = 2});
+  Stream stream = client().create_stream("cam", {kFrameWords}, DType::uint64, {.slots = 2});
   Subscription sub = client().subscribe("cam");
   publish_seq(stream);
   publish_seq(stream);
@@ -215,7 +201,7 @@ TEST_F(StreamTest, HoldingEverySlotMakesThePublisherWait) {
 
 TEST_F(StreamTest, BlockModeWaitsForTheSlowestReader) {
   Stream stream =
-      client().create_stream("cam", {kWords}, DType::uint64, {.overflow = Overflow::block});
+      client().create_stream("cam", {kFrameWords}, DType::uint64, {.overflow = Overflow::block});
   Subscription slow = client().subscribe("cam");
   Subscription latest = client().subscribe("cam", {.mode = StreamMode::latest});
   for (int i = 0; i < 8; ++i) publish_seq(stream, 1s);
@@ -229,7 +215,7 @@ TEST_F(StreamTest, BlockModeWaitsForTheSlowestReader) {
 }
 
 TEST_F(StreamTest, HoldsAreBounded) {
-  Stream stream = client().create_stream("cam", {kWords}, DType::uint64, {.slots = 16});
+  Stream stream = client().create_stream("cam", {kFrameWords}, DType::uint64, {.slots = 16});
   Subscription sub = client().subscribe("cam");
   for (int i = 0; i < 9; ++i) publish_seq(stream);
   std::vector<Frame> frames;
@@ -240,7 +226,7 @@ TEST_F(StreamTest, HoldsAreBounded) {
 }
 
 TEST_F(StreamTest, DestroyEndsAWaitingSubscriber) {
-  Stream stream = client().create_stream("cam", {kWords}, DType::uint64);
+  Stream stream = client().create_stream("cam", {kFrameWords}, DType::uint64);
   Subscription sub = client().subscribe("cam");
   Client other = connect();
   std::thread destroyer([&] { other.destroy("cam"); });
@@ -253,7 +239,7 @@ TEST_F(StreamTest, DestroyEndsAWaitingSubscriber) {
 // and later calls are Error(closed). Under TSan (make test-tsan) this also
 // checks the handles themselves are safe to close from another thread.
 TEST_F(StreamTest, CloseFromAnotherThreadEndsAWaitAndLaterCallsAreClosed) {
-  Stream stream = client().create_stream("cam", {kWords}, DType::uint64);
+  Stream stream = client().create_stream("cam", {kFrameWords}, DType::uint64);
   Subscription sub = client().subscribe("cam");
   SignalPipe waiting;
   std::thread waiter([&] {
@@ -283,7 +269,7 @@ TEST_F(StreamTest, CloseFromAnotherThreadEndsAWaitAndLaterCallsAreClosed) {
 }
 
 TEST_F(StreamTest, ASecondPublisherWaitsOrIsRefused) {
-  Stream stream = client().create_stream("cam", {kWords}, DType::uint64);
+  Stream stream = client().create_stream("cam", {kFrameWords}, DType::uint64);
   Client other = connect();
   Stream second = other.open_stream("cam");
   SignalPipe loaned, done;
@@ -333,7 +319,7 @@ int read_until(const std::string& socket, StreamMode mode, std::uint64_t last, b
 void run_readers(Client& client, const std::string& socket, Overflow overflow,
                  std::uint64_t frames) {
   Stream stream =
-      client.create_stream("cam", {kWords}, DType::uint64, {.slots = 8, .overflow = overflow});
+      client.create_stream("cam", {kFrameWords}, DType::uint64, {.slots = 8, .overflow = overflow});
   const bool every = overflow == Overflow::block;
   SignalPipe ready;
   ChildProcess all_a([&] { return read_until(socket, StreamMode::all, frames, every, ready); });
@@ -355,7 +341,7 @@ TEST_F(StreamProcessTest, DropOldestReadersSeeWholeFramesAndExactDrops) {
 }
 
 TEST_F(StreamProcessTest, ASubscriberKilledHoldingFramesReleasesThemWithinASecond) {
-  Stream stream = client().create_stream("cam", {kWords}, DType::uint64,
+  Stream stream = client().create_stream("cam", {kFrameWords}, DType::uint64,
                                          {.slots = 4, .overflow = Overflow::block});
   SignalPipe subscribed, holding;
   ChildProcess reader([&] {
@@ -380,7 +366,7 @@ TEST_F(StreamProcessTest, ASubscriberKilledHoldingFramesReleasesThemWithinASecon
 }
 
 TEST_F(StreamProcessTest, APublisherKilledMidLoanPublishesNothingAndTheNextContinues) {
-  Stream stream = client().create_stream("cam", {kWords}, DType::uint64, {.slots = 3});
+  Stream stream = client().create_stream("cam", {kFrameWords}, DType::uint64, {.slots = 3});
   Subscription sub = client().subscribe("cam");
   publish_seq(stream);
   ASSERT_EQ(sub.next(1s).seq(), 1u);
@@ -390,7 +376,7 @@ TEST_F(StreamProcessTest, APublisherKilledMidLoanPublishesNothingAndTheNextConti
     Stream s = c.open_stream("cam");
     Loan loan = s.loan();
     auto flat = loan.view<std::uint64_t>().flat();
-    std::fill(flat.begin(), flat.begin() + kWords / 2, 0xdead);  // half a frame
+    std::fill(flat.begin(), flat.begin() + kFrameWords / 2, 0xdead);  // half a frame
     writing.send('w');
     ::pause();
     return 0;
@@ -411,7 +397,7 @@ TEST_F(StreamProcessTest, APublisherKilledMidLoanPublishesNothingAndTheNextConti
 }
 
 TEST_F(StreamProcessTest, FramesFlowWhileTheDaemonRestarts) {
-  Stream stream = client().create_stream("cam", {kWords}, DType::uint64);
+  Stream stream = client().create_stream("cam", {kFrameWords}, DType::uint64);
   Subscription sub = client().subscribe("cam");
   publish_seq(stream);
   daemon().stop(SIGKILL);
