@@ -6,10 +6,11 @@ Processes synchronize through lines they print ("ready", "locked",
 """
 import os
 import platform
+import signal
 import subprocess
 import time
 
-from conftest import binary
+from conftest import TIME_SCALE, binary
 from pb_helpers import popen_python
 
 #: bridge_peer's exit status for Error(timeout): kExitCodeBase (10) + 15.
@@ -89,3 +90,14 @@ def wait_until_blocked_in(syscall, pid, tid=None, timeout=10.0):
 
 def wait_until_blocked_in_futex(pid, tid=None, timeout=10.0):
     wait_until_blocked_in("futex", pid, tid, timeout)
+
+
+def assert_ctrl_c_ends(child):
+    """`child` (a popen_child that printed "blocking") is asleep in a futex:
+    SIGINT must end it promptly with a KeyboardInterrupt."""
+    wait_until_blocked_in_futex(child.pid)
+    sent_at = time.monotonic()
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=30)
+    assert time.monotonic() - sent_at < 5 * TIME_SCALE
+    assert child.returncode != 0 and "KeyboardInterrupt" in err, err
