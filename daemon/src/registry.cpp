@@ -340,8 +340,8 @@ Registry::Opened Registry::finish_create(const Caller& caller, PendingCreate pen
   built.shm_.reset();  // the segment owns the objects now
   built.readers_.reset();
   segment->attachments[caller.client] = 1;
-  segment->slot = slots_.assign(plan.id);
   Segment& stored = *segments_.emplace(plan.name, std::move(segment)).first->second;
+  assign_slot(stored);
   if (needs_access_record(stored)) save_access();
   // Creates and destroys are the hot path of short-lived segments: logged
   // only with -v (refusals, quarantines and grants are always logged).
@@ -403,6 +403,14 @@ Registry::Opened Registry::open_stream(const Caller& caller, const std::string& 
   // Never offered to mapping caches (kNoSlot): a cached stream mapping must
   // not be served as a segment by attach.
   return {describe(segment, true), fd, bridge::kNoSlot, 0, segment.readers->shm.fd()};
+}
+
+void Registry::assign_slot(Segment& segment) {
+  segment.slot = slots_.assign(segment.id);
+  // The header's hint (a restarted daemon rewrites it) lets a client that
+  // opened the object by name find the slot that vouches for it.
+  std::atomic_ref<std::uint32_t>(segment.header().slot_hint)
+      .store(segment.slot == bridge::kNoSlot ? 0 : segment.slot + 1, std::memory_order_release);
 }
 
 int Registry::read_only_fd(Segment& segment) {
@@ -739,7 +747,7 @@ void Registry::adopt_existing() {
                                                               bridge::kNoSlot,
                                                               std::move(f.readers)}));
     Segment& adopted = *segments_.at(name);
-    adopted.slot = slots_.assign(f.id);
+    assign_slot(adopted);
     if (adopted.layout.stream) {
       // The first rate sample: the rate reported later covers frames
       // published since this daemon took over, not since the create.

@@ -265,6 +265,9 @@ class Registry {
     }
   };
 
+  /// Gives `segment` a slot in the slot table (if one is free) and writes
+  /// it into the header's slot_hint.
+  void assign_slot(Segment& segment);
   Segment& find(const std::string& name);
   const Segment& find(const std::string& name) const;
   /// What `caller` may do with `segment`: write for its owner, the daemon's

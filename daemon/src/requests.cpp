@@ -181,7 +181,12 @@ RequestHandler::Outcome RequestHandler::dispatch(Op op, std::uint64_t id, const 
       json body = protocol::make_reply(id, reply);
       // The slot table rides with the hello reply, read-only (slot_table.hpp).
       const SlotTable& slots = registry.slot_table();
-      if (slots.enabled()) body["slots"] = slots.slot_count();
+      if (slots.enabled()) {
+        body["slots"] = slots.slot_count();
+        // Where this daemon's /dev/shm objects are named from: a client may
+        // open one of them by name, vouched by the table (direct_attach.hpp).
+        body["shm_prefix"] = registry.shm_prefix();
+      }
       return {std::move(body), slots.read_only_fd()};
     }
     case Op::create: {

@@ -130,6 +130,10 @@ Segment Client::attach(std::string_view name) {
     return detail::SegmentAccess::make(
         std::make_shared<detail::SegmentState>(hit->info, std::move(hit->mapping), connection_));
   }
+  if (auto direct = connection_->attach_direct(name)) {
+    return detail::SegmentAccess::make(std::make_shared<detail::SegmentState>(
+        std::move(direct->info), std::move(direct->mapping), connection_));
+  }
   auto reply = connection_->call(Op::attach, protocol::NameRequest{std::string(name)});
   return open_segment(connection_, reply);
 }

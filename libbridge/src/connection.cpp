@@ -29,7 +29,7 @@ constexpr std::chrono::milliseconds kReplyTimeout{60'000};
 // checking what can be checked: its size, magic, version and slot count.
 // Anything wrong means no table (every attach asks), never an error.
 std::shared_ptr<const os::Mapping> map_slot_table(const Connection::Reply& reply,
-                                                  std::uint32_t& slot_count) {
+                                                  std::uint32_t& slot_count, uid_t& owner) {
   slot_count = 0;
   auto it = reply.body.find("slots");
   if (reply.fds.size() != 1 || it == reply.body.end() || !it->is_number_unsigned()) return nullptr;
@@ -41,6 +41,7 @@ std::shared_ptr<const os::Mapping> map_slot_table(const Connection::Reply& reply
   const auto count = static_cast<std::uint32_t>(announced);
   const std::size_t bytes = slot_table_bytes(count);
   if (static_cast<std::uint64_t>(st.st_size) < bytes) return nullptr;
+  owner = st.st_uid;
   try {
     auto mapping = std::make_shared<os::Mapping>(os::Mapping::map(fd, bytes, false));
     const auto& header = *reinterpret_cast<const SlotTableHeader*>(mapping->data());
@@ -54,6 +55,21 @@ std::shared_ptr<const os::Mapping> map_slot_table(const Connection::Reply& reply
   } catch (const Error&) {
     return nullptr;
   }
+}
+
+// Where the daemon's /dev/shm objects are, if it said and the slot table
+// came (direct_attach.hpp); null otherwise. The prefix must be one path
+// component of the daemon's naming (see shm_prefix_for_socket).
+std::shared_ptr<const DirectRoute> direct_route(const Connection::Reply& reply, bool have_table,
+                                                uid_t table_owner) {
+  auto it = reply.body.find("shm_prefix");
+  if (!have_table || it == reply.body.end() || !it->is_string()) return nullptr;
+  const auto& prefix = it->get_ref<const std::string&>();
+  if (prefix.empty() || prefix.size() > 64 || prefix.front() == '.' ||
+      prefix.find_first_of(std::string_view("/\0", 2)) != std::string::npos) {
+    return nullptr;
+  }
+  return std::make_shared<const DirectRoute>(DirectRoute{"/dev/shm/" + prefix, table_owner});
 }
 }  // namespace
 
@@ -87,7 +103,9 @@ void Connection::connect_locked() {
   Reply reply = exchange_locked(protocol::Op::hello, hello);
   // A new table (or none) for a new daemon: nothing cached survives it.
   std::uint32_t slot_count = 0;
-  auto table = map_slot_table(reply, slot_count);
+  uid_t table_owner = 0;
+  auto table = map_slot_table(reply, slot_count, table_owner);
+  auto route = direct_route(reply, table != nullptr, table_owner);
   cache_.set_table(std::move(table), slot_count);
   auto answer = protocol::parse<protocol::HelloReply>(reply.body);
   if (answer.protocol != protocol::kProtocolVersion) {
@@ -99,6 +117,7 @@ void Connection::connect_locked() {
   {
     std::lock_guard book(book_);
     hello_ = std::move(answer);
+    route_ = std::move(route);
   }
   if (!again) return;
   ++reconnects_;
@@ -278,6 +297,7 @@ bool Connection::forked() const noexcept {
 void Connection::detach_async(const std::string& name, std::uint64_t id, bool held) noexcept {
   try {
     cache_.forget_if_gone(name, id);
+    cache_.trim();
     {
       std::lock_guard book(book_);
       auto it = held ? attached_.find({name, id}) : attached_.end();
@@ -307,15 +327,16 @@ void Connection::detach_async(const std::string& name, std::uint64_t id, bool he
   }
 }
 
-void Connection::reattach_async(const std::string& name, std::uint64_t id) noexcept {
+void Connection::reattach_async(const std::string& name, std::uint64_t id, bool send_now) noexcept {
   try {
     note_attached(name, id);
-    // Not sent now: the next thing this client sends carries it, and a
-    // handle closed before that cancels it (detach_async), so attaching from
-    // the cache and closing again, per frame, costs no syscall at all.
+    // Unless asked, not sent now: the next thing this client sends carries
+    // it, and a handle closed before that cancels it (detach_async), so
+    // attaching from the cache and closing again, per frame, costs no
+    // syscall at all.
     std::lock_guard book(book_);
     pending_notices_.push_back({protocol::Op::reattach, protocol::DetachRequest{name, id}});
-    if (pending_notices_.size() < kMaxQueuedNotices) return;
+    if (!send_now && pending_notices_.size() < kMaxQueuedNotices) return;
   } catch (...) {
     return;  // out of memory: the daemon undercounts until the next reconnect
   }
@@ -325,6 +346,32 @@ void Connection::reattach_async(const std::string& name, std::uint64_t id) noexc
 std::optional<MapCache::Hit> Connection::cached(std::string_view name) {
   if (forked() || closed_.load()) return std::nullopt;
   return cache_.lookup(name);
+}
+
+std::optional<DirectAttach> Connection::attach_direct(std::string_view name) {
+  // A forked child speaks to the daemon only after connecting anew.
+  if (forked() || closed_.load()) return std::nullopt;
+  std::shared_ptr<const DirectRoute> route;
+  {
+    std::lock_guard book(book_);
+    route = route_;
+  }
+  if (!route) return std::nullopt;
+  bool refused = false;
+  auto attached = detail::attach_direct(*route, name, cache_, refused);
+  if (refused) {
+    // Not the daemon's user: every later try would be refused too.
+    std::lock_guard book(book_);
+    if (route_ == route) route_.reset();
+  }
+  if (!attached) return std::nullopt;
+  cache_.note_direct();
+  cache_.insert(attached->info, attached->mapping, attached->slot, attached->access_epoch);
+  // Sent at once (never waited for): the daemon had never counted this
+  // client on this segment, and who holds what must show in its catalog
+  // while the handle is open, not at this client's next request.
+  reattach_async(attached->info->name, attached->info->id, /*send_now=*/true);
+  return attached;
 }
 
 void Connection::notify_async(std::nullopt_t) noexcept {

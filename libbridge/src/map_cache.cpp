@@ -14,6 +14,8 @@ namespace {
 constexpr std::size_t kImmutableHeaderBytes = offsetof(SegmentHeader, meta);
 // Sweeping costs a pass over the entries: not on every hit.
 constexpr std::chrono::milliseconds kSweepEvery{50};
+// How far past its entry bound an insert may leave the cache (see insert).
+constexpr std::size_t kInsertSlack = 16;
 }  // namespace
 
 void MapCache::set_table(std::shared_ptr<const os::Mapping> table, std::uint32_t slot_count) {
@@ -24,16 +26,21 @@ void MapCache::set_table(std::shared_ptr<const os::Mapping> table, std::uint32_t
   slot_count_ = table_ ? slot_count : 0;
 }
 
-bool MapCache::vouched_locked(const Entry& entry) const noexcept {
+bool MapCache::vouched_locked(const Entry& entry, bool check_header) const noexcept {
   if (!table_ || entry.slot >= slot_count_) return false;
-  if (std::memcmp(entry.mapping->data(), entry.header.data(), kImmutableHeaderBytes) != 0) {
-    return false;
-  }
   const SegmentSlot& slot = slots_at(table_->data())[entry.slot];
   // The epoch after the id: a destroy clears the id, a grant change bumps
   // the epoch; either makes this false, in whichever order they are seen.
-  return slot.segment_id.load(std::memory_order_acquire) == entry.info->id &&
-         slot.access_epoch.load(std::memory_order_acquire) == entry.access_epoch;
+  if (slot.segment_id.load(std::memory_order_acquire) != entry.info->id ||
+      slot.access_epoch.load(std::memory_order_acquire) != entry.access_epoch) {
+    return false;
+  }
+  // The header only when the entry is about to be served, and only once the
+  // table vouches: a writer may have truncated the object (a quarantined
+  // one has lost its slot), and reading it would SIGBUS this process in a
+  // sweep, while attaching something else.
+  return !check_header ||
+         std::memcmp(entry.mapping->data(), entry.header.data(), kImmutableHeaderBytes) == 0;
 }
 
 std::optional<MapCache::Hit> MapCache::lookup(std::string_view name) {
@@ -41,7 +48,7 @@ std::optional<MapCache::Hit> MapCache::lookup(std::string_view name) {
   const auto now = Clock::now();
   if (now - last_sweep_ >= kSweepEvery) sweep_locked(now);
   auto it = entries_.find(name);
-  if (it == entries_.end() || !vouched_locked(it->second)) {
+  if (it == entries_.end() || !vouched_locked(it->second, /*check_header=*/true)) {
     if (it != entries_.end()) erase_locked(it);
     ++misses_;
     return std::nullopt;
@@ -86,7 +93,16 @@ void MapCache::insert(std::shared_ptr<const SegmentInfo> info, std::shared_ptr<o
   std::vector<std::byte> header(mapping->data(), mapping->data() + kImmutableHeaderBytes);
   entries_.emplace(name, Entry{std::move(info), std::move(mapping), slot, access_epoch,
                                Clock::now(), std::move(header)});
-  sweep_locked(Clock::now());
+  // No sweep here (lookup runs one, and every attach looks up first), and
+  // the count may run kInsertSlack over: dropping the last reference of a
+  // mapping unmaps it, tens of µs that belong in the close of a handle
+  // (trim), not inside an attach.
+  enforce_bounds_locked(kInsertSlack);
+}
+
+void MapCache::trim() {
+  std::lock_guard lock(mutex_);
+  enforce_bounds_locked(0);
 }
 
 void MapCache::forget(std::string_view name) {
@@ -97,7 +113,8 @@ void MapCache::forget(std::string_view name) {
 void MapCache::forget_if_gone(std::string_view name, std::uint64_t id) {
   std::lock_guard lock(mutex_);
   auto it = entries_.find(name);
-  if (it != entries_.end() && it->second.info->id == id && !vouched_locked(it->second)) {
+  if (it != entries_.end() && it->second.info->id == id &&
+      !vouched_locked(it->second, /*check_header=*/false)) {
     erase_locked(it);
   }
 }
@@ -108,6 +125,23 @@ void MapCache::clear() {
   bytes_ = 0;
 }
 
+std::optional<std::uint64_t> MapCache::vouch(std::uint32_t slot, std::uint64_t id) const {
+  std::lock_guard lock(mutex_);
+  if (!table_ || slot >= slot_count_ || id == 0) return std::nullopt;
+  const SegmentSlot& s = slots_at(table_->data())[slot];
+  // The epoch first: read after the id it could belong to a later segment
+  // in this slot; a grant change between the two loads only makes a later
+  // cache hit miss.
+  const std::uint64_t epoch = s.access_epoch.load(std::memory_order_acquire);
+  if (s.segment_id.load(std::memory_order_acquire) != id) return std::nullopt;
+  return epoch;
+}
+
+void MapCache::note_direct() noexcept {
+  std::lock_guard lock(mutex_);
+  ++direct_;
+}
+
 void MapCache::set_limits(const MapCacheLimits& limits) {
   std::lock_guard lock(mutex_);
   limits_ = limits;
@@ -116,7 +150,7 @@ void MapCache::set_limits(const MapCacheLimits& limits) {
 
 MapCacheStats MapCache::stats() const {
   std::lock_guard lock(mutex_);
-  return MapCacheStats{entries_.size(), bytes_, hits_, misses_, evictions_, limits_};
+  return MapCacheStats{entries_.size(), bytes_, hits_, misses_, evictions_, direct_, limits_};
 }
 
 void MapCache::erase_locked(std::map<std::string, Entry, std::less<>>::iterator it) {
@@ -133,7 +167,7 @@ void MapCache::sweep_locked(Clock::time_point now) {
   bool freed_one = false;
   for (auto it = entries_.begin(); it != entries_.end();) {
     auto next = std::next(it);
-    const bool gone = !vouched_locked(it->second);
+    const bool gone = !vouched_locked(it->second, /*check_header=*/false);
     if (gone && !freed_one) {
       erase_locked(it);
       freed_one = true;
@@ -147,7 +181,12 @@ void MapCache::sweep_locked(Clock::time_point now) {
     if (it->second.mapping->size() > limits_.max_mapping_bytes) erase_locked(it);
     it = next;
   }
-  while (!entries_.empty() && (entries_.size() > limits_.entries || bytes_ > limits_.bytes)) {
+  enforce_bounds_locked(0);
+}
+
+void MapCache::enforce_bounds_locked(std::size_t slack) {
+  while (!entries_.empty() &&
+         (entries_.size() > limits_.entries + slack || bytes_ > limits_.bytes)) {
     auto oldest = entries_.begin();
     for (auto it = entries_.begin(); it != entries_.end(); ++it) {
       if (it->second.last_used < oldest->second.last_used) oldest = it;

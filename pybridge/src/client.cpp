@@ -87,6 +87,7 @@ void bind_client(nb::module_& m) {
                                    {"hits", s.hits},
                                    {"misses", s.misses},
                                    {"evictions", s.evictions},
+                                   {"direct", s.direct},
                                    {"max_entries", s.limits.entries},
                                    {"max_bytes", s.limits.bytes},
                                    {"idle_s", s.limits.idle.count() / 1000.0},

@@ -146,10 +146,13 @@ def test_closing_what_this_client_destroyed_sends_nothing(daemon, client):
     with pybridge.connect(daemon.socket) as other:
         other.create("elsewhere", (4,), "uint8").close()
         before = client.stats()["requests"]
+        # Opened directly (no request): its reattach notice goes with info.
         held = client.attach("elsewhere")
+        client.info("elsewhere")
         other.destroy("elsewhere")
         held.close()
-        assert requests_since(before) == 3  # the attach, other's destroy, the detach
+        # The reattach notice, info, other's destroy, the detach.
+        assert requests_since(before) == 4
     before = client.stats()["requests"]
     with client.create("live", (4,), "uint8"):
         pass

@@ -77,7 +77,11 @@ struct SegmentInfo {
   std::uint64_t total_bytes = 0;      ///< shm object bytes (header + metadata + array)
   std::uint64_t version = 0;
   std::uint64_t meta_version = 0;
-  std::uint32_t attached = 0;  ///< clients attached now
+  /// Clients attached when the daemon described it. A Segment's info()
+  /// made without asking the daemon (a direct attach, or one from the
+  /// mapping cache) has 0 or the count of its first attach: Client::info
+  /// asks for the current one. Likewise `grants`.
+  std::uint32_t attached = 0;
   std::uint32_t owner_uid = 0;
   std::int64_t created_unix_ms = 0;
   /// Bytes of the pages backing the data: 4096 in /dev/shm, 2 MiB (or the

@@ -50,6 +50,9 @@ struct MapCacheStats {
   std::uint64_t hits = 0;
   std::uint64_t misses = 0;
   std::uint64_t evictions = 0;  ///< entries dropped: idle, over a bound, or their segment gone
+  /// Misses served without a round trip all the same: the object opened
+  /// by its name in /dev/shm, vouched for by the daemon's slot table.
+  std::uint64_t direct = 0;
   MapCacheLimits limits;
 };
 

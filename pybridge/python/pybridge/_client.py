@@ -173,8 +173,10 @@ class Client:
 
     def map_cache(self) -> Dict[str, Any]:
         """This client's mapping cache: ``entries``, mapped ``bytes``, ``hits``,
-        ``misses``, ``evictions`` and its bounds (``max_entries``,
-        ``max_bytes``, ``idle_s``, ``max_mapping_bytes``).
+        ``misses``, ``evictions``, ``direct`` (first attaches made without a
+        round trip: the object opened by name, vouched for by the daemon's
+        slot table) and its bounds (``max_entries``, ``max_bytes``,
+        ``idle_s``, ``max_mapping_bytes``).
 
         A name this client created or attached before is attached again from
         the cache, with no daemon round trip and no mmap, for as long as the

@@ -8,14 +8,16 @@
 // daemon's death fails with daemon_unavailable and is not retried (it may or
 // may not have taken effect); the next call reconnects.
 //
-// Detaches (and re-attaches served by the mapping cache) never wait: they
+// Detaches (and attaches served without a round trip) never wait: they
 // are notices, requests the daemon answers with nothing. detach_async queues
 // one and sends it at once if the socket is free (without blocking), else
-// the next call sends it first. reattach_async only queues: the next thing
-// this client sends carries it, and a detach of the same attachment before
-// that cancels both, so attaching from the cache and closing again costs no
-// syscall. (The daemon's attached count lags by that much: any request from
-// this client, info included, brings it up to date first.)
+// the next call sends it first. A direct attach (direct_attach.hpp) sends
+// its reattach notice the same way. A cache hit's reattach only queues: the
+// next thing this client sends carries it, and a detach of the same
+// attachment before that cancels both, so attaching from the cache and
+// closing again costs no syscall. (The daemon's attached count lags by that
+// much: any request from this client, info included, brings it up to date
+// first.)
 //
 // After fork() the child must not speak on the parent's socket: its first
 // call connects anew (and re-attaches what the child holds), and nothing is
@@ -35,6 +37,7 @@
 #include <vector>
 
 #include "bridge/catalog.hpp"
+#include "bridge/detail/direct_attach.hpp"
 #include "bridge/detail/map_cache.hpp"
 #include "bridge/detail/os/unique_fd.hpp"
 #include "bridge/detail/protocol.hpp"
@@ -65,14 +68,20 @@ class Connection {
   /// unless `held` is false) and tells the daemon without waiting: never
   /// blocks, whatever the daemon or other threads are doing.
   void detach_async(const std::string& name, std::uint64_t id, bool held = true) noexcept;
-  /// Notes an attachment served by the mapping cache and tells the daemon
-  /// without waiting (never blocks).
-  void reattach_async(const std::string& name, std::uint64_t id) noexcept;
+  /// Notes an attachment served without a round trip and tells the daemon
+  /// without waiting (never blocks): with the next request, or with
+  /// `send_now` at once if the socket takes it.
+  void reattach_async(const std::string& name, std::uint64_t id, bool send_now = false) noexcept;
 
   /// Mappings this client may serve again without asking (see map_cache.hpp).
   /// Empty after fork() in the child until its first call connects again.
   std::optional<MapCache::Hit> cached(std::string_view name);
   MapCache& cache() noexcept { return cache_; }
+  /// A fresh attach of `name` with no round trip when this process may open
+  /// the daemon's object itself and the slot table vouches for it
+  /// (direct_attach.hpp): cached, noted as attached, the daemon told with a
+  /// queued reattach notice. nullopt: ask the daemon.
+  std::optional<DirectAttach> attach_direct(std::string_view name);
 
   /// Closes the connection for good: later calls fail with daemon_unavailable.
   void close();
@@ -127,6 +136,9 @@ class Connection {
   std::map<std::pair<std::string, std::uint64_t>, std::uint32_t> attached_;
   std::set<std::uint64_t> destroyed_;  ///< ids in attached_ that note_destroyed saw
   std::set<std::pair<std::string, std::uint64_t>> streams_;  ///< keys of attached_ that are streams
+  /// Set at each hello when the daemon named its objects' prefix; dropped
+  /// when an open is refused (this process is not the daemon's user).
+  std::shared_ptr<const DirectRoute> route_;
   std::vector<std::pair<protocol::Op, protocol::DetachRequest>> pending_notices_;
 };
 

@@ -117,8 +117,18 @@ struct SegmentHeader {
 
   // Written by the daemon only (see write_meta).
   MetaSlot meta[kMetaSlots];
+
+  // Written by the daemon only, not checksummed: 1 + this segment's slot in
+  // the daemon's slot table (slot_table.hpp), 0 for none; rewritten when a
+  // restarted daemon adopts the segment. Lets a client that opened the object
+  // by its name find the slot that vouches for it (direct_attach.hpp). A hint
+  // only: it counts solely when that slot holds this header's segment_id.
+  std::uint32_t slot_hint;
+  std::uint32_t reserved_after_hint;
 };
 static_assert(sizeof(SegmentHeader) <= kHeaderBytes);
+// Tests plant values there (test_direct_attach.py).
+static_assert(offsetof(SegmentHeader, slot_hint) == 776);
 static_assert(sizeof(SyncBlock) <= kSyncBytes);
 
 /// The header and the sync block of the segment mapped at `base`.

@@ -51,6 +51,9 @@ class MapCache {
   /// Remembers a mapping a create or attach reply vouched for.
   void insert(std::shared_ptr<const SegmentInfo> info, std::shared_ptr<os::Mapping> mapping,
               std::uint32_t slot, std::uint64_t access_epoch);
+  /// Evicts down to the bounds (an insert may leave up to 16 entries more):
+  /// run where a handle closes, so that unmapping is paid there.
+  void trim();
   /// Drops `name`'s entry (this client destroyed it: its pages go now).
   void forget(std::string_view name);
   /// Drops `name`'s entry if it holds segment `id` and the slot table no
@@ -58,6 +61,13 @@ class MapCache {
   /// pages are freed now rather than inside a later attach.
   void forget_if_gone(std::string_view name, std::uint64_t id);
   void clear();
+
+  /// The access epoch of `slot` if it holds segment `id` now (a direct
+  /// attach's vouch, direct_attach.hpp); nullopt without a table, for a slot
+  /// past its end or holding anything else.
+  std::optional<std::uint64_t> vouch(std::uint32_t slot, std::uint64_t id) const;
+  /// Counts a fresh attach served by opening the object directly.
+  void note_direct() noexcept;
 
   void set_limits(const MapCacheLimits& limits);
   MapCacheStats stats() const;
@@ -75,10 +85,15 @@ class MapCache {
     /// quarantines) it as it would for any attach.
     std::vector<std::byte> header;
   };
-  bool vouched_locked(const Entry& entry) const noexcept;
+  /// Whether the table still holds the entry's id and epoch, and (with
+  /// `check_header`) its header still the bytes validated at insert.
+  bool vouched_locked(const Entry& entry, bool check_header) const noexcept;
   /// Drops idle entries and those whose segment is gone, then the least
   /// recently used until the bounds hold.
   void sweep_locked(Clock::time_point now);
+  /// Drops the least recently used entries until the bounds hold, the entry
+  /// count allowed `slack` more.
+  void enforce_bounds_locked(std::size_t slack);
   void erase_locked(std::map<std::string, Entry, std::less<>>::iterator it);
 
   mutable std::mutex mutex_;
@@ -90,6 +105,7 @@ class MapCache {
   std::uint64_t hits_ = 0;
   std::uint64_t misses_ = 0;
   std::uint64_t evictions_ = 0;
+  std::uint64_t direct_ = 0;
   Clock::time_point last_sweep_{};
 };
 

@@ -62,6 +62,7 @@ struct StreamHeader {
   std::uint64_t checksum;    ///< FNV-1a of every byte above
 };
 static_assert(kStreamHeaderOffset + sizeof(StreamHeader) <= kHeaderBytes);
+static_assert(sizeof(SegmentHeader) <= kStreamHeaderOffset);
 
 /// Publisher-written words of the ring.
 /// - `head`: the newest published seq (seqs start at 1; 0: none yet).

@@ -1,0 +1,59 @@
+// SPDX-License-Identifier: MIT
+//
+// A fresh attach without a round trip. The daemon names each /dev/shm object
+// after its segment (prefix + name, the prefix from the hello reply), so a
+// client that may open the object (the daemon's user, or root: objects are
+// 0600 and owned by the daemon's user) can map it itself. What makes the
+// mapping right is the slot table, not the path: the header's slot_hint
+// names a slot, and the object counts only while that slot, in the table
+// the daemon handed this connection, holds the header's segment_id (random,
+// 64 bits). The daemon unlinks a destroyed object before it clears the slot,
+// so a vouched mapping was live after it was opened; a foreign or stale file
+// at the path (another /dev/shm in a container, a re-created name, a
+// quarantined object, a table retired by a restart) has no slot holding its
+// id, and the attach asks the daemon as before.
+//
+// Anything that does not fit (no table, no prefix, ENOENT or EACCES, a
+// header that fails validation, a stream, a segment owned by someone else
+// when this process is neither the daemon's user nor root) is a miss, never
+// an error: the daemon then answers, validates and quarantines as for any
+// attach. Huge-page segments live in --huge-dir and always ask.
+//
+// The daemon hears of the attachment through a reattach notice (as for a
+// cache hit), so its attached count lags until this client next sends.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "bridge/catalog.hpp"
+#include "bridge/detail/map_cache.hpp"
+#include "bridge/detail/os/mapping.hpp"
+
+namespace bridge::detail {
+
+/// Where a connection's daemon keeps its /dev/shm objects, from the hello.
+struct DirectRoute {
+  std::string path_prefix;  ///< "/dev/shm/" + the daemon's prefix
+  uid_t daemon_uid = 0;     ///< owner of the slot table: the daemon's user
+};
+
+struct DirectAttach {
+  std::shared_ptr<const SegmentInfo> info;
+  std::shared_ptr<os::Mapping> mapping;
+  std::uint32_t slot = 0;
+  std::uint64_t access_epoch = 0;
+};
+
+/// `name`'s segment mapped straight from /dev/shm when `cache`'s slot table
+/// vouches for it (see above); nullopt for any miss. `refused` is set when
+/// the object exists but may not be opened (EACCES/EPERM): such a
+/// process never gets this far, so the caller stops trying.
+std::optional<DirectAttach> attach_direct(const DirectRoute& route, std::string_view name,
+                                          const MapCache& cache, bool& refused);
+
+}  // namespace bridge::detail
