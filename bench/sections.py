@@ -107,9 +107,12 @@ class Sections:
                     p99 = median(q for _, q in v) / 1e3
                     limits = ""
                     if method == "shmbridge" and kind == "fresh":
-                        limits = (f"≈ {p50 / rtt[0]:.1f} bare round trips: one attach round trip "
-                                  "(JSON both ways, the descriptor passed), fstat, mmap, "
-                                  "mprotect of the header, header validation, the ndarray")
+                        limits = (f"≈ {p50 / rtt[0]:.1f} bare round trips, though no round "
+                                  "trip is made (a direct attach: the daemon's user opens the "
+                                  "object itself): open, fstat, mmap, mprotect of the header, "
+                                  "faults of the header and sync pages, header validation, "
+                                  "the slot-table check, a notice sent to the daemon (never "
+                                  "waited for), the ndarray and its first fault")
                     elif method == "shmbridge":
                         limits = ("a mapping-cache hit: no round trip, no mmap (slot table + "
                                   "header compare); what is left is the Python wrapper and "
