@@ -80,7 +80,7 @@ class Connection {
   /// A fresh attach of `name` with no round trip when this process may open
   /// the daemon's object itself and the slot table vouches for it
   /// (direct_attach.hpp): cached, noted as attached, the daemon told with a
-  /// queued reattach notice. nullopt: ask the daemon.
+  /// reattach notice sent at once. nullopt: ask the daemon.
   std::optional<DirectAttach> attach_direct(std::string_view name);
 
   /// Closes the connection for good: later calls fail with daemon_unavailable.

@@ -19,8 +19,8 @@
 // an error: the daemon then answers, validates and quarantines as for any
 // attach. Huge-page segments live in --huge-dir and always ask.
 //
-// The daemon hears of the attachment through a reattach notice (as for a
-// cache hit), so its attached count lags until this client next sends.
+// The daemon hears of the attachment through a reattach notice sent before
+// the attach returns (never waited for), so its catalog counts the handle.
 #pragma once
 
 #include <sys/types.h>
@@ -51,8 +51,8 @@ struct DirectAttach {
 
 /// `name`'s segment mapped straight from /dev/shm when `cache`'s slot table
 /// vouches for it (see above); nullopt for any miss. `refused` is set when
-/// the object exists but may not be opened (EACCES/EPERM): such a
-/// process never gets this far, so the caller stops trying.
+/// the open was refused (EACCES/EPERM): this process is not the daemon's
+/// user and would be refused every time, so the caller stops trying.
 std::optional<DirectAttach> attach_direct(const DirectRoute& route, std::string_view name,
                                           const MapCache& cache, bool& refused);
 
