@@ -13,6 +13,7 @@
 #include "bridge/detail/autostart.hpp"
 #include "bridge/detail/connection.hpp"
 #include "bridge/detail/layout.hpp"
+#include "bridge/detail/parallel_copy.hpp"
 #include "bridge/detail/reply_object.hpp"
 #include "bridge/detail/segment_state.hpp"
 #include "bridge/detail/slot_table.hpp"
@@ -119,7 +120,7 @@ Segment Client::create_from_bytes(std::string_view name, const std::vector<std::
                                             std::to_string(layout.nbytes) + " bytes");
   }
   Segment segment = create(name, shape, dtype, meta, options);
-  if (size != 0) std::memcpy(segment.mutable_data(), bytes, size);
+  if (size != 0) detail::parallel_copy(segment.mutable_data(), bytes, size);
   return segment;
 }
 

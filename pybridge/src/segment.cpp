@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "bridge/bridge.hpp"
+#include "bridge/detail/parallel_copy.hpp"
 #include "bridge/detail/protocol.hpp"
 #include "bridge/detail/segment_state.hpp"
 #include "pybridge.hpp"
@@ -125,6 +126,27 @@ void bind_segment(nb::module_& m) {
                                 state->writable());
           },
           "A new NumPy array over the mapping; it keeps the mapping alive.")
+      .def(
+          "fill_from",
+          [](const SegmentHandle& s, nb::ndarray<nb::ro, nb::c_contig, nb::device::cpu> source) {
+            const auto state = bridge::detail::SegmentAccess::state(s.get());
+            if (!state->writable()) {
+              throw bridge::Error(bridge::Errc::permission_denied, "the segment is read-only");
+            }
+            if (source.nbytes() != state->info->nbytes) {
+              throw bridge::Error(bridge::Errc::invalid_argument,
+                                  "fill_from: " + std::to_string(source.nbytes()) +
+                                      " bytes for a segment of " +
+                                      std::to_string(state->info->nbytes));
+            }
+            // `state` pins the mapping while the GIL is released.
+            nb::gil_scoped_release release;
+            bridge::detail::parallel_copy(state->data(), source.data(), source.nbytes());
+          },
+          nb::arg("source").noconvert(),
+          nb::sig("def fill_from(self, source: numpy.ndarray) -> None"),
+          "Copies a C-contiguous array of the segment's size into it (create_from), "
+          "large ones on a few threads, without the GIL.")
       .def("close", &SegmentHandle::close,
            "Detaches (without waiting for the daemon) and drops this handle's mapping "
            "reference; waits in progress end with Closed.");

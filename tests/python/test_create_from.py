@@ -88,3 +88,13 @@ def test_name_errors_come_first(client):
     with pytest.raises(pybridge.AlreadyExists):
         client.create_from("taken", np.zeros(2))
     assert [s["name"] for s in client.list()] == ["taken"]
+
+
+def test_a_large_copy_lands_whole(client):
+    # Past 64 MiB the copy is shared by a few threads without the GIL
+    # (libbridge's parallel_copy): every byte must still land, once.
+    source = np.random.default_rng(7).integers(0, 1 << 62, size=(97 << 20) // 8 + 3,
+                                               dtype=np.int64)
+    with client.create_from("big", source) as seg:
+        assert np.array_equal(seg.array, source)
+    client.destroy("big")
