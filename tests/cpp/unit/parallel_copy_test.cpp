@@ -26,9 +26,8 @@ std::vector<std::uint8_t> pattern(std::size_t n) {
 
 TEST(ParallelCopyTest, CopiesEveryByteOfSmallAndThreadedSizes) {
   constexpr std::size_t kMiB = 1u << 20;
-  for (const std::size_t n :
-       {std::size_t{0}, std::size_t{1}, std::size_t{4095}, 64 * kMiB - 1, 64 * kMiB,
-        64 * kMiB + 4097, 99 * kMiB + 3}) {
+  for (const std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{4095}, 64 * kMiB - 1,
+                              64 * kMiB, 64 * kMiB + 4097, 99 * kMiB + 3}) {
     const auto source = pattern(n);
     // One guard byte on each side: nothing is written outside [0, n).
     std::vector<std::uint8_t> target(n + 2, 0xA5);
