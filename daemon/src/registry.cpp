@@ -175,14 +175,9 @@ protocol::SegmentInfo Registry::describe(const Segment& segment, bool with_meta)
   if (with_meta) {
     // Only the daemon writes metadata, but a client with a writable mapping
     // can scribble over it: never trust it without parsing.
-    const std::string text = bridge::read_meta(base);
-    auto meta =
-        text.empty() ? nlohmann::json::object() : nlohmann::json::parse(text, nullptr, false);
-    if (meta.is_discarded() || !meta.is_object()) {
-      log_warn("segment '" + segment.name + "' holds unreadable metadata");
-      meta = nlohmann::json::object();
-    }
-    info.meta = std::move(meta);
+    auto meta = bridge::read_meta_object(base);
+    if (!meta) log_warn("segment '" + segment.name + "' holds unreadable metadata");
+    info.meta = meta ? std::move(*meta) : nlohmann::json::object();
   }
   return info;
 }

@@ -38,9 +38,8 @@ std::shared_ptr<const SegmentInfo> describe(const SegmentHeader& header, const A
   info->created_unix_ms = header.created_unix_ms;
   info->page_size = kPageBytes;  // /dev/shm: huge-page segments live elsewhere
   info->meta_version = read_meta_version(base);
-  const std::string text = read_meta(base);
-  auto meta = text.empty() ? nlohmann::json::object() : nlohmann::json::parse(text, nullptr, false);
-  info->meta = meta.is_object() ? std::move(meta) : nlohmann::json::object();
+  auto meta = read_meta_object(base);
+  info->meta = meta ? std::move(*meta) : nlohmann::json::object();
   return info;
 }
 

@@ -228,6 +228,14 @@ std::string read_meta(const std::byte* segment_base) {
   return stable;
 }
 
+std::optional<nlohmann::json> read_meta_object(const std::byte* segment_base) {
+  const std::string text = read_meta(segment_base);
+  if (text.empty()) return nlohmann::json::object();
+  auto parsed = nlohmann::json::parse(text, nullptr, false);
+  if (parsed.is_discarded() || !parsed.is_object()) return std::nullopt;
+  return parsed;
+}
+
 std::uint64_t read_meta_version(const std::byte* segment_base) {
   const auto& header = *reinterpret_cast<const SegmentHeader*>(segment_base);
   std::uint64_t newest = 0;

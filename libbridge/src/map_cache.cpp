@@ -3,7 +3,6 @@
 
 #include <cstddef>
 #include <cstring>
-#include <nlohmann/json.hpp>
 
 #include "bridge/detail/layout.hpp"
 
@@ -67,11 +66,8 @@ std::optional<MapCache::Hit> MapCache::lookup(std::string_view name) {
     auto fresh = std::make_shared<SegmentInfo>(*entry.info);
     fresh->version = version;
     if (meta_version != entry.info->meta_version) {
-      const std::string text = read_meta(base);
-      auto meta =
-          text.empty() ? nlohmann::json::object() : nlohmann::json::parse(text, nullptr, false);
-      if (meta.is_object()) {
-        fresh->meta = std::move(meta);
+      if (auto meta = read_meta_object(base)) {
+        fresh->meta = std::move(*meta);
         fresh->meta_version = meta_version;
       }
     }

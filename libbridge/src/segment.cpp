@@ -110,13 +110,11 @@ std::uint64_t Segment::version() const {
 
 nlohmann::json Segment::meta() const {
   auto state = pin();
-  const std::string text = read_meta(state->mapping->data());
-  if (text.empty()) return nlohmann::json::object();
-  auto parsed = nlohmann::json::parse(text, nullptr, false);
-  if (parsed.is_discarded() || !parsed.is_object()) {
+  auto parsed = read_meta_object(state->mapping->data());
+  if (!parsed) {
     throw Error(Errc::corrupt_segment, "segment '" + state->name() + "' holds unreadable metadata");
   }
-  return parsed;
+  return std::move(*parsed);
 }
 
 std::uint64_t Segment::meta_version() const {

@@ -513,13 +513,11 @@ Overflow Stream::overflow() const noexcept {
 
 nlohmann::json Stream::meta() const {
   auto state = pin();
-  const std::string text = read_meta(state->base());
-  if (text.empty()) return nlohmann::json::object();
-  auto parsed = nlohmann::json::parse(text, nullptr, false);
-  if (parsed.is_discarded() || !parsed.is_object()) {
+  auto parsed = read_meta_object(state->base());
+  if (!parsed) {
     throw Error(Errc::corrupt_segment, "stream '" + name() + "' holds unreadable metadata");
   }
-  return parsed;
+  return std::move(*parsed);
 }
 
 std::uint64_t Stream::head() const {

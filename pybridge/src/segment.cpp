@@ -129,19 +129,17 @@ void bind_segment(nb::module_& m) {
       .def(
           "fill_from",
           [](const SegmentHandle& s, nb::ndarray<nb::ro, nb::c_contig, nb::device::cpu> source) {
+            // `state` pins the mapping while the GIL is released below.
             const auto state = bridge::detail::SegmentAccess::state(s.get());
-            if (!state->writable()) {
-              throw bridge::Error(bridge::Errc::permission_denied, "the segment is read-only");
-            }
+            std::byte* data = s.get().mutable_data();  // permission_denied for a read grant
             if (source.nbytes() != state->info->nbytes) {
               throw bridge::Error(bridge::Errc::invalid_argument,
                                   "fill_from: " + std::to_string(source.nbytes()) +
                                       " bytes for a segment of " +
                                       std::to_string(state->info->nbytes));
             }
-            // `state` pins the mapping while the GIL is released.
             nb::gil_scoped_release release;
-            bridge::detail::parallel_copy(state->data(), source.data(), source.nbytes());
+            bridge::detail::parallel_copy(data, source.data(), source.nbytes());
           },
           nb::arg("source").noconvert(),
           nb::sig("def fill_from(self, source: numpy.ndarray) -> None"),

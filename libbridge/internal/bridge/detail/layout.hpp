@@ -26,6 +26,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <span>
 #include <string>
@@ -195,6 +196,10 @@ ArrayLayout validate_header(const SegmentHeader& header, std::uint64_t mapped_by
 /// The current metadata text (empty string if no slot is valid yet).
 /// `segment_base` is the start of the mapping (at least kDataOffset bytes).
 std::string read_meta(const std::byte* segment_base);
+/// The current metadata parsed: an empty object if none was written yet,
+/// nullopt if the text is not a JSON object (clients with a writable mapping
+/// can scribble there: never trusted without parsing).
+std::optional<nlohmann::json> read_meta_object(const std::byte* segment_base);
 /// The current metadata version (0 if never written).
 std::uint64_t read_meta_version(const std::byte* segment_base);
 /// Writes `text` into the older slot (next_meta_slot) with version
