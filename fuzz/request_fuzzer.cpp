@@ -314,8 +314,7 @@ class Run {
              (payload.size() > 200 ? "..." : "") + "\n  reply " +
              protocol::dump_json(reply).substr(0, 300) +
              (outcome.fd >= 0 ? " + fd " + std::to_string(outcome.fd) : "") +
-             (outcome.readers_fd >= 0 ? " + reader table fd " + std::to_string(outcome.readers_fd)
-                                      : ""));
+             (outcome.second_fd >= 0 ? " + second fd " + std::to_string(outcome.second_fd) : ""));
     }
     if (outcome.silent) {
       // A notice ("reply": false, detach and reattach only): nothing goes
@@ -407,20 +406,36 @@ class Run {
     check(outcome.created.has_value() == creates, "only a create reports a created segment",
           &reply);
     if (op == Op::hello) {
-      // The slot table, read-only, when the daemon has one.
-      check(outcome.fd < 0 || (::fcntl(outcome.fd, F_GETFL) & O_ACCMODE) == O_RDONLY,
-            "hello passes a writable descriptor", &reply);
+      // The slot table, read-only, when the daemon has one ("slots"); then
+      // the client's attach ledger ("ledger"): writable, but sealed so that
+      // the client cannot shrink it under the daemon.
+      const bool table = reply.contains("slots");
+      const bool ledger = reply.contains("ledger");
+      check(table == (outcome.fd >= 0) || (!table && ledger),
+            "hello's descriptors do not match its reply", &reply);
+      if (table) {
+        check((::fcntl(outcome.fd, F_GETFL) & O_ACCMODE) == O_RDONLY,
+              "hello passes a writable slot table", &reply);
+      }
+      const int ledger_fd = table ? outcome.second_fd : outcome.fd;
+      check((ledger_fd >= 0) == ledger, "hello's ledger does not match its reply", &reply);
+      if (ledger) {
+        const int seals = ::fcntl(ledger_fd, F_GET_SEALS);
+        check(seals != -1 && (seals & F_SEAL_SHRINK) != 0 && (seals & F_SEAL_GROW) != 0,
+              "an attach ledger passed that its client could resize", &reply);
+      }
+      if (!table) check(outcome.second_fd < 0, "hello passes a stray descriptor", &reply);
     } else {
       check((outcome.fd >= 0) == (creates || op == Op::attach || op == Op::open_stream),
             "a descriptor passed with the wrong reply", &reply);
-    }
-    // A stream's reader table rides second, writable for every role.
-    const bool stream_reply = op == Op::create_stream || op == Op::open_stream;
-    check((outcome.readers_fd >= 0) == stream_reply, "a reader table passed with the wrong reply",
-          &reply);
-    if (outcome.readers_fd >= 0) {
-      check((::fcntl(outcome.readers_fd, F_GETFL) & O_ACCMODE) == O_RDWR,
-            "a reader table passed read-only", &reply);
+      // A stream's reader table rides second, writable for every role.
+      const bool stream_reply = op == Op::create_stream || op == Op::open_stream;
+      check((outcome.second_fd >= 0) == stream_reply, "a reader table passed with the wrong reply",
+            &reply);
+      if (outcome.second_fd >= 0) {
+        check((::fcntl(outcome.second_fd, F_GETFL) & O_ACCMODE) == O_RDWR,
+              "a reader table passed read-only", &reply);
+      }
     }
     // An if-chain, not a switch: an operation added later gets the envelope
     // checks above without breaking this build.

@@ -143,7 +143,53 @@ const Registry::Segment& Registry::find(const std::string& name) const {
   return const_cast<Registry*>(this)->find(name);
 }
 
-protocol::SegmentInfo Registry::describe(const Segment& segment, bool with_meta) const {
+Registry::LedgerIndex Registry::ledger_index() const {
+  LedgerIndex index;
+  for (const auto& [client, of] : ledgers_) {
+    of.ledger->for_each_held([&](std::uint64_t id) {
+      auto& clients = index[id];
+      if (clients.empty() || clients.back() != client) clients.push_back(client);
+    });
+  }
+  return index;
+}
+
+std::vector<ClientId> Registry::holders(const Segment& segment, const LedgerIndex* index) const {
+  std::vector<ClientId> out;
+  out.reserve(segment.attachments.size());
+  for (const auto& [client, count] : segment.attachments) out.push_back(client);
+  if (ledgers_.empty()) return out;
+  // A ledger is the client's word: it counts only for a client that may
+  // read the segment, as a reattach notice would.
+  const auto add = [&](ClientId client) {
+    auto of = ledgers_.find(client);
+    if (of == ledgers_.end() || segment.attachments.count(client) != 0) return;
+    if (std::find(out.begin(), out.end(), client) != out.end()) return;
+    if (access_of(segment, of->second.caller) == protocol::Access::none) return;
+    out.push_back(client);
+  };
+  if (index != nullptr) {
+    if (auto it = index->find(segment.id); it != index->end()) {
+      for (ClientId client : it->second) add(client);
+    }
+  } else {
+    for (const auto& [client, of] : ledgers_) {
+      if (of.ledger->holds(segment.id)) add(client);
+    }
+  }
+  return out;
+}
+
+void Registry::set_ledger(const Caller& caller, std::shared_ptr<const AttachLedger> ledger) {
+  if (ledger) {
+    ledgers_[caller.client] = LedgerOf{caller, std::move(ledger)};
+  } else {
+    ledgers_.erase(caller.client);
+  }
+}
+
+protocol::SegmentInfo Registry::describe(const Segment& segment, bool with_meta,
+                                         const LedgerIndex* index) const {
   protocol::SegmentInfo info;
   info.name = segment.name;
   info.id = segment.id;
@@ -155,7 +201,7 @@ protocol::SegmentInfo Registry::describe(const Segment& segment, bool with_meta)
   info.version = segment.sync().version.load(std::memory_order_acquire);
   const std::byte* base = segment.header_mapping->data();
   info.meta_version = bridge::read_meta_version(base);
-  info.attached = static_cast<std::uint32_t>(segment.attachments.size());
+  info.attached = static_cast<std::uint32_t>(holders(segment, index).size());
   info.owner_uid = segment.owner_uid;
   info.created_unix_ms = segment.created_unix_ms;
   info.page_size = segment.shm.page_size();
@@ -467,7 +513,7 @@ void Registry::destroy(const Caller& caller, const std::string& name) {
   fault_point("destroy:unlinked");
   if (verbose()) {
     log_debug("destroyed '" + name + "' for pid " + std::to_string(caller.pid) + " (" +
-              std::to_string(segment.attachments.size()) +
+              std::to_string(holders(segment).size()) +
               " clients still attached keep their mappings)");
   }
   forget(name, caller.pid, /*flush_commit=*/true);
@@ -499,9 +545,10 @@ protocol::SegmentInfo Registry::info(const Caller& caller, const std::string& na
 
 std::vector<protocol::SegmentInfo> Registry::list(const Caller& caller) const {
   std::vector<protocol::SegmentInfo> out;
+  const LedgerIndex index = ledger_index();
   for (const auto& [name, segment] : segments_) {
     if (access_of(*segment, caller) != protocol::Access::none) {
-      out.push_back(describe(*segment, false));
+      out.push_back(describe(*segment, false, &index));
     }
   }
   return out;
@@ -617,7 +664,7 @@ Registry::Segment& Registry::find_intact(const std::string& name) {
 void Registry::undo_create(const Caller& caller, const std::string& name, std::uint64_t id) {
   auto it = segments_.find(name);
   if (it == segments_.end() || it->second->id != id) return;
-  for (const auto& [client, count] : it->second->attachments) {
+  for (ClientId client : holders(*it->second)) {
     if (client != caller.client) return;  // someone else uses it now: keep it
   }
   log_warn("undoing the create of '" + name + "': its reply could not be delivered to pid " +
@@ -626,14 +673,20 @@ void Registry::undo_create(const Caller& caller, const std::string& name, std::u
 }
 
 bool Registry::holds_anything(ClientId client) const {
+  auto of = ledgers_.find(client);
   for (const auto& [name, segment] : segments_) {
     if (segment->attachments.count(client) != 0) return true;
+    if (of != ledgers_.end() && of->second.ledger->holds(segment->id) &&
+        access_of(*segment, of->second.caller) != protocol::Access::none) {
+      return true;
+    }
   }
   return false;
 }
 
 void Registry::disconnect(ClientId client) {
   for (auto& [name, segment] : segments_) segment->attachments.erase(client);
+  ledgers_.erase(client);
 }
 
 void Registry::mark_destroyed(const Segment& segment) {
@@ -718,7 +771,8 @@ std::uint64_t Registry::total_bytes() const {
 
 std::uint64_t Registry::attachment_count() const {
   std::uint64_t total = 0;
-  for (const auto& [name, segment] : segments_) total += segment->attachments.size();
+  const LedgerIndex index = ledger_index();
+  for (const auto& [name, segment] : segments_) total += holders(*segment, &index).size();
   return total;
 }
 

@@ -22,6 +22,7 @@
 
 #include "access_store.hpp"
 #include "adoption.hpp"
+#include "attach_ledger.hpp"
 #include "bridge/detail/layout.hpp"
 #include "bridge/detail/os/mapping.hpp"
 #include "bridge/detail/os/unique_fd.hpp"
@@ -193,7 +194,12 @@ class Registry {
   /// Undoes a create whose reply could not be delivered (the client died):
   /// removes segment `id` named `name` unless someone else attached it.
   void undo_create(const Caller& caller, const std::string& name, std::uint64_t id);
-  /// Drops every attachment of a client whose connection closed.
+  /// `caller`'s connection keeps an attach ledger (attach_ledger.hpp): the
+  /// segments it says it holds there count as attached by it, as long as
+  /// its user may read them. Dropped by disconnect.
+  void set_ledger(const Caller& caller, std::shared_ptr<const AttachLedger> ledger);
+  /// Drops every attachment (and the ledger) of a client whose connection
+  /// closed.
   void disconnect(ClientId client);
   /// Whether `client` is attached to anything.
   bool holds_anything(ClientId client) const;
@@ -273,6 +279,14 @@ class Registry {
   /// What `caller` may do with `segment`: write for its owner, the daemon's
   /// user and root; else what was granted.
   bridge::protocol::Access access_of(const Segment& segment, const Caller& caller) const;
+  /// Segment id -> the clients whose ledgers hold it (unchecked), for
+  /// counting many segments with one pass over the ledgers.
+  using LedgerIndex = std::map<std::uint64_t, std::vector<ClientId>>;
+  LedgerIndex ledger_index() const;
+  /// The clients attached to `segment`: counted by the daemon, or held in
+  /// a ledger by a client that may read it. `index`: ledger_index(), or
+  /// null to scan the ledgers for this one segment.
+  std::vector<ClientId> holders(const Segment& segment, const LedgerIndex* index = nullptr) const;
   bool may_grant(const Segment& segment, const Caller& caller) const;
   /// Throws permission_denied unless `caller` has at least `needed`.
   void require(const Segment& segment, const Caller& caller, bridge::protocol::Access needed,
@@ -296,7 +310,8 @@ class Registry {
   static void mark_destroyed(const Segment& segment);
   /// Takes a segment out of the catalog and tells subscribers it is gone.
   void forget(const std::string& name, pid_t pid, bool flush_commit);
-  bridge::protocol::SegmentInfo describe(const Segment& segment, bool with_meta) const;
+  bridge::protocol::SegmentInfo describe(const Segment& segment, bool with_meta,
+                                         const LedgerIndex* index = nullptr) const;
   std::uint64_t new_segment_id();
   bridge::protocol::Event make_event(bridge::protocol::EventKind kind, const Segment& segment,
                                      pid_t pid, std::int64_t time_unix_ms) const;
@@ -321,6 +336,11 @@ class Registry {
   /// --pool: started after adoption (which removes a crashed daemon's pool).
   std::shared_ptr<HugePool> pool_;
   std::map<std::string, std::unique_ptr<Segment>> segments_;
+  struct LedgerOf {
+    Caller caller;
+    std::shared_ptr<const AttachLedger> ledger;
+  };
+  std::map<ClientId, LedgerOf> ledgers_;
   /// Names taken by a PendingCreate, with the segment id it will have.
   std::map<std::string, std::uint64_t> creating_;
   std::vector<Quarantined> quarantined_;

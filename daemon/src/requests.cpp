@@ -187,7 +187,17 @@ RequestHandler::Outcome RequestHandler::dispatch(Op op, std::uint64_t id, const 
         // open one of them by name, vouched by the table (direct_attach.hpp).
         body["shm_prefix"] = registry.shm_prefix();
       }
-      return {std::move(body), slots.read_only_fd()};
+      // The attach ledger rides after it (the only descriptor when there
+      // is no table): what this client holds beyond what the daemon handed
+      // out, written by the client, read here (attach_ledger.hpp).
+      int ledger_fd = -1;
+      if (auto ledger = AttachLedger::make()) {
+        body["ledger"] = bridge::kLedgerEntries;
+        ledger_fd = ledger->fd();
+        registry.set_ledger(caller_, std::move(ledger));
+      }
+      if (!slots.enabled()) return {std::move(body), ledger_fd};
+      return {std::move(body), slots.read_only_fd(), std::nullopt, ledger_fd};
     }
     case Op::create: {
       return build_or_defer(

@@ -79,17 +79,14 @@ class RequestHandler {
   struct Outcome {
     using Created = std::optional<std::pair<std::string, std::uint64_t>>;
     Outcome(bridge::protocol::json reply_, int fd_ = -1, Created created_ = std::nullopt,
-            int readers_fd_ = -1)
-        : reply(std::move(reply_)),
-          fd(fd_),
-          readers_fd(readers_fd_),
-          created(std::move(created_)) {}
+            int second_fd_ = -1)
+        : reply(std::move(reply_)), fd(fd_), second_fd(second_fd_), created(std::move(created_)) {}
 
     bridge::protocol::json reply;
     int fd = -1;  ///< descriptor to pass with the reply, owned by the registry
-    /// A stream's reader table, passed after `fd` in the same message (-1:
-    /// none), owned by the registry.
-    int readers_fd = -1;
+    /// Passed after `fd` in the same message (-1: none), owned by the
+    /// registry: a stream's reader table, or hello's attach ledger.
+    int second_fd = -1;
     /// A create whose reply must reach the client, or be undone (see
     /// Registry::undo_create): the segment's name and id.
     Created created;

@@ -319,7 +319,7 @@ asio::awaitable<void> Session::serve() {
     if (outcome.deferred) outcome = co_await finish_create(std::move(outcome));
     timed_out_ = "a reply was not read in time";
     set_deadline(Clock::now() + server_.config().limits.frame_timeout);
-    if (!co_await send(protocol::encode_frame(outcome.reply), outcome.fd, outcome.readers_fd)) {
+    if (!co_await send(protocol::encode_frame(outcome.reply), outcome.fd, outcome.second_fd)) {
       // Nobody received the segment: a create it asked for is undone, so
       // that a client killed mid-create leaves its name free.
       if (outcome.created) {

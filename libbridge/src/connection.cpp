@@ -32,7 +32,7 @@ std::shared_ptr<const os::Mapping> map_slot_table(const Connection::Reply& reply
                                                   std::uint32_t& slot_count, uid_t& owner) {
   slot_count = 0;
   auto it = reply.body.find("slots");
-  if (reply.fds.size() != 1 || it == reply.body.end() || !it->is_number_unsigned()) return nullptr;
+  if (reply.fds.empty() || it == reply.body.end() || !it->is_number_unsigned()) return nullptr;
   const std::uint64_t announced = it->get<std::uint64_t>();
   if (announced == 0 || announced > kSlotTableSlots) return nullptr;
   const int fd = reply.fds.front().get();
@@ -71,6 +71,16 @@ std::shared_ptr<const DirectRoute> direct_route(const Connection::Reply& reply, 
   }
   return std::make_shared<const DirectRoute>(DirectRoute{"/dev/shm/" + prefix, table_owner});
 }
+
+// The attach ledger, if the daemon sent one: after the slot table when
+// there is one ("slots"), else the only descriptor.
+std::optional<LedgerWriter> map_ledger(const Connection::Reply& reply) {
+  auto it = reply.body.find("ledger");
+  if (it == reply.body.end() || !it->is_number_unsigned()) return std::nullopt;
+  const std::size_t index = reply.body.contains("slots") ? 1 : 0;
+  if (reply.fds.size() <= index) return std::nullopt;
+  return LedgerWriter::map(reply.fds[index].get());
+}
 }  // namespace
 
 Connection::Connection(std::string socket_path, std::string client_name)
@@ -106,6 +116,7 @@ void Connection::connect_locked() {
   uid_t table_owner = 0;
   auto table = map_slot_table(reply, slot_count, table_owner);
   auto route = direct_route(reply, table != nullptr, table_owner);
+  auto ledger = map_ledger(reply);
   cache_.set_table(std::move(table), slot_count);
   auto answer = protocol::parse<protocol::HelloReply>(reply.body);
   if (answer.protocol != protocol::kProtocolVersion) {
@@ -118,6 +129,9 @@ void Connection::connect_locked() {
     std::lock_guard book(book_);
     hello_ = std::move(answer);
     route_ = std::move(route);
+    // A new daemon's (or a forked child's) ledger starts empty: what the
+    // old one counted is attached again below, with round trips.
+    ledger_ = std::move(ledger);
   }
   if (!again) return;
   ++reconnects_;
@@ -307,6 +321,11 @@ void Connection::detach_async(const std::string& name, std::uint64_t id, bool he
       }
       const bool destroyed = destroyed_.count(id) != 0;
       if (destroyed && attached_.count({name, id}) == 0) destroyed_.erase(id);
+      // Counted in the ledger (a cache hit or direct attach): uncounted
+      // there, with nothing to send. (Which of this client's handles of
+      // the segment goes first does not matter: the daemon counts who
+      // holds it, from both.)
+      if (held && ledger_ && !forked() && ledger_->remove(id)) return;
       // A re-attach the daemon has not heard of yet and this detach cancel out.
       for (auto q = pending_notices_.rbegin(); q != pending_notices_.rend(); ++q) {
         if (q->first == protocol::Op::reattach && q->second.id == id && q->second.name == name) {
@@ -330,11 +349,14 @@ void Connection::detach_async(const std::string& name, std::uint64_t id, bool he
 void Connection::reattach_async(const std::string& name, std::uint64_t id, bool send_now) noexcept {
   try {
     note_attached(name, id);
-    // Unless asked, not sent now: the next thing this client sends carries
-    // it, and a handle closed before that cancels it (detach_async), so
-    // attaching from the cache and closing again, per frame, costs no
-    // syscall at all.
     std::lock_guard book(book_);
+    // Written to the ledger, which the daemon reads whenever it counts:
+    // nothing to send, now or later.
+    if (ledger_ && !forked() && ledger_->add(id)) return;
+    // Without one (or with it full): unless asked, not sent now. The next
+    // thing this client sends carries it, and a handle closed before that
+    // cancels it (detach_async), so attaching from the cache and closing
+    // again, per frame, costs no syscall.
     pending_notices_.push_back({protocol::Op::reattach, protocol::DetachRequest{name, id}});
     if (!send_now && pending_notices_.size() < kMaxQueuedNotices) return;
   } catch (...) {
@@ -367,9 +389,10 @@ std::optional<DirectAttach> Connection::attach_direct(std::string_view name) {
   if (!attached) return std::nullopt;
   cache_.note_direct();
   cache_.insert(attached->info, attached->mapping, attached->slot, attached->access_epoch);
-  // Sent at once (never waited for): the daemon had never counted this
-  // client on this segment, and who holds what must show in its catalog
-  // while the handle is open, not at this client's next request.
+  // Counted in the ledger; without one, sent at once (never waited for):
+  // the daemon had never counted this client on this segment, and who
+  // holds what must show in its catalog while the handle is open, not at
+  // this client's next request.
   reattach_async(attached->info->name, attached->info->id, /*send_now=*/true);
   return attached;
 }

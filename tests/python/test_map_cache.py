@@ -141,18 +141,25 @@ def test_closing_what_this_client_destroyed_sends_nothing(daemon, client):
         client.destroy(f"d{i}")
         seg.close()
     assert requests_since(before) == 10  # 5 creates + 5 destroys, no detach
-    # A segment destroyed by someone else still gets its detach (this client
-    # cannot know it is gone without asking), and a live one certainly does.
     with pybridge.connect(daemon.socket) as other:
         other.create("elsewhere", (4,), "uint8").close()
         before = client.stats()["requests"]
-        # Opened directly (no request): its reattach notice goes with info.
+        # Opened directly: counted in this client's attach ledger, no request.
         held = client.attach("elsewhere")
+        assert client.map_cache()["direct"] == 1
         client.info("elsewhere")
         other.destroy("elsewhere")
         held.close()
-        # The reattach notice, info, other's destroy, the detach.
-        assert requests_since(before) == 4
+        # info and other's destroy; the close uncounted it in the ledger.
+        assert requests_since(before) == 2
+        # One the daemon counted (the reply to its create) and someone else
+        # destroyed still gets its detach (this client cannot know it is gone
+        # without asking), and a live one certainly does.
+        mine = client.create("mine", (4,), "uint8")
+        before = client.stats()["requests"]
+        other.destroy("mine")
+        mine.close()
+        assert requests_since(before) == 2  # other's destroy, the detach
     before = client.stats()["requests"]
     with client.create("live", (4,), "uint8"):
         pass

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -15,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "bridge/detail/attach_ledger.hpp"
+#include "bridge/detail/os/mapping.hpp"
 #include "bridge/detail/protocol.hpp"
 #include "expect_error.hpp"
 #include "requests.hpp"
@@ -50,6 +53,7 @@ class RequestHandlerTest : public ::testing::Test {
     std::vector<Event> events;
     std::unique_ptr<bridged::RequestHandler> handler;
     std::uint64_t next_id = 1;
+    int ledger_fd = -1;  ///< its attach ledger, owned by the registry
   };
   Connection& connect(uid_t uid) {
     auto c = std::make_unique<Connection>();
@@ -61,7 +65,12 @@ class RequestHandlerTest : public ::testing::Test {
           return true;
         });
     connections_.push_back(std::move(c));
-    call(*raw, Op::hello, protocol::HelloRequest{protocol::kProtocolVersion, "test"});
+    const auto hello = raw->handler->handle(protocol::dump_json(protocol::make_request(
+        raw->next_id++, Op::hello, protocol::HelloRequest{protocol::kProtocolVersion, "test"})));
+    protocol::check_reply(hello.reply, raw->next_id - 1);
+    if (hello.reply.contains("ledger")) {
+      raw->ledger_fd = hello.reply.contains("slots") ? hello.second_fd : hello.fd;
+    }
     return *raw;
   }
   /// The reply's body; throws the Error of an error reply.
@@ -186,6 +195,71 @@ TEST_F(RequestHandlerTest, StatsNameQuarantinedObjectsOnlyForTheDaemonsUserAndRo
   EXPECT_EQ(roots.quarantined_count, 1u);
   ASSERT_EQ(roots.quarantined.size(), 1u);
   EXPECT_EQ(roots.quarantined[0].name, "doomed");
+}
+
+// A connection's attach ledger (attach_ledger.hpp) is its client's word:
+// an id in it counts as that client attached only for a live segment its
+// user may read, garbage changes nothing, and the page cannot be shrunk
+// under the daemon.
+TEST_F(RequestHandlerTest, ALedgerCountsOnlyLiveSegmentsItsUserMayRead) {
+  Connection& alice = connect(kAlice);
+  Connection& bob = connect(kBob);
+  Connection& bob_again = connect(kBob);
+  ASSERT_GE(bob_again.ledger_fd, 0);
+  create(alice, "alices");
+  create(bob, "bobs");
+  const auto id_of = [&](Connection& c, const std::string& name) {
+    return protocol::parse<protocol::SegmentInfo>(call(c, Op::info, protocol::NameRequest{name}))
+        .id;
+  };
+  const auto attached = [&](Connection& c, const std::string& name) {
+    return protocol::parse<protocol::SegmentInfo>(call(c, Op::info, protocol::NameRequest{name}))
+        .attached;
+  };
+  const auto total = [&](Connection& c) {
+    return protocol::parse<protocol::StatsReply>(call(c, Op::stats)).attachments;
+  };
+  ASSERT_EQ(attached(bob, "bobs"), 1u);  // its creator
+  ASSERT_EQ(total(alice), 2u);
+
+  auto mapping = os::Mapping::map(bob_again.ledger_fd, kLedgerBytes, true);
+  LedgerEntry* entries = ledger_entries_at(mapping.data());
+  // Garbage: ids of no segment, a zero count, the id of a segment this
+  // user may not read.
+  for (std::uint32_t i = 0; i < kLedgerEntries; ++i) {
+    entries[i].id = 0x9e3779b97f4a7c15ull * (i + 1);
+    entries[i].count = ~std::uint64_t{0} - i;
+  }
+  const auto put = [&](std::uint32_t i, std::uint64_t id, std::uint64_t count) {
+    entries[i].count = count;
+    entries[i].id = id;
+  };
+  put(0, id_of(bob, "bobs"), 0);
+  put(1, id_of(alice, "alices"), 1);
+  EXPECT_EQ(attached(bob, "bobs"), 1u);
+  EXPECT_EQ(attached(alice, "alices"), 1u);
+  EXPECT_EQ(total(alice), 2u);
+
+  // A live segment it may read: counted, once however often it is named.
+  entries[0].count = 1;
+  put(2, id_of(bob, "bobs"), 3);
+  EXPECT_EQ(attached(bob, "bobs"), 2u);
+  EXPECT_EQ(total(alice), 3u);
+  // A read grant makes alice's count too; the revoke stops it.
+  call(alice, Op::grant, protocol::GrantRequest{"alices", kBob, Access::read});
+  EXPECT_EQ(attached(alice, "alices"), 2u);
+  call(alice, Op::grant, protocol::GrantRequest{"alices", kBob, Access::none});
+  EXPECT_EQ(attached(alice, "alices"), 1u);
+
+  // Sealed: neither shrunk (which would SIGBUS the daemon's reads) nor grown.
+  EXPECT_NE(::ftruncate(bob_again.ledger_fd, 0), 0);
+  EXPECT_EQ(errno, EPERM);
+  EXPECT_NE(::ftruncate(bob_again.ledger_fd, 2 * kLedgerBytes), 0);
+
+  // The connection's end takes its ledger's word with it.
+  context_->disconnect(bob_again.caller.client);
+  EXPECT_EQ(attached(bob, "bobs"), 1u);
+  EXPECT_EQ(total(alice), 2u);
 }
 
 }  // namespace

@@ -8,16 +8,20 @@
 // daemon's death fails with daemon_unavailable and is not retried (it may or
 // may not have taken effect); the next call reconnects.
 //
-// Detaches (and attaches served without a round trip) never wait: they
-// are notices, requests the daemon answers with nothing. detach_async queues
-// one and sends it at once if the socket is free (without blocking), else
-// the next call sends it first. A direct attach (direct_attach.hpp) sends
-// its reattach notice the same way. A cache hit's reattach only queues: the
-// next thing this client sends carries it, and a detach of the same
-// attachment before that cancels both, so attaching from the cache and
-// closing again costs no syscall. (The daemon's attached count lags by that
-// much: any request from this client, info included, brings it up to date
-// first.)
+// Attaches served without a round trip (cache hits, direct attaches) are
+// counted in the connection's attach ledger (attach_ledger.hpp), a page the
+// daemon reads whenever it counts who holds what, and the close of such a
+// handle uncounts it there: no syscall, and the daemon's catalog is exact
+// at once. The close of a handle the daemon counted (it replied to its
+// attach) is a notice, a request the daemon answers with nothing:
+// detach_async queues one and sends it at once if the socket is free
+// (without blocking), else the next call sends it first.
+//
+// Without a ledger (a daemon that could not make one) or with it full, an
+// attach served without a round trip is a reattach notice too: a direct
+// attach sends it at once; a cache hit's only queues (the next thing this
+// client sends carries it, and a detach of the same attachment before that
+// cancels both; the daemon's count lags by that much).
 //
 // After fork() the child must not speak on the parent's socket: its first
 // call connects anew (and re-attaches what the child holds), and nothing is
@@ -37,6 +41,7 @@
 #include <vector>
 
 #include "bridge/catalog.hpp"
+#include "bridge/detail/attach_ledger.hpp"
 #include "bridge/detail/direct_attach.hpp"
 #include "bridge/detail/map_cache.hpp"
 #include "bridge/detail/os/unique_fd.hpp"
@@ -140,6 +145,9 @@ class Connection {
   /// when an open is refused (this process is not the daemon's user).
   std::shared_ptr<const DirectRoute> route_;
   std::vector<std::pair<protocol::Op, protocol::DetachRequest>> pending_notices_;
+  /// This connection's attach ledger (attach_ledger.hpp), if the daemon
+  /// sent one: replaced at each hello.
+  std::optional<LedgerWriter> ledger_;
 };
 
 }  // namespace bridge::detail

@@ -1,0 +1,60 @@
+// SPDX-License-Identifier: MIT
+#include "attach_ledger.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include "bridge/error.hpp"
+#include "log.hpp"
+
+namespace bridged {
+
+namespace {
+std::atomic<bool> warned{false};
+
+std::shared_ptr<AttachLedger> unavailable(const std::string& why) {
+  if (!warned.exchange(true)) {
+    log_warn("no attach ledgers (" + why +
+             "): clients send a notice for every attach the daemon does not see");
+  }
+  return nullptr;
+}
+}  // namespace
+
+std::shared_ptr<AttachLedger> AttachLedger::make() {
+  bridge::os::UniqueFd fd(::memfd_create("bridged-ledger", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!fd) return unavailable(std::string("memfd_create: ") + std::strerror(errno));
+  if (::ftruncate(fd.get(), static_cast<off_t>(bridge::kLedgerBytes)) != 0) {
+    return unavailable(std::string("ftruncate: ") + std::strerror(errno));
+  }
+  // Reserved now, so that the client's first write cannot fault for want
+  // of memory; sealed, so that the client cannot shrink the page under the
+  // daemon's mapping (SIGBUS) or grow it.
+  if (const int rc = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(bridge::kLedgerBytes));
+      rc != 0) {
+    return unavailable(std::string("posix_fallocate: ") + std::strerror(rc));
+  }
+  if (::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+    return unavailable(std::string("F_ADD_SEALS: ") + std::strerror(errno));
+  }
+  try {
+    auto mapping = bridge::os::Mapping::map(fd.get(), bridge::kLedgerBytes, false);
+    return std::shared_ptr<AttachLedger>(new AttachLedger(std::move(fd), std::move(mapping)));
+  } catch (const bridge::Error& e) {
+    return unavailable(e.message());
+  }
+}
+
+bool AttachLedger::holds(std::uint64_t id) const {
+  bool held = false;
+  for_each_held([&](std::uint64_t held_id) { held = held || held_id == id; });
+  return held;
+}
+
+}  // namespace bridged

@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: MIT
+//
+// The daemon's side of a connection's attach ledger (bridge/detail/
+// attach_ledger.hpp): it makes the page, seals its size, keeps a mapping, and
+// reads which segment ids the client says it holds. What the client wrote is
+// never trusted beyond "this id is held": the registry checks each id
+// against its live segments and the connection's access.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "bridge/detail/attach_ledger.hpp"
+#include "bridge/detail/os/mapping.hpp"
+#include "bridge/detail/os/unique_fd.hpp"
+
+namespace bridged {
+
+class AttachLedger {
+ public:
+  /// A new, zeroed ledger; null (with a warning logged once) where memfds
+  /// or their seals are unavailable: the client then sends notices.
+  static std::shared_ptr<AttachLedger> make();
+
+  /// The descriptor to pass to the client (read-write, size sealed).
+  int fd() const { return fd_.get(); }
+  /// Whether the client says it holds segment `id` (never 0).
+  bool holds(std::uint64_t id) const;
+  /// Calls `f(id)` for every held id (ids may repeat if the client wrote
+  /// them twice; the caller counts distinct segments).
+  template <typename F>
+  void for_each_held(F&& f) const {
+    const bridge::LedgerEntry* entries = bridge::ledger_entries_at(mapping_.data());
+    for (std::uint32_t i = 0; i < bridge::kLedgerEntries; ++i) {
+      const std::uint64_t id = entries[i].id.load(std::memory_order_acquire);
+      if (id != 0 && entries[i].count.load(std::memory_order_relaxed) != 0) f(id);
+    }
+  }
+
+ private:
+  AttachLedger(bridge::os::UniqueFd fd, bridge::os::Mapping mapping)
+      : fd_(std::move(fd)), mapping_(std::move(mapping)) {}
+  bridge::os::UniqueFd fd_;
+  bridge::os::Mapping mapping_;
+};
+
+}  // namespace bridged
