@@ -111,8 +111,8 @@ class Sections:
                                   "trip is made (a direct attach: the daemon's user opens the "
                                   "object itself): open, fstat, mmap, mprotect of the header, "
                                   "faults of the header and sync pages, header validation, "
-                                  "the slot-table check, a notice sent to the daemon (never "
-                                  "waited for), the ndarray and its first fault")
+                                  "the slot-table check, the attach ledger's entry (no "
+                                  "message), the ndarray and its first fault")
                     elif method == "shmbridge":
                         limits = ("a mapping-cache hit: no round trip, no mmap (slot table + "
                                   "header compare); what is left is the Python wrapper and "
@@ -143,8 +143,8 @@ class Sections:
                 limits = ""
                 if method == "shmbridge" and base:
                     limits = (f"one cycle ≈ {base / median(v):.1f} bare round trips of time: "
-                              "2 round trips (create, destroy; the attach is a cache hit, the "
-                              "closes notices) and the daemon's work per create (open, "
+                              "2 round trips (create, destroy; the attach is a cache hit, and "
+                              "the closes send nothing) and the daemon's work per create (open, "
                               "ftruncate, 2 fallocate, mmap, rename, JSON) and destroy; "
                               "one daemon thread serves every client")
                 out.append(row(2, f"create+attach+read+destroy 4 KiB, {n} client process"
@@ -543,7 +543,7 @@ class Sections:
                 limits = f"≈ {median(v) / rtt:.1f} bare round trips"
                 if key == "attach_fresh":
                     limits += (", though none is made (a direct attach: open, fstat, mmap, "
-                               "mprotect, 3 faults, a notice)")
+                               "mprotect, 3 faults, a ledger entry; no message)")
                     if size == 64 * MIB:
                         limits += ("; each follows the untimed create, in which the creator's "
                                    "cache drops the last mapping of the previous 64 MiB "
