@@ -1,7 +1,12 @@
 // SPDX-License-Identifier: MIT
 #include "huge_pool.hpp"
 
+#include <pthread.h>
+#include <sched.h>
+
 #include <chrono>
+#include <cstring>
+#include <utility>
 
 #include "bridge/detail/os/mapping.hpp"
 #include "bridge/error.hpp"
@@ -74,6 +79,34 @@ ShmObject HugePool::build(std::uint64_t serial) const {
   return shm;
 }
 
+namespace {
+// Rebuilding zeroes SIZE bytes of pages right after a create took the pool:
+// exactly when its creator fills the segment, on every core it may use
+// (create_from copies on several threads). So the build runs at SCHED_IDLE,
+// on idle CPU only, and never slows the fill it was made for (on a busy
+// machine the next object is ready later). Back to normal priority before
+// taking the pool's lock, which the io thread also takes.
+void set_idle(bool idle) {
+  sched_param param{};
+  if (const int rc =
+          ::pthread_setschedparam(::pthread_self(), idle ? SCHED_IDLE : SCHED_OTHER, &param);
+      rc != 0 && idle) {
+    static bool warned = false;
+    if (!std::exchange(warned, true)) {
+      log_warn(std::string("--pool: cannot build at idle priority (") + std::strerror(rc) +
+               "): builds compete with clients for CPU");
+    }
+  }
+}
+
+struct IdleWhileBuilding {
+  IdleWhileBuilding() { set_idle(true); }
+  ~IdleWhileBuilding() { set_idle(false); }
+  IdleWhileBuilding(const IdleWhileBuilding&) = delete;
+  IdleWhileBuilding& operator=(const IdleWhileBuilding&) = delete;
+};
+}  // namespace
+
 void HugePool::run(std::stop_token stop) {
   for (std::uint64_t serial = 0; !stop.stop_requested(); ++serial) {
     {
@@ -82,7 +115,10 @@ void HugePool::run(std::stop_token stop) {
       if (stop.stop_requested()) return;
     }
     try {
-      ShmObject shm = build(serial);
+      ShmObject shm = [&] {
+        const IdleWhileBuilding idle;
+        return build(serial);
+      }();
       std::lock_guard lock(mutex_);
       if (stop.stop_requested()) {
         shm.unlink();

@@ -6,7 +6,8 @@
 // zeroing and no page allocation when its creator fills it: create_from of
 // 1 GiB then costs about one memcpy instead of two (vineyard's arena, without
 // an arena's fragmentation: the object is trimmed to the segment's size and
-// renamed into place, and the next one is built in the background).
+// renamed into place, and the next one is built in the background, at
+// SCHED_IDLE priority: with idle CPU only, never against the fill).
 #pragma once
 
 #include <condition_variable>

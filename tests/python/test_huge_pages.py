@@ -15,6 +15,8 @@ import json
 import os
 import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -395,6 +397,46 @@ def test_the_pool_keeps_memory_ready_and_big_creates_draw_from_it(huge_ns, tmp_p
     finally:
         checked_stop(d)
     assert huge_ns.files() == [], "the pool's object outlived the daemon"
+
+
+def test_the_pool_is_rebuilt_with_idle_cpu_only(tmp_path):
+    # Rebuilding zeroes the pool's pages right after a create took it, when
+    # its creator fills the segment on every core it may use: the build runs
+    # at SCHED_IDLE and must not progress while the CPUs are busy.
+    reason = huge_tmpfs_unavailable()
+    if reason:
+        skip_or_fail(reason)
+    ns = HugeNamespace(tmp_path / "huge", "huge=always,size=1200M")
+    d = Daemon(tmp_path, "--huge-dir", str(ns.path), "--pool", "512M", wrapper=ns.wrapper)
+    spinners = []
+    try:
+        assert wait_for(lambda: len(pool_objects(ns)) == 1), d.log()
+        # One busy process per CPU this test (and the daemon) may use.
+        for _ in os.sched_getaffinity(0):
+            spinners.append(subprocess.Popen(
+                [sys.executable, "-c", "print('spinning', flush=True)\nwhile True: pass"],
+                stdout=subprocess.PIPE, text=True))
+        for spinner in spinners:
+            assert spinner.stdout.readline().strip() == "spinning"
+        with pybridge.connect(d.socket) as c:
+            c.create("big", (200 * MiB,), "uint8", huge_pages=True).close()
+            assert pool_objects(ns) == []  # taken
+            # At normal priority the next 512 MiB would be built (zeroed) in
+            # well under this; at SCHED_IDLE it gets ~0.3% of a CPU.
+            time.sleep(2.0)
+            assert pool_objects(ns) == [], "the pool was rebuilt against busy CPUs"
+            for spinner in spinners:
+                spinner.kill()
+                spinner.wait()
+            spinners.clear()
+            assert wait_for(lambda: len(pool_objects(ns)) == 1), d.log()
+            c.destroy("big")
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+        checked_stop(d)
+        ns.close()
 
 
 def test_a_crashed_daemons_pool_is_removed_at_restart(huge_ns, tmp_path):
