@@ -43,6 +43,11 @@
 //   descriptor is O_RDWR only for write access, O_RDONLY for read;
 // - create_stream and open_stream replies (and only they) pass a second
 //   descriptor, the stream's reader table, always O_RDWR;
+// - every greeted connection's attach ledger is scribbled after each of its
+//   requests, as a hostile client would (the ids of live segments from
+//   replies, and ids and counts made from the payload's bytes): an
+//   "attached" count never exceeds the connections, nor stats' attachments
+//   the segments times the connections;
 // - after every request, /dev/shm holds exactly the registry's segments under
 //   the daemon's prefix, and one reader table per stream (a rejected create
 //   leaves nothing behind);
@@ -74,6 +79,8 @@
 #include <string_view>
 #include <vector>
 
+#include "bridge/detail/attach_ledger.hpp"
+#include "bridge/detail/os/mapping.hpp"
 #include "bridge/detail/protocol.hpp"
 #include "bridge/detail/slot_table.hpp"
 #include "bridge/error.hpp"
@@ -255,7 +262,24 @@ class Run {
   struct Connection {
     bridged::Caller caller;
     std::unique_ptr<bridged::RequestHandler> handler;
+    std::optional<bridge::os::Mapping> ledger;  ///< mapped from its hello reply
+    std::uint32_t scribbles = 0;
   };
+
+  /// What a hostile client could write into its ledger after a request:
+  /// the id of a segment a reply named, or one made of the payload's bytes,
+  /// with a count of 0, 1 or 2.
+  void scribble_ledger(Connection& c, std::string_view payload, const json& reply) {
+    if (!c.ledger) return;
+    std::uint64_t id = bridge::fnv1a64(payload.data(), payload.size());
+    if (auto it = reply.find("segment_id"); it != reply.end() && it->is_number_unsigned()) {
+      id = it->get<std::uint64_t>();
+    }
+    bridge::LedgerEntry& entry =
+        bridge::ledger_entries_at(c.ledger->data())[c.scribbles++ % bridge::kLedgerEntries];
+    entry.count.store(payload.size() % 3, std::memory_order_relaxed);
+    entry.id.store(id, std::memory_order_release);
+  }
 
   Connection& current() { return *connections_.back(); }
 
@@ -344,6 +368,16 @@ class Run {
       check(op.has_value(), "an ok reply to a request without a known op", &reply);
       check_ok_reply(*op, outcome);
     }
+    if (reply.contains("attached")) {
+      check(reply.at("attached").get<std::uint64_t>() <= connections_.size(),
+            "more clients attached than there are connections", &reply);
+    }
+    if (op == Op::stats && reply.value("ok", false)) {
+      check(reply.at("attachments").get<std::uint64_t>() <=
+                registry_.segment_count() * connections_.size(),
+            "more attachments than segments times connections", &reply);
+    }
+    scribble_ledger(current(), payload, reply);
     check(count_shm(daemon_.prefix()) == registry_.segment_count(),
           "/dev/shm does not hold exactly the registry's segments", &reply);
     std::size_t streams = 0;
@@ -405,6 +439,13 @@ class Run {
     const bool creates = op == Op::create || op == Op::create_stream;
     check(outcome.created.has_value() == creates, "only a create reports a created segment",
           &reply);
+    if (op == Op::hello && reply.contains("ledger")) {
+      const int fd = reply.contains("slots") ? outcome.second_fd : outcome.fd;
+      if (fd >= 0) {
+        current().ledger.emplace(
+            bridge::os::Mapping::map(fd, bridge::kLedgerBytes, /*writable=*/true));
+      }
+    }
     if (op == Op::hello) {
       // The slot table, read-only, when the daemon has one ("slots"); then
       // the client's attach ledger ("ledger"): writable, but sealed so that
