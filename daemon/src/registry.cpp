@@ -145,7 +145,8 @@ const Registry::Segment& Registry::find(const std::string& name) const {
 
 Registry::LedgerIndex Registry::ledger_index() const {
   LedgerIndex index;
-  for (const auto& [client, of] : ledgers_) {
+  for (const auto& [client_id, of] : ledgers_) {
+    const ClientId client = client_id;  // a structured binding cannot be captured (clang 14)
     of.ledger->for_each_held([&](std::uint64_t id) {
       auto& clients = index[id];
       if (clients.empty() || clients.back() != client) clients.push_back(client);
