@@ -219,8 +219,11 @@ class Sections:
                            else "page allocation + faults of fresh shared memory"))
             out.append(row(3, "1 GiB producer alone: create + fill (or create_from)", name,
                            median(p) / 1e6, max(p) / 1e6, "ms", label, copy,
-                           "memcpy into --pool's already faulted 2 MiB pages (target ≤ 1.5 × "
-                           "memcpy)" if huge
+                           ("memcpy into --pool's already faulted 2 MiB pages, on up to 4 "
+                            "threads (as many as there are CPUs; the pool's rebuild waits for "
+                            "idle CPU) (target ≤ 1.5 × memcpy)" if how == "create_from" else
+                            "one-thread memcpy (np.copyto) into --pool's already faulted 2 MiB "
+                            "pages (target ≤ 1.5 × memcpy)") if huge
                            else "page allocation + faults + memcpy"))
             out.append(row(3, "1 GiB handoff, consumer side: attach + read every page",
                            name, median(c) / 1e6, max(c) / 1e6, "ms", label, copy,
