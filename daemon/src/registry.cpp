@@ -214,7 +214,8 @@ protocol::SegmentInfo Registry::describe(const Segment& segment, bool with_meta,
     description.frame_bytes = stream->frame_bytes;
     // The per-subscriber list with what info returns (with_meta), not with
     // every element of a list.
-    read_stream_figures(base, *stream, segment.reader_entries(), segment.rate, with_meta,
+    read_stream_figures(base, *stream, segment.reader_entries(),
+                        segment.readers ? segment.readers->shm.fd() : -1, segment.rate, with_meta,
                         description);
     info.stream = std::move(description);
   }
@@ -392,8 +393,12 @@ Registry::Opened Registry::finish_create(const Caller& caller, PendingCreate pen
               " " + std::to_string(plan.layout.nbytes) + " bytes for pid " +
               std::to_string(caller.pid) + " (uid " + std::to_string(caller.uid) + ")");
   }
-  Opened opened{describe(stored, true), stored.shm.fd(), stored.slot, slots_.epoch(stored.slot),
-                stored.readers ? stored.readers->shm.fd() : -1};
+  Opened opened{describe(stored, true),
+                stored.shm.fd(),
+                stored.slot,
+                slots_.epoch(stored.slot),
+                stored.readers ? stored.readers->shm.fd() : -1,
+                bridge::os::UniqueFd()};
   emit(make_event(protocol::EventKind::created, stored, caller.pid, plan.created_unix_ms), stored);
   return opened;
 }
@@ -415,7 +420,8 @@ Registry::Opened Registry::attach(const Caller& caller, const std::string& name)
     log_debug("pid " + std::to_string(caller.pid) + " attached '" + name + "'" +
               (access == protocol::Access::read ? " read-only" : ""));
   }
-  return {describe(segment, true), fd, segment.slot, slots_.epoch(segment.slot)};
+  return {describe(segment, true),    fd, segment.slot,
+          slots_.epoch(segment.slot), -1, bridge::os::UniqueFd()};
 }
 
 Registry::Opened Registry::open_stream(const Caller& caller, const std::string& name,
@@ -438,13 +444,24 @@ Registry::Opened Registry::open_stream(const Caller& caller, const std::string& 
   // grantee, the owner alike) gets the ring read-only: its stray writes
   // fault in it instead of tearing frames.
   const int fd = publish ? segment.shm.fd() : read_only_fd(segment);
+  // A subscriber's table comes on an open file description of its own: the
+  // lock it takes there on its entry goes when it dies, which is how a
+  // process in another pid namespace (where its pid means nothing) tells.
+  bridge::os::UniqueFd own_table =
+      publish ? bridge::os::UniqueFd() : segment.readers->shm.open_description();
   ++segment.attachments[caller.client];
   if (verbose()) {
     log_debug("pid " + std::to_string(caller.pid) + " opened stream '" + name + "' to " + role);
   }
   // Never offered to mapping caches (kNoSlot): a cached stream mapping must
   // not be served as a segment by attach.
-  return {describe(segment, true), fd, bridge::kNoSlot, 0, segment.readers->shm.fd()};
+  Opened opened{describe(segment, true),
+                fd,
+                bridge::kNoSlot,
+                0,
+                publish ? segment.readers->shm.fd() : own_table.get(),
+                std::move(own_table)};
+  return opened;
 }
 
 void Registry::assign_slot(Segment& segment) {

@@ -77,8 +77,10 @@ class Registry {
     std::uint32_t slot = bridge::kNoSlot;
     std::uint64_t access_epoch = 0;
     /// A stream's reader table, passed after `fd` (writable: every party
-    /// writes it); -1 for a segment. Owned by the registry.
+    /// writes it); -1 for a segment. Owned by the registry, or by
+    /// `own_readers_fd` (a subscriber's description of its own).
     int readers_fd = -1;
+    bridge::os::UniqueFd own_readers_fd;
   };
 
   /// Re-adopts segments left by an earlier daemon on the same socket (see

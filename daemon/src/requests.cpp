@@ -210,7 +210,9 @@ RequestHandler::Outcome RequestHandler::dispatch(Op op, std::uint64_t id, const 
     case Op::open_stream: {
       const auto request = protocol::parse<protocol::OpenStreamRequest>(body);
       auto opened = registry.open_stream(caller_, request.name, request.role);
-      return {opened_reply(id, opened), opened.fd, std::nullopt, opened.readers_fd};
+      Outcome outcome{opened_reply(id, opened), opened.fd, std::nullopt, opened.readers_fd};
+      outcome.own_second_fd = std::move(opened.own_readers_fd);
+      return outcome;
     }
     case Op::attach: {
       auto opened = registry.attach(caller_, protocol::parse<protocol::NameRequest>(body).name);

@@ -87,6 +87,8 @@ class RequestHandler {
     /// Passed after `fd` in the same message (-1: none), owned by the
     /// registry: a stream's reader table, or hello's attach ledger.
     int second_fd = -1;
+    /// Owns `second_fd` when the registry does not (closed once sent).
+    bridge::os::UniqueFd own_second_fd;
     /// A create whose reply must reach the client, or be undone (see
     /// Registry::undo_create): the segment's name and id.
     Created created;

@@ -44,6 +44,10 @@ class ShmObject {
   /// A new descriptor for the same object, opened read-only: what a client
   /// with a read grant receives, so the kernel refuses it write mappings.
   int open_read_only() const;
+  /// A new open file description of the same object, read-write: one of
+  /// the caller's own (a stream subscriber's, which locks its reader entry
+  /// on it; see ring_layout.hpp).
+  bridge::os::UniqueFd open_description() const;
 
   ShmObject(ShmObject&&) noexcept = default;
   ShmObject& operator=(ShmObject&&) noexcept = default;

@@ -41,11 +41,13 @@ class PublishRate {
 /// Fills the live fields of `out` from the ring mapped at `base` (the
 /// daemon's mapping, which covers the control page), `layout` being the
 /// validated geometry, and from the stream's reader table (`entries`, the
-/// kMaxStreamReaders entries of its own shm object; none: no readers).
+/// kMaxStreamReaders entries of its own shm object; none: no readers;
+/// `table_fd` its descriptor, for the liveness of subscribers in other pid
+/// namespaces).
 /// `subscribers`: the per-subscriber list too (info), not only the count
 /// (list).
 void read_stream_figures(const std::byte* base, const bridge::StreamLayout& layout,
-                         const bridge::ReaderEntry* entries, PublishRate& rate, bool subscribers,
-                         bridge::StreamDescription& out);
+                         const bridge::ReaderEntry* entries, int table_fd, PublishRate& rate,
+                         bool subscribers, bridge::StreamDescription& out);
 
 }  // namespace bridged

@@ -8,7 +8,7 @@
 namespace bridge::detail {
 
 std::vector<StreamReader> read_reader_stats(const ReaderEntry* entries, std::uint32_t count,
-                                            std::uint64_t head) {
+                                            std::uint64_t head, int table_fd) {
   std::vector<StreamReader> readers;
   count = std::min(count, kMaxStreamReaders);
   for (std::uint32_t i = 0; i < count; ++i) {
@@ -17,7 +17,7 @@ std::vector<StreamReader> read_reader_stats(const ReaderEntry* entries, std::uin
     if (tag == 0) continue;
     StreamReader r;
     r.pid = static_cast<std::int64_t>(tag >> 32);
-    r.alive = reader_alive(tag, e.start_time.load(std::memory_order_acquire));
+    r.alive = reader_alive(e, i, table_fd);
     const std::uint32_t mode = e.mode.load(std::memory_order_relaxed);
     r.mode = mode == 0 ? "all" : mode == 1 ? "latest" : "unknown";
     r.received = e.received.load(std::memory_order_relaxed);

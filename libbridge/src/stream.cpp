@@ -95,9 +95,48 @@ std::uint64_t process_start_time(pid_t pid) noexcept {
   }
 }
 
-bool reader_alive(std::uint64_t tag, std::uint64_t start_time) noexcept {
+std::uint32_t own_pid_ns() noexcept {
+  // A process's pid namespace never changes (unshare and setns move only
+  // its children).
+  static const std::uint32_t ns = [] {
+    struct stat st {};
+    return ::stat("/proc/self/ns/pid", &st) == 0 ? static_cast<std::uint32_t>(st.st_ino) : 0u;
+  }();
+  return ns;
+}
+
+namespace {
+flock entry_range(std::uint32_t index, short type) {
+  flock range{};
+  range.l_type = type;
+  range.l_whence = SEEK_SET;
+  range.l_start = static_cast<off_t>(reader_entry_offset(index));
+  range.l_len = static_cast<off_t>(sizeof(ReaderEntry));
+  return range;
+}
+}  // namespace
+
+bool lock_reader_entry(int table_fd, std::uint32_t index, bool lock) noexcept {
+  flock range = entry_range(index, lock ? F_WRLCK : F_UNLCK);
+  return ::fcntl(table_fd, F_OFD_SETLK, &range) == 0;
+}
+
+bool reader_alive(const ReaderEntry& e, std::uint32_t index, int table_fd) noexcept {
+  const std::uint64_t tag = e.tag.load(std::memory_order_seq_cst);
+  const std::uint32_t ns = e.pid_ns.load(std::memory_order_acquire);
+  if (ns != 0 && ns != own_pid_ns()) {
+    // Its pid names another process here, or none: its lock says. (The
+    // kernel drops an OFD lock when the last descriptor of its description
+    // closes, at the subscriber's death unless a child it forked still holds
+    // one.)
+    if (table_fd < 0) return true;
+    flock range = entry_range(index, F_WRLCK);
+    if (::fcntl(table_fd, F_OFD_GETLK, &range) != 0) return true;
+    return range.l_type != F_UNLCK;
+  }
   const auto pid = static_cast<pid_t>(tag >> 32);
   if (pid <= 0) return false;
+  const std::uint64_t start_time = e.start_time.load(std::memory_order_acquire);
   if (::kill(pid, 0) != 0 && errno == ESRCH) return false;
   // A pid reused by another process: its start time differs.
   if (start_time != 0) {
@@ -131,22 +170,39 @@ SubscriptionState::SubscriptionState(std::shared_ptr<StreamState> stream_, Strea
   std::uint32_t low = 0;
   while (low == 0) low = random();
   tag = (static_cast<std::uint64_t>(pid) << 32) | low;
+  const int fd = stream->table_fd.get();
+  const std::uint32_t ns = own_pid_ns();
   // A free entry, else one a dead subscriber left.
   for (int pass = 0; pass < 2; ++pass) {
     for (std::uint32_t i = 0; i < kMaxStreamReaders; ++i) {
       ReaderEntry& e = stream->reader(i);
+      // The entry's lock first, held until after the entry is freed again,
+      // so that a checker in another pid namespace never sees it claimed and
+      // unlocked. Refused: someone else holds it, or is claiming it.
+      if (fd >= 0 && !lock_reader_entry(fd, i, true)) continue;
+      const auto unlock = [&] {
+        if (fd >= 0) lock_reader_entry(fd, i, false);
+      };
       std::uint64_t current = e.tag.load(std::memory_order_seq_cst);
-      if (current != 0 && pass == 1 &&
-          !reader_alive(current, e.start_time.load(std::memory_order_acquire))) {
+      if (current != 0 && pass == 1 && !reader_alive(e, i, fd)) {
         reap(e, current);
         current = 0;
       }
-      if (current != 0) continue;
+      if (current != 0) {
+        unlock();
+        continue;
+      }
       // A free entry's next_seq is 0 (no back-pressure) already: whoever
-      // freed it zeroed it first. Nothing is written before the claim
-      // succeeds, since the entry may be someone else's by then.
-      if (!e.tag.compare_exchange_strong(current, tag, std::memory_order_seq_cst)) continue;
+      // freed it zeroed it first. Only the namespace is written before the
+      // claim (the lock keeps other claimers off), so that nobody reads
+      // this tag beside another subscriber's namespace.
+      e.pid_ns.store(ns, std::memory_order_release);
+      if (!e.tag.compare_exchange_strong(current, tag, std::memory_order_seq_cst)) {
+        unlock();
+        continue;
+      }
       index = i;
+      locked = fd >= 0;
       e.start_time.store(process_start_time(pid), std::memory_order_release);
       e.mode.store(mode == StreamMode::latest ? 1 : 0, std::memory_order_relaxed);
       e.received.store(0, std::memory_order_relaxed);
@@ -174,6 +230,7 @@ SubscriptionState::~SubscriptionState() {
   e.next_seq.store(0, std::memory_order_seq_cst);
   std::uint64_t expected = tag;
   e.tag.compare_exchange_strong(expected, 0, std::memory_order_seq_cst);
+  if (locked) lock_reader_entry(stream->table_fd.get(), index, false);
   stream->signal_space();
 }
 
@@ -208,9 +265,11 @@ std::shared_ptr<StreamState> open_state(const std::shared_ptr<Connection>& conne
         throw_errno(errno, "mprotect");
       }
     }
+    // Kept: a subscriber's own description carries its entry's lock.
+    os::UniqueFd table_fd = reply.fds.size() > 1 ? std::move(reply.fds[1]) : os::UniqueFd();
     return std::make_shared<StreamState>(std::make_shared<const SegmentInfo>(std::move(info)),
                                          std::move(mapping), std::move(object.reader_table),
-                                         connection, ring);
+                                         std::move(table_fd), connection, ring);
   } catch (...) {
     connection->detach_async(info.name, info.id, /*held=*/false);
     throw;
@@ -337,7 +396,7 @@ std::uint32_t claim_slot(StreamState& state, const sync::Deadline& deadline) {
       for (std::uint32_t r = 0; r < kMaxStreamReaders; ++r) {
         ReaderEntry& e = state.reader(r);
         const std::uint64_t tag = e.tag.load(std::memory_order_seq_cst);
-        if (tag != 0 && !reader_alive(tag, e.start_time.load(std::memory_order_acquire))) {
+        if (tag != 0 && !reader_alive(e, r, state.table_fd.get())) {
           reap(e, tag);
           reaped = true;
         }

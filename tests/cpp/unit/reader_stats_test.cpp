@@ -32,7 +32,7 @@ struct Table {
 
 TEST(ReaderStats, EmptyTableHasNoReaders) {
   Table table;
-  EXPECT_TRUE(read_reader_stats(table.entries.data(), kMaxStreamReaders, 10).empty());
+  EXPECT_TRUE(read_reader_stats(table.entries.data(), kMaxStreamReaders, 10, -1).empty());
 }
 
 TEST(ReaderStats, AllModeReportsNextSeqLagAndCounts) {
@@ -46,7 +46,7 @@ TEST(ReaderStats, AllModeReportsNextSeqLagAndCounts) {
   e.dropped = 6;
   e.holds[0] = 7;
   e.holds[5] = 6;
-  const auto readers = read_reader_stats(table.entries.data(), kMaxStreamReaders, 10);
+  const auto readers = read_reader_stats(table.entries.data(), kMaxStreamReaders, 10, -1);
   ASSERT_EQ(readers.size(), 1u);
   const StreamReader& r = readers[0];
   EXPECT_EQ(r.pid, ::getpid());
@@ -69,7 +69,7 @@ TEST(ReaderStats, LatestModeIsPlacedByTheNewestFrameItTook) {
   table.at(2).tag = tag_of(::getpid());
   table.at(2).mode = 1;
   table.at(2).last_received = 14;  // took 14 and released it
-  const auto readers = read_reader_stats(table.entries.data(), 3, 15);
+  const auto readers = read_reader_stats(table.entries.data(), 3, 15, -1);
   ASSERT_EQ(readers.size(), 3u);
   EXPECT_EQ(readers[2].position, 14u);
   EXPECT_EQ(readers[2].lag, 1u);
@@ -87,7 +87,7 @@ TEST(ReaderStats, DeadAndReusedPidsAreNotAlive) {
   table.at(0).tag = tag_of(kNoSuchPid);
   table.at(1).tag = tag_of(::getpid());
   table.at(1).start_time = process_start_time(::getpid()) + 1;  // another process, same pid
-  const auto readers = read_reader_stats(table.entries.data(), 2, 0);
+  const auto readers = read_reader_stats(table.entries.data(), 2, 0, -1);
   ASSERT_EQ(readers.size(), 2u);
   EXPECT_FALSE(readers[0].alive);
   EXPECT_FALSE(readers[1].alive);
@@ -107,7 +107,7 @@ TEST(ReaderStats, ScribbledWordsAreClampedNotTrusted) {
   latest.tag = tag_of(::getpid());
   latest.mode = 1;
   latest.holds[0] = 900;
-  const auto readers = read_reader_stats(table.entries.data(), 3, 10);
+  const auto readers = read_reader_stats(table.entries.data(), 3, 10, -1);
   ASSERT_EQ(readers.size(), 3u);
   EXPECT_EQ(readers[0].mode, "unknown");
   EXPECT_FALSE(readers[0].alive);
@@ -121,7 +121,7 @@ TEST(ReaderStats, NeverReadsPastTheTableWhateverTheCount) {
   // table below is exactly that long (ASan catches a read past it).
   auto table = std::make_unique<std::array<ReaderEntry, kMaxStreamReaders>>();
   (*table)[kMaxStreamReaders - 1].tag = tag_of(::getpid());
-  const auto readers = read_reader_stats(table->data(), 1u << 30, 1);
+  const auto readers = read_reader_stats(table->data(), 1u << 30, 1, -1);
   EXPECT_EQ(readers.size(), 1u);
 }
 

@@ -18,9 +18,11 @@ namespace bridge::detail {
 /// `entries` (at most kMaxStreamReaders are read), `head` being the ring's
 /// newest seq. Every word is the subscribers' own: nothing read is used as an
 /// offset or a count, lag is clamped at 0, and a mode word that is neither
-/// all nor latest reads "unknown". Checks each pid's liveness
-/// (reader_alive), which costs a kill(2) and a /proc read per entry.
+/// all nor latest reads "unknown". Checks each subscriber's liveness
+/// (reader_alive, with `table_fd` a descriptor of the table, or -1), which
+/// costs a kill(2) and a /proc read per entry, or an fcntl for a subscriber
+/// in another pid namespace.
 std::vector<StreamReader> read_reader_stats(const ReaderEntry* entries, std::uint32_t count,
-                                            std::uint64_t head);
+                                            std::uint64_t head, int table_fd);
 
 }  // namespace bridge::detail

@@ -116,14 +116,19 @@ struct alignas(64) ReaderShared {
 };
 
 /// One subscription. `tag` is 0 for a free entry, else (pid << 32) | a
-/// random nonzero low half: the pid is what a publisher checks for liveness,
-/// `start_time` (the process's start in clock ticks since boot, 0 until
-/// written) what tells a dead pid's reuse apart.
+/// random nonzero low half: the pid is what a publisher in the same pid
+/// namespace checks for liveness, `start_time` (the process's start in clock
+/// ticks since boot, 0 until written) what tells a dead pid's reuse apart.
+/// `pid_ns` is the subscriber's pid namespace (the inode of /proc/self/ns/pid;
+/// 0: unknown). Where it differs from the checker's, a pid means nothing
+/// there, and liveness is the subscriber's OFD lock on the entry's bytes of
+/// the table (reader_entry_offset): held on a description of its own for as
+/// long as it is subscribed, released by the kernel when it dies.
 struct alignas(128) ReaderEntry {
   std::atomic<std::uint64_t> tag;
   std::atomic<std::uint64_t> start_time;
   std::atomic<std::uint32_t> mode;  ///< 0 all, 1 latest
-  std::atomic<std::uint32_t> reserved;
+  std::atomic<std::uint32_t> pid_ns;
   std::atomic<std::uint64_t> next_seq;  ///< all mode: the next seq it wants (back-pressure)
   std::atomic<std::uint64_t> received;
   std::atomic<std::uint64_t> dropped;
@@ -182,6 +187,10 @@ inline ReaderEntry* reader_entries_at(std::byte* table_base) {
 inline const ReaderEntry* reader_entries_at(const std::byte* table_base) {
   return reinterpret_cast<const ReaderEntry*>(table_base + kReaderTableDataOffset +
                                               kReaderSharedBytes);
+}
+/// Where entry `i` lies in the table object (the range its subscriber locks).
+constexpr std::uint64_t reader_entry_offset(std::uint32_t i) {
+  return kReaderTableDataOffset + kReaderSharedBytes + std::uint64_t{i} * sizeof(ReaderEntry);
 }
 
 /// The geometry for frames of `frame_bytes` in `slots` slots. Throws

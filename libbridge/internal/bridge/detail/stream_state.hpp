@@ -14,6 +14,7 @@
 #include "bridge/catalog.hpp"
 #include "bridge/detail/connection.hpp"
 #include "bridge/detail/os/mapping.hpp"
+#include "bridge/detail/os/unique_fd.hpp"
 #include "bridge/detail/ring_layout.hpp"
 #include "bridge/stream.hpp"
 
@@ -21,11 +22,12 @@ namespace bridge::detail {
 
 struct StreamState {
   StreamState(std::shared_ptr<const SegmentInfo> info_, std::shared_ptr<os::Mapping> mapping_,
-              std::shared_ptr<os::Mapping> table_, std::shared_ptr<Connection> connection_,
-              StreamLayout layout_)
+              std::shared_ptr<os::Mapping> table_, os::UniqueFd table_fd_,
+              std::shared_ptr<Connection> connection_, StreamLayout layout_)
       : info(std::move(info_)),
         mapping(std::move(mapping_)),
         table(std::move(table_)),
+        table_fd(std::move(table_fd_)),
         connection(std::move(connection_)),
         layout(layout_) {}
   ~StreamState();
@@ -36,6 +38,11 @@ struct StreamState {
   const std::shared_ptr<os::Mapping> mapping;
   /// The reader table (kReaderTableBytes, validated), header page read-only.
   const std::shared_ptr<os::Mapping> table;
+  /// The reader table's descriptor as the daemon passed it: a subscriber's
+  /// is an open file description of its own, on which it holds its entry's
+  /// lock (ring_layout.hpp, ReaderEntry); anyone's tells whether another
+  /// description holds an entry's lock. -1 if none came.
+  const os::UniqueFd table_fd;
   const std::shared_ptr<Connection> connection;
   const StreamLayout layout;  ///< validated when opened; never re-read from shm
   std::atomic<bool> closed{false};
@@ -81,6 +88,7 @@ struct SubscriptionState {
   const StreamMode mode;
   std::uint32_t index = 0;  ///< the ReaderEntry
   std::uint64_t tag = 0;
+  bool locked = false;  ///< holds the entry's lock on stream->table_fd
   std::atomic<bool> closed{false};
 
   std::mutex next_mutex;  ///< one next() at a time
@@ -110,8 +118,17 @@ std::shared_ptr<StreamState> open_stream_state(const std::shared_ptr<Connection>
 /// The process start time of `pid` (clock ticks since boot, field 22 of
 /// /proc/PID/stat); 0 when it cannot be read.
 std::uint64_t process_start_time(pid_t pid) noexcept;
-/// Whether the subscriber registered under `tag` (with `start_time`) is
-/// alive: its pid exists and, where known, started at that time.
-bool reader_alive(std::uint64_t tag, std::uint64_t start_time) noexcept;
+/// The pid namespace of this process (the inode of /proc/self/ns/pid; 0 if
+/// unknown).
+std::uint32_t own_pid_ns() noexcept;
+/// Whether the subscriber registered in entry `index` (`e`) is alive. In
+/// this pid namespace (or one unknown): its pid exists and, where known,
+/// started at the recorded time. In another: some open file description
+/// other than `table_fd`'s holds the entry's lock (unknown, so alive,
+/// without a descriptor).
+bool reader_alive(const ReaderEntry& e, std::uint32_t index, int table_fd) noexcept;
+/// Takes (or drops) the lock on entry `index` through `table_fd` without
+/// waiting; false when another description holds it.
+bool lock_reader_entry(int table_fd, std::uint32_t index, bool lock) noexcept;
 
 }  // namespace bridge::detail
