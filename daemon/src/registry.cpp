@@ -143,6 +143,14 @@ const Registry::Segment& Registry::find(const std::string& name) const {
   return const_cast<Registry*>(this)->find(name);
 }
 
+namespace {
+// For the replies to create, attach and open_stream: their `attached` count
+// is documented as a snapshot a client does not rely on (catalog.hpp), and
+// scanning every connection's ledger there would put O(connections) on the
+// hot path. info, list, stats and the rest count the ledgers.
+const Registry::LedgerIndex kLedgersUncounted;
+}  // namespace
+
 Registry::LedgerIndex Registry::ledger_index() const {
   LedgerIndex index;
   for (const auto& [client_id, of] : ledgers_) {
@@ -393,7 +401,7 @@ Registry::Opened Registry::finish_create(const Caller& caller, PendingCreate pen
               " " + std::to_string(plan.layout.nbytes) + " bytes for pid " +
               std::to_string(caller.pid) + " (uid " + std::to_string(caller.uid) + ")");
   }
-  Opened opened{describe(stored, true),
+  Opened opened{describe(stored, true, &kLedgersUncounted),
                 stored.shm.fd(),
                 stored.slot,
                 slots_.epoch(stored.slot),
@@ -420,8 +428,12 @@ Registry::Opened Registry::attach(const Caller& caller, const std::string& name)
     log_debug("pid " + std::to_string(caller.pid) + " attached '" + name + "'" +
               (access == protocol::Access::read ? " read-only" : ""));
   }
-  return {describe(segment, true),    fd, segment.slot,
-          slots_.epoch(segment.slot), -1, bridge::os::UniqueFd()};
+  return {describe(segment, true, &kLedgersUncounted),
+          fd,
+          segment.slot,
+          slots_.epoch(segment.slot),
+          -1,
+          bridge::os::UniqueFd()};
 }
 
 Registry::Opened Registry::open_stream(const Caller& caller, const std::string& name,
@@ -455,7 +467,7 @@ Registry::Opened Registry::open_stream(const Caller& caller, const std::string& 
   }
   // Never offered to mapping caches (kNoSlot): a cached stream mapping must
   // not be served as a segment by attach.
-  Opened opened{describe(segment, true),
+  Opened opened{describe(segment, true, &kLedgersUncounted),
                 fd,
                 bridge::kNoSlot,
                 0,

@@ -68,6 +68,10 @@ class Registry {
   ~Registry();
 
   /// A segment handed to a client: its description and the descriptor to pass.
+  /// Segment id -> the clients whose attach ledgers hold it (unchecked),
+  /// for counting many segments with one pass over the ledgers.
+  using LedgerIndex = std::map<std::uint64_t, std::vector<ClientId>>;
+
   struct Opened {
     bridge::protocol::SegmentInfo info;
     int fd;  ///< owned by the registry; valid until the next call
@@ -281,9 +285,6 @@ class Registry {
   /// What `caller` may do with `segment`: write for its owner, the daemon's
   /// user and root; else what was granted.
   bridge::protocol::Access access_of(const Segment& segment, const Caller& caller) const;
-  /// Segment id -> the clients whose ledgers hold it (unchecked), for
-  /// counting many segments with one pass over the ledgers.
-  using LedgerIndex = std::map<std::uint64_t, std::vector<ClientId>>;
   LedgerIndex ledger_index() const;
   /// The clients attached to `segment`: counted by the daemon, or held in
   /// a ledger by a client that may read it. `index`: ledger_index(), or

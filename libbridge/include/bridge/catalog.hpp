@@ -77,10 +77,12 @@ struct SegmentInfo {
   std::uint64_t total_bytes = 0;      ///< shm object bytes (header + metadata + array)
   std::uint64_t version = 0;
   std::uint64_t meta_version = 0;
-  /// Clients attached when the daemon described it. A Segment's info()
-  /// made without asking the daemon (a direct attach, or one from the
-  /// mapping cache) has 0 or the count of its first attach: Client::info
-  /// asks for the current one. Likewise `grants`.
+  /// Clients attached when the daemon described it. The replies to create,
+  /// attach and open_stream (a Segment's or Stream's own info()) count only
+  /// the clients the daemon handed the object to, not those holding it
+  /// through a mapping cache or a direct attach; a Segment made without
+  /// asking the daemon has 0 or the count of its first attach. Client::info
+  /// asks for the current count. Likewise `grants`.
   std::uint32_t attached = 0;
   std::uint32_t owner_uid = 0;
   std::int64_t created_unix_ms = 0;
