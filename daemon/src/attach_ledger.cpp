@@ -18,16 +18,16 @@ namespace bridged {
 namespace {
 std::atomic<bool> warned{false};
 
-std::shared_ptr<AttachLedger> unavailable(const std::string& why) {
+std::nullopt_t unavailable(const std::string& why) {
   if (!warned.exchange(true)) {
     log_warn("no attach ledgers (" + why +
              "): clients send a notice for every attach the daemon does not see");
   }
-  return nullptr;
+  return std::nullopt;
 }
 }  // namespace
 
-std::shared_ptr<AttachLedger> AttachLedger::make() {
+std::optional<AttachLedger::Made> AttachLedger::make() {
   bridge::os::UniqueFd fd(::memfd_create("bridged-ledger", MFD_CLOEXEC | MFD_ALLOW_SEALING));
   if (!fd) return unavailable(std::string("memfd_create: ") + std::strerror(errno));
   if (::ftruncate(fd.get(), static_cast<off_t>(bridge::kLedgerBytes)) != 0) {
@@ -45,7 +45,7 @@ std::shared_ptr<AttachLedger> AttachLedger::make() {
   }
   try {
     auto mapping = bridge::os::Mapping::map(fd.get(), bridge::kLedgerBytes, false);
-    return std::shared_ptr<AttachLedger>(new AttachLedger(std::move(fd), std::move(mapping)));
+    return Made{std::shared_ptr<AttachLedger>(new AttachLedger(std::move(mapping))), std::move(fd)};
   } catch (const bridge::Error& e) {
     return unavailable(e.message());
   }

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 
 #include "bridge/detail/attach_ledger.hpp"
 #include "bridge/detail/os/mapping.hpp"
@@ -18,12 +19,16 @@ namespace bridged {
 
 class AttachLedger {
  public:
-  /// A new, zeroed ledger; null (with a warning logged once) where memfds
-  /// or their seals are unavailable: the client then sends notices.
-  static std::shared_ptr<AttachLedger> make();
+  struct Made {
+    std::shared_ptr<AttachLedger> ledger;
+    /// What to pass to the client (read-write, size sealed). The daemon
+    /// needs only its own mapping: closed once passed.
+    bridge::os::UniqueFd fd;
+  };
+  /// A new, zeroed ledger; nullopt (with a warning logged once) where
+  /// memfds or their seals are unavailable: the client then sends notices.
+  static std::optional<Made> make();
 
-  /// The descriptor to pass to the client (read-write, size sealed).
-  int fd() const { return fd_.get(); }
   /// Whether the client says it holds segment `id` (never 0).
   bool holds(std::uint64_t id) const;
   /// Calls `f(id)` for every held id (ids may repeat if the client wrote
@@ -38,9 +43,7 @@ class AttachLedger {
   }
 
  private:
-  AttachLedger(bridge::os::UniqueFd fd, bridge::os::Mapping mapping)
-      : fd_(std::move(fd)), mapping_(std::move(mapping)) {}
-  bridge::os::UniqueFd fd_;
+  explicit AttachLedger(bridge::os::Mapping mapping) : mapping_(std::move(mapping)) {}
   bridge::os::Mapping mapping_;
 };
 

@@ -163,19 +163,21 @@ Registry::LedgerIndex Registry::ledger_index() const {
   return index;
 }
 
+bool Registry::ledger_counts(const LedgerOf& of, const Segment& segment) const {
+  // A ledger is the client's word: it counts only for a client that may
+  // read the segment, as a reattach notice would.
+  return access_of(segment, of.caller) != protocol::Access::none;
+}
+
 std::vector<ClientId> Registry::holders(const Segment& segment, const LedgerIndex* index) const {
   std::vector<ClientId> out;
   out.reserve(segment.attachments.size());
   for (const auto& [client, count] : segment.attachments) out.push_back(client);
   if (ledgers_.empty()) return out;
-  // A ledger is the client's word: it counts only for a client that may
-  // read the segment, as a reattach notice would.
   const auto add = [&](ClientId client) {
     auto of = ledgers_.find(client);
-    if (of == ledgers_.end() || segment.attachments.count(client) != 0) return;
-    if (std::find(out.begin(), out.end(), client) != out.end()) return;
-    if (access_of(segment, of->second.caller) == protocol::Access::none) return;
-    out.push_back(client);
+    if (of == ledgers_.end() || std::find(out.begin(), out.end(), client) != out.end()) return;
+    if (ledger_counts(of->second, segment)) out.push_back(client);
   };
   if (index != nullptr) {
     if (auto it = index->find(segment.id); it != index->end()) {
@@ -460,7 +462,7 @@ Registry::Opened Registry::open_stream(const Caller& caller, const std::string& 
   // lock it takes there on its entry goes when it dies, which is how a
   // process in another pid namespace (where its pid means nothing) tells.
   bridge::os::UniqueFd own_table =
-      publish ? bridge::os::UniqueFd() : segment.readers->shm.open_description();
+      publish ? bridge::os::UniqueFd() : segment.readers->shm.reopen(/*writable=*/true);
   ++segment.attachments[caller.client];
   if (verbose()) {
     log_debug("pid " + std::to_string(caller.pid) + " opened stream '" + name + "' to " + role);
@@ -486,7 +488,7 @@ void Registry::assign_slot(Segment& segment) {
 
 int Registry::read_only_fd(Segment& segment) {
   if (!segment.read_only_fd) {
-    segment.read_only_fd = bridge::os::UniqueFd(segment.shm.open_read_only());
+    segment.read_only_fd = segment.shm.reopen(/*writable=*/false);
     // Read-only waiters cannot count themselves in `waiters`: committers
     // must always wake.
     segment.sync().always_wake.store(1, std::memory_order_seq_cst);
@@ -707,7 +709,7 @@ bool Registry::holds_anything(ClientId client) const {
   for (const auto& [name, segment] : segments_) {
     if (segment->attachments.count(client) != 0) return true;
     if (of != ledgers_.end() && of->second.ledger->holds(segment->id) &&
-        access_of(*segment, of->second.caller) != protocol::Access::none) {
+        ledger_counts(of->second, *segment)) {
       return true;
     }
   }

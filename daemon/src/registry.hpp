@@ -67,11 +67,11 @@ class Registry {
   Registry(const Config& config, std::string shm_prefix);
   ~Registry();
 
-  /// A segment handed to a client: its description and the descriptor to pass.
   /// Segment id -> the clients whose attach ledgers hold it (unchecked),
   /// for counting many segments with one pass over the ledgers.
   using LedgerIndex = std::map<std::uint64_t, std::vector<ClientId>>;
 
+  /// A segment handed to a client: its description and the descriptor to pass.
   struct Opened {
     bridge::protocol::SegmentInfo info;
     int fd;  ///< owned by the registry; valid until the next call
@@ -285,7 +285,10 @@ class Registry {
   /// What `caller` may do with `segment`: write for its owner, the daemon's
   /// user and root; else what was granted.
   bridge::protocol::Access access_of(const Segment& segment, const Caller& caller) const;
+  struct LedgerOf;
   LedgerIndex ledger_index() const;
+  /// Whether `of`'s claim to hold `segment` counts.
+  bool ledger_counts(const LedgerOf& of, const Segment& segment) const;
   /// The clients attached to `segment`: counted by the daemon, or held in
   /// a ledger by a client that may read it. `index`: ledger_index(), or
   /// null to scan the ledgers for this one segment.

@@ -190,14 +190,17 @@ RequestHandler::Outcome RequestHandler::dispatch(Op op, std::uint64_t id, const 
       // The attach ledger rides after it (the only descriptor when there
       // is no table): what this client holds beyond what the daemon handed
       // out, written by the client, read here (attach_ledger.hpp).
-      int ledger_fd = -1;
-      if (auto ledger = AttachLedger::make()) {
+      bridge::os::UniqueFd ledger_fd;
+      if (auto made = AttachLedger::make()) {
         body["ledger"] = bridge::kLedgerEntries;
-        ledger_fd = ledger->fd();
-        registry.set_ledger(caller_, std::move(ledger));
+        ledger_fd = std::move(made->fd);
+        registry.set_ledger(caller_, std::move(made->ledger));
       }
-      if (!slots.enabled()) return {std::move(body), ledger_fd};
-      return {std::move(body), slots.read_only_fd(), std::nullopt, ledger_fd};
+      Outcome outcome = slots.enabled() ? Outcome{std::move(body), slots.read_only_fd(),
+                                                  std::nullopt, ledger_fd.get()}
+                                        : Outcome{std::move(body), ledger_fd.get()};
+      outcome.owned_fd = std::move(ledger_fd);
+      return outcome;
     }
     case Op::create: {
       return build_or_defer(
@@ -211,7 +214,7 @@ RequestHandler::Outcome RequestHandler::dispatch(Op op, std::uint64_t id, const 
       const auto request = protocol::parse<protocol::OpenStreamRequest>(body);
       auto opened = registry.open_stream(caller_, request.name, request.role);
       Outcome outcome{opened_reply(id, opened), opened.fd, std::nullopt, opened.readers_fd};
-      outcome.own_second_fd = std::move(opened.own_readers_fd);
+      outcome.owned_fd = std::move(opened.own_readers_fd);
       return outcome;
     }
     case Op::attach: {

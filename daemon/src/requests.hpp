@@ -83,12 +83,15 @@ class RequestHandler {
         : reply(std::move(reply_)), fd(fd_), second_fd(second_fd_), created(std::move(created_)) {}
 
     bridge::protocol::json reply;
-    int fd = -1;  ///< descriptor to pass with the reply, owned by the registry
-    /// Passed after `fd` in the same message (-1: none), owned by the
-    /// registry: a stream's reader table, or hello's attach ledger.
+    /// Descriptor to pass with the reply, owned by the registry or by
+    /// `owned_fd`.
+    int fd = -1;
+    /// Passed after `fd` in the same message (-1: none), owned likewise: a
+    /// stream's reader table, or hello's attach ledger.
     int second_fd = -1;
-    /// Owns `second_fd` when the registry does not (closed once sent).
-    bridge::os::UniqueFd own_second_fd;
+    /// Whichever of them nobody else owns (a subscriber's own description
+    /// of a reader table, an attach ledger): closed once sent.
+    bridge::os::UniqueFd owned_fd;
     /// A create whose reply must reach the client, or be undone (see
     /// Registry::undo_create): the segment's name and id.
     Created created;

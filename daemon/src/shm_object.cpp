@@ -66,19 +66,13 @@ void ShmObject::publish(const std::string& name) {
   name_ = name;
 }
 
-bridge::os::UniqueFd ShmObject::open_description() const {
+bridge::os::UniqueFd ShmObject::reopen(bool writable) const {
+  // Through /proc: the same object even after its name is unlinked.
   const std::string path = "/proc/self/fd/" + std::to_string(fd());
-  bridge::os::UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
-  if (!fd) bridge::throw_errno(errno, "reopening '" + name_ + "'");
-  return fd;
-}
-
-int ShmObject::open_read_only() const {
-  // Through /proc: the same object even after its name is unlinked, and
-  // with exactly the access asked for.
-  const std::string path = "/proc/self/fd/" + std::to_string(fd());
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) bridge::throw_errno(errno, "reopening '" + name_ + "' read-only");
+  bridge::os::UniqueFd fd(::open(path.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC));
+  if (!fd) {
+    bridge::throw_errno(errno, "reopening '" + name_ + (writable ? "'" : "' read-only"));
+  }
   return fd;
 }
 

@@ -41,13 +41,12 @@ class ShmObject {
   /// leaves a half-made segment under a name that a restarted daemon would
   /// trust.
   void publish(const std::string& name);
-  /// A new descriptor for the same object, opened read-only: what a client
-  /// with a read grant receives, so the kernel refuses it write mappings.
-  int open_read_only() const;
-  /// A new open file description of the same object, read-write: one of
-  /// the caller's own (a stream subscriber's, which locks its reader entry
-  /// on it; see ring_layout.hpp).
-  bridge::os::UniqueFd open_description() const;
+  /// A new open file description of the same object, with exactly the
+  /// access asked for: read-only is what a client with a read grant
+  /// receives, so the kernel refuses it write mappings; read-write, a stream
+  /// subscriber's own description of the reader table, on which it locks its
+  /// entry (ring_layout.hpp).
+  bridge::os::UniqueFd reopen(bool writable) const;
 
   ShmObject(ShmObject&&) noexcept = default;
   ShmObject& operator=(ShmObject&&) noexcept = default;

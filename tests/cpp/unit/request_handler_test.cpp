@@ -18,6 +18,7 @@
 
 #include "bridge/detail/attach_ledger.hpp"
 #include "bridge/detail/os/mapping.hpp"
+#include "bridge/detail/os/unique_fd.hpp"
 #include "bridge/detail/protocol.hpp"
 #include "expect_error.hpp"
 #include "requests.hpp"
@@ -53,7 +54,7 @@ class RequestHandlerTest : public ::testing::Test {
     std::vector<Event> events;
     std::unique_ptr<bridged::RequestHandler> handler;
     std::uint64_t next_id = 1;
-    int ledger_fd = -1;  ///< its attach ledger, owned by the registry
+    os::UniqueFd ledger;  ///< its attach ledger (as the client receives it)
   };
   Connection& connect(uid_t uid) {
     auto c = std::make_unique<Connection>();
@@ -69,7 +70,8 @@ class RequestHandlerTest : public ::testing::Test {
         raw->next_id++, Op::hello, protocol::HelloRequest{protocol::kProtocolVersion, "test"})));
     protocol::check_reply(hello.reply, raw->next_id - 1);
     if (hello.reply.contains("ledger")) {
-      raw->ledger_fd = hello.reply.contains("slots") ? hello.second_fd : hello.fd;
+      // A copy: the daemon closes its own once the reply is sent.
+      raw->ledger.reset(::dup(hello.reply.contains("slots") ? hello.second_fd : hello.fd));
     }
     return *raw;
   }
@@ -205,7 +207,7 @@ TEST_F(RequestHandlerTest, ALedgerCountsOnlyLiveSegmentsItsUserMayRead) {
   Connection& alice = connect(kAlice);
   Connection& bob = connect(kBob);
   Connection& bob_again = connect(kBob);
-  ASSERT_GE(bob_again.ledger_fd, 0);
+  ASSERT_TRUE(bob_again.ledger);
   create(alice, "alices");
   create(bob, "bobs");
   const auto id_of = [&](Connection& c, const std::string& name) {
@@ -222,7 +224,7 @@ TEST_F(RequestHandlerTest, ALedgerCountsOnlyLiveSegmentsItsUserMayRead) {
   ASSERT_EQ(attached(bob, "bobs"), 1u);  // its creator
   ASSERT_EQ(total(alice), 2u);
 
-  auto mapping = os::Mapping::map(bob_again.ledger_fd, kLedgerBytes, true);
+  auto mapping = os::Mapping::map(bob_again.ledger.get(), kLedgerBytes, true);
   LedgerEntry* entries = ledger_entries_at(mapping.data());
   // Garbage: ids of no segment, a zero count, the id of a segment this
   // user may not read.
@@ -252,9 +254,9 @@ TEST_F(RequestHandlerTest, ALedgerCountsOnlyLiveSegmentsItsUserMayRead) {
   EXPECT_EQ(attached(alice, "alices"), 1u);
 
   // Sealed: neither shrunk (which would SIGBUS the daemon's reads) nor grown.
-  EXPECT_NE(::ftruncate(bob_again.ledger_fd, 0), 0);
+  EXPECT_NE(::ftruncate(bob_again.ledger.get(), 0), 0);
   EXPECT_EQ(errno, EPERM);
-  EXPECT_NE(::ftruncate(bob_again.ledger_fd, 2 * kLedgerBytes), 0);
+  EXPECT_NE(::ftruncate(bob_again.ledger.get(), 2 * kLedgerBytes), 0);
 
   // The connection's end takes its ledger's word with it.
   context_->disconnect(bob_again.caller.client);

@@ -68,8 +68,6 @@ class LedgerWriter {
   /// One handle of `id` fewer, if the ledger counted one; false otherwise
   /// (the daemon counted it: the caller sends a detach).
   bool remove(std::uint64_t id);
-  /// Entries in use (for tests and stats).
-  std::size_t used() const { return where_.size(); }
 
  private:
   explicit LedgerWriter(os::Mapping mapping);
