@@ -405,6 +405,7 @@ Registry::Opened Registry::finish_create(const Caller& caller, PendingCreate pen
   }
   Opened opened{describe(stored, true, &kLedgersUncounted),
                 stored.shm.fd(),
+                bridge::os::UniqueFd(),
                 stored.slot,
                 slots_.epoch(stored.slot),
                 stored.readers ? stored.readers->shm.fd() : -1,
@@ -432,6 +433,7 @@ Registry::Opened Registry::attach(const Caller& caller, const std::string& name)
   }
   return {describe(segment, true, &kLedgersUncounted),
           fd,
+          bridge::os::UniqueFd(),
           segment.slot,
           slots_.epoch(segment.slot),
           -1,
@@ -456,8 +458,12 @@ Registry::Opened Registry::open_stream(const Caller& caller, const std::string& 
   if (!segment.readers) throw Error(Errc::internal, "stream '" + name + "' has no reader table");
   // Subscribers write only to the reader table, so every subscriber (a read
   // grantee, the owner alike) gets the ring read-only: its stray writes
-  // fault in it instead of tearing frames.
-  const int fd = publish ? segment.shm.fd() : read_only_fd(segment);
+  // fault in it instead of tearing frames. On a description of its own: the
+  // read locks it holds its frames by are the description's, so two
+  // subscriptions sharing one would release each other's.
+  bridge::os::UniqueFd own_ring =
+      publish ? bridge::os::UniqueFd() : segment.shm.reopen(/*writable=*/false);
+  const int fd = publish ? segment.shm.fd() : own_ring.get();
   // A subscriber's table comes on an open file description of its own: the
   // lock it takes there on its entry goes when it dies, which is how a
   // process in another pid namespace (where its pid means nothing) tells.
@@ -471,6 +477,7 @@ Registry::Opened Registry::open_stream(const Caller& caller, const std::string& 
   // not be served as a segment by attach.
   Opened opened{describe(segment, true, &kLedgersUncounted),
                 fd,
+                std::move(own_ring),
                 bridge::kNoSlot,
                 0,
                 publish ? segment.readers->shm.fd() : own_table.get(),

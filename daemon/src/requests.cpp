@@ -199,7 +199,7 @@ RequestHandler::Outcome RequestHandler::dispatch(Op op, std::uint64_t id, const 
       Outcome outcome = slots.enabled() ? Outcome{std::move(body), slots.read_only_fd(),
                                                   std::nullopt, ledger_fd.get()}
                                         : Outcome{std::move(body), ledger_fd.get()};
-      outcome.owned_fd = std::move(ledger_fd);
+      outcome.owned_fds.push_back(std::move(ledger_fd));
       return outcome;
     }
     case Op::create: {
@@ -214,7 +214,8 @@ RequestHandler::Outcome RequestHandler::dispatch(Op op, std::uint64_t id, const 
       const auto request = protocol::parse<protocol::OpenStreamRequest>(body);
       auto opened = registry.open_stream(caller_, request.name, request.role);
       Outcome outcome{opened_reply(id, opened), opened.fd, std::nullopt, opened.readers_fd};
-      outcome.owned_fd = std::move(opened.own_readers_fd);
+      outcome.owned_fds.push_back(std::move(opened.own_fd));
+      outcome.owned_fds.push_back(std::move(opened.own_readers_fd));
       return outcome;
     }
     case Op::attach: {

@@ -16,6 +16,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "bridge/detail/protocol.hpp"
 #include "config.hpp"
@@ -84,14 +85,14 @@ class RequestHandler {
 
     bridge::protocol::json reply;
     /// Descriptor to pass with the reply, owned by the registry or by
-    /// `owned_fd`.
+    /// `owned_fds`.
     int fd = -1;
     /// Passed after `fd` in the same message (-1: none), owned likewise: a
     /// stream's reader table, or hello's attach ledger.
     int second_fd = -1;
-    /// Whichever of them nobody else owns (a subscriber's own description
-    /// of a reader table, an attach ledger): closed once sent.
-    bridge::os::UniqueFd owned_fd;
+    /// Those of them nobody else owns (a subscriber's own descriptions of
+    /// a ring and its reader table, an attach ledger): closed once sent.
+    std::vector<bridge::os::UniqueFd> owned_fds;
     /// A create whose reply must reach the client, or be undone (see
     /// Registry::undo_create): the segment's name and id.
     Created created;

@@ -5,13 +5,17 @@
 //   else the oldest frame no live subscriber holds and, with block, every
 //   live `all` subscriber has passed), marks it writing, writes, marks it
 //   ready with its seq, then raises `head` and wakes subscribers.
-// - A subscriber holds a frame by storing its seq in one of its hold words,
-//   then re-checking that the slot is still ready with that seq. The
-//   publisher marks a slot writing before it scans the hold words. Both
-//   steps are sequentially consistent, so at least one side sees the other:
-//   either the publisher sees the hold and picks another slot, or the
+// - A subscriber holds a frame by an OFD read lock on the slot's byte of the
+//   ring (frame_lock_offset), then re-checks that the slot is still ready
+//   with that seq. The publisher marks a ready slot writing before it asks
+//   the kernel whether anyone holds such a lock. Both go through the
+//   kernel's lock on the file's locks, so at least one side sees the other:
+//   either the publisher sees the lock and picks another slot, or the
 //   subscriber sees `writing` and lets go. A slot is never rewritten while
-//   held, and a subscriber never takes a slot that is not ready.
+//   held, and a subscriber never takes a slot that is not ready. The lock is
+//   the kernel's, on the subscriber's own description: no other party can
+//   drop it (a hold word in shared memory could be cleared by any
+//   subscriber), and it goes when its holder dies.
 #include "bridge/stream.hpp"
 
 #include <fcntl.h>
@@ -49,6 +53,8 @@ using Clock = std::chrono::steady_clock;
 // A publisher waiting for room looks for dead subscribers this often, so a
 // SIGKILLed one stalls it for at most this long (plus the check).
 constexpr std::chrono::milliseconds kLivenessPeriod{100};
+// How soon a subscriber looks again at a frame it could not lock.
+constexpr std::chrono::milliseconds kLockRetry{1};
 
 std::int64_t now_unix_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -146,6 +152,30 @@ bool reader_alive(const ReaderEntry& e, std::uint32_t index, int table_fd) noexc
   return true;
 }
 
+namespace {
+flock frame_range(std::uint32_t slot, short type) {
+  flock range{};
+  range.l_type = type;
+  range.l_whence = SEEK_SET;
+  range.l_start = static_cast<off_t>(frame_lock_offset(slot));
+  range.l_len = 1;
+  return range;
+}
+}  // namespace
+
+bool lock_frame(int ring_fd, std::uint32_t slot, bool lock) {
+  flock range = frame_range(slot, lock ? F_RDLCK : F_UNLCK);
+  if (::fcntl(ring_fd, F_OFD_SETLK, &range) == 0) return true;
+  if (errno == EAGAIN || errno == EACCES) return false;
+  throw_errno(errno, "locking a frame");
+}
+
+bool frame_held(int ring_fd, std::uint32_t slot) {
+  flock range = frame_range(slot, F_WRLCK);
+  if (::fcntl(ring_fd, F_OFD_GETLK, &range) != 0) throw_errno(errno, "testing a frame's locks");
+  return range.l_type != F_UNLCK;
+}
+
 StreamState::~StreamState() {
   // Held: Client noted the attachment (re-counted after a reconnect).
   if (connection) connection->detach_async(info->name, info->id, /*held=*/true);
@@ -234,8 +264,18 @@ SubscriptionState::~SubscriptionState() {
   stream->signal_space();
 }
 
-void SubscriptionState::release_hold(std::uint32_t k) noexcept {
+void SubscriptionState::release_hold(std::uint32_t k, std::uint32_t slot) noexcept {
   entry().holds[k].store(0, std::memory_order_seq_cst);
+  // Before the unlock, an edge a race detector can see from this
+  // subscriber's last read of the frame to the publisher that rewrites it
+  // (which reads this word after finding the slot unlocked); the kernel's
+  // lock orders them, invisibly to it.
+  stream->readers().space_wake.fetch_add(1, std::memory_order_release);
+  try {
+    lock_frame(stream->ring_fd.get(), slot, false);
+  } catch (...) {
+    // Unlocking fails only for a bad descriptor: the hold goes with it.
+  }
   {
     std::lock_guard lock(holds_mutex);
     holds_used.reset(k);
@@ -265,11 +305,14 @@ std::shared_ptr<StreamState> open_state(const std::shared_ptr<Connection>& conne
         throw_errno(errno, "mprotect");
       }
     }
-    // Kept: a subscriber's own description carries its entry's lock.
+    // Kept: a subscriber's own descriptions carry its frames' locks (the
+    // ring's) and its entry's (the table's); a publisher asks the kernel
+    // about frame locks through its ring descriptor.
+    os::UniqueFd ring_fd = std::move(reply.fds[0]);
     os::UniqueFd table_fd = reply.fds.size() > 1 ? std::move(reply.fds[1]) : os::UniqueFd();
-    return std::make_shared<StreamState>(std::make_shared<const SegmentInfo>(std::move(info)),
-                                         std::move(mapping), std::move(object.reader_table),
-                                         std::move(table_fd), connection, ring);
+    return std::make_shared<StreamState>(
+        std::make_shared<const SegmentInfo>(std::move(info)), std::move(mapping),
+        std::move(ring_fd), std::move(object.reader_table), std::move(table_fd), connection, ring);
   } catch (...) {
     connection->detach_async(info.name, info.id, /*held=*/false);
     throw;
@@ -331,18 +374,15 @@ bool lock_publisher(StreamState& state, const sync::Deadline& deadline) {
 // room until `deadline`. Called with the publisher lock held.
 std::uint32_t claim_slot(StreamState& state, const sync::Deadline& deadline) {
   const bool block = state.layout.overflow == RingOverflow::block;
-  std::vector<std::uint64_t> held;
+  // Slots found held (locked) since the last wait for room.
+  std::vector<bool> held(state.layout.slots, false);
   auto last_reap = Clock::now() - kLivenessPeriod;
   for (;;) {
     const std::uint32_t space = state.readers().space_wake.load(std::memory_order_seq_cst);
-    held.clear();
     std::uint64_t min_next = UINT64_MAX;
     for (std::uint32_t r = 0; r < kMaxStreamReaders; ++r) {
       ReaderEntry& e = state.reader(r);
       if (e.tag.load(std::memory_order_seq_cst) == 0) continue;
-      for (auto& hold : e.holds) {
-        if (const std::uint64_t s = hold.load(std::memory_order_seq_cst)) held.push_back(s);
-      }
       if (block && e.mode.load(std::memory_order_relaxed) == 0) {
         const std::uint64_t n = e.next_seq.load(std::memory_order_seq_cst);
         if (n != 0) min_next = std::min(min_next, n);
@@ -359,7 +399,7 @@ std::uint32_t claim_slot(StreamState& state, const sync::Deadline& deadline) {
       }
       if (slot_phase(word) != SlotPhase::ready) continue;
       const std::uint64_t s = slot_seq(word);
-      if (std::find(held.begin(), held.end(), s) != held.end()) continue;
+      if (held[i]) continue;
       if (block && s >= min_next) continue;
       if (s < best_seq) {
         best = i;
@@ -378,14 +418,13 @@ std::uint32_t claim_slot(StreamState& state, const sync::Deadline& deadline) {
         continue;
       }
       // The other half of the hold handshake (see the top of this file).
-      bool taken = false;
-      for (std::uint32_t r = 0; r < kMaxStreamReaders && !taken; ++r) {
-        for (auto& hold : state.reader(r).holds) {
-          if (hold.load(std::memory_order_seq_cst) == best_seq) taken = true;
-        }
+      if (!frame_held(state.ring_fd.get(), *best)) {
+        // Pairs with release_hold's bump before its unlock (race detectors).
+        (void)state.readers().space_wake.load(std::memory_order_acquire);
+        return *best;
       }
-      if (!taken) return *best;
       slot.word.store(expected, std::memory_order_seq_cst);
+      held[*best] = true;
       continue;
     }
     // No room: subscribers hold every slot, or (block) have not taken the
@@ -413,6 +452,7 @@ std::uint32_t claim_slot(StreamState& state, const sync::Deadline& deadline) {
     state.control().space_waiters.fetch_add(1, std::memory_order_seq_cst);
     sync::futex_wait(state.readers().space_wake, space, min_deadline(deadline, kLivenessPeriod));
     state.control().space_waiters.fetch_sub(1, std::memory_order_seq_cst);
+    std::fill(held.begin(), held.end(), false);
   }
 }
 
@@ -766,12 +806,19 @@ Frame Subscription::next(std::optional<std::chrono::nanoseconds> timeout) {
       }
     }
     if (pick) {
-      entry.holds[k].store(pick_seq, std::memory_order_seq_cst);
+      if (!detail::lock_frame(s.ring_fd.get(), *pick, true)) {
+        // A write lock: nobody takes one but a misbehaving writer. Looked at
+        // again in a moment, without spinning.
+        sync::futex_wait(s.control().wake, wake,
+                         detail::min_deadline(deadline, detail::kLockRetry));
+        continue;
+      }
       if (s.slot(*pick).word.load(std::memory_order_seq_cst) !=
           slot_word(pick_seq, SlotPhase::ready)) {
-        entry.holds[k].store(0, std::memory_order_seq_cst);
+        detail::lock_frame(s.ring_fd.get(), *pick, false);
         continue;  // being rewritten: look again
       }
+      entry.holds[k].store(pick_seq, std::memory_order_seq_cst);
       const std::uint64_t from = std::max(floor, sub->counted_from);
       const std::uint64_t dropped = pick_seq > from ? pick_seq - from : 0;
       Frame frame;

@@ -285,6 +285,36 @@ TEST_F(StreamAccessTest, AResizedTableIsRefused) {
   EXPECT_THAT(shm_files(), ::testing::IsEmpty());
 }
 
+TEST_F(StreamAccessTest, ClearedHoldWordsNeverLetAHeldFrameBeRewritten) {
+  // Any subscriber can write every entry of the table; what holds a frame
+  // is the kernel's lock on the holder's own description of the ring.
+  Stream stream = client().create_stream("cam", {kFrameWords}, DType::uint64, {.slots = 3});
+  Subscription first = client().subscribe("cam", {.mode = StreamMode::latest});
+  Subscription second = client().subscribe("cam", {.mode = StreamMode::latest});
+  publish_seq(stream);
+  Frame held = first.next(1s);
+  Frame also = second.next(1s);
+  ASSERT_EQ(also.seq(), 1u);
+  // The same frame let go by another subscription of this process: its
+  // lock was on a description of its own.
+  also.release();
+  {
+    os::UniqueFd fd(::open(table_path().c_str(), O_RDWR));
+    ASSERT_TRUE(fd);
+    void* base =
+        ::mmap(nullptr, kReaderTableBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+    ASSERT_NE(base, MAP_FAILED);
+    ReaderEntry* entries = reader_entries_at(static_cast<std::byte*>(base));
+    for (std::uint32_t i = 0; i < kMaxStreamReaders; ++i) {
+      for (auto& hold : entries[i].holds) hold.store(0);
+    }
+    ::munmap(base, kReaderTableBytes);
+  }
+  for (std::uint64_t seq = 2; seq <= 50; ++seq) EXPECT_EQ(publish_seq(stream, 1s), seq);
+  EXPECT_TRUE(uniform(held, 1));
+  EXPECT_EQ(held.seq(), 1u);
+}
+
 TEST_F(StreamAccessTest, GarbageInTheEntriesCostsBackPressureAtMost) {
   // What a hostile read grantee can write: every entry claimed by a live
   // pid, holds and positions of its choosing.

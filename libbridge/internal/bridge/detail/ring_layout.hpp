@@ -32,8 +32,9 @@
 namespace bridge {
 
 inline constexpr std::uint32_t kSegmentFlagStream = 1;
-// "SMHSTRM2" (LE): version 1 held the reader table inside the ring.
-inline constexpr std::uint64_t kStreamMagic = 0x324d525453484d53ull;
+// "SMHSTRM3" (LE): version 1 held the reader table inside the ring;
+// version 2 held frames by hold words alone (a scribbler could clear them).
+inline constexpr std::uint64_t kStreamMagic = 0x334d525453484d53ull;
 /// Where the StreamHeader sits in the header page (past SegmentHeader).
 inline constexpr std::size_t kStreamHeaderOffset = 2048;
 inline constexpr std::uint32_t kMinStreamSlots = 2;
@@ -83,6 +84,20 @@ struct alignas(64) RingControl {
 static_assert(offsetof(RingControl, publisher_lock) == 64);
 static_assert(sizeof(RingControl) <= kPageBytes);
 
+/// A subscriber holds the frame in slot `i` by an OFD read lock on this one
+/// byte of the ring, taken on a description of the ring the daemon opened
+/// for that subscription alone (far past the object's end: a lock needs no
+/// byte to exist). The kernel keeps it: nobody but its holder can drop it,
+/// and it goes when the holder closes the description or dies. A publisher
+/// rewrites a ready slot only after marking it writing and finding no such
+/// lock on it; a subscriber takes a frame only after locking and finding it
+/// still ready with its seq. Both orders pass through the kernel's lock on
+/// the file's lock list, so one of the two always sees the other.
+inline constexpr std::uint64_t kFrameLockBase = std::uint64_t{1} << 48;
+constexpr std::uint64_t frame_lock_offset(std::uint32_t slot) {
+  return kFrameLockBase + slot;
+}
+
 /// One slot's state word: (seq << 2) | state. A slot is only ever read by a
 /// subscriber while the word says ready for the seq it holds.
 enum class SlotPhase : std::uint64_t { free = 0, writing = 1, ready = 2 };
@@ -115,7 +130,9 @@ struct alignas(64) ReaderShared {
   std::atomic<std::uint32_t> space_wake;
 };
 
-/// One subscription. `tag` is 0 for a free entry, else (pid << 32) | a
+/// One subscription. Its words say where it is and what it holds (`holds`,
+/// for the catalog: the read locks above are what hold frames). `tag` is 0
+/// for a free entry, else (pid << 32) | a
 /// random nonzero low half: the pid is what a publisher in the same pid
 /// namespace checks for liveness, `start_time` (the process's start in clock
 /// ticks since boot, 0 until written) what tells a dead pid's reuse apart.

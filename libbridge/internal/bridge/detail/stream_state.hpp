@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 //
 // What stands behind a Stream, a Subscription and their loans and frames:
-// one mapping of the stream's segment (the ring; read-only for subscribers)
-// and one of its reader table (writable for everyone). Shared, so that a
+// one mapping of the stream's segment (the ring; read-only for subscribers),
+// with its descriptor, and one of its reader table (writable for everyone). Shared, so that a
 // frame or loan outlives the handle it came from.
 #pragma once
 
@@ -22,10 +22,11 @@ namespace bridge::detail {
 
 struct StreamState {
   StreamState(std::shared_ptr<const SegmentInfo> info_, std::shared_ptr<os::Mapping> mapping_,
-              std::shared_ptr<os::Mapping> table_, os::UniqueFd table_fd_,
+              os::UniqueFd ring_fd_, std::shared_ptr<os::Mapping> table_, os::UniqueFd table_fd_,
               std::shared_ptr<Connection> connection_, StreamLayout layout_)
       : info(std::move(info_)),
         mapping(std::move(mapping_)),
+        ring_fd(std::move(ring_fd_)),
         table(std::move(table_)),
         table_fd(std::move(table_fd_)),
         connection(std::move(connection_)),
@@ -36,6 +37,10 @@ struct StreamState {
 
   const std::shared_ptr<const SegmentInfo> info;
   const std::shared_ptr<os::Mapping> mapping;
+  /// The ring's descriptor as the daemon passed it: a subscriber's is an
+  /// open file description of its own, on which it read-locks the frames it
+  /// holds (frame_lock_offset); a publisher's asks whether anyone does.
+  const os::UniqueFd ring_fd;
   /// The reader table (kReaderTableBytes, validated), header page read-only.
   const std::shared_ptr<os::Mapping> table;
   /// The reader table's descriptor as the daemon passed it: a subscriber's
@@ -81,8 +86,8 @@ struct SubscriptionState {
   SubscriptionState& operator=(const SubscriptionState&) = delete;
 
   ReaderEntry& entry() const noexcept { return stream->reader(index); }
-  /// Gives hold `k` back (FrameHold's destructor).
-  void release_hold(std::uint32_t k) noexcept;
+  /// Gives hold `k`, of the frame in `slot`, back (FrameHold's destructor).
+  void release_hold(std::uint32_t k, std::uint32_t slot) noexcept;
 
   const std::shared_ptr<StreamState> stream;
   const StreamMode mode;
@@ -106,7 +111,7 @@ struct FrameHold {
   std::shared_ptr<SubscriptionState> subscription;
   std::uint32_t hold = 0;
   std::uint32_t slot = 0;
-  ~FrameHold() { subscription->release_hold(hold); }
+  ~FrameHold() { subscription->release_hold(hold, slot); }
 };
 
 /// Maps the stream that came with a create_stream/open_stream reply and
@@ -114,6 +119,13 @@ struct FrameHold {
 /// read-only.
 std::shared_ptr<StreamState> open_stream_state(const std::shared_ptr<Connection>& connection,
                                                Connection::Reply& reply, bool subscriber);
+
+/// Takes (or drops) this description's read lock on the frame in `slot`
+/// of the ring `ring_fd` without waiting: false when a write lock is in
+/// the way. Throws Error for anything else (ENOLCK).
+bool lock_frame(int ring_fd, std::uint32_t slot, bool lock);
+/// Whether a description other than `ring_fd`'s read-locks `slot`.
+bool frame_held(int ring_fd, std::uint32_t slot);
 
 /// The process start time of `pid` (clock ticks since boot, field 22 of
 /// /proc/PID/stat); 0 when it cannot be read.
