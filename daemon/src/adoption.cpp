@@ -78,6 +78,29 @@ void scan_dir(const std::string& shm_prefix, const ObjectDir& dir, std::set<std:
   }
 }
 
+// The grantee tables the stream's header page lists (written by the daemon
+// alone), each opened by its name and validated; one that fails is removed.
+void adopt_grantee_tables(const std::string& shm_prefix, const ObjectDir& shm_dir,
+                          std::set<std::string>& tables, FoundSegment& f) {
+  const bridge::StreamTables& listed = bridge::stream_tables_at(f.header_mapping->data());
+  const std::uint32_t count =
+      std::min(listed.count.load(std::memory_order_acquire), bridge::kMaxGranteeTables);
+  for (std::uint32_t i = 0; i < count; ++i) {
+    const std::string name = grantee_table_name(shm_prefix, f.id, i);
+    std::optional<ReaderTable> table;
+    if (tables.erase(name) != 0) {
+      try {
+        table = ReaderTable::open(shm_dir, name, f.id);
+      } catch (const Error& e) {
+        ShmObject::unlink_name(shm_dir, name);
+        log_warn("removed " + shm_dir.path_of(name) + ", a grantee table of '" + f.name +
+                 "': " + e.message());
+      }
+    }
+    f.grantee_readers.push_back(std::move(table));
+  }
+}
+
 }  // namespace
 
 Found find_segments(const std::string& shm_prefix, const std::vector<ObjectDir>& dirs) {
@@ -98,6 +121,7 @@ Found find_segments(const std::string& shm_prefix, const std::vector<ObjectDir>&
     try {
       if (!present) throw Error(Errc::corrupt_segment, "its reader table is missing");
       f.readers = ReaderTable::open(shm_dir, table, f.id);
+      adopt_grantee_tables(shm_prefix, shm_dir, tables, f);
       whole.push_back(std::move(f));
     } catch (const Error& e) {
       found.quarantined.push_back(

@@ -50,6 +50,10 @@ struct FoundSegment {
   std::int64_t created_unix_ms;
   /// A stream's reader table, found by its id and validated.
   std::optional<ReaderTable> readers;
+  /// Its grantee tables, by index (bridge::StreamTables): none where one
+  /// was missing or did not validate (then removed: its user's subscribers
+  /// lose only their own registrations).
+  std::vector<std::optional<ReaderTable>> grantee_readers = {};
 };
 
 struct Found {

@@ -2,6 +2,7 @@
 #include "reader_table.hpp"
 
 #include <cstdio>
+#include <string>
 
 namespace bridged {
 
@@ -9,6 +10,11 @@ std::string reader_table_name(const std::string& shm_prefix, std::uint64_t segme
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(segment_id));
   return shm_prefix + kReaderTableInfix + hex;
+}
+
+std::string grantee_table_name(const std::string& shm_prefix, std::uint64_t segment_id,
+                               std::uint32_t index) {
+  return reader_table_name(shm_prefix, segment_id) + "." + std::to_string(index);
 }
 
 ReaderTable ReaderTable::create(const ObjectDir& dir, const std::string& name,

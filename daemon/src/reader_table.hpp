@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 //
 // A stream's reader table (ring_layout.hpp): the second shm object of every
-// stream, where subscribers register and hold frames. Apart from the ring so
+// stream, where subscribers register. Users who may only read a stream get
+// a table each (grantee tables, made at their first subscribe), so that
+// nothing they write reaches another user's registration. Apart from the ring so
 // that a read grantee, whose ring descriptor is read-only, can still write
 // its registration. Same lifetime as the ring: built beside it under a
 // staging name, published just before it, re-adopted with it (matched by
@@ -26,6 +28,10 @@ inline constexpr const char* kReaderTableInfix = ".readers.";
 
 /// The table's shm name for stream `segment_id`.
 std::string reader_table_name(const std::string& shm_prefix, std::uint64_t segment_id);
+/// The shm name of grantee table `index` of stream `segment_id` (the table
+/// of one user who may only read it: bridge::StreamTables).
+std::string grantee_table_name(const std::string& shm_prefix, std::uint64_t segment_id,
+                               std::uint32_t index);
 
 struct ReaderTable {
   ShmObject shm;

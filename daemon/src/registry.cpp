@@ -224,8 +224,7 @@ protocol::SegmentInfo Registry::describe(const Segment& segment, bool with_meta,
     description.frame_bytes = stream->frame_bytes;
     // The per-subscriber list with what info returns (with_meta), not with
     // every element of a list.
-    read_stream_figures(base, *stream, segment.reader_entries(),
-                        segment.readers ? segment.readers->shm.fd() : -1, segment.rate, with_meta,
+    read_stream_figures(base, *stream, segment.reader_tables(), segment.rate, with_meta,
                         description);
     info.stream = std::move(description);
   }
@@ -389,7 +388,8 @@ Registry::Opened Registry::finish_create(const Caller& caller, PendingCreate pen
                                                    {},
                                                    {},
                                                    bridge::kNoSlot,
-                                                   std::move(built.readers_)});
+                                                   std::move(built.readers_),
+                                                   {}});
   built.shm_.reset();  // the segment owns the objects now
   built.readers_.reset();
   segment->attachments[caller.client] = 1;
@@ -456,6 +456,13 @@ Registry::Opened Registry::open_stream(const Caller& caller, const std::string& 
   const bool publish = role == "publish";
   if (publish) require(segment, caller, protocol::Access::write, "publish to");
   if (!segment.readers) throw Error(Errc::internal, "stream '" + name + "' has no reader table");
+  // A subscriber who may only read registers in its user's table of its
+  // own: nothing it writes there (or truncates) reaches anyone else's
+  // registration. Those who may write the stream share the stream's table:
+  // they are trusted with the ring itself.
+  ReaderTable& table = publish || access_of(segment, caller) != protocol::Access::read
+                           ? *segment.readers
+                           : grantee_table_of(segment, caller.uid);
   // Subscribers write only to the reader table, so every subscriber (a read
   // grantee, the owner alike) gets the ring read-only: its stray writes
   // fault in it instead of tearing frames. On a description of its own: the
@@ -468,7 +475,7 @@ Registry::Opened Registry::open_stream(const Caller& caller, const std::string& 
   // lock it takes there on its entry goes when it dies, which is how a
   // process in another pid namespace (where its pid means nothing) tells.
   bridge::os::UniqueFd own_table =
-      publish ? bridge::os::UniqueFd() : segment.readers->shm.reopen(/*writable=*/true);
+      publish ? bridge::os::UniqueFd() : table.shm.reopen(/*writable=*/true);
   ++segment.attachments[caller.client];
   if (verbose()) {
     log_debug("pid " + std::to_string(caller.pid) + " opened stream '" + name + "' to " + role);
@@ -483,6 +490,72 @@ Registry::Opened Registry::open_stream(const Caller& caller, const std::string& 
                 publish ? segment.readers->shm.fd() : own_table.get(),
                 std::move(own_table)};
   return opened;
+}
+
+ReaderTable& Registry::grantee_table_of(Segment& segment, std::uint32_t uid) {
+  bridge::StreamTables& listed = bridge::stream_tables_at(segment.header_mapping->data());
+  for (std::size_t i = 0; i < segment.grantee_readers.size(); ++i) {
+    std::optional<ReaderTable>& table = segment.grantee_readers[i];
+    if (!table || listed.uid[i] != uid) continue;
+    try {
+      table->validate(segment.id);
+      return *table;
+    } catch (const Error& e) {
+      // Scribbled or resized by a subscriber of this user (nobody else
+      // writes it): a fresh one for its later subscriptions, the stream
+      // itself untouched.
+      log_warn("replaced grantee table " + std::to_string(i) + " of '" + segment.name + "' (uid " +
+               std::to_string(uid) + "): " + e.message());
+      table->shm.unlink();
+      table.reset();
+    }
+  }
+  const auto index = static_cast<std::uint32_t>(segment.grantee_readers.size());
+  if (index >= bridge::kMaxGranteeTables) {
+    throw Error(Errc::limit_exceeded, "stream '" + segment.name + "' has had subscribers of " +
+                                          std::to_string(bridge::kMaxGranteeTables) +
+                                          " users with read grants already");
+  }
+  ReaderTable made = ReaderTable::create(
+      ObjectDir::dev_shm(), grantee_table_name(shm_prefix_, segment.id, index), segment.id);
+  listed.uid[index] = uid;
+  segment.grantee_readers.push_back(std::move(made));
+  // Published last: a publisher that sees the count fetches the table.
+  listed.count.store(index + 1, std::memory_order_release);
+  return *segment.grantee_readers.back();
+}
+
+Registry::GranteeTable Registry::grantee_table(const Caller& caller, const std::string& name,
+                                               std::uint32_t index) {
+  bridge::validate_segment_name(name);
+  Segment& segment = find_intact(name);
+  require(segment, caller, protocol::Access::write, "publish to");
+  if (!segment.layout.stream) {
+    throw Error(Errc::invalid_argument, "'" + name + "' is a segment, not a stream");
+  }
+  if (index >= segment.grantee_readers.size() || !segment.grantee_readers[index]) {
+    throw Error(Errc::not_found,
+                "stream '" + name + "' has no grantee table " + std::to_string(index));
+  }
+  const bridge::StreamTables& listed = bridge::stream_tables_at(segment.header_mapping->data());
+  return {segment.id, listed.uid[index],
+          segment.grantee_readers[index]->shm.reopen(/*writable=*/false)};
+}
+
+std::vector<ReaderTableView> Registry::Segment::reader_tables() const {
+  std::vector<ReaderTableView> out;
+  if (!readers) return out;
+  out.push_back({readers->entries(), readers->shm.fd()});
+  for (const auto& table : grantee_readers) {
+    if (table) out.push_back({table->entries(), table->shm.fd()});
+  }
+  return out;
+}
+
+void Registry::Segment::unlink_grantee_tables() {
+  for (auto& table : grantee_readers) {
+    if (table) table->shm.unlink();
+  }
 }
 
 void Registry::assign_slot(Segment& segment) {
@@ -548,6 +621,7 @@ void Registry::destroy(const Caller& caller, const std::string& name) {
   // After the ring: a table left without its ring by a crash here is
   // removed at the next start.
   if (segment.readers) segment.readers->shm.unlink();
+  segment.unlink_grantee_tables();
   mark_destroyed(segment);
   fault_point("destroy:unlinked");
   if (verbose()) {
@@ -692,6 +766,8 @@ Registry::Segment& Registry::find_intact(const std::string& name) {
                             segment.readers ? segment.readers->shm.name() : std::string()});
     log_warn("quarantined '" + name + "': " + e.message() +
              " (its header was overwritten; mappings already handed out stay valid)");
+    // Never served again: no later subscriber needs them.
+    segment.unlink_grantee_tables();
     // Gone from the catalog, as far as subscribers are concerned.
     forget(name, 0, /*flush_commit=*/false);
     throw Error(Errc::corrupt_segment,
@@ -744,6 +820,7 @@ void Registry::remove_all() {
   for (const auto& [name, segment] : segments_) {
     segment->shm.unlink();
     if (segment->readers) segment->readers->shm.unlink();
+    segment->unlink_grantee_tables();
     mark_destroyed(*segment);
     slots_.release(segment->slot);
   }
@@ -833,7 +910,8 @@ void Registry::adopt_existing() {
                                                               {},
                                                               {},
                                                               bridge::kNoSlot,
-                                                              std::move(f.readers)}));
+                                                              std::move(f.readers),
+                                                              std::move(f.grantee_readers)}));
     Segment& adopted = *segments_.at(name);
     assign_slot(adopted);
     if (adopted.layout.stream) {

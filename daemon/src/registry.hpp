@@ -185,6 +185,15 @@ class Registry {
   /// read-only). Both get the reader table writable (Opened::readers_fd).
   /// A plain segment is refused (invalid_argument).
   Opened open_stream(const Caller& caller, const std::string& name, const std::string& role);
+  /// Grantee table `index` of stream `name` for a publisher (write access):
+  /// a read-only descriptor of its own, with the table's user. not_found
+  /// when there is no such table (never made, or lost at a restart).
+  struct GranteeTable {
+    std::uint64_t segment_id;
+    std::uint32_t uid;
+    bridge::os::UniqueFd fd;
+  };
+  GranteeTable grantee_table(const Caller& caller, const std::string& name, std::uint32_t index);
   /// A client re-attached segment `id` from its mapping cache (no reply is
   /// sent): counted like an attach if `name` still is that segment and the
   /// caller may read it; otherwise ignored (its detach will be too).
@@ -267,19 +276,26 @@ class Registry {
     /// A stream's reader table (ring_layout.hpp), mapped whole; none for a
     /// plain segment.
     std::optional<ReaderTable> readers;
+    /// A stream's grantee tables, by index (bridge::StreamTables): one per
+    /// user who may only read it; none where one was lost or replaced.
+    std::vector<std::optional<ReaderTable>> grantee_readers;
     /// A stream's publish rate, sampled by list and info (which are const).
     mutable PublishRate rate{};
 
     bridge::SegmentHeader& header() const { return bridge::header_at(header_mapping->data()); }
     bridge::SyncBlock& sync() const { return bridge::sync_at(header_mapping->data()); }
-    /// A stream's kMaxStreamReaders subscriber entries, for the catalog's
-    /// reader stats (every word subscriber-written: untrusted); null for a
-    /// plain segment.
-    const bridge::ReaderEntry* reader_entries() const {
-      return readers ? readers->entries() : nullptr;
-    }
+    /// A stream's reader tables, its own then its grantee tables, for the
+    /// catalog's reader stats; none for a plain segment.
+    std::vector<ReaderTableView> reader_tables() const;
+    /// Unlinks the grantee tables (mappings handed out stay valid).
+    void unlink_grantee_tables();
   };
 
+  /// The reader table a subscriber of `uid` who may only read `segment`
+  /// (a stream) registers in: that user's grantee table, made at its first
+  /// subscribe, replaced when it no longer validates (only that user's
+  /// subscribers wrote it). Throws limit_exceeded past kMaxGranteeTables.
+  ReaderTable& grantee_table_of(Segment& segment, std::uint32_t uid);
   /// Gives `segment` a slot in the slot table (if one is free) and writes
   /// it into the header's slot_hint.
   void assign_slot(Segment& segment);

@@ -212,6 +212,15 @@ RequestHandler::Outcome RequestHandler::dispatch(Op op, std::uint64_t id, const 
     }
     case Op::open_stream: {
       const auto request = protocol::parse<protocol::OpenStreamRequest>(body);
+      if (request.role == "reader_table") {
+        auto table = registry.grantee_table(caller_, request.name, request.table);
+        json reply = protocol::make_reply(id);
+        reply["segment_id"] = table.segment_id;
+        reply["uid"] = table.uid;
+        Outcome outcome{std::move(reply), table.fd.get()};
+        outcome.owned_fds.push_back(std::move(table.fd));
+        return outcome;
+      }
       auto opened = registry.open_stream(caller_, request.name, request.role);
       Outcome outcome{opened_reply(id, opened), opened.fd, std::nullopt, opened.readers_fd};
       outcome.owned_fds.push_back(std::move(opened.own_fd));

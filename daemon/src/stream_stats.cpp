@@ -2,6 +2,7 @@
 #include "stream_stats.hpp"
 
 #include <algorithm>
+#include <iterator>
 
 #include "bridge/detail/reader_stats.hpp"
 #include "bridge/detail/ring_layout.hpp"
@@ -27,15 +28,20 @@ double PublishRate::update(std::uint64_t head, Clock::time_point now) {
 }
 
 void read_stream_figures(const std::byte* base, const bridge::StreamLayout& layout,
-                         const bridge::ReaderEntry* entries, int table_fd, PublishRate& rate,
+                         const std::vector<ReaderTableView>& tables, PublishRate& rate,
                          bool subscribers, bridge::StreamDescription& out) {
   const auto& control = *reinterpret_cast<const bridge::RingControl*>(base + layout.control_offset);
   out.head = control.head.load(std::memory_order_acquire);
   out.last_publish_unix_ns = control.last_publish_unix_ns.load(std::memory_order_relaxed);
   out.publish_rate = rate.update(out.head, PublishRate::Clock::now());
-  if (entries == nullptr) return;
-  auto readers =
-      bridge::detail::read_reader_stats(entries, bridge::kMaxStreamReaders, out.head, table_fd);
+  if (tables.empty()) return;
+  std::vector<bridge::StreamReader> readers;
+  for (const ReaderTableView& table : tables) {
+    auto more = bridge::detail::read_reader_stats(table.entries, bridge::kMaxStreamReaders,
+                                                  out.head, table.fd);
+    readers.insert(readers.end(), std::make_move_iterator(more.begin()),
+                   std::make_move_iterator(more.end()));
+  }
   out.readers = static_cast<std::uint32_t>(
       std::count_if(readers.begin(), readers.end(), [](const auto& r) { return r.alive; }));
   if (subscribers) out.subscribers = std::move(readers);

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "bridge/catalog.hpp"
 #include "bridge/detail/layout.hpp"
@@ -38,16 +39,22 @@ class PublishRate {
   std::optional<double> rate_;  ///< over the last full window
 };
 
+/// One of a stream's reader tables: its kMaxStreamReaders entries (every
+/// word subscriber-written: untrusted) and its descriptor, for the liveness
+/// of subscribers in other pid namespaces.
+struct ReaderTableView {
+  const bridge::ReaderEntry* entries;
+  int fd;
+};
+
 /// Fills the live fields of `out` from the ring mapped at `base` (the
 /// daemon's mapping, which covers the control page), `layout` being the
-/// validated geometry, and from the stream's reader table (`entries`, the
-/// kMaxStreamReaders entries of its own shm object; none: no readers;
-/// `table_fd` its descriptor, for the liveness of subscribers in other pid
-/// namespaces).
+/// validated geometry, and from the stream's reader tables (its own, then
+/// its grantee tables; none: no readers).
 /// `subscribers`: the per-subscriber list too (info), not only the count
 /// (list).
 void read_stream_figures(const std::byte* base, const bridge::StreamLayout& layout,
-                         const bridge::ReaderEntry* entries, int table_fd, PublishRate& rate,
+                         const std::vector<ReaderTableView>& tables, PublishRate& rate,
                          bool subscribers, bridge::StreamDescription& out);
 
 }  // namespace bridged

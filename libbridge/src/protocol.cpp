@@ -237,10 +237,12 @@ void from_json(const json& j, CreateStreamRequest& v) {
 
 void to_json(json& j, const OpenStreamRequest& v) {
   j = {{"name", v.name}, {"role", v.role}};
+  if (v.role == "reader_table") j["table"] = v.table;
 }
 void from_json(const json& j, OpenStreamRequest& v) {
   v.name = get_string(j, "name");
   v.role = get_string(j, "role");
+  v.table = j.contains("table") ? get_u32(j, "table") : 0;
 }
 
 void to_json(json& j, const NameRequest& v) {

@@ -181,6 +181,11 @@ StreamState::~StreamState() {
   if (connection) connection->detach_async(info->name, info->id, /*held=*/true);
 }
 
+std::uint32_t StreamState::grantee_count() const noexcept {
+  return std::min(stream_tables_at(base()).count.load(std::memory_order_acquire),
+                  kMaxGranteeTables);
+}
+
 bool StreamState::destroyed() const noexcept {
   return sync_at(base()).destroyed.load(std::memory_order_acquire) != 0;
 }
@@ -370,6 +375,53 @@ bool lock_publisher(StreamState& state, const sync::Deadline& deadline) {
   throw_errno(rc, "pthread_mutex_lock");
 }
 
+// Fetches the grantee tables the daemon listed since the last look, one
+// round trip each (with the publisher lock held). A daemon that cannot be
+// reached is asked again no sooner than kLivenessPeriod later: meanwhile the
+// new tables' subscribers hold frames (their locks) but exert no
+// back-pressure.
+void fetch_grantee_tables(StreamState& state) {
+  const std::uint32_t count = state.grantee_count();
+  while (state.grantee_tables.size() < count) {
+    if (Clock::now() < state.grantee_retry) return;
+    const auto index = static_cast<std::uint32_t>(state.grantee_tables.size());
+    GranteeTable table;
+    try {
+      Connection::Reply reply = state.connection->call(
+          protocol::Op::open_stream,
+          protocol::OpenStreamRequest{state.info->name, "reader_table", index});
+      // The name is another stream's now: this one's tables no longer matter.
+      if (reply.body.value("segment_id", std::uint64_t{0}) != state.info->id) return;
+      if (reply.fds.size() != 1) {
+        throw Error(Errc::protocol_error, "a reader table came with " +
+                                              std::to_string(reply.fds.size()) + " descriptors");
+      }
+      table.fd = std::move(reply.fds[0]);
+      table.futex_words = std::make_shared<os::Mapping>(
+          os::Mapping::map(table.fd.get(), kReaderTableBytes, /*writable=*/false));
+      table.words = std::make_unique<GranteeTable::Words>();
+    } catch (const Error& e) {
+      if (e.code() != Errc::not_found) {
+        state.grantee_retry = Clock::now() + kLivenessPeriod;
+        return;
+      }
+      // Lost at a restart: nobody registers in it any more.
+      table = GranteeTable{};
+    }
+    state.grantee_tables.push_back(std::move(table));
+  }
+}
+
+// Reads a grantee table's words (pread: a truncated table is no SIGBUS).
+void read_grantee_table(GranteeTable& table) {
+  if (!table.fd) return;
+  constexpr std::size_t size = sizeof(GranteeTable::Words);
+  ssize_t n = ::pread(table.fd.get(), table.words->bytes, size, kReaderTableDataOffset);
+  if (n < 0) n = 0;
+  table.whole = static_cast<std::size_t>(n) == size;
+  if (!table.whole) std::memset(table.words->bytes + n, 0, size - static_cast<std::size_t>(n));
+}
+
 // Picks and claims (marks writing) a slot for the next frame, waiting for
 // room until `deadline`. Called with the publisher lock held.
 std::uint32_t claim_slot(StreamState& state, const sync::Deadline& deadline) {
@@ -377,14 +429,32 @@ std::uint32_t claim_slot(StreamState& state, const sync::Deadline& deadline) {
   // Slots found held (locked) since the last wait for room.
   std::vector<bool> held(state.layout.slots, false);
   auto last_reap = Clock::now() - kLivenessPeriod;
+  const auto dead_grantee = [&](std::uint32_t t, std::uint64_t tag) {
+    return std::find(state.grantee_dead.begin(), state.grantee_dead.end(),
+                     std::make_pair(t, tag)) != state.grantee_dead.end();
+  };
   for (;;) {
     const std::uint32_t space = state.readers().space_wake.load(std::memory_order_seq_cst);
+    fetch_grantee_tables(state);
+    for (GranteeTable& table : state.grantee_tables) read_grantee_table(table);
     std::uint64_t min_next = UINT64_MAX;
-    for (std::uint32_t r = 0; r < kMaxStreamReaders; ++r) {
+    for (std::uint32_t r = 0; r < kMaxStreamReaders && block; ++r) {
       ReaderEntry& e = state.reader(r);
       if (e.tag.load(std::memory_order_seq_cst) == 0) continue;
-      if (block && e.mode.load(std::memory_order_relaxed) == 0) {
+      if (e.mode.load(std::memory_order_relaxed) == 0) {
         const std::uint64_t n = e.next_seq.load(std::memory_order_seq_cst);
+        if (n != 0) min_next = std::min(min_next, n);
+      }
+    }
+    for (std::uint32_t t = 0; t < state.grantee_tables.size() && block; ++t) {
+      if (!state.grantee_tables[t].fd) continue;
+      for (std::uint32_t r = 0; r < kMaxStreamReaders; ++r) {
+        const ReaderEntry& e = state.grantee_tables[t].entry(r);
+        const std::uint64_t tag = e.tag.load(std::memory_order_relaxed);
+        if (tag == 0 || e.mode.load(std::memory_order_relaxed) != 0 || dead_grantee(t, tag)) {
+          continue;
+        }
+        const std::uint64_t n = e.next_seq.load(std::memory_order_relaxed);
         if (n != 0) min_next = std::min(min_next, n);
       }
     }
@@ -440,6 +510,21 @@ std::uint32_t claim_slot(StreamState& state, const sync::Deadline& deadline) {
           reaped = true;
         }
       }
+      // A grantee table is not this publisher's to write: its dead are only
+      // passed over (their user's next subscriber reclaims the entry).
+      std::vector<std::pair<std::uint32_t, std::uint64_t>> dead;
+      for (std::uint32_t t = 0; t < state.grantee_tables.size(); ++t) {
+        const GranteeTable& table = state.grantee_tables[t];
+        if (!table.fd) continue;
+        for (std::uint32_t r = 0; r < kMaxStreamReaders; ++r) {
+          const ReaderEntry& e = table.entry(r);
+          const std::uint64_t tag = e.tag.load(std::memory_order_relaxed);
+          if (tag == 0 || reader_alive(e, r, table.fd.get())) continue;
+          dead.emplace_back(t, tag);
+          if (!dead_grantee(t, tag)) reaped = true;
+        }
+      }
+      state.grantee_dead = std::move(dead);
       if (reaped) continue;
     }
     if (expired(deadline)) {
@@ -449,8 +534,17 @@ std::uint32_t claim_slot(StreamState& state, const sync::Deadline& deadline) {
                               std::to_string(min_next)
                         : "stream '" + state.info->name + "': subscribers hold every slot");
     }
+    // Woken by a subscriber of any table; the values are those read before
+    // the scan above, so a change since then ends the wait at once.
+    std::vector<sync::FutexWord> words{{&state.readers().space_wake, space}};
+    for (const GranteeTable& table : state.grantee_tables) {
+      if (table.fd && table.whole) {
+        words.push_back(
+            {&table.space_wake_word(), table.shared().space_wake.load(std::memory_order_relaxed)});
+      }
+    }
     state.control().space_waiters.fetch_add(1, std::memory_order_seq_cst);
-    sync::futex_wait(state.readers().space_wake, space, min_deadline(deadline, kLivenessPeriod));
+    sync::futex_wait_any(words, min_deadline(deadline, kLivenessPeriod));
     state.control().space_waiters.fetch_sub(1, std::memory_order_seq_cst);
     std::fill(held.begin(), held.end(), false);
   }
@@ -569,7 +663,11 @@ void Loan::end(bool publish_it, const nlohmann::json* meta) {
   active_ = false;
   pthread_mutex_unlock(&control.publisher_lock);
   control.wake.fetch_add(1, std::memory_order_seq_cst);
-  if (s.readers().waiters.load(std::memory_order_seq_cst) != 0) sync::futex_wake_all(control.wake);
+  // Grantee subscribers count themselves in their own tables, which are
+  // not read here: with any, every publish wakes.
+  if (s.readers().waiters.load(std::memory_order_seq_cst) != 0 || s.grantee_count() != 0) {
+    sync::futex_wake_all(control.wake);
+  }
 }
 
 // ---- Stream ---------------------------------------------------------------------

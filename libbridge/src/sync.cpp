@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <cstdint>
+#include <vector>
 
 #include "bridge/detail/os/process.hpp"
 #include "bridge/error.hpp"
@@ -118,6 +120,41 @@ bool futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected,
                             FUTEX_WAIT_BITSET, expected, timeout, nullptr, FUTEX_BITSET_MATCH_ANY);
   if (rc == -1 && errno == ETIMEDOUT) return false;
   return true;  // woken, value changed (EAGAIN) or interrupted: caller re-checks
+}
+
+bool futex_wait_any(std::span<const FutexWord> words, const Deadline& deadline) {
+  if (words.empty()) return !past(deadline);
+  if (words.size() == 1) return futex_wait(*words[0].word, words[0].expected, deadline);
+  std::vector<futex_waitv> waiters(std::min<std::size_t>(words.size(), FUTEX_WAITV_MAX));
+  for (std::size_t i = 0; i < waiters.size(); ++i) {
+    waiters[i] = {};
+    waiters[i].val = words[i].expected;
+    waiters[i].uaddr = reinterpret_cast<std::uintptr_t>(words[i].word);
+    waiters[i].flags = FUTEX_32;  // shared: the words live in memory other processes map
+  }
+  timespec ts{};
+  timespec* timeout = nullptr;
+  if (deadline) {
+    if (Clock::now() >= *deadline) return false;
+    const auto ns =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(deadline->time_since_epoch()).count();
+    ts.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+    ts.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+    timeout = &ts;
+  }
+  const long rc =
+      ::syscall(SYS_futex_waitv, waiters.data(), waiters.size(), 0, timeout, CLOCK_MONOTONIC);
+  if (rc >= 0) return true;
+  if (errno == ETIMEDOUT) return false;
+  if (errno == ENOSYS || errno == EFAULT) {
+    // No futex_waitv, or a word no longer backed: the first word, in short
+    // slices, so that a change of another is seen soon all the same.
+    const auto soon = Clock::now() + std::chrono::milliseconds(5);
+    return futex_wait(*words[0].word, words[0].expected,
+                      deadline && *deadline < soon ? deadline : Deadline(soon)) ||
+           !past(deadline);
+  }
+  return true;  // a value changed (EAGAIN) or interrupted: the caller re-checks
 }
 
 void futex_wake_all(const std::atomic<std::uint32_t>& word) {

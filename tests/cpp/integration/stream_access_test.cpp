@@ -285,6 +285,121 @@ TEST_F(StreamAccessTest, AResizedTableIsRefused) {
   EXPECT_THAT(shm_files(), ::testing::IsEmpty());
 }
 
+// The descriptors of this process open on a shm object whose name ends in
+// `suffix` (what a hostile grantee finds of its own subscription).
+std::vector<int> fds_ending_in(const std::string& suffix) {
+  std::vector<int> out;
+  for (int fd = 0; fd < 1024; ++fd) {
+    char link[512];
+    const ssize_t n =
+        ::readlink(("/proc/self/fd/" + std::to_string(fd)).c_str(), link, sizeof link - 1);
+    if (n <= 0) continue;
+    const std::string target(link, static_cast<std::size_t>(n));
+    if (target.size() >= suffix.size() &&
+        target.compare(target.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      out.push_back(fd);
+    }
+  }
+  return out;
+}
+
+TEST_F(StreamAccessTest, AReadGranteeRegistersInATableOfItsOwnThatOnlyItsUserCanSpoil) {
+  Stream stream = client().create_stream("cam", {kFrameWords}, DType::uint64,
+                                         {.slots = 3, .overflow = Overflow::block});
+  client().grant("cam", kReader, Access::read);
+  Subscription own = client().subscribe("cam");
+  const std::string table_suffix = ".readers." + [&] {
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%016llx",
+                  static_cast<unsigned long long>(client().info("cam").id));
+    return std::string(hex);
+  }() + ".0";
+  SignalPipe subscribed, spoiled, published;
+  ChildProcess reader([&] {
+    CHILD_CHECK(become_reader(), 2);
+    Client c = Client::connect(socket_path());
+    Subscription sub = c.subscribe("cam");
+    Subscription again = c.subscribe("cam");  // the same user's table
+    subscribed.send('s');
+    CHILD_CHECK(published.receive().has_value(), 3);
+    CHILD_CHECK(sub.next(5s).seq() == 1, 4);
+    // Now spoil it all: every entry of its table overwritten, then the
+    // table truncated to nothing, through the descriptors it was given.
+    const std::vector<int> fds = fds_ending_in(table_suffix);
+    CHILD_CHECK(!fds.empty(), 5);
+    std::vector<std::byte> junk(kReaderTableBytes, std::byte{0x57});
+    CHILD_CHECK(
+        ::pwrite(fds.front(), junk.data(), junk.size(), 0) == static_cast<ssize_t>(junk.size()), 6);
+    CHILD_CHECK(::ftruncate(fds.front(), 0) == 0, 7);
+    spoiled.send('x');
+    ::pause();
+    return 0;
+  });
+  ASSERT_TRUE(subscribed.receive().has_value());
+  // Two tables: the stream's (the owner's subscription), the grantee's.
+  EXPECT_EQ(files_with(".readers.").size(), 2u);
+  EXPECT_EQ(client().info("cam").stream->readers, 3u);
+  EXPECT_EQ(publish_seq(stream, 5s), 1u);
+  published.send('p');
+  ASSERT_TRUE(spoiled.receive().has_value());
+  // The publisher reads the grantee's table without mapping it: no SIGBUS,
+  // and a truncated table holds nothing back. The owner's subscription, in
+  // the other table, sees every frame.
+  for (std::uint64_t seq = 2; seq <= 20; ++seq) {
+    EXPECT_EQ(publish_seq(stream, 5s), seq);
+    Frame frame = own.next(5s);
+    EXPECT_EQ(frame.seq(), seq - 1);
+    EXPECT_TRUE(uniform(frame, seq - 1));
+  }
+  EXPECT_EQ(own.received(), 19u);
+  EXPECT_EQ(own.dropped(), 0u);
+  // The daemon reads it too (info), and replaces it for the user's next
+  // subscription; the stream itself stays served.
+  EXPECT_EQ(client().info("cam").stream->readers, 1u);
+  ::kill(reader.pid(), SIGKILL);
+  reader.wait();
+  ChildProcess next([&] {
+    CHILD_CHECK(become_reader(), 2);
+    Client c = Client::connect(socket_path());
+    Subscription sub = c.subscribe("cam");  // starts at the newest frame
+    CHILD_CHECK(sub.next(5s).seq() == 20, 3);
+    return 0;
+  });
+  EXPECT_TRUE(next.succeeded());
+  EXPECT_EQ(files_with(".readers.").size(), 2u);  // the spoiled one unlinked
+  client().destroy("cam");
+  EXPECT_THAT(shm_files(), ::testing::IsEmpty());
+}
+
+TEST_F(StreamAccessTest, GranteeTablesAreReadoptedAtRestartAndRemovedWithTheStream) {
+  Stream stream = client().create_stream("cam", {kFrameWords}, DType::uint64,
+                                         {.slots = 2, .overflow = Overflow::block});
+  client().grant("cam", kReader, Access::read);
+  SignalPipe subscribed, restarted;
+  ChildProcess reader([&] {
+    CHILD_CHECK(become_reader(), 2);
+    Client c = Client::connect(socket_path());
+    Subscription sub = c.subscribe("cam");
+    subscribed.send('s');
+    CHILD_CHECK(restarted.receive().has_value(), 3);
+    for (std::uint64_t seq = 1; seq <= 4; ++seq) CHILD_CHECK(sub.next(10s).seq() == seq, 4);
+    return 0;
+  });
+  ASSERT_TRUE(subscribed.receive().has_value());
+  restart_daemon(SIGKILL);
+  ASSERT_EQ(::chmod(socket_path().c_str(), 0777), 0);  // a new socket
+  EXPECT_EQ(files_with(".readers.").size(), 2u);
+  Client again = connect();
+  // The new daemon lists the grantee's subscription, from its table.
+  EXPECT_EQ(again.info("cam").stream->readers, 1u);
+  restarted.send('r');
+  // Block: the grantee's position, in its table, paces the publisher.
+  for (std::uint64_t seq = 1; seq <= 4; ++seq) EXPECT_EQ(publish_seq(stream, 10s), seq);
+  EXPECT_TRUE(reader.succeeded());
+  again.destroy("cam");
+  EXPECT_THAT(shm_files(), ::testing::IsEmpty());
+}
+
 TEST_F(StreamAccessTest, ClearedHoldWordsNeverLetAHeldFrameBeRewritten) {
   // Any subscriber can write every entry of the table; what holds a frame
   // is the kernel's lock on the holder's own description of the ring.

@@ -126,10 +126,13 @@ struct CreateStreamRequest {
   std::string overflow = "drop_oldest";
 };
 /// Maps an existing stream to publish into it ("publish": needs write
-/// access) or to subscribe to it ("subscribe").
+/// access) or to subscribe to it ("subscribe"); or, for a publisher,
+/// fetches grantee table `table` ("reader_table": answered with the
+/// table's "segment_id" and "uid" and a read-only descriptor of it).
 struct OpenStreamRequest {
   std::string name;
   std::string role = "subscribe";
+  std::uint32_t table = 0;  ///< "reader_table" only
 };
 struct NameRequest {  ///< attach, destroy, info
   std::string name;

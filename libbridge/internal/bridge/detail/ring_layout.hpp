@@ -65,6 +65,35 @@ struct StreamHeader {
 static_assert(kStreamHeaderOffset + sizeof(StreamHeader) <= kHeaderBytes);
 static_assert(sizeof(SegmentHeader) <= kStreamHeaderOffset);
 
+/// At most this many users with a read grant (and no write access) may
+/// subscribe to one stream: each gets a reader table of its own.
+inline constexpr std::uint32_t kMaxGranteeTables = 16;
+/// Where the daemon lists a stream's grantee tables: in the header page, past
+/// the StreamHeader (written by the daemon alone, read-only in every client).
+inline constexpr std::size_t kStreamTablesOffset = 3072;
+
+/// A stream's reader tables beyond its own (ReaderTableHeader), one per user
+/// who may only read it, so that what such a user writes, or truncates,
+/// reaches nobody else's registration: table `i` (0 <= i < count) is the
+/// shm object named for the stream's id and `i`, serving `uid[i]`. `count`
+/// only grows; a publisher that sees it grow fetches the new tables from the
+/// daemon (open_stream, role "reader_table") and reads them with pread
+/// only, never through a mapping, so a truncated one costs it nothing.
+struct StreamTables {
+  std::atomic<std::uint32_t> count;
+  std::uint32_t reserved;
+  std::uint32_t uid[kMaxGranteeTables];
+};
+static_assert(kStreamTablesOffset >= kStreamHeaderOffset + sizeof(StreamHeader));
+static_assert(kStreamTablesOffset + sizeof(StreamTables) <= kHeaderBytes);
+
+inline StreamTables& stream_tables_at(std::byte* base) {
+  return *reinterpret_cast<StreamTables*>(base + kStreamTablesOffset);
+}
+inline const StreamTables& stream_tables_at(const std::byte* base) {
+  return *reinterpret_cast<const StreamTables*>(base + kStreamTablesOffset);
+}
+
 /// Publisher-written words of the ring.
 /// - `head`: the newest published seq (seqs start at 1; 0: none yet).
 /// - `wake`: bumped after every publish; subscribers futex-wait on it.

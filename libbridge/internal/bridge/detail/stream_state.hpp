@@ -8,8 +8,11 @@
 
 #include <atomic>
 #include <bitset>
+#include <chrono>
 #include <memory>
 #include <mutex>
+#include <utility>
+#include <vector>
 
 #include "bridge/catalog.hpp"
 #include "bridge/detail/connection.hpp"
@@ -19,6 +22,32 @@
 #include "bridge/stream.hpp"
 
 namespace bridge::detail {
+
+/// A grantee table (StreamTables) as a publisher knows it: a read-only
+/// descriptor it reads with pread only (its subscribers may truncate it,
+/// which a mapping would answer with SIGBUS), and a mapping of it whose
+/// words are never read here, only handed to the kernel as futex addresses
+/// to sleep on.
+struct GranteeTable {
+  os::UniqueFd fd;
+  std::shared_ptr<os::Mapping> futex_words;
+  /// Its ReaderShared and entries as last read (pread; what a short read
+  /// missed, a truncated table's, reads as free entries).
+  struct alignas(ReaderEntry) Words {
+    std::byte bytes[kReaderSharedBytes + std::size_t{kMaxStreamReaders} * sizeof(ReaderEntry)];
+  };
+  std::unique_ptr<Words> words;
+  bool whole = false;  ///< the last read was whole
+  const ReaderShared& shared() const noexcept {
+    return *reinterpret_cast<const ReaderShared*>(words->bytes);
+  }
+  const ReaderEntry& entry(std::uint32_t i) const noexcept {
+    return reinterpret_cast<const ReaderEntry*>(words->bytes + kReaderSharedBytes)[i];
+  }
+  const std::atomic<std::uint32_t>& space_wake_word() const noexcept {
+    return reader_shared_at(futex_words->data())->space_wake;
+  }
+};
 
 struct StreamState {
   StreamState(std::shared_ptr<const SegmentInfo> info_, std::shared_ptr<os::Mapping> mapping_,
@@ -52,7 +81,16 @@ struct StreamState {
   const StreamLayout layout;  ///< validated when opened; never re-read from shm
   std::atomic<bool> closed{false};
 
+  // A publisher's view of the grantee tables; only touched by the holder of
+  // the publisher lock.
+  std::vector<GranteeTable> grantee_tables;               ///< by index; a lost one has no fd
+  std::chrono::steady_clock::time_point grantee_retry{};  ///< no fetch before this
+  /// (table, tag) of grantee subscribers found dead: they hold nothing back.
+  std::vector<std::pair<std::uint32_t, std::uint64_t>> grantee_dead;
+
   std::byte* base() const noexcept { return mapping->data(); }
+  /// How many grantee tables the daemon has listed (StreamTables::count).
+  std::uint32_t grantee_count() const noexcept;
   RingControl& control() const noexcept {
     return *reinterpret_cast<RingControl*>(base() + layout.control_offset);
   }

@@ -28,6 +28,19 @@ Deadline deadline_after(std::optional<std::chrono::nanoseconds> timeout);
 /// once the deadline has passed. Spurious returns are possible: callers loop.
 bool futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected,
                 const Deadline& deadline);
+/// One word of a futex_wait_any: sleep while `*word` == `expected`. The word
+/// is never read here, only handed to the kernel: it may lie in a mapping
+/// that is no longer backed (a truncated object), which ends the wait
+/// (EFAULT) instead of raising SIGBUS.
+struct FutexWord {
+  const std::atomic<std::uint32_t>* word;
+  std::uint32_t expected;
+};
+/// Sleeps while every word equals its expected value, until a wake on any of
+/// them or `deadline` (futex_waitv, Linux 5.16; before it, slices of a few
+/// milliseconds on the first word). Returns false once the deadline has
+/// passed. Spurious returns are possible: callers loop.
+bool futex_wait_any(std::span<const FutexWord> words, const Deadline& deadline);
 /// Wakes every process sleeping on `word`.
 void futex_wake_all(const std::atomic<std::uint32_t>& word);
 
