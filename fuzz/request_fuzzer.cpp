@@ -131,17 +131,26 @@ void check(bool ok, const std::string& what, const json* context = nullptr) {
 /// slot table (one object that lives as long as the registry).
 /// The daemon's segment objects in /dev/shm or, with `tables`, its streams'
 /// reader tables.
-std::size_t count_shm(const std::string& prefix, bool tables = false) {
+/// What a daemon's prefix holds in /dev/shm: segments, then reader tables:
+/// streams' own (named for the id alone), grantee tables (".<index>" after it).
+enum class ShmKind { segment, table, grantee_table };
+
+std::size_t count_shm(const std::string& prefix, ShmKind kind = ShmKind::segment) {
   DIR* dir = ::opendir("/dev/shm");
   if (dir == nullptr) fail(std::string("cannot open /dev/shm: ") + std::strerror(errno));
   const std::string table_prefix = prefix + bridged::kReaderTableInfix;
   std::size_t n = 0;
   while (const dirent* entry = ::readdir(dir)) {
-    if (std::strncmp(entry->d_name, prefix.c_str(), prefix.size()) == 0 &&
-        prefix + bridge::kSlotTableSuffix != entry->d_name &&
-        (std::strncmp(entry->d_name, table_prefix.c_str(), table_prefix.size()) == 0) == tables) {
-      ++n;
+    if (std::strncmp(entry->d_name, prefix.c_str(), prefix.size()) != 0 ||
+        prefix + bridge::kSlotTableSuffix == entry->d_name) {
+      continue;
     }
+    ShmKind found = ShmKind::segment;
+    if (std::strncmp(entry->d_name, table_prefix.c_str(), table_prefix.size()) == 0) {
+      const bool indexed = std::strchr(entry->d_name + table_prefix.size(), '.') != nullptr;
+      found = indexed ? ShmKind::grantee_table : ShmKind::table;
+    }
+    if (found == kind) ++n;
   }
   ::closedir(dir);
   return n;
@@ -250,7 +259,9 @@ class Run {
     check(registry_.attachment_count() == 0, "attachments left after every session ended");
     registry_.remove_all();
     check(registry_.segment_count() == 0, "segments left after remove_all");
-    check(count_shm(daemon_.prefix()) == 0, "shm objects left in /dev/shm after remove_all");
+    check(count_shm(daemon_.prefix()) == 0 && count_shm(daemon_.prefix(), ShmKind::table) == 0 &&
+              count_shm(daemon_.prefix(), ShmKind::grantee_table) == 0,
+          "shm objects left in /dev/shm after remove_all");
     for (int fd : handed_out_) {
       check(::fcntl(fd, F_GETFD) == -1 && errno == EBADF,
             "descriptor " + std::to_string(fd) + " still open after remove_all");
@@ -384,8 +395,11 @@ class Run {
     for (const auto& info : registry_.list(bridged::Caller{0, 0, ::getuid()})) {
       streams += info.stream.has_value() ? 1 : 0;
     }
-    check(count_shm(daemon_.prefix(), /*tables=*/true) == streams,
+    check(count_shm(daemon_.prefix(), ShmKind::table) == streams,
           "/dev/shm does not hold exactly one reader table per stream", &reply);
+    check(
+        count_shm(daemon_.prefix(), ShmKind::grantee_table) <= streams * bridge::kMaxGranteeTables,
+        "/dev/shm holds more grantee tables than streams allow", &reply);
     return reply;
   }
 
@@ -469,8 +483,18 @@ class Run {
     } else {
       check((outcome.fd >= 0) == (creates || op == Op::attach || op == Op::open_stream),
             "a descriptor passed with the wrong reply", &reply);
-      // A stream's reader table rides second, writable for every role.
-      const bool stream_reply = op == Op::create_stream || op == Op::open_stream;
+      // A stream's reader table rides second, writable for every role. A
+      // publisher's fetch of a grantee table ("reader_table") gets that
+      // table alone, read-only: it only ever preads it.
+      const bool grantee_table = op == Op::open_stream && !reply.contains("name");
+      if (grantee_table) {
+        check(reply.contains("uid") && reply.contains("segment_id"),
+              "a grantee table without its user and stream", &reply);
+        check((::fcntl(outcome.fd, F_GETFL) & O_ACCMODE) == O_RDONLY,
+              "a grantee table passed writable to a publisher", &reply);
+      }
+      const bool stream_reply =
+          op == Op::create_stream || (op == Op::open_stream && !grantee_table);
       check((outcome.second_fd >= 0) == stream_reply, "a reader table passed with the wrong reply",
             &reply);
       if (outcome.second_fd >= 0) {

@@ -4,8 +4,10 @@
 // loop: a RequestHandler per "connection" over a LocalContext (the daemon's
 // real registry and event hub). Shows the access rules that list, events
 // and stats follow: a caller hears only of segments it may attach.
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -81,6 +83,10 @@ class RequestHandlerTest : public ::testing::Test {
     auto outcome = c.handler->handle(protocol::dump_json(protocol::make_request(id, op, body)));
     return protocol::check_reply(outcome.reply, id);
   }
+  /// The whole outcome (descriptors kept open while it lives).
+  bridged::RequestHandler::Outcome handle(Connection& c, Op op, const json& body) {
+    return c.handler->handle(protocol::dump_json(protocol::make_request(c.next_id++, op, body)));
+  }
   std::vector<std::string> names(Connection& c) {
     std::vector<std::string> out;
     for (const auto& info : protocol::parse<protocol::ListReply>(call(c, Op::list)).segments) {
@@ -100,6 +106,64 @@ class RequestHandlerTest : public ::testing::Test {
 
 constexpr uid_t kAlice = 50001;
 constexpr uid_t kBob = 50002;
+
+// The inode of descriptor `fd` (which object it is).
+ino_t inode_of(int fd) {
+  struct stat st {};
+  return ::fstat(fd, &st) == 0 ? st.st_ino : 0;
+}
+
+TEST_F(RequestHandlerTest, EachUserWhoMayOnlyReadAStreamGetsAReaderTableOfItsOwn) {
+  Connection& alice = connect(kAlice);
+  Connection& bob = connect(kBob);
+  Connection& carol = connect(kBob + 1);
+  protocol::CreateStreamRequest request;
+  request.name = "cam";
+  request.shape = {64};
+  auto made = handle(alice, Op::create_stream, request);
+  ASSERT_GE(made.second_fd, 0);
+  const ino_t own_table = inode_of(made.second_fd);
+  call(alice, Op::grant, protocol::GrantRequest{"cam", kBob, Access::read});
+  call(alice, Op::grant, protocol::GrantRequest{"cam", kBob + 1, Access::read});
+  const protocol::OpenStreamRequest subscribe{"cam", "subscribe"};
+  auto bobs = handle(bob, Op::open_stream, subscribe);
+  auto bobs_again = handle(bob, Op::open_stream, subscribe);
+  auto carols = handle(carol, Op::open_stream, subscribe);
+  auto alices = handle(alice, Op::open_stream, subscribe);
+  // One table per user who may only read; the owner's subscription is in
+  // the stream's own.
+  EXPECT_EQ(inode_of(bobs.second_fd), inode_of(bobs_again.second_fd));
+  EXPECT_NE(inode_of(bobs.second_fd), inode_of(carols.second_fd));
+  EXPECT_NE(inode_of(bobs.second_fd), own_table);
+  EXPECT_EQ(inode_of(alices.second_fd), own_table);
+  // Each subscription's ring and table are descriptions of its own.
+  EXPECT_NE(bobs.fd, bobs_again.fd);
+
+  // A publisher fetches them, read-only, in the order they were made.
+  auto first =
+      handle(alice, Op::open_stream, protocol::OpenStreamRequest{"cam", "reader_table", 0});
+  protocol::check_reply(first.reply, alice.next_id - 1);
+  EXPECT_EQ(first.reply.at("uid"), kBob);
+  EXPECT_EQ(inode_of(first.fd), inode_of(bobs.second_fd));
+  EXPECT_EQ(::fcntl(first.fd, F_GETFL) & O_ACCMODE, O_RDONLY);
+  EXPECT_EQ(first.second_fd, -1);
+  auto second =
+      handle(alice, Op::open_stream, protocol::OpenStreamRequest{"cam", "reader_table", 1});
+  EXPECT_EQ(second.reply.at("uid"), kBob + 1);
+  EXPECT_ERRC(call(alice, Op::open_stream, protocol::OpenStreamRequest{"cam", "reader_table", 2}),
+              Errc::not_found);
+  // Only a publisher: a read grantee is refused.
+  EXPECT_ERRC(call(bob, Op::open_stream, protocol::OpenStreamRequest{"cam", "reader_table", 0}),
+              Errc::permission_denied);
+
+  // Gone with the stream.
+  call(alice, Op::destroy, protocol::NameRequest{"cam"});
+  struct stat st {};
+  ASSERT_EQ(::fstat(first.fd, &st), 0);
+  EXPECT_EQ(st.st_nlink, 0u);
+  ASSERT_EQ(::fstat(second.fd, &st), 0);
+  EXPECT_EQ(st.st_nlink, 0u);
+}
 
 TEST_F(RequestHandlerTest, ListShowsACallerOnlyWhatItMayAttach) {
   Connection& alice = connect(kAlice);
