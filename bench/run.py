@@ -75,6 +75,9 @@ def main():
     vineyardd = None
     if "vineyard" in args.methods and args.sections & {1, 2, 3, 5}:
         vineyardd = common.Vineyardd(workdir.name)
+    elif "vineyard" in args.methods:
+        # No section asked for needs it (and without vineyardd it cannot even connect).
+        args.methods = [m for m in args.methods if m != "vineyard"]
     env = {"bridge_socket": bridged.socket,
            "bridge_huge_socket": huge.socket if huge else None,
            "bridge_huge_pool_dir": huge.pool_dir if huge else None,

@@ -409,7 +409,8 @@ Registry::Opened Registry::finish_create(const Caller& caller, PendingCreate pen
                 stored.slot,
                 slots_.epoch(stored.slot),
                 stored.readers ? stored.readers->shm.fd() : -1,
-                bridge::os::UniqueFd()};
+                bridge::os::UniqueFd(),
+                false};
   emit(make_event(protocol::EventKind::created, stored, caller.pid, plan.created_unix_ms), stored);
   return opened;
 }
@@ -437,7 +438,8 @@ Registry::Opened Registry::attach(const Caller& caller, const std::string& name)
           segment.slot,
           slots_.epoch(segment.slot),
           -1,
-          bridge::os::UniqueFd()};
+          bridge::os::UniqueFd(),
+          false};
 }
 
 Registry::Opened Registry::open_stream(const Caller& caller, const std::string& name,
@@ -460,9 +462,8 @@ Registry::Opened Registry::open_stream(const Caller& caller, const std::string& 
   // own: nothing it writes there (or truncates) reaches anyone else's
   // registration. Those who may write the stream share the stream's table:
   // they are trusted with the ring itself.
-  ReaderTable& table = publish || access_of(segment, caller) != protocol::Access::read
-                           ? *segment.readers
-                           : grantee_table_of(segment, caller.uid);
+  const bool grantee = !publish && access_of(segment, caller) == protocol::Access::read;
+  ReaderTable& table = grantee ? grantee_table_of(segment, caller.uid) : *segment.readers;
   // Subscribers write only to the reader table, so every subscriber (a read
   // grantee, the owner alike) gets the ring read-only: its stray writes
   // fault in it instead of tearing frames. On a description of its own: the
@@ -488,7 +489,8 @@ Registry::Opened Registry::open_stream(const Caller& caller, const std::string& 
                 bridge::kNoSlot,
                 0,
                 publish ? segment.readers->shm.fd() : own_table.get(),
-                std::move(own_table)};
+                std::move(own_table),
+                grantee};
   return opened;
 }
 
@@ -521,7 +523,7 @@ ReaderTable& Registry::grantee_table_of(Segment& segment, std::uint32_t uid) {
   listed.uid[index] = uid;
   segment.grantee_readers.push_back(std::move(made));
   // Published last: a publisher that sees the count fetches the table.
-  listed.count.store(index + 1, std::memory_order_release);
+  listed.count.store(index + 1, std::memory_order_seq_cst);
   return *segment.grantee_readers.back();
 }
 

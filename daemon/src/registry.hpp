@@ -88,6 +88,9 @@ class Registry {
     /// `own_readers_fd` (a subscriber's description of its own).
     int readers_fd = -1;
     bridge::os::UniqueFd own_readers_fd;
+    /// A subscriber's table is its user's grantee table: it holds frames by
+    /// kernel locks (ring_layout.hpp), which the publisher asks about.
+    bool grantee_table = false;
   };
 
   /// Re-adopts segments left by an earlier daemon on the same socket (see

@@ -74,6 +74,7 @@ json opened_reply(std::uint64_t id, const Registry::Opened& opened) {
     body["slot"] = opened.slot;
     body["access_epoch"] = opened.access_epoch;
   }
+  if (opened.grantee_table) body["grantee_table"] = true;
   return body;
 }
 }  // namespace

@@ -5,17 +5,23 @@
 //   else the oldest frame no live subscriber holds and, with block, every
 //   live `all` subscriber has passed), marks it writing, writes, marks it
 //   ready with its seq, then raises `head` and wakes subscribers.
-// - A subscriber holds a frame by an OFD read lock on the slot's byte of the
-//   ring (frame_lock_offset), then re-checks that the slot is still ready
-//   with that seq. The publisher marks a ready slot writing before it asks
-//   the kernel whether anyone holds such a lock. Both go through the
-//   kernel's lock on the file's locks, so at least one side sees the other:
-//   either the publisher sees the lock and picks another slot, or the
+// - A subscriber holds a frame by storing its seq in one of its hold words,
+//   then re-checking that the slot is still ready with that seq. The
+//   publisher marks a slot writing before it scans the hold words. Both
+//   steps are sequentially consistent, so at least one side sees the other:
+//   either the publisher sees the hold and picks another slot, or the
 //   subscriber sees `writing` and lets go. A slot is never rewritten while
-//   held, and a subscriber never takes a slot that is not ready. The lock is
-//   the kernel's, on the subscriber's own description: no other party can
-//   drop it (a hold word in shared memory could be cleared by any
-//   subscriber), and it goes when its holder dies.
+//   held, and a subscriber never takes a slot that is not ready.
+// - That is for the subscribers in the stream's own table, who may all
+//   write the stream. One who may only read registers in its user's grantee
+//   table, whose hold words the publisher never reads (another user could
+//   clear them): it holds a frame by an OFD read lock on the slot's byte of
+//   the ring (frame_lock_offset) taken before the same re-check, and a
+//   publisher of a stream with grantee tables asks the kernel whether
+//   anyone holds such a lock after marking the slot writing. Both go
+//   through the kernel's lock on the file's locks, so again one side sees
+//   the other. The lock is on the subscriber's own description: nobody
+//   else can drop it, and it goes when its holder dies.
 #include "bridge/stream.hpp"
 
 #include <fcntl.h>
@@ -182,7 +188,7 @@ StreamState::~StreamState() {
 }
 
 std::uint32_t StreamState::grantee_count() const noexcept {
-  return std::min(stream_tables_at(base()).count.load(std::memory_order_acquire),
+  return std::min(stream_tables_at(base()).count.load(std::memory_order_seq_cst),
                   kMaxGranteeTables);
 }
 
@@ -271,15 +277,12 @@ SubscriptionState::~SubscriptionState() {
 
 void SubscriptionState::release_hold(std::uint32_t k, std::uint32_t slot) noexcept {
   entry().holds[k].store(0, std::memory_order_seq_cst);
-  // Before the unlock, an edge a race detector can see from this
-  // subscriber's last read of the frame to the publisher that rewrites it
-  // (which reads this word after finding the slot unlocked); the kernel's
-  // lock orders them, invisibly to it.
-  stream->readers().space_wake.fetch_add(1, std::memory_order_release);
-  try {
-    lock_frame(stream->ring_fd.get(), slot, false);
-  } catch (...) {
-    // Unlocking fails only for a bad descriptor: the hold goes with it.
+  if (stream->lock_frames) {
+    try {
+      lock_frame(stream->ring_fd.get(), slot, false);
+    } catch (...) {
+      // Unlocking fails only for a bad descriptor: the hold goes with it.
+    }
   }
   {
     std::lock_guard lock(holds_mutex);
@@ -315,9 +318,11 @@ std::shared_ptr<StreamState> open_state(const std::shared_ptr<Connection>& conne
     // about frame locks through its ring descriptor.
     os::UniqueFd ring_fd = std::move(reply.fds[0]);
     os::UniqueFd table_fd = reply.fds.size() > 1 ? std::move(reply.fds[1]) : os::UniqueFd();
-    return std::make_shared<StreamState>(
-        std::make_shared<const SegmentInfo>(std::move(info)), std::move(mapping),
-        std::move(ring_fd), std::move(object.reader_table), std::move(table_fd), connection, ring);
+    const bool lock_frames = subscriber && reply.body.value("grantee_table", false);
+    return std::make_shared<StreamState>(std::make_shared<const SegmentInfo>(std::move(info)),
+                                         std::move(mapping), std::move(ring_fd), lock_frames,
+                                         std::move(object.reader_table), std::move(table_fd),
+                                         connection, ring);
   } catch (...) {
     connection->detach_async(info.name, info.id, /*held=*/false);
     throw;
@@ -381,6 +386,7 @@ bool lock_publisher(StreamState& state, const sync::Deadline& deadline) {
 // new tables' subscribers hold frames (their locks) but exert no
 // back-pressure.
 void fetch_grantee_tables(StreamState& state) {
+  if (!state.connection) return;
   const std::uint32_t count = state.grantee_count();
   while (state.grantee_tables.size() < count) {
     if (Clock::now() < state.grantee_retry) return;
@@ -488,11 +494,21 @@ std::uint32_t claim_slot(StreamState& state, const sync::Deadline& deadline) {
         continue;
       }
       // The other half of the hold handshake (see the top of this file).
-      if (!frame_held(state.ring_fd.get(), *best)) {
-        // Pairs with release_hold's bump before its unlock (race detectors).
-        (void)state.readers().space_wake.load(std::memory_order_acquire);
-        return *best;
+      bool taken = false;
+      for (std::uint32_t r = 0; r < kMaxStreamReaders && !taken; ++r) {
+        for (auto& hold : state.reader(r).holds) {
+          if (hold.load(std::memory_order_seq_cst) == best_seq) taken = true;
+        }
       }
+      if (!taken && state.grantee_count() != 0) {
+        try {
+          taken = frame_held(state.ring_fd.get(), *best);
+        } catch (...) {
+          slot.word.store(expected, std::memory_order_seq_cst);  // its frame untouched
+          throw;
+        }
+      }
+      if (!taken) return *best;
       slot.word.store(expected, std::memory_order_seq_cst);
       held[*best] = true;
       continue;
@@ -904,19 +920,20 @@ Frame Subscription::next(std::optional<std::chrono::nanoseconds> timeout) {
       }
     }
     if (pick) {
-      if (!detail::lock_frame(s.ring_fd.get(), *pick, true)) {
+      if (s.lock_frames && !detail::lock_frame(s.ring_fd.get(), *pick, true)) {
         // A write lock: nobody takes one but a misbehaving writer. Looked at
         // again in a moment, without spinning.
         sync::futex_wait(s.control().wake, wake,
                          detail::min_deadline(deadline, detail::kLockRetry));
         continue;
       }
+      entry.holds[k].store(pick_seq, std::memory_order_seq_cst);
       if (s.slot(*pick).word.load(std::memory_order_seq_cst) !=
           slot_word(pick_seq, SlotPhase::ready)) {
-        detail::lock_frame(s.ring_fd.get(), *pick, false);
+        entry.holds[k].store(0, std::memory_order_seq_cst);
+        if (s.lock_frames) detail::lock_frame(s.ring_fd.get(), *pick, false);
         continue;  // being rewritten: look again
       }
-      entry.holds[k].store(pick_seq, std::memory_order_seq_cst);
       const std::uint64_t from = std::max(floor, sub->counted_from);
       const std::uint64_t dropped = pick_seq > from ? pick_seq - from : 0;
       Frame frame;

@@ -113,15 +113,18 @@ struct alignas(64) RingControl {
 static_assert(offsetof(RingControl, publisher_lock) == 64);
 static_assert(sizeof(RingControl) <= kPageBytes);
 
-/// A subscriber holds the frame in slot `i` by an OFD read lock on this one
-/// byte of the ring, taken on a description of the ring the daemon opened
-/// for that subscription alone (far past the object's end: a lock needs no
-/// byte to exist). The kernel keeps it: nobody but its holder can drop it,
-/// and it goes when the holder closes the description or dies. A publisher
-/// rewrites a ready slot only after marking it writing and finding no such
-/// lock on it; a subscriber takes a frame only after locking and finding it
-/// still ready with its seq. Both orders pass through the kernel's lock on
-/// the file's lock list, so one of the two always sees the other.
+/// A subscriber in a grantee table (StreamTables) holds the frame in slot
+/// `i` by an OFD read lock on this one byte of the ring, taken on a
+/// description of the ring the daemon opened for that subscription alone
+/// (far past the object's end: a lock needs no byte to exist). The kernel
+/// keeps it: nobody but its holder can drop it, and it goes when the holder
+/// closes the description or dies. While a stream has grantee tables, a
+/// publisher rewrites a ready slot only after marking it writing and finding
+/// no such lock on it; such a subscriber takes a frame only after locking
+/// and finding it still ready with its seq. Both orders pass through the
+/// kernel's lock on the file's lock list, so one of the two always sees the
+/// other. (Subscribers in the stream's own table, all of whom may write the
+/// stream, hold frames by their hold words: no system call per frame.)
 inline constexpr std::uint64_t kFrameLockBase = std::uint64_t{1} << 48;
 constexpr std::uint64_t frame_lock_offset(std::uint32_t slot) {
   return kFrameLockBase + slot;
@@ -159,9 +162,10 @@ struct alignas(64) ReaderShared {
   std::atomic<std::uint32_t> space_wake;
 };
 
-/// One subscription. Its words say where it is and what it holds (`holds`,
-/// for the catalog: the read locks above are what hold frames). `tag` is 0
-/// for a free entry, else (pid << 32) | a
+/// One subscription. `holds`: the seqs it holds, which hold those frames in
+/// the stream's own table (a publisher reads them) and are only shown by
+/// the catalog in a grantee table (the read locks above hold them). `tag`
+/// is 0 for a free entry, else (pid << 32) | a
 /// random nonzero low half: the pid is what a publisher in the same pid
 /// namespace checks for liveness, `start_time` (the process's start in clock
 /// ticks since boot, 0 until written) what tells a dead pid's reuse apart.

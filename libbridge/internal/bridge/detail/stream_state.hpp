@@ -51,11 +51,12 @@ struct GranteeTable {
 
 struct StreamState {
   StreamState(std::shared_ptr<const SegmentInfo> info_, std::shared_ptr<os::Mapping> mapping_,
-              os::UniqueFd ring_fd_, std::shared_ptr<os::Mapping> table_, os::UniqueFd table_fd_,
-              std::shared_ptr<Connection> connection_, StreamLayout layout_)
+              os::UniqueFd ring_fd_, bool lock_frames_, std::shared_ptr<os::Mapping> table_,
+              os::UniqueFd table_fd_, std::shared_ptr<Connection> connection_, StreamLayout layout_)
       : info(std::move(info_)),
         mapping(std::move(mapping_)),
         ring_fd(std::move(ring_fd_)),
+        lock_frames(lock_frames_),
         table(std::move(table_)),
         table_fd(std::move(table_fd_)),
         connection(std::move(connection_)),
@@ -67,9 +68,14 @@ struct StreamState {
   const std::shared_ptr<const SegmentInfo> info;
   const std::shared_ptr<os::Mapping> mapping;
   /// The ring's descriptor as the daemon passed it: a subscriber's is an
-  /// open file description of its own, on which it read-locks the frames it
-  /// holds (frame_lock_offset); a publisher's asks whether anyone does.
+  /// open file description of its own, on which a grantee subscriber
+  /// read-locks the frames it holds (frame_lock_offset); a publisher's asks
+  /// whether anyone does.
   const os::UniqueFd ring_fd;
+  /// A subscriber registered in a grantee table (ring_layout.hpp,
+  /// StreamTables): it holds frames by kernel locks, since the publisher
+  /// does not read its hold words.
+  const bool lock_frames;
   /// The reader table (kReaderTableBytes, validated), header page read-only.
   const std::shared_ptr<os::Mapping> table;
   /// The reader table's descriptor as the daemon passed it: a subscriber's
