@@ -466,12 +466,12 @@ Registry::Opened Registry::open_stream(const Caller& caller, const std::string& 
   ReaderTable& table = grantee ? grantee_table_of(segment, caller.uid) : *segment.readers;
   // Subscribers write only to the reader table, so every subscriber (a read
   // grantee, the owner alike) gets the ring read-only: its stray writes
-  // fault in it instead of tearing frames. On a description of its own: the
-  // read locks it holds its frames by are the description's, so two
-  // subscriptions sharing one would release each other's.
+  // fault in it instead of tearing frames. A grantee's on a description of
+  // its own: the read locks it holds its frames by are the description's,
+  // so two subscriptions sharing one would release each other's.
   bridge::os::UniqueFd own_ring =
-      publish ? bridge::os::UniqueFd() : segment.shm.reopen(/*writable=*/false);
-  const int fd = publish ? segment.shm.fd() : own_ring.get();
+      grantee ? segment.shm.reopen(/*writable=*/false) : bridge::os::UniqueFd();
+  const int fd = publish ? segment.shm.fd() : grantee ? own_ring.get() : read_only_fd(segment);
   // A subscriber's table comes on an open file description of its own: the
   // lock it takes there on its entry goes when it dies, which is how a
   // process in another pid namespace (where its pid means nothing) tells.

@@ -75,8 +75,8 @@ class Registry {
   struct Opened {
     bridge::protocol::SegmentInfo info;
     int fd;  ///< owned by the registry or by `own_fd`; valid until the next call
-    /// A subscriber's ring: an open file description of its own, on which
-    /// it takes the read locks that hold its frames (ring_layout.hpp).
+    /// A grantee subscriber's ring: an open file description of its own, on
+    /// which it takes the read locks that hold its frames (ring_layout.hpp).
     bridge::os::UniqueFd own_fd;
     /// Where the segment is in the slot table (kNoSlot: nowhere), and that
     /// slot's access epoch when the access was decided: what a client's
