@@ -97,7 +97,7 @@ void adopt_grantee_tables(const std::string& shm_prefix, const ObjectDir& shm_di
                  "': " + e.message());
       }
     }
-    f.grantee_readers.push_back(std::move(table));
+    f.grantee_readers.push_back({listed.uid[i], std::move(table)});
   }
 }
 

@@ -53,7 +53,7 @@ struct FoundSegment {
   /// Its grantee tables, by index (bridge::StreamTables): none where one
   /// was missing or did not validate (then removed: its user's subscribers
   /// lose only their own registrations).
-  std::vector<std::optional<ReaderTable>> grantee_readers = {};
+  std::vector<GranteeReaderTable> grantee_readers = {};
 };
 
 struct Found {

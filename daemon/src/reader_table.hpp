@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "bridge/detail/os/mapping.hpp"
@@ -53,6 +54,15 @@ struct ReaderTable {
   /// subscribers and is untrusted.
   const bridge::ReaderEntry* entries() const { return bridge::reader_entries_at(mapping->data()); }
   const bridge::ReaderShared& shared() const { return *bridge::reader_shared_at(mapping->data()); }
+};
+
+/// A stream's reader table for one user who may only read it
+/// (bridge::StreamTables): whose it is, as the daemon recorded it (read from
+/// the ring's header page only at re-adoption), and the table itself, none
+/// once lost or replaced.
+struct GranteeReaderTable {
+  std::uint32_t uid;
+  std::optional<ReaderTable> table;
 };
 
 }  // namespace bridged

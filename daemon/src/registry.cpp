@@ -495,10 +495,9 @@ Registry::Opened Registry::open_stream(const Caller& caller, const std::string& 
 }
 
 ReaderTable& Registry::grantee_table_of(Segment& segment, std::uint32_t uid) {
-  bridge::StreamTables& listed = bridge::stream_tables_at(segment.header_mapping->data());
   for (std::size_t i = 0; i < segment.grantee_readers.size(); ++i) {
-    std::optional<ReaderTable>& table = segment.grantee_readers[i];
-    if (!table || listed.uid[i] != uid) continue;
+    std::optional<ReaderTable>& table = segment.grantee_readers[i].table;
+    if (!table || segment.grantee_readers[i].uid != uid) continue;
     try {
       table->validate(segment.id);
       return *table;
@@ -520,11 +519,14 @@ ReaderTable& Registry::grantee_table_of(Segment& segment, std::uint32_t uid) {
   }
   ReaderTable made = ReaderTable::create(
       ObjectDir::dev_shm(), grantee_table_name(shm_prefix_, segment.id, index), segment.id);
+  // Listed in the header page for a restarted daemon (whose), and for
+  // publishers (how many: published last, so a publisher that sees the
+  // count can fetch the table).
+  bridge::StreamTables& listed = bridge::stream_tables_at(segment.header_mapping->data());
   listed.uid[index] = uid;
-  segment.grantee_readers.push_back(std::move(made));
-  // Published last: a publisher that sees the count fetches the table.
+  segment.grantee_readers.push_back({uid, std::move(made)});
   listed.count.store(index + 1, std::memory_order_seq_cst);
-  return *segment.grantee_readers.back();
+  return *segment.grantee_readers.back().table;
 }
 
 Registry::GranteeTable Registry::grantee_table(const Caller& caller, const std::string& name,
@@ -535,28 +537,27 @@ Registry::GranteeTable Registry::grantee_table(const Caller& caller, const std::
   if (!segment.layout.stream) {
     throw Error(Errc::invalid_argument, "'" + name + "' is a segment, not a stream");
   }
-  if (index >= segment.grantee_readers.size() || !segment.grantee_readers[index]) {
+  if (index >= segment.grantee_readers.size() || !segment.grantee_readers[index].table) {
     throw Error(Errc::not_found,
                 "stream '" + name + "' has no grantee table " + std::to_string(index));
   }
-  const bridge::StreamTables& listed = bridge::stream_tables_at(segment.header_mapping->data());
-  return {segment.id, listed.uid[index],
-          segment.grantee_readers[index]->shm.reopen(/*writable=*/false)};
+  const GranteeReaderTable& grantee = segment.grantee_readers[index];
+  return {segment.id, grantee.uid, grantee.table->shm.reopen(/*writable=*/false)};
 }
 
 std::vector<ReaderTableView> Registry::Segment::reader_tables() const {
   std::vector<ReaderTableView> out;
   if (!readers) return out;
   out.push_back({readers->entries(), readers->shm.fd()});
-  for (const auto& table : grantee_readers) {
-    if (table) out.push_back({table->entries(), table->shm.fd()});
+  for (const auto& grantee : grantee_readers) {
+    if (grantee.table) out.push_back({grantee.table->entries(), grantee.table->shm.fd()});
   }
   return out;
 }
 
 void Registry::Segment::unlink_grantee_tables() {
-  for (auto& table : grantee_readers) {
-    if (table) table->shm.unlink();
+  for (auto& grantee : grantee_readers) {
+    if (grantee.table) grantee.table->shm.unlink();
   }
 }
 

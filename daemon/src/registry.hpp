@@ -281,7 +281,7 @@ class Registry {
     std::optional<ReaderTable> readers;
     /// A stream's grantee tables, by index (bridge::StreamTables): one per
     /// user who may only read it; none where one was lost or replaced.
-    std::vector<std::optional<ReaderTable>> grantee_readers;
+    std::vector<GranteeReaderTable> grantee_readers;
     /// A stream's publish rate, sampled by list and info (which are const).
     mutable PublishRate rate{};
 
