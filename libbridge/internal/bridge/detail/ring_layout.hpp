@@ -33,7 +33,8 @@ namespace bridge {
 
 inline constexpr std::uint32_t kSegmentFlagStream = 1;
 // "SMHSTRM3" (LE): version 1 held the reader table inside the ring;
-// version 2 held frames by hold words alone (a scribbler could clear them).
+// version 2 had one reader table for every subscriber (no grantee tables,
+// no frame locks).
 inline constexpr std::uint64_t kStreamMagic = 0x334d525453484d53ull;
 /// Where the StreamHeader sits in the header page (past SegmentHeader).
 inline constexpr std::size_t kStreamHeaderOffset = 2048;

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 //
 // What stands behind a Stream, a Subscription and their loans and frames:
-// one mapping of the stream's segment (the ring; read-only for subscribers),
-// with its descriptor, and one of its reader table (writable for everyone). Shared, so that a
+// one mapping of the stream's segment (the ring; read-only for subscribers)
+// with its descriptor, and one of a reader table (writable by its
+// subscribers); a publisher's view of the grantee tables. Shared, so that a
 // frame or loan outlives the handle it came from.
 #pragma once
 
