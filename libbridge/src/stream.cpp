@@ -265,7 +265,12 @@ SubscriptionState::SubscriptionState(std::shared_ptr<StreamState> stream_, Strea
                                         " live subscribers already");
 }
 
+bool SubscriptionState::forked() const noexcept {
+  return os::this_pid() != static_cast<pid_t>(tag >> 32);
+}
+
 SubscriptionState::~SubscriptionState() {
+  if (forked()) return;
   ReaderEntry& e = entry();
   for (auto& hold : e.holds) hold.store(0, std::memory_order_seq_cst);
   e.next_seq.store(0, std::memory_order_seq_cst);
@@ -276,6 +281,7 @@ SubscriptionState::~SubscriptionState() {
 }
 
 void SubscriptionState::release_hold(std::uint32_t k, std::uint32_t slot) noexcept {
+  if (forked()) return;
   entry().holds[k].store(0, std::memory_order_seq_cst);
   if (stream->lock_frames) {
     try {
@@ -864,6 +870,9 @@ std::uint64_t Subscription::received() const {
 
 Frame Subscription::next(std::optional<std::chrono::nanoseconds> timeout) {
   std::shared_ptr<detail::SubscriptionState> sub = pin();
+  if (sub->forked()) {
+    throw Error(Errc::closed, "a subscription does not cross fork(): subscribe in the child");
+  }
   detail::StreamState& s = *sub->stream;
   const sync::Deadline deadline = sync::deadline_after(timeout);
   std::unique_lock turn(sub->next_mutex);

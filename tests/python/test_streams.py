@@ -205,6 +205,35 @@ def test_a_held_frame_is_never_rewritten(client):
     newest.release()
 
 
+def test_a_forked_child_never_releases_its_parents_frames(client):
+    """A child of fork() has copies of its parent's subscription and frames:
+    dropping them there must not let the parent's held frame be rewritten."""
+    cam = make(client, slots=3)
+    sub = client.subscribe("cam")
+    publish_seq(cam)
+    held = sub.next(timeout=1.0)
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            try:
+                sub.next(timeout=0)
+                code = 3
+            except pybridge.Closed:
+                pass
+            held.release()
+            sub.close()
+        except BaseException:
+            code = 4
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    for _ in range(50):
+        publish_seq(cam)
+    assert held.seq == 1 and uniform(held.array, 1)
+    held.release()
+
+
 def test_the_array_keeps_the_slot_held_after_release(client):
     """slots=2: two frames held by their arrays alone fill the ring, so the
     publisher times out until one array goes."""

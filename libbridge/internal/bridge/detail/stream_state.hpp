@@ -131,6 +131,9 @@ struct SubscriptionState {
   SubscriptionState& operator=(const SubscriptionState&) = delete;
 
   ReaderEntry& entry() const noexcept { return stream->reader(index); }
+  /// This is a child of fork(), holding a copy of its parent's subscription:
+  /// the entry, holds and locks are the parent's, never touched from here.
+  bool forked() const noexcept;
   /// Gives hold `k`, of the frame in `slot`, back (FrameHold's destructor).
   void release_hold(std::uint32_t k, std::uint32_t slot) noexcept;
 
