@@ -118,13 +118,20 @@ std::uint32_t own_pid_ns() noexcept {
 }
 
 namespace {
-flock entry_range(std::uint32_t index, short type) {
+// An OFD lock request of `type` on `length` bytes at `offset`.
+flock byte_range(std::uint64_t offset, std::uint64_t length, short type) {
   flock range{};
   range.l_type = type;
   range.l_whence = SEEK_SET;
-  range.l_start = static_cast<off_t>(reader_entry_offset(index));
-  range.l_len = static_cast<off_t>(sizeof(ReaderEntry));
+  range.l_start = static_cast<off_t>(offset);
+  range.l_len = static_cast<off_t>(length);
   return range;
+}
+flock entry_range(std::uint32_t index, short type) {
+  return byte_range(reader_entry_offset(index), sizeof(ReaderEntry), type);
+}
+flock frame_range(std::uint32_t slot, short type) {
+  return byte_range(frame_lock_offset(slot), 1, type);
 }
 }  // namespace
 
@@ -157,17 +164,6 @@ bool reader_alive(const ReaderEntry& e, std::uint32_t index, int table_fd) noexc
   }
   return true;
 }
-
-namespace {
-flock frame_range(std::uint32_t slot, short type) {
-  flock range{};
-  range.l_type = type;
-  range.l_whence = SEEK_SET;
-  range.l_start = static_cast<off_t>(frame_lock_offset(slot));
-  range.l_len = 1;
-  return range;
-}
-}  // namespace
 
 bool lock_frame(int ring_fd, std::uint32_t slot, bool lock) {
   flock range = frame_range(slot, lock ? F_RDLCK : F_UNLCK);
@@ -445,10 +441,16 @@ std::uint32_t claim_slot(StreamState& state, const sync::Deadline& deadline) {
     return std::find(state.grantee_dead.begin(), state.grantee_dead.end(),
                      std::make_pair(t, tag)) != state.grantee_dead.end();
   };
+  // Grantee tables are read (a pread each) where their words count: every
+  // pass for block (their positions), else only once there is no room
+  // (their space words to sleep on, their dead).
+  bool read_grantees = block;
   for (;;) {
     const std::uint32_t space = state.readers().space_wake.load(std::memory_order_seq_cst);
     fetch_grantee_tables(state);
-    for (GranteeTable& table : state.grantee_tables) read_grantee_table(table);
+    if (read_grantees) {
+      for (GranteeTable& table : state.grantee_tables) read_grantee_table(table);
+    }
     std::uint64_t min_next = UINT64_MAX;
     for (std::uint32_t r = 0; r < kMaxStreamReaders && block; ++r) {
       ReaderEntry& e = state.reader(r);
@@ -521,6 +523,12 @@ std::uint32_t claim_slot(StreamState& state, const sync::Deadline& deadline) {
     }
     // No room: subscribers hold every slot, or (block) have not taken the
     // oldest frame. A dead one's holds and position are reclaimed.
+    if (!read_grantees && !state.grantee_tables.empty()) {
+      // Looked at again with the grantee tables read before the scan, so
+      // that a release since is seen, not slept through.
+      read_grantees = true;
+      continue;
+    }
     if (Clock::now() - last_reap >= kLivenessPeriod) {
       last_reap = Clock::now();
       bool reaped = false;

@@ -67,6 +67,13 @@ class StreamAccessTest : public bridge::testing::DaemonTest {
     }
     return out;
   }
+  // The shm name of stream `id`'s own reader table, after the daemon's
+  // prefix (a grantee table's adds ".<index>").
+  static std::string table_name(std::uint64_t id) {
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(id));
+    return std::string(".readers.") + hex;
+  }
   // The /dev/shm path of the one reader table there is.
   std::string table_path() const {
     const auto tables = files_with(".readers.");
@@ -226,9 +233,7 @@ TEST_F(StreamAccessTest,
   daemon().stop(SIGKILL);
   // What a crash mid-destroy (or a hand in /dev/shm) leaves: a ring whose
   // table is gone, and a table whose ring is gone.
-  char hex[17];
-  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(lost_id));
-  ASSERT_EQ(::unlink(("/dev/shm/" + shm_file_for(std::string(".readers.") + hex)).c_str()), 0);
+  ASSERT_EQ(::unlink(("/dev/shm/" + shm_file_for(table_name(lost_id))).c_str()), 0);
   ASSERT_EQ(::unlink(("/dev/shm/" + shm_file_for("gone")).c_str()), 0);
   restart_daemon(SIGKILL);
   Client again = connect();
@@ -308,12 +313,7 @@ TEST_F(StreamAccessTest, AReadGranteeRegistersInATableOfItsOwnThatOnlyItsUserCan
                                          {.slots = 3, .overflow = Overflow::block});
   client().grant("cam", kReader, Access::read);
   Subscription own = client().subscribe("cam");
-  const std::string table_suffix = ".readers." + [&] {
-    char hex[17];
-    std::snprintf(hex, sizeof hex, "%016llx",
-                  static_cast<unsigned long long>(client().info("cam").id));
-    return std::string(hex);
-  }() + ".0";
+  const std::string table_suffix = table_name(client().info("cam").id) + ".0";
   SignalPipe subscribed, spoiled, published;
   ChildProcess reader([&] {
     CHILD_CHECK(become_reader(), 2);
@@ -369,6 +369,38 @@ TEST_F(StreamAccessTest, AReadGranteeRegistersInATableOfItsOwnThatOnlyItsUserCan
   EXPECT_EQ(files_with(".readers.").size(), 2u);  // the spoiled one unlinked
   client().destroy("cam");
   EXPECT_THAT(shm_files(), ::testing::IsEmpty());
+}
+
+TEST_F(StreamAccessTest, AGranteeHoldingEverySlotMakesThePublisherWaitUntilItLetsGo) {
+  // drop_oldest: its held frames are its kernel locks; the publisher sleeps
+  // on its table's space word too, and is woken when it lets one go.
+  Stream stream = client().create_stream("cam", {kFrameWords}, DType::uint64, {.slots = 2});
+  client().grant("cam", kReader, Access::read);
+  SignalPipe subscribed, published, holding, waited;
+  ChildProcess reader([&] {
+    CHILD_CHECK(become_reader(), 2);
+    Client c = Client::connect(socket_path());
+    Subscription sub = c.subscribe("cam", {.history = 1});
+    subscribed.send('s');
+    CHILD_CHECK(published.receive().has_value(), 3);
+    Frame a = sub.next(5s);
+    Frame b = sub.next(5s);
+    CHILD_CHECK(a.seq() == 1 && b.seq() == 2, 4);
+    holding.send('h');
+    CHILD_CHECK(waited.receive().has_value(), 5);
+    a.release();
+    CHILD_CHECK(uniform(b, 2), 6);
+    return 0;
+  });
+  ASSERT_TRUE(subscribed.receive().has_value());
+  EXPECT_EQ(publish_seq(stream, 5s), 1u);
+  EXPECT_EQ(publish_seq(stream, 5s), 2u);
+  published.send('p');
+  ASSERT_TRUE(holding.receive().has_value());
+  EXPECT_ERRC_MSG(stream.loan(50ms), Errc::timeout, "hold every slot");
+  waited.send('w');
+  EXPECT_EQ(publish_seq(stream, 5s), 3u);
+  EXPECT_TRUE(reader.succeeded());
 }
 
 TEST_F(StreamAccessTest, GranteeTablesAreReadoptedAtRestartAndRemovedWithTheStream) {

@@ -78,14 +78,13 @@ class RequestHandlerTest : public ::testing::Test {
     return *raw;
   }
   /// The reply's body; throws the Error of an error reply.
-  json call(Connection& c, Op op, const json& body = json::object()) {
-    const std::uint64_t id = c.next_id++;
-    auto outcome = c.handler->handle(protocol::dump_json(protocol::make_request(id, op, body)));
-    return protocol::check_reply(outcome.reply, id);
-  }
   /// The whole outcome (descriptors kept open while it lives).
   bridged::RequestHandler::Outcome handle(Connection& c, Op op, const json& body) {
     return c.handler->handle(protocol::dump_json(protocol::make_request(c.next_id++, op, body)));
+  }
+  json call(Connection& c, Op op, const json& body = json::object()) {
+    auto outcome = handle(c, op, body);
+    return protocol::check_reply(outcome.reply, c.next_id - 1);
   }
   std::vector<std::string> names(Connection& c) {
     std::vector<std::string> out;
