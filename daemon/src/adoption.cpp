@@ -57,6 +57,13 @@ void scan_dir(const std::string& shm_prefix, const ObjectDir& dir, std::set<std:
       // validate_header checks total_bytes against the real object size.
       bridge::ArrayLayout layout = bridge::validate_header(header, size);
       if (name != header.name) throw Error(Errc::corrupt_segment, "header names another segment");
+      if (bridge::sync_at(mapping->data()).destroyed.load(std::memory_order_acquire) != 0) {
+        // Claimed by a destroy whose claimant died before it unlinked the
+        // name (direct_create.hpp): the destroy is finished here.
+        ShmObject::unlink_name(dir, shm_name);
+        log_info("removed " + path + ", destroyed by a client that died before it unlinked it");
+        continue;
+      }
       if (!ids.insert(header.segment_id).second) {
         throw Error(Errc::corrupt_segment, "the same segment id as another segment");
       }

@@ -23,7 +23,7 @@ namespace bridged {
 /// Creates are built under shm_prefix + kStagingInfix + random hex and renamed
 /// into place once whole. Segment names never start with '.', so these can
 /// never be mistaken for one.
-inline constexpr const char* kStagingInfix = ".creating.";
+using bridge::kStagingInfix;
 
 /// A shm object under the daemon's prefix that is not served: its header did
 /// not validate (at start, or when a client attached). Left in place for

@@ -14,6 +14,7 @@
 #include "bridge/detail/attach_ledger.hpp"
 #include "bridge/detail/os/mapping.hpp"
 #include "bridge/detail/os/unique_fd.hpp"
+#include "create_journal.hpp"
 
 namespace bridged {
 
@@ -24,10 +25,14 @@ class AttachLedger {
     /// What to pass to the client (read-write, size sealed). The daemon
     /// needs only its own mapping: closed once passed.
     bridge::os::UniqueFd fd;
+    /// The create journal after the ledger page, if asked for.
+    std::optional<JournalReader> journal;
   };
-  /// A new, zeroed ledger; nullopt (with a warning logged once) where
-  /// memfds or their seals are unavailable: the client then sends notices.
-  static std::optional<Made> make();
+  /// A new, zeroed ledger (followed by a create journal when `with_journal`,
+  /// bridge/detail/create_journal.hpp); nullopt (with a warning logged
+  /// once) where memfds or their seals are unavailable: the client then
+  /// sends notices, and asks the daemon to create.
+  static std::optional<Made> make(bool with_journal = false);
 
   /// Whether the client says it holds segment `id` (never 0).
   bool holds(std::uint64_t id) const;

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <utility>
 
+#include "bridge/detail/direct_create.hpp"
 #include "bridge/detail/ring_layout.hpp"
 #include "bridge/detail/sync.hpp"
 #include "bridge/error.hpp"
@@ -127,11 +128,24 @@ std::uint64_t Registry::new_segment_id() {
 
 Registry::Segment& Registry::find(const std::string& name) {
   auto it = segments_.find(name);
+  if (it != segments_.end() && it->second->sync().destroyed.load(std::memory_order_acquire) != 0) {
+    // Destroyed by a client directly, before the daemon read of it.
+    finish_direct_destroy(name, 0);
+    it = segments_.end();
+  }
   if (it == segments_.end()) {
     for (const Quarantined& q : quarantined_) {
       if (q.name == name) {
         throw Error(Errc::corrupt_segment,
                     "segment '" + name + "' is quarantined (" + q.reason + "); destroy removes it");
+      }
+    }
+    // A whole segment under the name that no journal told of: its direct
+    // creator died between the rename and its record, or published it to
+    // a daemon that was restarting.
+    if (!journals_.empty() || offers_journal(daemon_uid_)) {
+      if (creating_.count(name) == 0 && adopt_direct(name, 0, daemon_uid_, 0)) {
+        return *segments_.at(name);
       }
     }
     throw Error(Errc::not_found, "no segment named '" + name + "'");
@@ -619,6 +633,13 @@ void Registry::destroy(const Caller& caller, const std::string& name) {
   }
   Segment& segment = find(name);
   require(segment, caller, protocol::Access::write, "destroy");
+  // Claimed as a client's direct destroy claims it (direct_create.hpp):
+  // only whoever sets the word unlinks the name.
+  std::uint32_t unclaimed = 0;
+  if (!segment.sync().destroyed.compare_exchange_strong(unclaimed, 1, std::memory_order_acq_rel)) {
+    finish_direct_destroy(name, caller.pid);
+    throw Error(Errc::not_found, "no segment named '" + name + "'");
+  }
   fault_point("destroy:unlinking");
   segment.shm.unlink();
   // After the ring: a table left without its ring by a crash here is
@@ -663,6 +684,9 @@ std::vector<protocol::SegmentInfo> Registry::list(const Caller& caller) const {
   std::vector<protocol::SegmentInfo> out;
   const LedgerIndex index = ledger_index();
   for (const auto& [name, segment] : segments_) {
+    // Destroyed directly and not yet read of (its claimant died before its
+    // record): gone.
+    if (segment->sync().destroyed.load(std::memory_order_acquire) != 0) continue;
     if (access_of(*segment, caller) != protocol::Access::none) {
       out.push_back(describe(*segment, false, &index));
     }
@@ -803,8 +827,169 @@ bool Registry::holds_anything(ClientId client) const {
 }
 
 void Registry::disconnect(ClientId client) {
+  end_journal(client);
   for (auto& [name, segment] : segments_) segment->attachments.erase(client);
   ledgers_.erase(client);
+}
+
+bool Registry::offers_journal(uid_t uid) const {
+  return uid == daemon_uid_ && !huge_dir_ && config_.max_segment_bytes == 0;
+}
+
+void Registry::set_journal(const Caller& caller, JournalReader journal) {
+  journals_.erase(caller.client);
+  journals_.emplace(caller.client, JournalOf{caller, std::move(journal)});
+}
+
+void Registry::arm_journals(bool armed) {
+  for (auto& [client, of] : journals_) of.journal.set_armed(armed);
+}
+
+void Registry::drain_journals() {
+  for (auto& [client, of] : journals_) {
+    if (of.journal.pending()) drain_journal(of);
+  }
+}
+
+void Registry::drain_journal(JournalOf& of) {
+  // Bounds on what a client's records can make the daemon remember.
+  constexpr std::size_t kMaxRemembered = 4096;
+  JournalReader& journal = of.journal;
+  const std::vector<JournalReader::Record> records = journal.take();
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    const JournalReader::Record& record = records[i];
+    switch (record.kind) {
+      case bridge::JournalKind::begin:
+        if (journal.begun.size() < kMaxRemembered) journal.begun[record.id] = record.name;
+        break;
+      case bridge::JournalKind::published: {
+        journal.begun.erase(record.id);
+        // Destroyed again in this same batch (a short-lived segment): only
+        // announced, with no system call at all.
+        const bool destroyed_since =
+            std::any_of(records.begin() + static_cast<std::ptrdiff_t>(i) + 1, records.end(),
+                        [&](const JournalReader::Record& later) {
+                          return later.kind == bridge::JournalKind::destroyed &&
+                                 later.id == record.id;
+                        });
+        if (destroyed_since ||
+            !adopt_direct(record.name, record.id, of.caller.uid, of.caller.pid)) {
+          announce(protocol::EventKind::created, record.name, record.id, of.caller);
+          if (journal.announced.size() < kMaxRemembered) {
+            journal.announced[record.id] = record.name;
+          }
+        }
+        break;
+      }
+      case bridge::JournalKind::destroyed: {
+        if (journal.announced.erase(record.id) != 0) {
+          announce(protocol::EventKind::destroyed, record.name, record.id, of.caller);
+          break;
+        }
+        auto it = segments_.find(record.name);
+        // The record is the client's word; the segment's own word decides.
+        if (it != segments_.end() && it->second->id == record.id &&
+            it->second->sync().destroyed.load(std::memory_order_acquire) != 0) {
+          finish_direct_destroy(record.name, of.caller.pid);
+        }
+        break;
+      }
+    }
+  }
+}
+
+void Registry::end_journal(ClientId client) {
+  auto it = journals_.find(client);
+  if (it == journals_.end()) return;
+  JournalOf& of = it->second;
+  drain_journal(of);
+  for (const auto& [id, name] : of.journal.begun) {
+    // Never published: its staging object, if the creator got that far.
+    const std::string staging = shm_dir_.path_of(shm_prefix_ + bridge::detail::direct_staging_name(id));
+    if (::unlink(staging.c_str()) == 0) {
+      log_info("removed " + staging + ", left by a direct create of pid " +
+               std::to_string(of.caller.pid) + " that did not complete");
+    }
+    // Or published, and the creator died before it said so.
+    adopt_direct(name, id, of.caller.uid, of.caller.pid);
+  }
+  for (const auto& [id, name] : of.journal.announced) {
+    announce(protocol::EventKind::destroyed, name, id, of.caller);
+  }
+  journals_.erase(it);
+}
+
+bool Registry::adopt_direct(const std::string& name, std::uint64_t expected_id,
+                            std::uint32_t owner, pid_t pid) {
+  if (auto existing = segments_.find(name); existing != segments_.end()) {
+    if (existing->second->id == expected_id) return true;
+    if (existing->second->sync().destroyed.load(std::memory_order_acquire) == 0) return false;
+    finish_direct_destroy(name, pid);
+  }
+  const std::string shm_name = shm_prefix_ + name;
+  bridge::os::UniqueFd fd(
+      ::open(shm_dir_.path_of(shm_name).c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
+  if (!fd) return false;
+  try {
+    struct stat st {};
+    // Only the daemon's user makes files it owns (direct_attach.hpp).
+    if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != daemon_uid_ ||
+        st.st_size < static_cast<off_t>(bridge::kDataOffset)) {
+      return false;
+    }
+    ShmObject shm = ShmObject::adopt(std::move(fd), shm_dir_, shm_name);
+    auto mapping = std::make_shared<bridge::os::Mapping>(
+        bridge::os::Mapping::map(shm.fd(), bridge::kDataOffset, true));
+    const auto& header = bridge::header_at(static_cast<const std::byte*>(mapping->data()));
+    bridge::ArrayLayout layout = bridge::validate_header(header, static_cast<std::uint64_t>(st.st_size));
+    const std::uint64_t id = header.segment_id;
+    if (layout.stream || name != header.name || (expected_id != 0 && id != expected_id) ||
+        header.owner_uid != owner ||
+        bridge::sync_at(mapping->data()).destroyed.load(std::memory_order_acquire) != 0) {
+      return false;
+    }
+    for (const auto& [other_name, other] : segments_) {
+      if (other->id == id) return false;
+    }
+    const std::int64_t created = header.created_unix_ms;
+    auto segment = std::make_unique<Segment>(Segment{std::move(shm), std::move(mapping),
+                                                     std::move(layout), name, id, owner, created,
+                                                     {}, {}, {}, bridge::kNoSlot, std::nullopt,
+                                                     {}});
+    Segment& stored = *segments_.emplace(name, std::move(segment)).first->second;
+    assign_slot(stored);
+    emit(make_event(protocol::EventKind::created, stored, pid, created), stored);
+    return true;
+  } catch (const Error& e) {
+    if (verbose()) log_debug("not adopting '" + name + "': " + e.message());
+    return false;
+  }
+}
+
+void Registry::announce(protocol::EventKind kind, const std::string& name, std::uint64_t id,
+                        const Caller& by) {
+  if (!sink_) return;
+  protocol::Event event;
+  event.kind = kind;
+  event.name = name;
+  event.segment_id = id;
+  event.meta_version = 1;
+  event.pid = by.pid;
+  event.time_unix_ms = now_unix_ms();
+  sink_(event, Audience{by.uid, {}, daemon_uid_});
+}
+
+void Registry::finish_direct_destroy(const std::string& name, pid_t pid) {
+  Segment& segment = *segments_.at(name);
+  struct stat mine {};
+  struct stat there {};
+  const std::string path = segment.shm.dir().path_of(segment.shm.name());
+  if (::fstat(segment.shm.fd(), &mine) == 0 && ::stat(path.c_str(), &there) == 0 &&
+      mine.st_dev == there.st_dev && mine.st_ino == there.st_ino) {
+    segment.shm.unlink();
+  }
+  bridge::sync::wake_waiters(segment.sync());
+  forget(name, pid, /*flush_commit=*/true);
 }
 
 void Registry::mark_destroyed(const Segment& segment) {
@@ -820,6 +1005,9 @@ void Registry::mark_destroyed(const Segment& segment) {
 }
 
 void Registry::remove_all() {
+  // Direct creates under way or unread first: they become segments here,
+  // or their staging objects go.
+  while (!journals_.empty()) end_journal(journals_.begin()->first);
   for (const auto& [name, segment] : segments_) {
     segment->shm.unlink();
     if (segment->readers) segment->readers->shm.unlink();

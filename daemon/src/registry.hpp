@@ -29,6 +29,7 @@
 #include "bridge/detail/protocol.hpp"
 #include "commit_watcher.hpp"
 #include "config.hpp"
+#include "create_journal.hpp"
 #include "huge_pool.hpp"
 #include "object_dir.hpp"
 #include "reader_table.hpp"
@@ -219,8 +220,22 @@ class Registry {
   /// segments it says it holds there count as attached by it, as long as
   /// its user may read them. Dropped by disconnect.
   void set_ledger(const Caller& caller, std::shared_ptr<const AttachLedger> ledger);
-  /// Drops every attachment (and the ledger) of a client whose connection
-  /// closed.
+  /// Whether a connection of `uid` is offered a create journal: the
+  /// daemon's own user, when every create goes to /dev/shm unlimited
+  /// (bridge/detail/create_journal.hpp).
+  bool offers_journal(uid_t uid) const;
+  /// `caller`'s connection keeps a create journal.
+  void set_journal(const Caller& caller, JournalReader journal);
+  /// Reads every connection's create journal and does what it says: adopts
+  /// what direct creates published, forgets what direct destroys removed,
+  /// and announces both. Run before any request is handled, so that every
+  /// request sees what a create or destroy that already returned did.
+  void drain_journals();
+  /// Sets the journals' `armed` word: whether a drain is due soon.
+  void arm_journals(bool armed);
+  /// Drops every attachment (and the ledger and journal) of a client whose
+  /// connection closed. Its creates that never published are removed; one
+  /// that published without saying so is adopted.
   void disconnect(ClientId client);
   /// Whether `client` is attached to anything.
   bool holds_anything(ClientId client) const;
@@ -338,6 +353,26 @@ class Registry {
   static void mark_destroyed(const Segment& segment);
   /// Takes a segment out of the catalog and tells subscribers it is gone.
   void forget(const std::string& name, pid_t pid, bool flush_commit);
+  struct JournalOf {
+    Caller caller;
+    JournalReader journal;
+  };
+  void drain_journal(JournalOf& of);
+  /// Adopts the segment a direct create published as `name` (id
+  /// `expected_id`, or any when 0), owned by `owner`: found there whole,
+  /// valid and not destroyed. False (nothing changed) otherwise.
+  bool adopt_direct(const std::string& name, std::uint64_t expected_id, std::uint32_t owner,
+                    pid_t pid);
+  /// An event about a segment the daemon never held (created and destroyed
+  /// directly before it read of either).
+  void announce(bridge::protocol::EventKind kind, const std::string& name, std::uint64_t id,
+                const Caller& by);
+  /// Completes the destroy of `name`, whose `destroyed` word a direct
+  /// destroy set: unlinks the name if it is still this segment's (its
+  /// claimant died before), and forgets it.
+  void finish_direct_destroy(const std::string& name, pid_t pid);
+  /// Drains and ends `client`'s journal (see disconnect).
+  void end_journal(ClientId client);
   bridge::protocol::SegmentInfo describe(const Segment& segment, bool with_meta,
                                          const LedgerIndex* index = nullptr) const;
   std::uint64_t new_segment_id();
@@ -369,6 +404,7 @@ class Registry {
     std::shared_ptr<const AttachLedger> ledger;
   };
   std::map<ClientId, LedgerOf> ledgers_;
+  std::map<ClientId, JournalOf> journals_;
   /// Names taken by a PendingCreate, with the segment id it will have.
   std::map<std::string, std::uint64_t> creating_;
   std::vector<Quarantined> quarantined_;

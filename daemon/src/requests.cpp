@@ -148,12 +148,21 @@ RequestHandler::Outcome RequestHandler::handle(std::string_view payload) {
     }
     const protocol::RequestHead head = protocol::parse_request_head(request);
     id = head.id;
+    // What direct creates and destroys that already returned did, before
+    // anything else: every request sees it (create_journal.hpp). A poke
+    // only schedules this.
+    if (head.reply || head.op != Op::drain) context_.registry().drain_journals();
     if (!greeted_ && head.op != Op::hello) {
       throw Error(Errc::protocol_error, "the first request on a connection must be hello");
     }
     if (!head.reply) {
       // A notice: its sender does not wait, so a failure is only logged.
       Outcome outcome{json()};
+      if (head.op == Op::drain) {
+        context_.schedule_drain();
+        outcome.silent = true;
+        return outcome;
+      }
       try {
         outcome = dispatch(head.op, head.id, request);
       } catch (const Error& e) {
@@ -192,10 +201,16 @@ RequestHandler::Outcome RequestHandler::dispatch(Op op, std::uint64_t id, const 
       // is no table): what this client holds beyond what the daemon handed
       // out, written by the client, read here (attach_ledger.hpp).
       bridge::os::UniqueFd ledger_fd;
-      if (auto made = AttachLedger::make()) {
+      if (auto made = AttachLedger::make(slots.enabled() && registry.offers_journal(caller_.uid))) {
         body["ledger"] = bridge::kLedgerEntries;
         ledger_fd = std::move(made->fd);
         registry.set_ledger(caller_, std::move(made->ledger));
+        // And the create journal after it, for the daemon's own user
+        // (bridge/detail/create_journal.hpp).
+        if (made->journal) {
+          body["journal"] = bridge::kJournalRecords;
+          registry.set_journal(caller_, std::move(*made->journal));
+        }
       }
       Outcome outcome = slots.enabled() ? Outcome{std::move(body), slots.read_only_fd(),
                                                   std::nullopt, ledger_fd.get()}
@@ -261,6 +276,9 @@ RequestHandler::Outcome RequestHandler::dispatch(Op op, std::uint64_t id, const 
     }
     case Op::stats:
       return {protocol::make_reply(id, context_.stats(caller_))};
+    case Op::drain:
+      // Read already, before this request (handle). A notice schedules it.
+      return {protocol::make_reply(id)};
     case Op::subscribe: {
       auto request = protocol::parse<protocol::SubscribeRequest>(body);
       if (request.name) bridge::validate_segment_name(*request.name);

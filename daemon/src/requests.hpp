@@ -40,6 +40,10 @@ class RequestContext {
   /// Whether a create of `total_bytes` is built beside the io thread
   /// (RequestHandler defers it, see Outcome::deferred) instead of inline.
   virtual bool offload_create(std::uint64_t /*total_bytes*/) const { return false; }
+  /// A client poked: the create journals are to be read soon, so that
+  /// direct creates and destroys are announced, without reading them at
+  /// every poke (a create and destroy read together cost nothing). Here: now.
+  virtual void schedule_drain() { registry().drain_journals(); }
 };
 
 /// A RequestContext with no socket, no event loop and no watcher thread: a

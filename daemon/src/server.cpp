@@ -30,6 +30,7 @@ Server::Server(Config config, bridge::os::UniqueFd passed)
       acceptor_(io_),
       signals_(io_, SIGINT, SIGTERM),
       accept_retry_(io_),
+      drain_timer_(io_),
       registry_(config_, shm_prefix_for_socket(config_.socket_path)),
       watcher_([this](std::vector<WatchTarget> changed) {
         // On the watcher thread: everything else happens on the io thread.
@@ -203,12 +204,28 @@ void Server::stop() {
   acceptor_.close(ignored);
   signals_.cancel(ignored);
   accept_retry_.cancel();
+  drain_timer_.cancel();
   watcher_.stop();
   // Builds under way finish (the sessions waiting for them, closed now,
   // unlink what was built); builds not started yet are not started.
   workers_.stop();
   for (auto& [id, session] : sessions_) session->close();
   // Sessions finish their coroutines (and detach) before run() returns.
+}
+
+void Server::schedule_drain() {
+  if (drain_due_ || stopping_) return;
+  drain_due_ = true;
+  registry_.arm_journals(true);
+  drain_timer_.expires_after(kDrainDelay);
+  drain_timer_.async_wait([this](const boost::system::error_code& error) {
+    drain_due_ = false;
+    if (error || stopping_) return;
+    // Cleared before reading (see JournalWriter::append): a record that
+    // this drain misses finds `armed` clear, and its writer pokes again.
+    registry_.arm_journals(false);
+    registry_.drain_journals();
+  });
 }
 
 void Server::session_ended(std::uint64_t client_id) {

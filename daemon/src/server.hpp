@@ -56,6 +56,11 @@ class Server : public RequestContext {
   bool offload_create(std::uint64_t total_bytes) const override {
     return total_bytes >= kOffloadBytes;
   }
+  /// The journals are read kDrainDelay after the first poke: a create and
+  /// destroy that both fall in that window cost the daemon no system call,
+  /// and their events are that late at most.
+  void schedule_drain() override;
+  static constexpr std::chrono::milliseconds kDrainDelay{10};
 
   /// Segments at least this large are built, and freed once destroyed, on
   /// the worker pool; smaller ones (reserving 8 MiB takes about 2 ms) are
@@ -92,6 +97,8 @@ class Server : public RequestContext {
   boost::asio::local::stream_protocol::acceptor acceptor_;
   boost::asio::signal_set signals_;
   boost::asio::steady_timer accept_retry_;
+  boost::asio::steady_timer drain_timer_;
+  bool drain_due_ = false;
   Registry registry_;
   std::map<std::uint64_t, std::shared_ptr<Session>> sessions_;
   std::uint64_t last_client_id_ = 0;

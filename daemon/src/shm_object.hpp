@@ -34,6 +34,10 @@ class ShmObject {
                           std::span<const Range> reserve);
   /// Opens an existing object read-write (re-adoption after a restart).
   static ShmObject open(const ObjectDir& dir, const std::string& name);
+  /// An object already opened (read-write) as `name` in `dir`.
+  static ShmObject adopt(bridge::os::UniqueFd fd, const ObjectDir& dir, const std::string& name) {
+    return ShmObject(std::move(fd), dir, name);
+  }
 
   /// Renames the object to `name` (in the same directory) unless that name
   /// exists (already_exists): a create is built under a private staging name

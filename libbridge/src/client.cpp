@@ -103,8 +103,20 @@ Client::Client(std::shared_ptr<Connection> connection) : connection_(std::move(c
 Segment Client::create(std::string_view name, const std::vector<std::int64_t>& shape, DType dtype,
                        const json& meta, const CreateOptions& options) {
   validate_segment_name(name);
-  compute_layout(dtype, shape);
+  const ArrayLayout layout = compute_layout(dtype, shape);
   if (!meta.is_object()) throw Error(Errc::invalid_argument, "meta must be a JSON object");
+  if (options.huge_pages != true) {
+    const std::string text = protocol::dump_json(meta);
+    if (text.size() > kMaxMetaBytes) {
+      throw Error(Errc::invalid_argument, "metadata is " + std::to_string(text.size()) +
+                                              " bytes of JSON; the limit is " +
+                                              std::to_string(kMaxMetaBytes));
+    }
+    if (auto made = connection_->create_direct(name, layout, meta, text)) {
+      return detail::SegmentAccess::make(std::make_shared<detail::SegmentState>(
+          std::move(made->info), std::move(made->mapping), connection_));
+    }
+  }
   protocol::CreateRequest request{std::string(name), dtype, shape, meta, options.huge_pages};
   auto reply = connection_->call(Op::create, request);
   return open_segment(connection_, reply);
@@ -203,6 +215,7 @@ SegmentInfo Client::grant(std::string_view name, std::uint32_t uid, Access acces
 
 void Client::destroy(std::string_view name) {
   validate_segment_name(name);
+  if (connection_->destroy_direct(name)) return;
   connection_->call(Op::destroy, protocol::NameRequest{std::string(name)});
   connection_->cache().forget(name);
   connection_->note_destroyed(std::string(name));

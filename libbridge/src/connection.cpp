@@ -74,12 +74,35 @@ std::shared_ptr<const DirectRoute> direct_route(const Connection::Reply& reply, 
 
 // The attach ledger, if the daemon sent one: after the slot table when
 // there is one ("slots"), else the only descriptor.
-std::optional<LedgerWriter> map_ledger(const Connection::Reply& reply) {
+int ledger_fd(const Connection::Reply& reply) {
   auto it = reply.body.find("ledger");
-  if (it == reply.body.end() || !it->is_number_unsigned()) return std::nullopt;
+  if (it == reply.body.end() || !it->is_number_unsigned()) return -1;
   const std::size_t index = reply.body.contains("slots") ? 1 : 0;
-  if (reply.fds.size() <= index) return std::nullopt;
-  return LedgerWriter::map(reply.fds[index].get());
+  return reply.fds.size() <= index ? -1 : reply.fds[index].get();
+}
+
+std::optional<LedgerWriter> map_ledger(const Connection::Reply& reply) {
+  const int fd = ledger_fd(reply);
+  return fd < 0 ? std::nullopt : LedgerWriter::map(fd);
+}
+
+// The create journal rides in the ledger's memfd when the daemon offers one.
+std::optional<JournalWriter> map_journal(const Connection::Reply& reply) {
+  auto it = reply.body.find("journal");
+  const int fd = ledger_fd(reply);
+  if (it == reply.body.end() || !it->is_number_unsigned() ||
+      it->get<std::uint64_t>() != kJournalRecords || fd < 0) {
+    return std::nullopt;
+  }
+  return JournalWriter::map(fd);
+}
+
+// Fresh in every process: a forked child must not repeat its parent's ids.
+std::mt19937_64 seeded_ids() {
+  std::random_device device;
+  std::seed_seq seed{device(), device(), device(), device(),
+                     static_cast<unsigned>(os::this_pid())};
+  return std::mt19937_64(seed);
 }
 }  // namespace
 
@@ -117,6 +140,7 @@ void Connection::connect_locked() {
   auto table = map_slot_table(reply, slot_count, table_owner);
   auto route = direct_route(reply, table != nullptr, table_owner);
   auto ledger = map_ledger(reply);
+  auto journal = map_journal(reply);
   cache_.set_table(std::move(table), slot_count);
   auto answer = protocol::parse<protocol::HelloReply>(reply.body);
   if (answer.protocol != protocol::kProtocolVersion) {
@@ -132,6 +156,10 @@ void Connection::connect_locked() {
     // A new daemon's (or a forked child's) ledger starts empty: what the
     // old one counted is attached again below, with round trips.
     ledger_ = std::move(ledger);
+    journal_ = std::move(journal);
+    euid_ = ::geteuid();
+    ++generation_;
+    ids_ = seeded_ids();
   }
   if (!again) return;
   ++reconnects_;
@@ -395,6 +423,92 @@ std::optional<DirectAttach> Connection::attach_direct(std::string_view name) {
   // this client's next request.
   reattach_async(attached->info->name, attached->info->id, /*send_now=*/true);
   return attached;
+}
+
+std::shared_ptr<const DirectRoute> Connection::direct_route_for_journal(std::uint64_t& generation) {
+  // A forked child's journal is its parent's (the same pages).
+  if (forked() || closed_.load()) return nullptr;
+  std::lock_guard book(book_);
+  if (!journal_ || !route_ || route_->daemon_uid != euid_) return nullptr;
+  generation = generation_;
+  return route_;
+}
+
+bool Connection::append_to_journal(JournalKind kind, std::uint64_t id, std::string_view name,
+                                   std::uint64_t generation) {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    bool appended = false;
+    bool poke = false;
+    {
+      std::lock_guard book(book_);
+      if (!journal_ || generation != generation_) return false;
+      if (journal_->has_room(1)) {
+        appended = true;
+        poke = journal_->append(kind, id, name);
+        if (poke) pending_notices_.push_back({protocol::Op::drain, protocol::DetachRequest{}});
+      }
+    }
+    if (appended) {
+      if (poke) notify_async(std::nullopt);
+      return true;
+    }
+    // Full (rare: the daemon reads it at every request and soon after a
+    // poke): it reads every journal before it answers any request.
+    try {
+      call(protocol::Op::drain);
+    } catch (const Error&) {
+      return false;
+    }
+  }
+  return false;
+}
+
+std::optional<DirectCreated> Connection::create_direct(std::string_view name,
+                                                       const ArrayLayout& layout,
+                                                       const nlohmann::json& meta,
+                                                       std::string_view meta_text) {
+  std::uint64_t generation = 0;
+  auto route = direct_route_for_journal(generation);
+  if (!route) return std::nullopt;
+  std::uint64_t id = 0;
+  {
+    std::lock_guard book(book_);
+    // Room for both records, or ask the daemon (which reads the journal).
+    if (generation != generation_ || !journal_ || !journal_->has_room(2)) return std::nullopt;
+    while (id == 0) id = ids_();
+  }
+  // `begin` before the object exists: if this process dies before the
+  // rename, the daemon removes the staging object when the connection ends.
+  if (!append_to_journal(JournalKind::begin, id, name, generation)) return std::nullopt;
+  DirectCreated made = detail::create_direct(*route, name, id, layout, meta, meta_text, euid_);
+  if (!append_to_journal(JournalKind::published, id, name, generation)) {
+    // The daemon that was told `begin` is gone: make sure the one serving
+    // now knows the segment (it adopts a whole segment it finds by name).
+    call(protocol::Op::info, protocol::NameRequest{std::string(name)});
+  }
+  cache_.insert(made.info, made.mapping, kNoSlot, 0);
+  reattach_async(made.info->name, made.info->id);
+  return made;
+}
+
+bool Connection::destroy_direct(std::string_view name) {
+  std::uint64_t generation = 0;
+  auto route = direct_route_for_journal(generation);
+  if (!route) return false;
+  auto mapping = cache_.mapping_of(name);
+  if (!mapping || !mapping->writable()) return false;
+  const std::uint64_t id = header_at(mapping->data()).segment_id;
+  {
+    std::lock_guard book(book_);
+    if (generation != generation_ || !journal_ || !journal_->has_room(1)) return false;
+  }
+  if (!detail::destroy_direct(*route, name, mapping->data())) return false;
+  // Without the record the daemon still finds the word set at its next
+  // look at the name; the record makes it forget the segment at once.
+  append_to_journal(JournalKind::destroyed, id, name, generation);
+  cache_.forget(name);
+  note_destroyed(std::string(name));
+  return true;
 }
 
 void Connection::notify_async(std::nullopt_t) noexcept {

@@ -17,14 +17,10 @@
 
 namespace bridge::detail {
 
-namespace {
-
-// The description a reply would carry, from the header (validated) and the
-// metadata slots (checksummed, parsed, never trusted). What only the
-// daemon's catalog knows (attached, grants) stays empty, as for a segment
-// whose attach came from the cache: Client::info asks for it.
-std::shared_ptr<const SegmentInfo> describe(const SegmentHeader& header, const ArrayLayout& layout,
-                                            const std::byte* base) {
+// As for a segment whose attach came from the cache: Client::info asks the
+// daemon for what only its catalog knows.
+std::shared_ptr<SegmentInfo> describe_mapped(const SegmentHeader& header, const ArrayLayout& layout,
+                                             const std::byte* base) {
   auto info = std::make_shared<SegmentInfo>();
   info->name = header.name;
   info->id = header.segment_id;
@@ -42,8 +38,6 @@ std::shared_ptr<const SegmentInfo> describe(const SegmentHeader& header, const A
   info->meta = meta ? std::move(*meta) : nlohmann::json::object();
   return info;
 }
-
-}  // namespace
 
 std::optional<DirectAttach> attach_direct(const DirectRoute& route, std::string_view name,
                                           const MapCache& cache, bool& refused) {
@@ -79,7 +73,13 @@ std::optional<DirectAttach> attach_direct(const DirectRoute& route, std::string_
     // Last: the slot must still hold this id after everything above was read.
     const auto epoch = cache.vouch(hint - 1, header.segment_id);
     if (!epoch) return std::nullopt;
-    auto info = describe(header, layout, mapping->data());
+    // A client's direct destroy (direct_create.hpp) marks the object before
+    // it unlinks the name, and the slot is cleared only when the daemon
+    // reads of it: unmarked now, the segment was live after the open.
+    if (sync_at(mapping->data()).destroyed.load(std::memory_order_acquire) != 0) {
+      return std::nullopt;
+    }
+    auto info = describe_mapped(header, layout, mapping->data());
     return DirectAttach{std::move(info), std::move(mapping), hint - 1, *epoch};
   } catch (const Error&) {
     // A header that fails validation: the daemon says what is wrong with it.

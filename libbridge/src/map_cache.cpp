@@ -26,20 +26,25 @@ void MapCache::set_table(std::shared_ptr<const os::Mapping> table, std::uint32_t
 }
 
 bool MapCache::vouched_locked(const Entry& entry, bool check_header) const noexcept {
-  if (!table_ || entry.slot >= slot_count_) return false;
-  const SegmentSlot& slot = slots_at(table_->data())[entry.slot];
-  // The epoch after the id: a destroy clears the id, a grant change bumps
-  // the epoch; either makes this false, in whichever order they are seen.
-  if (slot.segment_id.load(std::memory_order_acquire) != entry.info->id ||
-      slot.access_epoch.load(std::memory_order_acquire) != entry.access_epoch) {
-    return false;
+  if (!table_) return false;
+  if (entry.slot != kNoSlot) {
+    if (entry.slot >= slot_count_) return false;
+    const SegmentSlot& slot = slots_at(table_->data())[entry.slot];
+    // The epoch after the id: a destroy clears the id, a grant change bumps
+    // the epoch; either makes this false, in whichever order they are seen.
+    if (slot.segment_id.load(std::memory_order_acquire) != entry.info->id ||
+        slot.access_epoch.load(std::memory_order_acquire) != entry.access_epoch) {
+      return false;
+    }
   }
-  // The header only when the entry is about to be served, and only once the
-  // table vouches: a writer may have truncated the object (a quarantined
-  // one has lost its slot), and reading it would SIGBUS this process in a
-  // sweep, while attaching something else.
+  // The header and sync block only when the entry is about to be served,
+  // and only once the table vouches: a writer may have truncated the object
+  // (a quarantined one has lost its slot), and reading it would SIGBUS this
+  // process in a sweep, while attaching something else. (A direct create's
+  // entry is this process's own segment of the daemon's user.)
   return !check_header ||
-         std::memcmp(entry.mapping->data(), entry.header.data(), kImmutableHeaderBytes) == 0;
+         (std::memcmp(entry.mapping->data(), entry.header.data(), kImmutableHeaderBytes) == 0 &&
+          sync_at(entry.mapping->data()).destroyed.load(std::memory_order_acquire) == 0);
 }
 
 std::optional<MapCache::Hit> MapCache::lookup(std::string_view name) {
@@ -79,7 +84,7 @@ std::optional<MapCache::Hit> MapCache::lookup(std::string_view name) {
 void MapCache::insert(std::shared_ptr<const SegmentInfo> info, std::shared_ptr<os::Mapping> mapping,
                       std::uint32_t slot, std::uint64_t access_epoch) {
   std::lock_guard lock(mutex_);
-  if (!table_ || slot >= slot_count_ || limits_.entries == 0 || mapping->size() > limits_.bytes ||
+  if (!table_ || (slot >= slot_count_ && slot != kNoSlot) || limits_.entries == 0 || mapping->size() > limits_.bytes ||
       mapping->size() > limits_.max_mapping_bytes) {
     return;
   }
@@ -94,6 +99,12 @@ void MapCache::insert(std::shared_ptr<const SegmentInfo> info, std::shared_ptr<o
   // mapping unmaps it, tens of µs that belong in the close of a handle
   // (trim), not inside an attach.
   enforce_bounds_locked(kInsertSlack);
+}
+
+std::shared_ptr<os::Mapping> MapCache::mapping_of(std::string_view name) const {
+  std::lock_guard lock(mutex_);
+  auto it = entries_.find(name);
+  return it == entries_.end() ? nullptr : it->second.mapping;
 }
 
 void MapCache::trim() {

@@ -117,6 +117,8 @@ std::string_view to_string(Op op) noexcept {
       return "create_stream";
     case Op::open_stream:
       return "open_stream";
+    case Op::drain:
+      return "drain";
   }
   return "invalid";
 }
@@ -336,8 +338,9 @@ RequestHead parse_request_head(const json& request) {
   if (auto it = request.find("reply"); it != request.end()) {
     if (!it->is_boolean()) throw Error(Errc::invalid_argument, "'reply' must be a boolean");
     head.reply = it->get<bool>();
-    if (!head.reply && head.op != Op::detach && head.op != Op::reattach) {
-      throw Error(Errc::invalid_argument, "only detach and reattach may be sent without a reply");
+    if (!head.reply && head.op != Op::detach && head.op != Op::reattach && head.op != Op::drain) {
+      throw Error(Errc::invalid_argument,
+                  "only detach, reattach and drain may be sent without a reply");
     }
   }
   return head;

@@ -23,6 +23,11 @@
 // client sends carries it, and a detach of the same attachment before that
 // cancels both; the daemon's count lags by that much).
 //
+// A client of the daemon's own user creates and destroys plain segments
+// itself when the daemon offers a create journal (create_journal.hpp,
+// direct_create.hpp): no round trip; the journal tells the daemon, and a
+// `drain` notice wakes it when it is not already due to read.
+//
 // After fork() the child must not speak on the parent's socket: its first
 // call connects anew (and re-attaches what the child holds), and nothing is
 // sent before that.
@@ -35,6 +40,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <set>
 #include <string>
 #include <utility>
@@ -42,7 +48,9 @@
 
 #include "bridge/catalog.hpp"
 #include "bridge/detail/attach_ledger.hpp"
+#include "bridge/detail/create_journal.hpp"
 #include "bridge/detail/direct_attach.hpp"
+#include "bridge/detail/direct_create.hpp"
 #include "bridge/detail/map_cache.hpp"
 #include "bridge/detail/os/unique_fd.hpp"
 #include "bridge/detail/protocol.hpp"
@@ -87,6 +95,16 @@ class Connection {
   /// (direct_attach.hpp): cached, noted as attached, the daemon told with a
   /// reattach notice sent at once. nullopt: ask the daemon.
   std::optional<DirectAttach> attach_direct(std::string_view name);
+  /// Creates `name` without a round trip where the daemon offered a
+  /// journal (this process is the daemon's user; see direct_create.hpp):
+  /// cached, noted as attached. nullopt: ask the daemon. Throws the errors
+  /// the daemon's create would give (already_exists, no_space, ...).
+  std::optional<DirectCreated> create_direct(std::string_view name, const ArrayLayout& layout,
+                                             const nlohmann::json& meta,
+                                             std::string_view meta_text);
+  /// Destroys `name` without a round trip when this process maps it (a
+  /// cache entry) and may: true when done; false: ask the daemon.
+  bool destroy_direct(std::string_view name);
 
   /// Closes the connection for good: later calls fail with daemon_unavailable.
   void close();
@@ -119,6 +137,15 @@ class Connection {
   /// another thread holds the socket (it sends them) or this is a forked child.
   void notify_async(std::nullopt_t) noexcept;
   bool forked() const noexcept;
+  /// Appends to the journal of connection `generation` (the current one
+  /// unless the daemon was lost meanwhile), and pokes the daemon when it is
+  /// not due to read it. When it is full, a `drain` request makes the daemon
+  /// read it first. False when that journal is gone (a reconnect).
+  bool append_to_journal(JournalKind kind, std::uint64_t id, std::string_view name,
+                             std::uint64_t generation);
+  /// Whether a direct create or destroy may run now: the route (of the
+  /// daemon's user) and the connection generation its records go to.
+  std::shared_ptr<const DirectRoute> direct_route_for_journal(std::uint64_t& generation);
   Reply exchange_locked(protocol::Op op, const protocol::json& body);
 
   const std::string socket_path_;
@@ -148,6 +175,13 @@ class Connection {
   /// This connection's attach ledger (attach_ledger.hpp), if the daemon
   /// sent one: replaced at each hello.
   std::optional<LedgerWriter> ledger_;
+  /// Its create journal, if the daemon offered one (create_journal.hpp).
+  std::optional<JournalWriter> journal_;
+  /// Counts hellos: records go only to the journal of the connection they
+  /// were begun on.
+  std::uint64_t generation_ = 0;
+  uid_t euid_ = 0;  ///< this process's, at the last hello
+  std::mt19937_64 ids_{std::random_device{}()};  ///< segment ids of direct creates
 };
 
 }  // namespace bridge::detail

@@ -31,6 +31,7 @@
 #include <string_view>
 
 #include "bridge/catalog.hpp"
+#include "bridge/detail/layout.hpp"
 #include "bridge/detail/map_cache.hpp"
 #include "bridge/detail/os/mapping.hpp"
 
@@ -48,6 +49,12 @@ struct DirectAttach {
   std::uint32_t slot = 0;
   std::uint64_t access_epoch = 0;
 };
+
+/// The description a reply would carry, from a validated header and the
+/// metadata slots (checksummed, parsed, never trusted). What only the
+/// daemon's catalog knows (attached, grants) stays empty.
+std::shared_ptr<SegmentInfo> describe_mapped(const SegmentHeader& header, const ArrayLayout& layout,
+                                             const std::byte* base);
 
 /// `name`'s segment mapped straight from /dev/shm when `cache`'s slot table
 /// vouches for it (see above); nullopt for any miss. `refused` is set when

@@ -52,6 +52,11 @@ inline constexpr std::size_t kSyncOffset = kMetaOffset + kMetaSlots * kMetaSlotB
 inline constexpr std::size_t kSyncBytes = kPageBytes;
 inline constexpr std::size_t kDataAlignment = 4096;  // >= 64 (cache line) and page aligned
 inline constexpr std::size_t kDataOffset = kSyncOffset + kSyncBytes;
+/// An object whose name is the daemon's prefix + this + anything is a
+/// segment being built (by the daemon, or by a client's direct create):
+/// never a segment name (those never start with '.'), and removed as a
+/// leftover by a daemon that finds one at start.
+inline constexpr const char* kStagingInfix = ".creating.";
 static_assert(kSyncOffset % kPageBytes == 0 && kDataOffset % kDataAlignment == 0);
 
 /// Words shared by every process mapping the segment: the mutation protocol.

@@ -11,7 +11,13 @@
 // bumps the epoch before the daemon replies, so an attach that starts after
 // a destroy, a re-create or a revoke has returned always asks the daemon.
 // Anything off in the table (a slot past its end, another id) is a miss, and
-// so is a header that no longer holds the bytes validated at insert.
+// so is a header that no longer holds the bytes validated at insert, and a
+// segment whose sync block says `destroyed`: a client's direct destroy
+// (direct_create.hpp) sets that word before it unlinks the name, and the
+// daemon clears the slot only when it reads the destroy from that client's
+// journal. A segment this client created directly has no slot until the
+// daemon adopts it: its entry (kNoSlot) is vouched for by that word alone,
+// which is enough for the daemon's user, whose access no grant changes.
 //
 // Bounded by entries and mapped bytes (least recently used go first) and by
 // idleness; entries whose segment is gone are dropped at the next sweep.
@@ -48,7 +54,11 @@ class MapCache {
 
   /// The cached mapping of `name`, if its slot still vouches for it.
   std::optional<Hit> lookup(std::string_view name);
-  /// Remembers a mapping a create or attach reply vouched for.
+  /// The mapping of `name`'s entry, vouched for or not (a direct destroy
+  /// claims the segment by its `destroyed` word, which is the real check).
+  std::shared_ptr<os::Mapping> mapping_of(std::string_view name) const;
+  /// Remembers a mapping a create or attach reply vouched for (`slot`
+  /// kNoSlot: a direct create's, see above).
   void insert(std::shared_ptr<const SegmentInfo> info, std::shared_ptr<os::Mapping> mapping,
               std::uint32_t slot, std::uint64_t access_epoch);
   /// Evicts down to the bounds (an insert may leave up to 16 entries more):

@@ -1,0 +1,49 @@
+// SPDX-License-Identifier: MIT
+#include "bridge/detail/create_journal.hpp"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "bridge/error.hpp"
+
+namespace bridge::detail {
+
+std::optional<JournalWriter> JournalWriter::map(int fd) {
+  struct stat st {};
+  if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+      static_cast<std::uint64_t>(st.st_size) < kLedgerWithJournalBytes) {
+    return std::nullopt;
+  }
+  try {
+    return JournalWriter(os::Mapping::map(fd, kLedgerWithJournalBytes, true));
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+}
+
+bool JournalWriter::has_room(std::size_t records) const {
+  const std::uint64_t consumed =
+      journal_header_at(mapping_.data()).consumed.load(std::memory_order_acquire);
+  // The daemon's word: past what was written, it is wrong, and nothing is free.
+  if (consumed > written_) return false;
+  return written_ - consumed + records <= kJournalRecords;
+}
+
+bool JournalWriter::append(JournalKind kind, std::uint64_t segment_id, std::string_view name) {
+  JournalRecord& record = journal_records_at(mapping_.data())[written_ % kJournalRecords];
+  record.kind = static_cast<std::uint32_t>(kind);
+  record.segment_id = segment_id;
+  const std::size_t bytes = std::min(name.size(), kMaxNameBytes);
+  record.name_bytes = static_cast<std::uint32_t>(bytes);
+  std::memcpy(record.name, name.data(), bytes);
+  // seq_cst, against the daemon's clear of `armed` before it reads (also
+  // seq_cst): either it sees this record, or this sees `armed` clear and
+  // pokes.
+  record.seq.store(written_ + 1, std::memory_order_seq_cst);
+  ++written_;
+  return journal_header_at(mapping_.data()).armed.load(std::memory_order_seq_cst) == 0;
+}
+
+}  // namespace bridge::detail
