@@ -89,11 +89,18 @@ int main(int argc, char** argv) {
                  "or never (only creates asking huge_pages=true)")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "always", "never"}));
+  bool no_direct_create = false;
+  app.add_flag("--no-direct-create", no_direct_create,
+               "Make every create and destroy go through the daemon. By default clients of the "
+               "daemon's own user create and destroy plain segments in /dev/shm themselves (no "
+               "round trip) and the daemon adopts them; not offered with --huge-dir or "
+               "--max-segment-bytes");
   app.add_flag("-v,--verbose", config.verbose, "Log every connection and attach");
   app.set_version_flag("--version", std::string("bridged ") + bridge::kVersion);
   CLI11_PARSE(app, argc, argv);
 
   config.huge_pages = *bridged::huge_policy_from_string(huge_pages);
+  config.direct_create = !no_direct_create;
   config.limits.frame_timeout =
       std::chrono::milliseconds(static_cast<long>(frame_timeout_s * 1000));
   config.limits.idle_timeout = std::chrono::milliseconds(static_cast<long>(idle_timeout_s * 1000));

@@ -34,6 +34,9 @@ struct Config {
   /// Largest array a create may ask for; 0 = only what /dev/shm can hold.
   std::uint64_t max_segment_bytes = 0;
   bool verbose = false;
+  /// Whether clients of the daemon's own user may create and destroy plain
+  /// segments themselves (bridge/detail/create_journal.hpp).
+  bool direct_create = true;
   /// --huge-dir: a directory on a huge-page filesystem for segments that
   /// want huge pages (see object_dir.hpp). Empty: /dev/shm only, and a
   /// create asking for huge pages is an error.

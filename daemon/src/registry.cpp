@@ -140,14 +140,6 @@ Registry::Segment& Registry::find(const std::string& name) {
                     "segment '" + name + "' is quarantined (" + q.reason + "); destroy removes it");
       }
     }
-    // A whole segment under the name that no journal told of: its direct
-    // creator died between the rename and its record, or published it to
-    // a daemon that was restarting.
-    if (!journals_.empty() || offers_journal(daemon_uid_)) {
-      if (creating_.count(name) == 0 && adopt_direct(name, 0, daemon_uid_, 0)) {
-        return *segments_.at(name);
-      }
-    }
     throw Error(Errc::not_found, "no segment named '" + name + "'");
   }
   return *it->second;
@@ -633,14 +625,16 @@ void Registry::destroy(const Caller& caller, const std::string& name) {
   }
   Segment& segment = find(name);
   require(segment, caller, protocol::Access::write, "destroy");
+  fault_point("destroy:unlinking");
   // Claimed as a client's direct destroy claims it (direct_create.hpp):
-  // only whoever sets the word unlinks the name.
+  // only whoever sets the word unlinks the name. Claimed, it is destroyed
+  // even if the daemon dies before the unlink (a restart finishes it).
   std::uint32_t unclaimed = 0;
   if (!segment.sync().destroyed.compare_exchange_strong(unclaimed, 1, std::memory_order_acq_rel)) {
     finish_direct_destroy(name, caller.pid);
     throw Error(Errc::not_found, "no segment named '" + name + "'");
   }
-  fault_point("destroy:unlinking");
+  fault_point("destroy:claimed");
   segment.shm.unlink();
   // After the ring: a table left without its ring by a crash here is
   // removed at the next start.
@@ -833,7 +827,8 @@ void Registry::disconnect(ClientId client) {
 }
 
 bool Registry::offers_journal(uid_t uid) const {
-  return uid == daemon_uid_ && !huge_dir_ && config_.max_segment_bytes == 0;
+  return config_.direct_create && uid == daemon_uid_ && !huge_dir_ &&
+         config_.max_segment_bytes == 0;
 }
 
 void Registry::set_journal(const Caller& caller, JournalReader journal) {
@@ -933,9 +928,11 @@ bool Registry::adopt_direct(const std::string& name, std::uint64_t expected_id,
   try {
     struct stat st {};
     // Only the daemon's user makes files it owns (direct_attach.hpp).
-    if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != daemon_uid_ ||
-        st.st_size < static_cast<off_t>(bridge::kDataOffset)) {
+    if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != daemon_uid_) {
       return false;
+    }
+    if (st.st_size < static_cast<off_t>(bridge::kDataOffset)) {
+      throw Error(Errc::corrupt_segment, "smaller than a header");
     }
     ShmObject shm = ShmObject::adopt(std::move(fd), shm_dir_, shm_name);
     auto mapping = std::make_shared<bridge::os::Mapping>(
@@ -943,10 +940,14 @@ bool Registry::adopt_direct(const std::string& name, std::uint64_t expected_id,
     const auto& header = bridge::header_at(static_cast<const std::byte*>(mapping->data()));
     bridge::ArrayLayout layout = bridge::validate_header(header, static_cast<std::uint64_t>(st.st_size));
     const std::uint64_t id = header.segment_id;
-    if (layout.stream || name != header.name || (expected_id != 0 && id != expected_id) ||
-        header.owner_uid != owner ||
+    // Another segment's (ours was destroyed, and the name taken again), or
+    // ours destroyed already: nothing to adopt.
+    if ((expected_id != 0 && id != expected_id) ||
         bridge::sync_at(mapping->data()).destroyed.load(std::memory_order_acquire) != 0) {
       return false;
+    }
+    if (layout.stream || name != header.name || header.owner_uid != owner) {
+      throw Error(Errc::corrupt_segment, "its header does not describe what its creator said");
     }
     for (const auto& [other_name, other] : segments_) {
       if (other->id == id) return false;
@@ -958,10 +959,22 @@ bool Registry::adopt_direct(const std::string& name, std::uint64_t expected_id,
                                                      {}});
     Segment& stored = *segments_.emplace(name, std::move(segment)).first->second;
     assign_slot(stored);
-    emit(make_event(protocol::EventKind::created, stored, pid, created), stored);
+    // As subscribers would have seen it had the daemon made it: created
+    // (at version 0), then whatever was committed since.
+    protocol::Event event = make_event(protocol::EventKind::created, stored, pid, created);
+    event.version = 0;
+    emit(event, stored);
+    if (stored.sync().version.load(std::memory_order_acquire) != 0) {
+      emit(make_commit_event(stored), stored);
+    }
     return true;
   } catch (const Error& e) {
-    if (verbose()) log_debug("not adopting '" + name + "': " + e.message());
+    // Whole when it was renamed into place (direct_create.hpp): spoiled
+    // since, like a segment that fails validation at a restart.
+    const std::string shm_name = shm_prefix_ + name;
+    quarantined_.push_back({shm_dir_, shm_name, name, e.message(), std::string()});
+    log_warn("quarantined " + shm_dir_.path_of(shm_name) + ": " + e.message() +
+             " (left untouched)");
     return false;
   }
 }

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "bridge/detail/os/process.hpp"
+#include "bridge/detail/slot_table.hpp"
 #include "bridge/detail/os/unix_socket.hpp"
 #include "bridge/version.hpp"
 
@@ -87,11 +88,22 @@ std::optional<LedgerWriter> map_ledger(const Connection::Reply& reply) {
 }
 
 // The create journal rides in the ledger's memfd when the daemon offers one.
-std::optional<JournalWriter> map_journal(const Connection::Reply& reply) {
+// Used only where this process's /dev/shm is the daemon's (the slot table it
+// sent is the file at its name here): a daemon in another mount namespace,
+// with a /dev/shm of its own, never learns of objects made in ours.
+std::optional<JournalWriter> map_journal(const Connection::Reply& reply,
+                                         const DirectRoute* route) {
   auto it = reply.body.find("journal");
   const int fd = ledger_fd(reply);
-  if (it == reply.body.end() || !it->is_number_unsigned() ||
-      it->get<std::uint64_t>() != kJournalRecords || fd < 0) {
+  if (route == nullptr || it == reply.body.end() || !it->is_number_unsigned() ||
+      it->get<std::uint64_t>() != kJournalRecords || fd < 0 || reply.fds.empty()) {
+    return std::nullopt;
+  }
+  struct stat sent {};
+  struct stat here {};
+  const std::string table = route->path_prefix + kSlotTableSuffix;
+  if (::fstat(reply.fds.front().get(), &sent) != 0 || ::stat(table.c_str(), &here) != 0 ||
+      sent.st_dev != here.st_dev || sent.st_ino != here.st_ino) {
     return std::nullopt;
   }
   return JournalWriter::map(fd);
@@ -140,7 +152,7 @@ void Connection::connect_locked() {
   auto table = map_slot_table(reply, slot_count, table_owner);
   auto route = direct_route(reply, table != nullptr, table_owner);
   auto ledger = map_ledger(reply);
-  auto journal = map_journal(reply);
+  auto journal = map_journal(reply, route.get());
   cache_.set_table(std::move(table), slot_count);
   auto answer = protocol::parse<protocol::HelloReply>(reply.body);
   if (answer.protocol != protocol::kProtocolVersion) {
@@ -428,14 +440,22 @@ std::optional<DirectAttach> Connection::attach_direct(std::string_view name) {
 std::shared_ptr<const DirectRoute> Connection::direct_route_for_journal(std::uint64_t& generation) {
   // A forked child's journal is its parent's (the same pages).
   if (forked() || closed_.load()) return nullptr;
+  {
+    std::lock_guard book(book_);
+    if (!journal_ || !route_ || route_->daemon_uid != euid_) return nullptr;
+    generation = generation_;
+  }
+  // Nothing is made while no daemon watches: a daemon that hung up (or a
+  // socket that another thread is using, which is fine) is asked instead,
+  // which connects again or says daemon_unavailable. One poll(), ~1 us.
+  std::unique_lock lock(mutex_, std::try_to_lock);
+  if (lock.owns_lock() && (!fd_ || !inbox_.empty() || hung_up_locked())) return nullptr;
   std::lock_guard book(book_);
-  if (!journal_ || !route_ || route_->daemon_uid != euid_) return nullptr;
-  generation = generation_;
-  return route_;
+  return generation == generation_ ? route_ : nullptr;
 }
 
 bool Connection::append_to_journal(JournalKind kind, std::uint64_t id, std::string_view name,
-                                   std::uint64_t generation) {
+                                   std::uint64_t generation, Published* published) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     bool appended = false;
     bool poke = false;
@@ -445,6 +465,7 @@ bool Connection::append_to_journal(JournalKind kind, std::uint64_t id, std::stri
       if (journal_->has_room(1)) {
         appended = true;
         poke = journal_->append(kind, id, name);
+        if (published != nullptr) *published = {journal_->consumed(), journal_->written()};
         if (poke) pending_notices_.push_back({protocol::Op::drain, protocol::DetachRequest{}});
       }
     }
@@ -481,12 +502,21 @@ std::optional<DirectCreated> Connection::create_direct(std::string_view name,
   // rename, the daemon removes the staging object when the connection ends.
   if (!append_to_journal(JournalKind::begin, id, name, generation)) return std::nullopt;
   DirectCreated made = detail::create_direct(*route, name, id, layout, meta, meta_text, euid_);
-  if (!append_to_journal(JournalKind::published, id, name, generation)) {
-    // The daemon that was told `begin` is gone: make sure the one serving
-    // now knows the segment (it adopts a whole segment it finds by name).
-    call(protocol::Op::info, protocol::NameRequest{std::string(name)});
+  Published published;
+  if (!append_to_journal(JournalKind::published, id, name, generation, &published)) {
+    // The daemon that was told `begin` was lost meanwhile: tell the one
+    // serving now, or take the segment back (as a create interrupted by
+    // the daemon's death, it fails).
+    std::uint64_t now = 0;
+    if (!direct_route_for_journal(now) || !append_to_journal(JournalKind::begin, id, name, now) ||
+        !append_to_journal(JournalKind::published, id, name, now, &published)) {
+      detail::destroy_direct(*route, name, made.mapping->data());
+      throw Error(Errc::daemon_unavailable,
+                  "the daemon was lost while '" + std::string(name) + "' was created");
+    }
   }
-  cache_.insert(made.info, made.mapping, kNoSlot, 0);
+  cache_.insert_unvouched(made.info, made.mapping, std::move(published.consumed),
+                          published.written);
   reattach_async(made.info->name, made.info->id);
   return made;
 }

@@ -17,22 +17,27 @@ std::optional<JournalWriter> JournalWriter::map(int fd) {
     return std::nullopt;
   }
   try {
-    return JournalWriter(os::Mapping::map(fd, kLedgerWithJournalBytes, true));
+    return JournalWriter(
+        std::make_shared<os::Mapping>(os::Mapping::map(fd, kLedgerWithJournalBytes, true)));
   } catch (const Error&) {
     return std::nullopt;
   }
 }
 
+std::shared_ptr<const std::atomic<std::uint64_t>> JournalWriter::consumed() const {
+  return {mapping_, &journal_header_at(mapping_->data()).consumed};
+}
+
 bool JournalWriter::has_room(std::size_t records) const {
   const std::uint64_t consumed =
-      journal_header_at(mapping_.data()).consumed.load(std::memory_order_acquire);
+      journal_header_at(mapping_->data()).consumed.load(std::memory_order_acquire);
   // The daemon's word: past what was written, it is wrong, and nothing is free.
   if (consumed > written_) return false;
   return written_ - consumed + records <= kJournalRecords;
 }
 
 bool JournalWriter::append(JournalKind kind, std::uint64_t segment_id, std::string_view name) {
-  JournalRecord& record = journal_records_at(mapping_.data())[written_ % kJournalRecords];
+  JournalRecord& record = journal_records_at(mapping_->data())[written_ % kJournalRecords];
   record.kind = static_cast<std::uint32_t>(kind);
   record.segment_id = segment_id;
   const std::size_t bytes = std::min(name.size(), kMaxNameBytes);
@@ -43,7 +48,7 @@ bool JournalWriter::append(JournalKind kind, std::uint64_t segment_id, std::stri
   // pokes.
   record.seq.store(written_ + 1, std::memory_order_seq_cst);
   ++written_;
-  return journal_header_at(mapping_.data()).armed.load(std::memory_order_seq_cst) == 0;
+  return journal_header_at(mapping_->data()).armed.load(std::memory_order_seq_cst) == 0;
 }
 
 }  // namespace bridge::detail

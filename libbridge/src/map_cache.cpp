@@ -27,7 +27,13 @@ void MapCache::set_table(std::shared_ptr<const os::Mapping> table, std::uint32_t
 
 bool MapCache::vouched_locked(const Entry& entry, bool check_header) const noexcept {
   if (!table_) return false;
-  if (entry.slot != kNoSlot) {
+  if (entry.slot == kNoSlot) {
+    // Read of by the daemon since: only a slot vouches from here on.
+    if (!entry.journal_consumed ||
+        entry.journal_consumed->load(std::memory_order_acquire) >= entry.published) {
+      return false;
+    }
+  } else {
     if (entry.slot >= slot_count_) return false;
     const SegmentSlot& slot = slots_at(table_->data())[entry.slot];
     // The epoch after the id: a destroy clears the id, a grant change bumps
@@ -84,7 +90,7 @@ std::optional<MapCache::Hit> MapCache::lookup(std::string_view name) {
 void MapCache::insert(std::shared_ptr<const SegmentInfo> info, std::shared_ptr<os::Mapping> mapping,
                       std::uint32_t slot, std::uint64_t access_epoch) {
   std::lock_guard lock(mutex_);
-  if (!table_ || (slot >= slot_count_ && slot != kNoSlot) || limits_.entries == 0 || mapping->size() > limits_.bytes ||
+  if (!table_ || slot >= slot_count_ || limits_.entries == 0 || mapping->size() > limits_.bytes ||
       mapping->size() > limits_.max_mapping_bytes) {
     return;
   }
@@ -93,7 +99,7 @@ void MapCache::insert(std::shared_ptr<const SegmentInfo> info, std::shared_ptr<o
   bytes_ += mapping->size();
   std::vector<std::byte> header(mapping->data(), mapping->data() + kImmutableHeaderBytes);
   entries_.emplace(name, Entry{std::move(info), std::move(mapping), slot, access_epoch,
-                               Clock::now(), std::move(header)});
+                               Clock::now(), std::move(header), nullptr, 0});
   // No sweep here (lookup runs one, and every attach looks up first), and
   // the count may run kInsertSlack over: dropping the last reference of a
   // mapping unmaps it, tens of µs that belong in the close of a handle
@@ -104,7 +110,28 @@ void MapCache::insert(std::shared_ptr<const SegmentInfo> info, std::shared_ptr<o
 std::shared_ptr<os::Mapping> MapCache::mapping_of(std::string_view name) const {
   std::lock_guard lock(mutex_);
   auto it = entries_.find(name);
-  return it == entries_.end() ? nullptr : it->second.mapping;
+  // Vouched for (without reading it): a quarantined object, which may be
+  // truncated, has lost its slot, and reading it would SIGBUS.
+  if (it == entries_.end() || !vouched_locked(it->second, /*check_header=*/false)) return nullptr;
+  return it->second.mapping;
+}
+
+void MapCache::insert_unvouched(std::shared_ptr<const SegmentInfo> info,
+                                std::shared_ptr<os::Mapping> mapping,
+                                std::shared_ptr<const std::atomic<std::uint64_t>> consumed,
+                                std::uint64_t published) {
+  std::lock_guard lock(mutex_);
+  if (!table_ || limits_.entries == 0 || mapping->size() > limits_.bytes ||
+      mapping->size() > limits_.max_mapping_bytes) {
+    return;
+  }
+  if (auto it = entries_.find(info->name); it != entries_.end()) erase_locked(it);
+  const std::string name = info->name;
+  bytes_ += mapping->size();
+  std::vector<std::byte> header(mapping->data(), mapping->data() + kImmutableHeaderBytes);
+  entries_.emplace(name, Entry{std::move(info), std::move(mapping), kNoSlot, 0, Clock::now(),
+                               std::move(header), std::move(consumed), published});
+  enforce_bounds_locked(kInsertSlack);
 }
 
 void MapCache::trim() {

@@ -50,9 +50,9 @@ class Daemons:
         self.prefix = d.shm_prefix
         return d
 
-    def start_with_fault(self, step):
+    def start_with_fault(self, step, *extra_args):
         """A daemon that SIGKILLs itself at fault step `step`."""
-        return self.start(env=dict(os.environ, BRIDGED_FAULT=step))
+        return self.start(*extra_args, env=dict(os.environ, BRIDGED_FAULT=step))
 
     def cleanup(self):
         for d in self.started:

@@ -253,7 +253,9 @@ def test_a_large_create_does_not_stall_other_clients(tmp_path):
     size = _big_create_size()
     if size is None:
         skip_or_fail("/dev/shm cannot hold three 1 GiB segments")
-    d = Daemon(tmp_path)
+    # The daemon's own create (a direct one is built by its client, and
+    # takes the name only once whole: test_direct_create.py).
+    d = Daemon(tmp_path, "--no-direct-create")
     try:
         creator = pybridge.connect(d.socket)
         other = pybridge.connect(d.socket)

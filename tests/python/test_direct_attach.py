@@ -61,6 +61,9 @@ def test_a_destroyed_or_recreated_name_is_never_served_stale(daemon, client):
         with pytest.raises(pybridge.NotFound):
             other.attach("again")
         client.create("again", (2, 2), "uint8").close()
+        # A direct create (test_direct_create.py) gets its slot when the
+        # daemon reads of it: before it answers any request.
+        client.list()
         with other.attach("again") as second:
             assert second.shape == (2, 2) and second.dtype == np.uint8
             assert second.id != first_id
@@ -92,6 +95,7 @@ def test_a_scribbled_slot_hint_costs_a_round_trip_never_a_wrong_mapping(daemon, 
     with client.create("x", (3,), "int64") as x, client.create("y", (3,), "int64") as y:
         x.array[:] = [1, 2, 3]
         y.array[:] = [7, 8, 9]
+    client.list()  # the daemon adopts the direct creates: they get their hints
     path = object_path(daemon, "x")
     with open(path, "r+b") as f:  # what the daemon's user can do to its objects
         f.seek(SLOT_HINT_OFFSET)
@@ -129,6 +133,7 @@ def test_a_restarted_daemon_rewrites_the_hints(tmp_path):
     for name in ("a", "b"):
         with client.create(name, (2,), "int16") as seg:
             seg.array[:] = [1, 2]
+    client.list()  # the daemon adopts the direct creates
     killed(d)
     restarted = Daemon(tmp_path, ephemeral=False)
     try:

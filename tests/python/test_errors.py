@@ -324,6 +324,7 @@ def test_truncated_segment_is_quarantined_not_fatal(client, daemon):
     sealed); the daemon's next look at its header must not die of SIGBUS."""
     keep = client.create("keep", (4,), "int32")
     client.create("victim", (1024,), "float64").close()
+    client.list()  # the daemon adopts the direct creates (a segment it holds is spoiled)
     path = "/dev/shm/" + daemon.shm_prefix.lstrip("/") + "victim"
     # What a malicious writer would do with its descriptor.
     os.truncate(path, 0)

@@ -141,8 +141,14 @@ class Connection {
   /// unless the daemon was lost meanwhile), and pokes the daemon when it is
   /// not due to read it. When it is full, a `drain` request makes the daemon
   /// read it first. False when that journal is gone (a reconnect).
+  /// Where a `published` record went: the daemon has read it once
+  /// `*consumed` reaches `written`.
+  struct Published {
+    std::shared_ptr<const std::atomic<std::uint64_t>> consumed;
+    std::uint64_t written = 0;
+  };
   bool append_to_journal(JournalKind kind, std::uint64_t id, std::string_view name,
-                             std::uint64_t generation);
+                         std::uint64_t generation, Published* published = nullptr);
   /// Whether a direct create or destroy may run now: the route (of the
   /// daemon's user) and the connection generation its records go to.
   std::shared_ptr<const DirectRoute> direct_route_for_journal(std::uint64_t& generation);

@@ -27,6 +27,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string_view>
 
@@ -87,10 +88,16 @@ class JournalWriter {
   /// Appends one record. Returns whether the daemon should be poked (it is
   /// not already due to read this journal). Call has_room first.
   bool append(JournalKind kind, std::uint64_t segment_id, std::string_view name);
+  /// How many records were appended: the daemon has read the last one once
+  /// consumed() reaches this.
+  std::uint64_t written() const noexcept { return written_; }
+  /// The daemon's count of records read, as a word that lives as long as
+  /// any holder of it (the journal's mapping).
+  std::shared_ptr<const std::atomic<std::uint64_t>> consumed() const;
 
  private:
-  explicit JournalWriter(os::Mapping mapping) : mapping_(std::move(mapping)) {}
-  os::Mapping mapping_;
+  explicit JournalWriter(std::shared_ptr<os::Mapping> mapping) : mapping_(std::move(mapping)) {}
+  std::shared_ptr<os::Mapping> mapping_;
   std::uint64_t written_ = 0;
 };
 

@@ -16,8 +16,10 @@
 // (direct_create.hpp) sets that word before it unlinks the name, and the
 // daemon clears the slot only when it reads the destroy from that client's
 // journal. A segment this client created directly has no slot until the
-// daemon adopts it: its entry (kNoSlot) is vouched for by that word alone,
-// which is enough for the daemon's user, whose access no grant changes.
+// daemon adopts it: its entry (kNoSlot) is vouched for by that word alone
+// (enough for the daemon's user, whose access no grant changes) until the
+// daemon has read of it; it is dropped then, since only a slot says whether
+// the daemon still holds it whole (it may have quarantined it).
 //
 // Bounded by entries and mapped bytes (least recently used go first) and by
 // idleness; entries whose segment is gone are dropped at the next sweep.
@@ -25,6 +27,7 @@
 // their mapping.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -54,13 +57,22 @@ class MapCache {
 
   /// The cached mapping of `name`, if its slot still vouches for it.
   std::optional<Hit> lookup(std::string_view name);
-  /// The mapping of `name`'s entry, vouched for or not (a direct destroy
-  /// claims the segment by its `destroyed` word, which is the real check).
+  /// The mapping of `name`'s entry while its slot (or journal) vouches for
+  /// it, header unread: a direct destroy claims the segment by its
+  /// `destroyed` word, which is the real check.
   std::shared_ptr<os::Mapping> mapping_of(std::string_view name) const;
-  /// Remembers a mapping a create or attach reply vouched for (`slot`
-  /// kNoSlot: a direct create's, see above).
+  /// Remembers a mapping a create or attach reply vouched for.
   void insert(std::shared_ptr<const SegmentInfo> info, std::shared_ptr<os::Mapping> mapping,
               std::uint32_t slot, std::uint64_t access_epoch);
+  /// Remembers a direct create's mapping, which has no slot until the daemon
+  /// reads of it (see above): served only until `consumed` (the journal's
+  /// count of records the daemon read) reaches `published`, the count that
+  /// includes its record. From then on it is a miss, and the next attach
+  /// opens it again by its name, vouched for by its slot like any other.
+  void insert_unvouched(std::shared_ptr<const SegmentInfo> info,
+                        std::shared_ptr<os::Mapping> mapping,
+                        std::shared_ptr<const std::atomic<std::uint64_t>> consumed,
+                        std::uint64_t published);
   /// Evicts down to the bounds (an insert may leave up to 16 entries more):
   /// run where a handle closes, so that unmapping is paid there.
   void trim();
@@ -94,6 +106,9 @@ class MapCache {
     /// header scribbled since is a miss, so the daemon validates (and
     /// quarantines) it as it would for any attach.
     std::vector<std::byte> header;
+    /// A direct create's entry (slot kNoSlot): see insert_unvouched.
+    std::shared_ptr<const std::atomic<std::uint64_t>> journal_consumed;
+    std::uint64_t published = 0;
   };
   /// Whether the table still holds the entry's id and epoch, and (with
   /// `check_header`) its header still the bytes validated at insert.
