@@ -912,6 +912,14 @@ void Registry::end_journal(ClientId client) {
     announce(protocol::EventKind::destroyed, name, id, of.caller);
   }
   journals_.erase(it);
+  // A destroy it claimed and did not finish (it died between the two): the
+  // name is still the segment's. One pass over the segments per connection
+  // of a direct creator that ends.
+  std::vector<std::string> claimed;
+  for (const auto& [name, segment] : segments_) {
+    if (segment->sync().destroyed.load(std::memory_order_acquire) != 0) claimed.push_back(name);
+  }
+  for (const std::string& name : claimed) finish_direct_destroy(name, 0);
 }
 
 bool Registry::adopt_direct(const std::string& name, std::uint64_t expected_id,

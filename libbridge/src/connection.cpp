@@ -502,6 +502,7 @@ std::optional<DirectCreated> Connection::create_direct(std::string_view name,
   // rename, the daemon removes the staging object when the connection ends.
   if (!append_to_journal(JournalKind::begin, id, name, generation)) return std::nullopt;
   DirectCreated made = detail::create_direct(*route, name, id, layout, meta, meta_text, euid_);
+  client_fault_point("direct-create:published");
   Published published;
   if (!append_to_journal(JournalKind::published, id, name, generation, &published)) {
     // The daemon that was told `begin` was lost meanwhile: tell the one
@@ -526,6 +527,14 @@ bool Connection::destroy_direct(std::string_view name) {
   auto route = direct_route_for_journal(generation);
   if (!route) return false;
   auto mapping = cache_.mapping_of(name);
+  if (!mapping) {
+    // Not mapped here (or only by an entry the daemon has adopted since):
+    // opened by name and vouched for by its slot, as a direct attach.
+    bool refused = false;
+    if (auto opened = detail::attach_direct(*route, name, cache_, refused)) {
+      mapping = std::move(opened->mapping);
+    }
+  }
   if (!mapping || !mapping->writable()) return false;
   const std::uint64_t id = header_at(mapping->data()).segment_id;
   {

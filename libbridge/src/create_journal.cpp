@@ -47,8 +47,12 @@ bool JournalWriter::append(JournalKind kind, std::uint64_t segment_id, std::stri
   // seq_cst): either it sees this record, or this sees `armed` clear and
   // pokes.
   record.seq.store(written_ + 1, std::memory_order_seq_cst);
-  ++written_;
-  return journal_header_at(mapping_->data()).armed.load(std::memory_order_seq_cst) == 0;
+  const std::uint64_t position = written_++;
+  const JournalHeader& header = journal_header_at(mapping_->data());
+  if (header.armed.load(std::memory_order_seq_cst) != 0) return false;
+  if (poked_at_ && header.consumed.load(std::memory_order_acquire) <= *poked_at_) return false;
+  poked_at_ = position;
+  return true;
 }
 
 }  // namespace bridge::detail

@@ -8,7 +8,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 
 #include "bridge/detail/os/unique_fd.hpp"
 #include "bridge/detail/sync.hpp"
@@ -69,6 +72,11 @@ bool umask_keeps_0600() {
 
 }  // namespace
 
+void client_fault_point(const char* step) noexcept {
+  static const char* const wanted = std::getenv("BRIDGE_CLIENT_FAULT");
+  if (wanted != nullptr && std::strcmp(wanted, step) == 0) ::raise(SIGKILL);
+}
+
 std::string direct_staging_name(std::uint64_t id) {
   std::string name = std::string(kStagingInfix) + "d0000000000000000";
   for (std::size_t i = name.size(); id != 0; id >>= 4) name[--i] = "0123456789abcdef"[id & 0xf];
@@ -104,6 +112,7 @@ DirectCreated create_direct(const DirectRoute& route, std::string_view name, std
   write_meta(base, meta_text);
   // Read-only from here on, as in every client (layout.hpp).
   if (::mprotect(base, kSyncOffset, PROT_READ) != 0) throw_errno(errno, "mprotect " + staging);
+  client_fault_point("direct-create:staged");
   if (::renameat2(AT_FDCWD, staging.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) != 0) {
     const int err = errno;
     if (err == EEXIST) {
@@ -135,6 +144,7 @@ bool destroy_direct(const DirectRoute& route, std::string_view name, std::byte* 
   if (!block.destroyed.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
     return false;
   }
+  client_fault_point("direct-destroy:claimed");
   // As the daemon's destroy: waits on mappings still held end (not_found).
   bridge::sync::wake_waiters(block);
   // Only the claimant unlinks, so the name is still this segment's.

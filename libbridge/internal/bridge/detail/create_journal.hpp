@@ -99,6 +99,9 @@ class JournalWriter {
   explicit JournalWriter(std::shared_ptr<os::Mapping> mapping) : mapping_(std::move(mapping)) {}
   std::shared_ptr<os::Mapping> mapping_;
   std::uint64_t written_ = 0;
+  /// The record the last poke went out for: no other poke is sent until
+  /// the daemon has read it (that poke makes it read everything).
+  std::optional<std::uint64_t> poked_at_;
 };
 
 }  // namespace detail

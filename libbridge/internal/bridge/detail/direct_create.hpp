@@ -33,6 +33,13 @@
 
 namespace bridge::detail {
 
+/// Tests only: with BRIDGE_CLIENT_FAULT=`step` in the environment this
+/// process SIGKILLs itself there (the daemon's BRIDGED_FAULT, on the client's
+/// side): "direct-create:staged" (built, not renamed), "direct-create:
+/// published" (renamed, not yet in the journal), "direct-destroy:claimed"
+/// (claimed, name not unlinked).
+void client_fault_point(const char* step) noexcept;
+
 struct DirectCreated {
   std::shared_ptr<const SegmentInfo> info;
   std::shared_ptr<os::Mapping> mapping;  ///< all of it; the header pages read-only
