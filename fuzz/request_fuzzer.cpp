@@ -47,7 +47,10 @@
 //   requests, as a hostile client would (the ids of live segments from
 //   replies, and ids and counts made from the payload's bytes): an
 //   "attached" count never exceeds the connections, nor stats' attachments
-//   the segments times the connections;
+//   the segments times the connections; and a record is appended to its
+//   create journal, where it has one (names and ids from replies and
+//   payloads, kinds and lengths valid or not): the daemon reads it before
+//   the next request, and /dev/shm still holds exactly its segments;
 // - after every request, /dev/shm holds exactly the registry's segments under
 //   the daemon's prefix, and one reader table per stream (a rejected create
 //   leaves nothing behind);
@@ -65,6 +68,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstdint>
@@ -80,6 +84,7 @@
 #include <vector>
 
 #include "bridge/detail/attach_ledger.hpp"
+#include "bridge/detail/create_journal.hpp"
 #include "bridge/detail/os/mapping.hpp"
 #include "bridge/detail/protocol.hpp"
 #include "bridge/detail/slot_table.hpp"
@@ -275,7 +280,34 @@ class Run {
     std::unique_ptr<bridged::RequestHandler> handler;
     std::optional<bridge::os::Mapping> ledger;  ///< mapped from its hello reply
     std::uint32_t scribbles = 0;
+    /// Its create journal (the whole memfd), when the hello offered one.
+    std::optional<bridge::os::Mapping> journal;
+    std::uint64_t journal_written = 0;
   };
+
+  /// What a hostile client could append to its create journal after a
+  /// request: a record the daemon reads (its seq is the next one) of a kind,
+  /// id and name made of the reply and the payload's bytes, valid or not.
+  void scribble_journal(Connection& c, std::string_view payload, const json& reply) {
+    if (!c.journal) return;
+    const std::uint64_t hash = bridge::fnv1a64(payload.data(), payload.size());
+    std::uint64_t id = hash;
+    std::string name = std::string(payload.substr(0, std::min<std::size_t>(payload.size(), 8)));
+    if (auto it = reply.find("segment_id"); it != reply.end() && it->is_number_unsigned()) {
+      id = it->get<std::uint64_t>();
+    }
+    if (auto it = reply.find("name"); it != reply.end() && it->is_string()) {
+      name = it->get<std::string>();
+    }
+    bridge::JournalRecord& record =
+        bridge::journal_records_at(c.journal->data())[c.journal_written % bridge::kJournalRecords];
+    record.kind = static_cast<std::uint32_t>(hash % 5);  // 0 and 4 are no kind
+    record.segment_id = hash % 7 == 0 ? 0 : id;
+    const std::size_t bytes = std::min(name.size(), bridge::kMaxNameBytes);
+    std::memcpy(record.name, name.data(), bytes);
+    record.name_bytes = static_cast<std::uint32_t>(hash % 11 == 0 ? 4096 : bytes);
+    record.seq.store(++c.journal_written, std::memory_order_release);
+  }
 
   /// What a hostile client could write into its ledger after a request:
   /// the id of a segment a reply named, or one made of the payload's bytes,
@@ -352,9 +384,10 @@ class Run {
              (outcome.second_fd >= 0 ? " + second fd " + std::to_string(outcome.second_fd) : ""));
     }
     if (outcome.silent) {
-      // A notice ("reply": false, detach and reattach only): nothing goes
-      // back, whatever it did.
-      check(op == Op::detach || op == Op::reattach, "a silent outcome for another op", &reply);
+      // A notice ("reply": false, detach, reattach and drain only): nothing
+      // goes back, whatever it did.
+      check(op == Op::detach || op == Op::reattach || op == Op::drain,
+            "a silent outcome for another op", &reply);
       check(outcome.fd == -1 && !outcome.created, "a notice passes something back", &reply);
       check(count_shm(daemon_.prefix()) == registry_.segment_count(),
             "/dev/shm does not hold exactly the registry's segments", &reply);
@@ -389,6 +422,7 @@ class Run {
             "more attachments than segments times connections", &reply);
     }
     scribble_ledger(current(), payload, reply);
+    scribble_journal(current(), payload, reply);
     check(count_shm(daemon_.prefix()) == registry_.segment_count(),
           "/dev/shm does not hold exactly the registry's segments", &reply);
     std::size_t streams = 0;
@@ -458,6 +492,10 @@ class Run {
       if (fd >= 0) {
         current().ledger.emplace(
             bridge::os::Mapping::map(fd, bridge::kLedgerBytes, /*writable=*/true));
+        if (reply.contains("journal")) {
+          current().journal.emplace(
+              bridge::os::Mapping::map(fd, bridge::kLedgerWithJournalBytes, /*writable=*/true));
+        }
       }
     }
     if (op == Op::hello) {

@@ -861,12 +861,11 @@ void Registry::drain_journal(JournalOf& of) {
         journal.begun.erase(record.id);
         // Destroyed again in this same batch (a short-lived segment): only
         // announced, with no system call at all.
-        const bool destroyed_since =
-            std::any_of(records.begin() + static_cast<std::ptrdiff_t>(i) + 1, records.end(),
-                        [&](const JournalReader::Record& later) {
-                          return later.kind == bridge::JournalKind::destroyed &&
-                                 later.id == record.id;
-                        });
+        const bool destroyed_since = std::any_of(
+            records.begin() + static_cast<std::ptrdiff_t>(i) + 1, records.end(),
+            [&](const JournalReader::Record& later) {
+              return later.kind == bridge::JournalKind::destroyed && later.id == record.id;
+            });
         if (destroyed_since ||
             !adopt_direct(record.name, record.id, of.caller.uid, of.caller.pid)) {
           announce(protocol::EventKind::created, record.name, record.id, of.caller);
@@ -900,7 +899,8 @@ void Registry::end_journal(ClientId client) {
   drain_journal(of);
   for (const auto& [id, name] : of.journal.begun) {
     // Never published: its staging object, if the creator got that far.
-    const std::string staging = shm_dir_.path_of(shm_prefix_ + bridge::detail::direct_staging_name(id));
+    const std::string staging =
+        shm_dir_.path_of(shm_prefix_ + bridge::detail::direct_staging_name(id));
     if (::unlink(staging.c_str()) == 0) {
       log_info("removed " + staging + ", left by a direct create of pid " +
                std::to_string(of.caller.pid) + " that did not complete");
@@ -922,8 +922,8 @@ void Registry::end_journal(ClientId client) {
   for (const std::string& name : claimed) finish_direct_destroy(name, 0);
 }
 
-bool Registry::adopt_direct(const std::string& name, std::uint64_t expected_id,
-                            std::uint32_t owner, pid_t pid) {
+bool Registry::adopt_direct(const std::string& name, std::uint64_t expected_id, std::uint32_t owner,
+                            pid_t pid) {
   if (auto existing = segments_.find(name); existing != segments_.end()) {
     if (existing->second->id == expected_id) return true;
     if (existing->second->sync().destroyed.load(std::memory_order_acquire) == 0) return false;
@@ -946,11 +946,12 @@ bool Registry::adopt_direct(const std::string& name, std::uint64_t expected_id,
     auto mapping = std::make_shared<bridge::os::Mapping>(
         bridge::os::Mapping::map(shm.fd(), bridge::kDataOffset, true));
     const auto& header = bridge::header_at(static_cast<const std::byte*>(mapping->data()));
-    bridge::ArrayLayout layout = bridge::validate_header(header, static_cast<std::uint64_t>(st.st_size));
+    bridge::ArrayLayout layout =
+        bridge::validate_header(header, static_cast<std::uint64_t>(st.st_size));
     const std::uint64_t id = header.segment_id;
     // Another segment's (ours was destroyed, and the name taken again), or
     // ours destroyed already: nothing to adopt.
-    if ((expected_id != 0 && id != expected_id) ||
+    if (id != expected_id ||
         bridge::sync_at(mapping->data()).destroyed.load(std::memory_order_acquire) != 0) {
       return false;
     }
@@ -961,9 +962,18 @@ bool Registry::adopt_direct(const std::string& name, std::uint64_t expected_id,
       if (other->id == id) return false;
     }
     const std::int64_t created = header.created_unix_ms;
-    auto segment = std::make_unique<Segment>(Segment{std::move(shm), std::move(mapping),
-                                                     std::move(layout), name, id, owner, created,
-                                                     {}, {}, {}, bridge::kNoSlot, std::nullopt,
+    auto segment = std::make_unique<Segment>(Segment{std::move(shm),
+                                                     std::move(mapping),
+                                                     std::move(layout),
+                                                     name,
+                                                     id,
+                                                     owner,
+                                                     created,
+                                                     {},
+                                                     {},
+                                                     {},
+                                                     bridge::kNoSlot,
+                                                     std::nullopt,
                                                      {}});
     Segment& stored = *segments_.emplace(name, std::move(segment)).first->second;
     assign_slot(stored);
@@ -980,9 +990,13 @@ bool Registry::adopt_direct(const std::string& name, std::uint64_t expected_id,
     // Whole when it was renamed into place (direct_create.hpp): spoiled
     // since, like a segment that fails validation at a restart.
     const std::string shm_name = shm_prefix_ + name;
-    quarantined_.push_back({shm_dir_, shm_name, name, e.message(), std::string()});
-    log_warn("quarantined " + shm_dir_.path_of(shm_name) + ": " + e.message() +
-             " (left untouched)");
+    const bool listed = std::any_of(quarantined_.begin(), quarantined_.end(),
+                                    [&](const Quarantined& q) { return q.shm_name == shm_name; });
+    if (!listed) {
+      quarantined_.push_back({shm_dir_, shm_name, name, e.message(), std::string()});
+      log_warn("quarantined " + shm_dir_.path_of(shm_name) + ": " + e.message() +
+               " (left untouched)");
+    }
     return false;
   }
 }
@@ -1009,7 +1023,11 @@ void Registry::finish_direct_destroy(const std::string& name, pid_t pid) {
       mine.st_dev == there.st_dev && mine.st_ino == there.st_ino) {
     segment.shm.unlink();
   }
-  bridge::sync::wake_waiters(segment.sync());
+  // What destroy does after its unlink (a stream's word can be set by a
+  // writer of its ring too: its tables go with it).
+  if (segment.readers) segment.readers->shm.unlink();
+  segment.unlink_grantee_tables();
+  mark_destroyed(segment);
   forget(name, pid, /*flush_commit=*/true);
 }
 

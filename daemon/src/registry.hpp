@@ -359,8 +359,9 @@ class Registry {
   };
   void drain_journal(JournalOf& of);
   /// Adopts the segment a direct create published as `name` (id
-  /// `expected_id`, or any when 0), owned by `owner`: found there whole,
-  /// valid and not destroyed. False (nothing changed) otherwise.
+  /// `expected_id`), owned by `owner`: found there whole, valid and not
+  /// destroyed. False otherwise: nothing changed, or (an object with a
+  /// header that fails, or says otherwise than its creator) quarantined.
   bool adopt_direct(const std::string& name, std::uint64_t expected_id, std::uint32_t owner,
                     pid_t pid);
   /// An event about a segment the daemon never held (created and destroyed

@@ -12,8 +12,8 @@
 #include <utility>
 
 #include "bridge/detail/os/process.hpp"
-#include "bridge/detail/slot_table.hpp"
 #include "bridge/detail/os/unix_socket.hpp"
+#include "bridge/detail/slot_table.hpp"
 #include "bridge/version.hpp"
 
 namespace bridge::detail {
@@ -91,8 +91,7 @@ std::optional<LedgerWriter> map_ledger(const Connection::Reply& reply) {
 // Used only where this process's /dev/shm is the daemon's (the slot table it
 // sent is the file at its name here): a daemon in another mount namespace,
 // with a /dev/shm of its own, never learns of objects made in ours.
-std::optional<JournalWriter> map_journal(const Connection::Reply& reply,
-                                         const DirectRoute* route) {
+std::optional<JournalWriter> map_journal(const Connection::Reply& reply, const DirectRoute* route) {
   auto it = reply.body.find("journal");
   const int fd = ledger_fd(reply);
   if (route == nullptr || it == reply.body.end() || !it->is_number_unsigned() ||
@@ -112,8 +111,7 @@ std::optional<JournalWriter> map_journal(const Connection::Reply& reply,
 // Fresh in every process: a forked child must not repeat its parent's ids.
 std::mt19937_64 seeded_ids() {
   std::random_device device;
-  std::seed_seq seed{device(), device(), device(), device(),
-                     static_cast<unsigned>(os::this_pid())};
+  std::seed_seq seed{device(), device(), device(), device(), static_cast<unsigned>(os::this_pid())};
   return std::mt19937_64(seed);
 }
 }  // namespace

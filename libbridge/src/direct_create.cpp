@@ -88,7 +88,8 @@ DirectCreated create_direct(const DirectRoute& route, std::string_view name, std
                             std::string_view meta_text, uid_t owner) {
   const std::string staging = route.path_prefix + direct_staging_name(id);
   const std::string path = route.path_prefix + std::string(name);
-  os::UniqueFd fd(::open(staging.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  os::UniqueFd fd(
+      ::open(staging.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!fd) throw_errno(errno, "cannot create shared memory '" + staging + "'");
   StagingGuard guard(staging);
   // What the daemon's create does (Registry::build): exactly 0600, sized,

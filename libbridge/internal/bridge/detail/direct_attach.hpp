@@ -7,8 +7,10 @@
 // mapping right is the slot table, not the path: the header's slot_hint
 // names a slot, and the object counts only while that slot, in the table
 // the daemon handed this connection, holds the header's segment_id (random,
-// 64 bits). The daemon unlinks a destroyed object before it clears the slot,
-// so a vouched mapping was live after it was opened; a foreign or stale file
+// 64 bits), and its sync block's `destroyed` word is still clear. Every
+// destroy sets that word before the name is unlinked (the daemon's, and a
+// client's direct one, whose slot the daemon clears only later), so a
+// vouched mapping was live after it was opened; a foreign or stale file
 // at the path (another /dev/shm in a container, a re-created name, a
 // quarantined object, a table retired by a restart) has no slot holding its
 // id, and the attach asks the daemon as before.

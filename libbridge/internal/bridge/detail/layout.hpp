@@ -13,11 +13,12 @@
 //                             page of their own
 //   [kDataOffset, +nbytes)    the array, C-contiguous
 //
-// Only the daemon writes the header and the metadata: clients map everything
-// before kSyncOffset read-only, so a stray write of a client (even one with
-// write access) faults in that client instead of corrupting what the daemon
-// and other readers trust. Version 1 (shmbridge 0.1.0) kept the sync words in
-// the header page, which writers had to map writable; such segments are
+// Only the daemon writes the header and the metadata (and, before the object
+// has its name, a client of the daemon's user that creates it directly,
+// direct_create.hpp): clients map everything before kSyncOffset read-only,
+// so a stray write of a client (even one with write access) faults in that
+// client instead of corrupting what the daemon and other readers trust. Version 1 (shmbridge 0.1.0)
+// kept the sync words in the header page, which writers had to map writable; such segments are
 // refused (quarantined with a reason that says so), not converted.
 #pragma once
 
@@ -81,8 +82,11 @@ struct alignas(64) SyncBlock {
   /// Set by the daemon once it hands out a read-only mapping: such waiters
   /// cannot register in `waiters`, so every commit must wake.
   std::atomic<std::uint32_t> always_wake;
-  /// Set by the daemon when it destroys the segment's name (then it wakes
-  /// the waiters): a mapping still held knows that no new writer can attach.
+  /// Set (0 -> 1, compare-and-swap) by whoever destroys the segment, the
+  /// daemon or a client's direct destroy, before the name is unlinked; only
+  /// the one that set it unlinks the name. Waiters are woken. A mapping
+  /// still held knows that no new writer can attach, and no mapping cache
+  /// serves it again.
   std::atomic<std::uint32_t> destroyed;
   std::uint8_t reserved1[20];
   pthread_mutex_t writer_lock;

@@ -70,9 +70,9 @@ enum class Op {
   /// request, before the (empty) reply.
   drain
 };
-inline constexpr Op kAllOps[] = {Op::hello,         Op::create,     Op::attach, Op::detach,
-                                 Op::destroy,       Op::list,       Op::info,   Op::set_meta,
-                                 Op::stats,         Op::subscribe,  Op::grant,  Op::reattach,
+inline constexpr Op kAllOps[] = {Op::hello,         Op::create,      Op::attach, Op::detach,
+                                 Op::destroy,       Op::list,        Op::info,   Op::set_meta,
+                                 Op::stats,         Op::subscribe,   Op::grant,  Op::reattach,
                                  Op::create_stream, Op::open_stream, Op::drain};
 std::string_view to_string(Op op) noexcept;
 std::optional<Op> op_from_string(std::string_view name) noexcept;
