@@ -18,6 +18,7 @@
 namespace pybridge {
 
 nlohmann::json parse_meta(const std::string& text) {
+  if (text == "{}") return nlohmann::json::object();  // no metadata: every create without any
   auto meta = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (meta.is_discarded() || !meta.is_object()) {
     throw bridge::Error(bridge::Errc::invalid_argument, "meta must be a JSON object");

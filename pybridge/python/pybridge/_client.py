@@ -22,6 +22,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 def segment_name(name: Any) -> str:
     """A name the extension can take: anything else is InvalidArgument, like
     a malformed name (the daemon checks the characters)."""
+    if type(name) is str and name.isascii():
+        return name  # the usual name: nothing to check here
     if not isinstance(name, str):
         raise InvalidArgument(f"segment name must be a str, not {type(name).__name__}")
     try:
