@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <chrono>
 #include <complex>
+#include <csignal>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -85,6 +86,41 @@ TEST_F(SegmentTest, CreateThenAttachFromSecondClientAliasesTheSameBytes) {
     va.flat()[i] = static_cast<std::uint8_t>(i * 3);
   EXPECT_EQ(std::memcmp(a.data(), b.data(), 60), 0);
   EXPECT_EQ(vb.flat()[20], 60);
+}
+
+// The C++ side of test_direct_create.py: the daemon's own user creates and
+// destroys plain segments without a round trip (bridge/detail/
+// direct_create.hpp), and every later request of any client sees it.
+TEST_F(SegmentTest, TheDaemonsUserCreatesAndDestroysWithoutARoundTrip) {
+  client().list();
+  ASSERT_EQ(::kill(daemon().pid(), SIGSTOP), 0);
+  Segment made = client().create("direct", {2, 3}, DType::int32, json{{"k", 1}});
+  auto values = made.view<std::int32_t>();
+  for (std::int64_t i = 0; i < 6; ++i) values.data()[i] = static_cast<std::int32_t>(i);
+  Segment again = client().attach("direct");  // this process's own mapping
+  EXPECT_EQ(again.view<const std::int32_t>().data()[5], 5);
+  EXPECT_EQ(made.info().meta, (json{{"k", 1}}));
+  Segment gone = client().create("gone", {1}, DType::uint8);
+  gone.close();
+  client().destroy("gone");
+  EXPECT_ERRC(client().create("direct", {1}, DType::uint8), Errc::already_exists);
+  ASSERT_EQ(::kill(daemon().pid(), SIGCONT), 0);
+
+  Client other = connect();
+  const SegmentInfo info = other.info("direct");
+  EXPECT_EQ(info.id, made.id());
+  EXPECT_EQ(info.owner_uid, ::geteuid());
+  EXPECT_EQ(info.meta, (json{{"k", 1}}));
+  EXPECT_THAT(names_of(other.list()), ElementsAre("direct"));
+  EXPECT_ERRC(other.info("gone"), Errc::not_found);
+  Segment seen = other.attach("direct");
+  EXPECT_EQ(seen.view<const std::int32_t>().data()[4], 4);
+  seen.close();
+  again.close();
+  made.close();
+  client().destroy("direct");
+  EXPECT_ERRC(other.attach("direct"), Errc::not_found);
+  EXPECT_THAT(shm_files(), IsEmpty());
 }
 
 TEST_F(SegmentTest, CreateFromCopiesTheValuesOnceAndChecksTheirCount) {
