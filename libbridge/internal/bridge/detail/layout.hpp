@@ -212,7 +212,8 @@ std::optional<nlohmann::json> read_meta_object(const std::byte* segment_base);
 /// The current metadata version (0 if never written).
 std::uint64_t read_meta_version(const std::byte* segment_base);
 /// Writes `text` into the older slot (next_meta_slot) with version
-/// previous+1 and returns that version. Only the daemon calls this. Throws
+/// previous+1 and returns that version. Only the daemon calls this (and a
+/// direct create, on its object before it is named: direct_create.hpp). Throws
 /// invalid_argument past kMaxMetaBytes.
 std::uint64_t write_meta(std::byte* segment_base, std::string_view text);
 /// The slot the next write_meta writes into. Its pages may be a hole in the
