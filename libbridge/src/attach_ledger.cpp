@@ -7,17 +7,23 @@
 
 namespace bridge::detail {
 
-std::optional<LedgerWriter> LedgerWriter::map(int fd) {
+std::optional<os::Mapping> map_ledger_memfd(int fd, std::size_t bytes) {
   struct stat st {};
   if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-      static_cast<std::uint64_t>(st.st_size) < kLedgerBytes) {
+      static_cast<std::uint64_t>(st.st_size) < bytes) {
     return std::nullopt;
   }
   try {
-    return LedgerWriter(os::Mapping::map(fd, kLedgerBytes, true));
+    return os::Mapping::map(fd, bytes, true);
   } catch (const Error&) {
     return std::nullopt;
   }
+}
+
+std::optional<LedgerWriter> LedgerWriter::map(int fd) {
+  auto mapping = map_ledger_memfd(fd, kLedgerBytes);
+  if (!mapping) return std::nullopt;
+  return LedgerWriter(std::move(*mapping));
 }
 
 LedgerWriter::LedgerWriter(os::Mapping mapping) : mapping_(std::move(mapping)) {

@@ -1,27 +1,15 @@
 // SPDX-License-Identifier: MIT
 #include "bridge/detail/create_journal.hpp"
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <cstring>
-
-#include "bridge/error.hpp"
 
 namespace bridge::detail {
 
 std::optional<JournalWriter> JournalWriter::map(int fd) {
-  struct stat st {};
-  if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-      static_cast<std::uint64_t>(st.st_size) < kLedgerWithJournalBytes) {
-    return std::nullopt;
-  }
-  try {
-    return JournalWriter(
-        std::make_shared<os::Mapping>(os::Mapping::map(fd, kLedgerWithJournalBytes, true)));
-  } catch (const Error&) {
-    return std::nullopt;
-  }
+  auto mapping = map_ledger_memfd(fd, kLedgerWithJournalBytes);
+  if (!mapping) return std::nullopt;
+  return JournalWriter(std::make_shared<os::Mapping>(std::move(*mapping)));
 }
 
 std::shared_ptr<const std::atomic<std::uint64_t>> JournalWriter::consumed() const {

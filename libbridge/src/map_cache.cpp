@@ -90,7 +90,24 @@ std::optional<MapCache::Hit> MapCache::lookup(std::string_view name) {
 void MapCache::insert(std::shared_ptr<const SegmentInfo> info, std::shared_ptr<os::Mapping> mapping,
                       std::uint32_t slot, std::uint64_t access_epoch) {
   std::lock_guard lock(mutex_);
-  if (!table_ || slot >= slot_count_ || limits_.entries == 0 || mapping->size() > limits_.bytes ||
+  if (slot >= slot_count_) return;
+  insert_locked(std::move(info), std::move(mapping), slot, access_epoch, nullptr, 0);
+}
+
+void MapCache::insert_unvouched(std::shared_ptr<const SegmentInfo> info,
+                                std::shared_ptr<os::Mapping> mapping,
+                                std::shared_ptr<const std::atomic<std::uint64_t>> consumed,
+                                std::uint64_t published) {
+  std::lock_guard lock(mutex_);
+  insert_locked(std::move(info), std::move(mapping), kNoSlot, 0, std::move(consumed), published);
+}
+
+void MapCache::insert_locked(std::shared_ptr<const SegmentInfo> info,
+                             std::shared_ptr<os::Mapping> mapping, std::uint32_t slot,
+                             std::uint64_t access_epoch,
+                             std::shared_ptr<const std::atomic<std::uint64_t>> consumed,
+                             std::uint64_t published) {
+  if (!table_ || limits_.entries == 0 || mapping->size() > limits_.bytes ||
       mapping->size() > limits_.max_mapping_bytes) {
     return;
   }
@@ -99,7 +116,7 @@ void MapCache::insert(std::shared_ptr<const SegmentInfo> info, std::shared_ptr<o
   bytes_ += mapping->size();
   std::vector<std::byte> header(mapping->data(), mapping->data() + kImmutableHeaderBytes);
   entries_.emplace(name, Entry{std::move(info), std::move(mapping), slot, access_epoch,
-                               Clock::now(), std::move(header), nullptr, 0});
+                               Clock::now(), std::move(header), std::move(consumed), published});
   // No sweep here (lookup runs one, and every attach looks up first), and
   // the count may run kInsertSlack over: dropping the last reference of a
   // mapping unmaps it, tens of µs that belong in the close of a handle
@@ -114,24 +131,6 @@ std::shared_ptr<os::Mapping> MapCache::mapping_of(std::string_view name) const {
   // truncated, has lost its slot, and reading it would SIGBUS.
   if (it == entries_.end() || !vouched_locked(it->second, /*check_header=*/false)) return nullptr;
   return it->second.mapping;
-}
-
-void MapCache::insert_unvouched(std::shared_ptr<const SegmentInfo> info,
-                                std::shared_ptr<os::Mapping> mapping,
-                                std::shared_ptr<const std::atomic<std::uint64_t>> consumed,
-                                std::uint64_t published) {
-  std::lock_guard lock(mutex_);
-  if (!table_ || limits_.entries == 0 || mapping->size() > limits_.bytes ||
-      mapping->size() > limits_.max_mapping_bytes) {
-    return;
-  }
-  if (auto it = entries_.find(info->name); it != entries_.end()) erase_locked(it);
-  const std::string name = info->name;
-  bytes_ += mapping->size();
-  std::vector<std::byte> header(mapping->data(), mapping->data() + kImmutableHeaderBytes);
-  entries_.emplace(name, Entry{std::move(info), std::move(mapping), kNoSlot, 0, Clock::now(),
-                               std::move(header), std::move(consumed), published});
-  enforce_bounds_locked(kInsertSlack);
 }
 
 void MapCache::trim() {

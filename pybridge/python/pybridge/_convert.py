@@ -52,23 +52,17 @@ def _dtype_name(dtype: Any) -> str:
 
 def shape_list(shape: Any) -> list:
     """A list of int64 extents; range checks beyond int64 are libbridge's."""
-    if type(shape) is tuple or type(shape) is list:
-        # The common case first: no exception raised and caught per create.
-        try:
-            dims = [operator.index(d) for d in shape]
-        except TypeError:
-            raise InvalidArgument(f"shape must be an int or a sequence of ints, not {shape!r}") from None
-        for d in dims:
-            if not _INT64_MIN <= d <= _INT64_MAX:
-                raise InvalidArgument(f"extent {d} in shape {tuple(dims)} does not fit in int64")
-        return dims
     try:
-        dims = [operator.index(shape)]
-    except TypeError:
-        try:
+        if type(shape) is tuple or type(shape) is list:
+            # The common case first: no exception raised and caught per create.
             dims = [operator.index(d) for d in shape]
-        except TypeError:
-            raise InvalidArgument(f"shape must be an int or a sequence of ints, not {shape!r}") from None
+        else:
+            try:
+                dims = [operator.index(shape)]
+            except TypeError:
+                dims = [operator.index(d) for d in shape]
+    except TypeError:
+        raise InvalidArgument(f"shape must be an int or a sequence of ints, not {shape!r}") from None
     for d in dims:
         if not _INT64_MIN <= d <= _INT64_MAX:
             raise InvalidArgument(f"extent {d} in shape {tuple(dims)} does not fit in int64")

@@ -52,6 +52,11 @@ inline const LedgerEntry* ledger_entries_at(const std::byte* base) {
 
 namespace detail {
 
+/// The first `bytes` of the memfd passed with the hello reply, mapped
+/// read-write, if it is a regular object at least that large (the ledger
+/// page, or with it the create journal, create_journal.hpp).
+std::optional<os::Mapping> map_ledger_memfd(int fd, std::size_t bytes);
+
 /// The client's writer of its connection's ledger. Not thread-safe (the
 /// Connection guards it); never used by a forked child (the page is its
 /// parent's connection's).

@@ -110,6 +110,12 @@ class MapCache {
     std::shared_ptr<const std::atomic<std::uint64_t>> journal_consumed;
     std::uint64_t published = 0;
   };
+  /// What insert and insert_unvouched share: the bounds a new entry must
+  /// fit, and the entry made (replacing `info->name`'s).
+  void insert_locked(std::shared_ptr<const SegmentInfo> info, std::shared_ptr<os::Mapping> mapping,
+                     std::uint32_t slot, std::uint64_t access_epoch,
+                     std::shared_ptr<const std::atomic<std::uint64_t>> consumed,
+                     std::uint64_t published);
   /// Whether the table still holds the entry's id and epoch, and (with
   /// `check_header`) its header still the bytes validated at insert.
   bool vouched_locked(const Entry& entry, bool check_header) const noexcept;
