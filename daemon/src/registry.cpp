@@ -345,7 +345,7 @@ Registry::Built Registry::build(const Plan& plan) {
   };
   const std::uint64_t first_slot = bridge::meta_slot_offset(0);
   const ShmObject::Range reserve[] = {
-      {0, first_slot + pages(plan.meta_text.size())},
+      {0, first_slot + pages(bridge::stored_meta(plan.meta_text).size())},
       {bridge::kSyncOffset, plan.layout.total_bytes - bridge::kSyncOffset}};
   // --pool's object when it fits: already reserved and faulted, trimmed to
   // this size; renamed to the staging name like any object being built.
@@ -708,8 +708,8 @@ protocol::SegmentInfo Registry::set_meta(const Caller& caller, const std::string
   // error here, never a SIGBUS. Nothing else writes the header (clients map
   // it read-only), so write_meta picks this same slot.
   std::byte* base = segment.header_mapping->data();
-  const std::uint64_t pages =
-      (text.size() + bridge::kPageBytes - 1) / bridge::kPageBytes * bridge::kPageBytes;
+  const std::uint64_t pages = (bridge::stored_meta(text).size() + bridge::kPageBytes - 1) /
+                              bridge::kPageBytes * bridge::kPageBytes;
   segment.shm.reserve(bridge::meta_slot_offset(bridge::next_meta_slot(base)), pages);
   bridge::write_meta(base, text);
   emit(make_commit_event(segment), segment);  // earlier commits first, as for destroy

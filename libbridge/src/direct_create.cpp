@@ -12,6 +12,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <span>
+#include <vector>
 
 #include "bridge/detail/os/unique_fd.hpp"
 #include "bridge/detail/sync.hpp"
@@ -21,10 +23,6 @@ namespace bridge::detail {
 
 namespace {
 
-std::uint64_t whole_pages(std::uint64_t bytes) {
-  return (bytes + kPageBytes - 1) / kPageBytes * kPageBytes;
-}
-
 void reserve(int fd, std::uint64_t offset, std::uint64_t length, std::string_view name) {
   if (length == 0) return;
   const int rc = ::posix_fallocate(fd, static_cast<off_t>(offset), static_cast<off_t>(length));
@@ -33,6 +31,20 @@ void reserve(int fd, std::uint64_t offset, std::uint64_t length, std::string_vie
                                     " bytes for '" + std::string(name) + "' (see df /dev/shm)");
   }
   if (rc != 0) throw_errno(rc, "posix_fallocate for '" + std::string(name) + "'");
+}
+
+void write_all(int fd, std::span<const std::byte> bytes, std::string_view name) {
+  for (std::size_t done = 0; done < bytes.size();) {
+    const ssize_t n =
+        ::pwrite(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == ENOSPC) {
+      throw Error(Errc::no_space, "shared memory is full: cannot write the header of '" +
+                                      std::string(name) + "' (see df /dev/shm)");
+    }
+    if (n <= 0) throw_errno(n < 0 ? errno : EIO, "write the header of '" + std::string(name) + "'");
+    done += static_cast<std::size_t>(n);
+  }
 }
 
 // Unlinks the staging object unless release() was called.
@@ -98,19 +110,23 @@ DirectCreated create_direct(const DirectRoute& route, std::string_view name, std
   if (!umask_keeps_0600() && ::fchmod(fd.get(), 0600) != 0) throw_errno(errno, "fchmod " + staging);
   // The last range first: reserving it also sizes the object (no ftruncate).
   reserve(fd.get(), kSyncOffset, layout.total_bytes - kSyncOffset, name);
-  reserve(fd.get(), 0, meta_slot_offset(0) + whole_pages(meta_text.size()), name);
-  auto mapping = std::make_shared<os::Mapping>(
-      os::Mapping::map(fd.get(), static_cast<std::size_t>(layout.total_bytes), true));
-  std::byte* base = mapping->data();
   struct timespec now {};
   ::clock_gettime(CLOCK_REALTIME, &now);
   const std::int64_t created_ms =
       static_cast<std::int64_t>(now.tv_sec) * 1000 + now.tv_nsec / 1'000'000;
-  init_segment(base, name, id, layout, static_cast<std::uint32_t>(owner), created_ms);
-  if (next_meta_slot(base) != 0) {
-    throw Error(Errc::internal, "a new segment's metadata would not go to its first slot");
-  }
-  write_meta(base, meta_text);
+  // The header page and the metadata's pages are built here and written
+  // with one pwrite, which reserves exactly those pages (a full /dev/shm is
+  // ENOSPC, never a SIGBUS) and fills them: no fallocate of them, and no
+  // write fault per page through the mapping.
+  std::vector<std::byte> front(kMetaOffset + stored_meta(meta_text).size());
+  init_header(header_at(front.data()), name, id, layout, static_cast<std::uint32_t>(owner),
+              created_ms);
+  write_meta(front.data(), meta_text);  // a fresh header's first slot, within `front`
+  write_all(fd.get(), front, name);
+  auto mapping = std::make_shared<os::Mapping>(
+      os::Mapping::map(fd.get(), static_cast<std::size_t>(layout.total_bytes), true));
+  std::byte* base = mapping->data();
+  init_sync(base);
   // Read-only from here on, as in every client (layout.hpp).
   if (::mprotect(base, kSyncOffset, PROT_READ) != 0) throw_errno(errno, "mprotect " + staging);
   client_fault_point("direct-create:staged");

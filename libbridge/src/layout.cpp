@@ -114,10 +114,8 @@ void validate_segment_name(std::string_view name) {
   }
 }
 
-void init_segment(std::byte* base, std::string_view name, std::uint64_t segment_id,
-                  const ArrayLayout& layout, std::uint32_t owner_uid,
-                  std::int64_t created_unix_ms) {
-  SegmentHeader& header = header_at(base);
+void init_header(SegmentHeader& header, std::string_view name, std::uint64_t segment_id,
+                 const ArrayLayout& layout, std::uint32_t owner_uid, std::int64_t created_unix_ms) {
   std::memset(static_cast<void*>(&header), 0, sizeof header);
   header.magic = kSegmentMagic;
   header.layout_version = kLayoutVersion;
@@ -138,7 +136,9 @@ void init_segment(std::byte* base, std::string_view name, std::uint64_t segment_
     header.strides[i] = layout.strides[i];
   }
   header.checksum = fnv1a64(&header, offsetof(SegmentHeader, checksum));
+}
 
+void init_sync(std::byte* base) {
   pthread_mutexattr_t attr;
   pthread_mutexattr_init(&attr);
   pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
@@ -148,6 +148,13 @@ void init_segment(std::byte* base, std::string_view name, std::uint64_t segment_
   const int rc = pthread_mutex_init(&sync.writer_lock, &attr);
   pthread_mutexattr_destroy(&attr);
   if (rc != 0) throw_errno(rc, "pthread_mutex_init");
+}
+
+void init_segment(std::byte* base, std::string_view name, std::uint64_t segment_id,
+                  const ArrayLayout& layout, std::uint32_t owner_uid,
+                  std::int64_t created_unix_ms) {
+  init_header(header_at(base), name, segment_id, layout, owner_uid, created_unix_ms);
+  init_sync(base);
   if (layout.stream) init_stream(base, *layout.stream);
 }
 
@@ -250,7 +257,8 @@ std::size_t next_meta_slot(const std::byte* segment_base) {
   return header.meta[0].meta_version <= header.meta[1].meta_version ? 0 : 1;
 }
 
-std::uint64_t write_meta(std::byte* segment_base, std::string_view text) {
+std::uint64_t write_meta(std::byte* segment_base, std::string_view json_text) {
+  const std::string_view text = stored_meta(json_text);
   if (text.size() > kMaxMetaBytes) {
     throw Error(Errc::invalid_argument,
                 "metadata is larger than " + std::to_string(kMaxMetaBytes) + " bytes");

@@ -1,12 +1,22 @@
 # SPDX-License-Identifier: MIT
 """Metadata: JSON objects of at most 64 KiB, read live from shared memory."""
+import os
+
 import pytest
 
 import pybridge
+from conftest import Daemon
+from crash_helpers import object_path
 from pb_helpers import peer_dump, run_python
 
 LIMIT = 64 * 1024
 ENVELOPE = len('{"k":""}')  # the compact JSON around a one-key string value
+PAGE = 4096
+
+
+def allocated(daemon, name):
+    """Bytes of pages the segment's shm object holds."""
+    return os.stat(object_path(daemon, name)).st_blocks * 512
 
 
 def test_create_with_meta(client, daemon):
@@ -23,6 +33,30 @@ def test_default_meta_is_empty_object(client):
     seg = client.create("plain", (1,), "uint8")
     assert seg.meta == {}
     assert client.info("plain")["meta"] == {}
+
+
+@pytest.mark.parametrize("made_by", ["client", "daemon"])
+def test_a_segment_without_metadata_has_no_metadata_page(tmp_path, made_by):
+    """Empty metadata is stored as no bytes (layout.hpp, stored_meta): the
+    object holds the header, sync and data pages only, one page less to
+    reserve, zero and free per create than with metadata."""
+    d = Daemon(tmp_path, *(["--no-direct-create"] if made_by == "daemon" else []))
+    try:
+        with pybridge.connect(d.socket) as c:
+            bare = c.create("bare", (PAGE,), "uint8")
+            described = c.create("described", (PAGE,), "uint8", meta={"k": 1})
+            assert allocated(d, "bare") == 3 * PAGE
+            assert allocated(d, "described") == 4 * PAGE
+            with pybridge.connect(d.socket) as other:
+                assert other.attach("bare").meta == {} and other.info("bare")["meta"] == {}
+                assert other.attach("described").meta == {"k": 1}
+            # Back to empty after metadata: read as {} again.
+            c.set_meta("described", {})
+            assert described.meta == {} and c.info("described")["meta"] == {}
+            bare.close()
+            described.close()
+    finally:
+        assert d.stop() == 0
 
 
 def test_list_omits_meta_info_has_it(client):

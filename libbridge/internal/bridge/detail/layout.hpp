@@ -195,6 +195,13 @@ void validate_segment_name(std::string_view name);
 /// (robust process-shared writer lock).
 void init_segment(std::byte* base, std::string_view name, std::uint64_t segment_id,
                   const ArrayLayout& layout, std::uint32_t owner_uid, std::int64_t created_unix_ms);
+/// init_segment's parts, for a creator that writes the header page through
+/// its descriptor rather than its mapping (direct_create.cpp): the header
+/// alone (checksummed, metadata descriptors zeroed), and the sync block of
+/// the segment mapped at `base`.
+void init_header(SegmentHeader& header, std::string_view name, std::uint64_t segment_id,
+                 const ArrayLayout& layout, std::uint32_t owner_uid, std::int64_t created_unix_ms);
+void init_sync(std::byte* base);
 
 /// Validates a header read from a mapping of `mapped_bytes` bytes: magic,
 /// layout version, checksum, dtype, dims, C-contiguous strides, checked sizes,
@@ -211,11 +218,19 @@ std::string read_meta(const std::byte* segment_base);
 std::optional<nlohmann::json> read_meta_object(const std::byte* segment_base);
 /// The current metadata version (0 if never written).
 std::uint64_t read_meta_version(const std::byte* segment_base);
-/// Writes `text` into the older slot (next_meta_slot) with version
-/// previous+1 and returns that version. Only the daemon calls this (and a
-/// direct create, on its object before it is named: direct_create.hpp). Throws
-/// invalid_argument past kMaxMetaBytes.
+/// Writes stored_meta(text) into the older slot (next_meta_slot) with
+/// version previous+1 and returns that version. Only the daemon calls this
+/// (and a direct create, on its object before it is named:
+/// direct_create.hpp). Throws invalid_argument past kMaxMetaBytes.
 std::uint64_t write_meta(std::byte* segment_base, std::string_view text);
+/// The bytes write_meta puts in a slot for the JSON text of a metadata
+/// object: none for the empty object, which read_meta_object reads back as
+/// {}. A segment without metadata then has no metadata page at all: one page
+/// less to reserve, zero and free per create, and to fault in per attach.
+/// What a slot holds is read as before, so older "{}" slots still read.
+constexpr std::string_view stored_meta(std::string_view text) noexcept {
+  return text == "{}" ? std::string_view{} : text;
+}
 /// The slot the next write_meta writes into. Its pages may be a hole in the
 /// shm object (the daemon reserves only the pages a write needs, just before
 /// it): a slot whose descriptor says version 0 is invalid and never read.
