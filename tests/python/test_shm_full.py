@@ -11,9 +11,12 @@ in CI it fails instead, since it backs a README guarantee) and only the size
 quota (--max-segment-bytes) is tested.
 """
 import functools
+import json
 import os
 import signal
 import subprocess
+import sys
+import textwrap
 import time
 
 import pytest
@@ -22,6 +25,7 @@ import pybridge
 from conftest import SLOT_TABLE, TIME_SCALE, Daemon, run_peer, skip_or_fail
 from crash_helpers import assert_prefix_consistent, objects, shm_root
 from mut_helpers import finish, popen_child
+from pb_helpers import python_env
 
 MiB = 1024 * 1024
 TMPFS_BYTES = 16 * MiB
@@ -181,6 +185,78 @@ def test_full_dev_shm(full_daemon):
     c.destroy("after")
     assert c.stats()["pid"] == d.proc.pid
     c.close()
+
+
+#: Runs in the daemon's mount namespace (nsenter), so that it shares its
+#: private /dev/shm and creates and destroys directly (direct_create.hpp):
+#: fills the tmpfs, then writes every byte; prints what it saw as JSON.
+DIRECT_FILL = """
+    import json, os, sys, time, pybridge
+    socket, prefix, limit_s = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    root = "/dev/shm"
+    def free():
+        st = os.statvfs(root)
+        return st.f_bfree * st.f_frsize
+    def leftovers():
+        return sorted(n for n in os.listdir(root)
+                      if n.startswith(prefix) and ".creating." in n)
+    c = pybridge.connect(socket)
+    c.list()
+    before = c.stats()["requests"]
+    segs, refusals = {}, []
+    for size in (4 << 20, 1 << 20, 64 << 10, 4096, 0):
+        while True:
+            name = f"direct-{len(segs)}"
+            try:
+                segs[name] = c.create(name, (size,), "uint8", meta={"size": size})
+            except pybridge.NoSpace:
+                break
+        # Again: refused at once, every page given back, nothing left behind.
+        room = free()
+        start = time.monotonic()
+        try:
+            c.create(f"direct-{len(segs)}", (size,), "uint8", meta={"size": size})
+            refusals.append("created")
+        except pybridge.NoSpace:
+            refusals.append(time.monotonic() - start < limit_s and free() == room
+                            and leftovers() == [])
+    requests = c.stats()["requests"] - before - 1
+    for seg in segs.values():  # a lazily backed page would be a SIGBUS here
+        seg.array[...] = 0xA5
+        assert (seg.array == 0xA5).all()
+    listed = sorted(s["name"] for s in c.list())
+    for name, seg in segs.items():
+        seg.close()
+        c.destroy(name)
+    left = c.list()  # a request: the daemon has read the destroys and let go
+    print(json.dumps({"made": len(segs), "refusals": refusals, "requests": requests,
+                      "free_at_end": free(), "listed_all": listed == sorted(segs),
+                      "left": left}))
+"""
+
+
+def test_direct_creates_on_a_full_dev_shm(full_daemon):
+    """The same for a client that shares the daemon's /dev/shm, whose creates
+    need no round trip: it reserves the sync and data pages and writes the
+    header with one pwrite, and a full tmpfs is NoSpace at either step."""
+    d = full_daemon
+    enter = ["nsenter", "-t", str(d.proc.pid), "-m", "--"]
+    with pybridge.connect(d.socket) as c:
+        used = TMPFS_BYTES - free_bytes(shm_root(d))  # the slot table
+        child = subprocess.run(
+            [*enter, sys.executable, "-c", textwrap.dedent(DIRECT_FILL), d.socket,
+             d.shm_prefix.lstrip("/"), str(NO_SPACE_LIMIT_S)],
+            capture_output=True, text=True, env=python_env(), timeout=120 * TIME_SCALE)
+        assert child.returncode == 0, f"{child.returncode}: {child.stderr}"
+        seen = json.loads(child.stdout)
+        assert seen["made"] > 4 and seen["refusals"] == [True] * 5, seen
+        # Direct: only the drain pokes, not a request per create.
+        assert seen["requests"] < seen["made"] // 4, seen
+        assert seen["listed_all"] and seen["left"] == [], seen
+        assert seen["free_at_end"] == TMPFS_BYTES - used, seen
+        assert c.list() == []
+        assert objects(d, shm_root(d)) == []
+        assert d.proc.poll() is None, "bridged died"
 
 
 def test_size_quota(tmp_path):
