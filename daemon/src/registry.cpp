@@ -119,8 +119,7 @@ std::uint64_t Registry::new_segment_id() {
   for (;;) {
     const std::uint64_t id = random_();
     if (id == 0) continue;
-    bool taken = false;
-    for (const auto& [name, segment] : segments_) taken = taken || segment->id == id;
+    bool taken = ids_.count(id) != 0;
     for (const auto& [name, pending_id] : creating_) taken = taken || pending_id == id;
     if (!taken) return id;
   }
@@ -400,6 +399,7 @@ Registry::Opened Registry::finish_create(const Caller& caller, PendingCreate pen
   built.readers_.reset();
   segment->attachments[caller.client] = 1;
   Segment& stored = *segments_.emplace(plan.name, std::move(segment)).first->second;
+  ids_.insert(stored.id);
   assign_slot(stored);
   if (needs_access_record(stored)) save_access();
   // Creates and destroys are the hot path of short-lived segments: logged
@@ -654,6 +654,7 @@ void Registry::forget(const std::string& name, pid_t pid, bool flush_commit) {
   // Out of the table before the events, so that whoever reacts to them sees
   // the registry as it now is.
   std::unique_ptr<Segment> gone = std::move(segments_.extract(name).mapped());
+  if (auto id = ids_.find(gone->id); id != ids_.end()) ids_.erase(id);
   // Before any reply: a client's cached mapping of it never serves again.
   slots_.release(gone->slot);
   if (needs_access_record(*gone)) save_access();
@@ -958,9 +959,7 @@ bool Registry::adopt_direct(const std::string& name, std::uint64_t expected_id, 
     if (layout.stream || name != header.name || header.owner_uid != owner) {
       throw Error(Errc::corrupt_segment, "its header does not describe what its creator said");
     }
-    for (const auto& [other_name, other] : segments_) {
-      if (other->id == id) return false;
-    }
+    if (ids_.count(id) != 0) return false;
     const std::int64_t created = header.created_unix_ms;
     auto segment = std::make_unique<Segment>(Segment{std::move(shm),
                                                      std::move(mapping),
@@ -976,6 +975,7 @@ bool Registry::adopt_direct(const std::string& name, std::uint64_t expected_id, 
                                                      std::nullopt,
                                                      {}});
     Segment& stored = *segments_.emplace(name, std::move(segment)).first->second;
+    ids_.insert(id);
     assign_slot(stored);
     // As subscribers would have seen it had the daemon made it: created
     // (at version 0), then whatever was committed since.
@@ -1055,6 +1055,7 @@ void Registry::remove_all() {
     slots_.release(segment->slot);
   }
   segments_.clear();
+  ids_.clear();
   for (const Quarantined& q : quarantined_) {
     ShmObject::unlink_name(q.dir, q.shm_name);
     if (!q.readers_shm_name.empty())
@@ -1143,6 +1144,7 @@ void Registry::adopt_existing() {
                                                               std::move(f.readers),
                                                               std::move(f.grantee_readers)}));
     Segment& adopted = *segments_.at(name);
+    ids_.insert(adopted.id);
     assign_slot(adopted);
     if (adopted.layout.stream) {
       // The first rate sample: the rate reported later covers frames

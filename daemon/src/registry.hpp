@@ -17,6 +17,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -400,6 +401,10 @@ class Registry {
   /// --pool: started after adoption (which removes a crashed daemon's pool).
   std::shared_ptr<HugePool> pool_;
   std::map<std::string, std::unique_ptr<Segment>> segments_;
+  /// The ids of segments_, kept with it: whether an id is taken, asked at
+  /// every create and every adoption of a direct create, costs no pass over
+  /// every segment. (A multiset: a restart may find two objects claiming one.)
+  std::unordered_multiset<std::uint64_t> ids_;
   struct LedgerOf {
     Caller caller;
     std::shared_ptr<const AttachLedger> ledger;
