@@ -20,39 +20,6 @@
 namespace pybridge {
 namespace {
 
-nb::dlpack::dtype dlpack_dtype(bridge::DType dtype) {
-  using Code = nb::dlpack::dtype_code;
-  const auto bits = static_cast<std::uint8_t>(bridge::itemsize(dtype) * 8);
-  Code code = Code::Int;
-  switch (dtype) {
-    case bridge::DType::bool_:
-      code = Code::Bool;
-      break;
-    case bridge::DType::int8:
-    case bridge::DType::int16:
-    case bridge::DType::int32:
-    case bridge::DType::int64:
-      code = Code::Int;
-      break;
-    case bridge::DType::uint8:
-    case bridge::DType::uint16:
-    case bridge::DType::uint32:
-    case bridge::DType::uint64:
-      code = Code::UInt;
-      break;
-    case bridge::DType::float16:
-    case bridge::DType::float32:
-    case bridge::DType::float64:
-      code = Code::Float;
-      break;
-    case bridge::DType::complex64:
-    case bridge::DType::complex128:
-      code = Code::Complex;
-      break;
-  }
-  return nb::dlpack::dtype{static_cast<std::uint8_t>(code), bits, 1};
-}
-
 using Keepalive = std::shared_ptr<const void>;
 
 void delete_keepalive(void* p) noexcept {
@@ -61,34 +28,16 @@ void delete_keepalive(void* p) noexcept {
 
 }  // namespace
 
+// The owner capsule is what keeps NumPy arrays from outliving their memory
+// (numpy_view.cpp makes it their base): for segment arrays it holds a
+// reference to the mapping, so the pages stay mapped for as long as the
+// array (or any view or DLPack capsule made from it) lives, whatever happens
+// to the Segment: close(), garbage collection or destroy of the name.
 nb::capsule owner_capsule(std::shared_ptr<const void> keepalive) {
   auto keep = std::make_unique<Keepalive>(std::move(keepalive));
   nb::capsule owner(keep.get(), &delete_keepalive);
   keep.release();  // the capsule deletes it from now on
   return owner;
-}
-
-// The owner capsule is what keeps NumPy arrays from outliving their memory:
-// for segment arrays it holds a reference to the mapping, so the pages stay
-// mapped for as long as the array (or any view or DLPack capsule made from
-// it) lives, whatever happens to the Segment: close(), garbage collection or
-// destroy of the name.
-nb::object make_ndarray(void* data, const bridge::SegmentInfo& info, nb::capsule owner,
-                        bool writable) {
-  const auto itemsize = static_cast<std::int64_t>(bridge::itemsize(info.dtype));
-  std::vector<std::size_t> shape;
-  std::vector<std::int64_t> strides;  // nanobind counts strides in elements
-  for (auto extent : info.shape) shape.push_back(static_cast<std::size_t>(extent));
-  for (auto stride : info.strides) strides.push_back(stride / itemsize);
-  const auto dtype = dlpack_dtype(info.dtype);
-  if (writable) {
-    return nb::ndarray<nb::numpy>(data, shape.size(), shape.data(), owner, strides.data(), dtype,
-                                  nb::device::cpu::value)
-        .cast();
-  }
-  return nb::ndarray<nb::numpy, nb::ro>(data, shape.size(), shape.data(), owner, strides.data(),
-                                        dtype, nb::device::cpu::value)
-      .cast();
 }
 
 void bind_segment(nb::module_& m) {
