@@ -106,7 +106,8 @@ Segment Client::create(std::string_view name, const std::vector<std::int64_t>& s
   const ArrayLayout layout = compute_layout(dtype, shape);
   if (!meta.is_object()) throw Error(Errc::invalid_argument, "meta must be a JSON object");
   if (options.huge_pages != true) {
-    const std::string text = protocol::dump_json(meta);
+    // Most creates carry none: no serializer (and its locale look-up) for {}.
+    const std::string text = meta.empty() ? std::string("{}") : protocol::dump_json(meta);
     if (text.size() > kMaxMetaBytes) {
       throw Error(Errc::invalid_argument, "metadata is " + std::to_string(text.size()) +
                                               " bytes of JSON; the limit is " +

@@ -70,7 +70,8 @@ std::shared_ptr<const DirectRoute> direct_route(const Connection::Reply& reply, 
       prefix.find_first_of(std::string_view("/\0", 2)) != std::string::npos) {
     return nullptr;
   }
-  return std::make_shared<const DirectRoute>(DirectRoute{"/dev/shm/" + prefix, table_owner});
+  return std::make_shared<const DirectRoute>(
+      DirectRoute{"/dev/shm/" + prefix, table_owner, ::geteuid()});
 }
 
 // The attach ledger, if the daemon sent one: after the slot table when

@@ -65,7 +65,7 @@ std::optional<DirectAttach> attach_direct(const DirectRoute& route, std::string_
     if (layout.stream || std::string_view(header.name) != name) return std::nullopt;
     // What access_of gives the owner, the daemon's user and root: write.
     // Anyone else asks the daemon, which knows the grants.
-    const uid_t me = ::geteuid();
+    const uid_t me = route.euid;
     if (me != route.daemon_uid && me != 0 && header.owner_uid != me) return std::nullopt;
     const std::uint32_t hint =
         std::atomic_ref<const std::uint32_t>(header.slot_hint).load(std::memory_order_acquire);

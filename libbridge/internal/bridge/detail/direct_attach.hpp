@@ -43,6 +43,9 @@ namespace bridge::detail {
 struct DirectRoute {
   std::string path_prefix;  ///< "/dev/shm/" + the daemon's prefix
   uid_t daemon_uid = 0;     ///< owner of the slot table: the daemon's user
+  /// This process's effective uid when it connected: what the daemon took
+  /// from the socket's credentials, and so what it grants by.
+  uid_t euid = 0;
 };
 
 struct DirectAttach {
