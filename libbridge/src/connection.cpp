@@ -152,6 +152,13 @@ void Connection::connect_locked() {
   auto route = direct_route(reply, table != nullptr, table_owner);
   auto ledger = map_ledger(reply);
   auto journal = map_journal(reply, route.get());
+  if (journal) {
+    // The same /dev/shm as the daemon's, which takes direct creates: what
+    // it has not read of yet may be attached too (direct_attach.hpp).
+    auto same = std::make_shared<DirectRoute>(*route);
+    same->unread_creates = true;
+    route = std::move(same);
+  }
   cache_.set_table(std::move(table), slot_count);
   auto answer = protocol::parse<protocol::HelloReply>(reply.body);
   if (answer.protocol != protocol::kProtocolVersion) {
@@ -531,7 +538,9 @@ bool Connection::destroy_direct(std::string_view name) {
     // opened by name and vouched for by its slot, as a direct attach.
     bool refused = false;
     if (auto opened = detail::attach_direct(*route, name, cache_, refused)) {
-      mapping = std::move(opened->mapping);
+      // Not another client's direct create the daemon has not read yet:
+      // destroyed by asking, it is read first, and its events stay in order.
+      if (opened->slot != kNoSlot) mapping = std::move(opened->mapping);
     }
   }
   if (!mapping || !mapping->writable()) return false;

@@ -13,6 +13,7 @@
 
 #include "bridge/detail/layout.hpp"
 #include "bridge/detail/os/unique_fd.hpp"
+#include "bridge/detail/slot_table.hpp"
 #include "bridge/error.hpp"
 
 namespace bridge::detail {
@@ -69,10 +70,20 @@ std::optional<DirectAttach> attach_direct(const DirectRoute& route, std::string_
     if (me != route.daemon_uid && me != 0 && header.owner_uid != me) return std::nullopt;
     const std::uint32_t hint =
         std::atomic_ref<const std::uint32_t>(header.slot_hint).load(std::memory_order_acquire);
-    if (hint == 0) return std::nullopt;
-    // Last: the slot must still hold this id after everything above was read.
-    const auto epoch = cache.vouch(hint - 1, header.segment_id);
-    if (!epoch) return std::nullopt;
+    std::uint32_t slot = kNoSlot;
+    std::uint64_t epoch = 0;
+    if (hint != 0) {
+      // Last: the slot must still hold this id after everything above was read.
+      const auto vouched = cache.vouch(hint - 1, header.segment_id);
+      if (!vouched) return std::nullopt;
+      slot = hint - 1;
+      epoch = *vouched;
+    } else if (!route.unread_creates || header.owner_uid != route.daemon_uid ||
+               header.creator_inode != static_cast<std::uint64_t>(st.st_ino)) {
+      // Not read of by the daemon yet: only a direct create's own object
+      // (see above), not a copy of one.
+      return std::nullopt;
+    }
     // A client's direct destroy (direct_create.hpp) marks the object before
     // it unlinks the name, and the slot is cleared only when the daemon
     // reads of it: unmarked now, the segment was live after the open.
@@ -80,7 +91,7 @@ std::optional<DirectAttach> attach_direct(const DirectRoute& route, std::string_
       return std::nullopt;
     }
     auto info = describe_mapped(header, layout, mapping->data());
-    return DirectAttach{std::move(info), std::move(mapping), hint - 1, *epoch};
+    return DirectAttach{std::move(info), std::move(mapping), slot, epoch};
   } catch (const Error&) {
     // A header that fails validation: the daemon says what is wrong with it.
     return std::nullopt;

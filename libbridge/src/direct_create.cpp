@@ -121,6 +121,11 @@ DirectCreated create_direct(const DirectRoute& route, std::string_view name, std
   std::vector<std::byte> front(kMetaOffset + stored_meta(meta_text).size());
   init_header(header_at(front.data()), name, id, layout, static_cast<std::uint32_t>(owner),
               created_ms);
+  // What lets another process attach it before the daemon reads of it
+  // (direct_attach.hpp): this object's inode, which no copy of it shares.
+  struct stat made {};
+  if (::fstat(fd.get(), &made) != 0) throw_errno(errno, "fstat " + staging);
+  header_at(front.data()).creator_inode = static_cast<std::uint64_t>(made.st_ino);
   write_meta(front.data(), meta_text);  // a fresh header's first slot, within `front`
   write_all(fd.get(), front, name);
   auto mapping = std::make_shared<os::Mapping>(

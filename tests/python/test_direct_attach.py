@@ -51,6 +51,33 @@ def test_a_fresh_attach_needs_no_round_trip(daemon, client):
     client.destroy("fresh")
 
 
+def test_a_direct_create_the_daemon_has_not_read_is_attached_without_it(daemon, client):
+    # Another process's create, made directly (test_direct_create.py) while
+    # the daemon cannot read of it: it has no slot yet, and is attached on
+    # its header's word (its creator's own object, by its inode), uncached.
+    with pybridge.connect(daemon.socket) as other:
+        other.list()
+        with Stopped(daemon):
+            seg = client.create("unread", (4,), "int32", meta={"k": 1})
+            seg.array[:] = [1, 2, 3, 4]
+            with other.attach("unread") as seen:
+                assert seen.array.tolist() == [1, 2, 3, 4] and seen.id == seg.id
+                assert seen.meta == {"k": 1} and seen.array.flags.writeable
+                seen.array[0] = 9  # the same pages
+                assert seg.array[0] == 9
+                stats = other.map_cache()
+                assert stats["direct"] == 1 and stats["entries"] == 0
+                held = other.attach("unread")  # again on its word, not from a cache
+            assert other.map_cache()["direct"] == 2
+        # Counted by the daemon (the ledger) once it reads of the create.
+        assert other.info("unread")["attached"] == 2
+        held.close()
+        with other.attach("unread"):  # read of now: it has its slot, and is cached
+            assert other.map_cache()["entries"] == 1
+    seg.close()
+    client.destroy("unread")
+
+
 def test_a_destroyed_or_recreated_name_is_never_served_stale(daemon, client):
     client.create("again", (4,), "int32").close()
     with pybridge.connect(daemon.socket) as other:
@@ -91,7 +118,7 @@ def test_a_planted_object_at_the_path_is_not_served(daemon, client, tmp_path):
 
 
 @pytest.mark.parametrize("hint", ["another-segment", "past-the-table", "none"])
-def test_a_scribbled_slot_hint_costs_a_round_trip_never_a_wrong_mapping(daemon, client, hint):
+def test_a_scribbled_slot_hint_never_gives_a_wrong_mapping(daemon, client, hint):
     with client.create("x", (3,), "int64") as x, client.create("y", (3,), "int64") as y:
         x.array[:] = [1, 2, 3]
         y.array[:] = [7, 8, 9]
@@ -107,13 +134,19 @@ def test_a_scribbled_slot_hint_costs_a_round_trip_never_a_wrong_mapping(daemon, 
         f.seek(SLOT_HINT_OFFSET)
         f.write(struct.pack("<I", {"another-segment": y_hint, "past-the-table": 0xFFFFFFFF,
                                    "none": 0}[hint]))
+    # No hint at all is what a direct create is until the daemon reads of
+    # it: taken on its header's word (this is the object its creator made,
+    # creator_inode says), attached directly but never cached.
+    direct = 1 if hint == "none" else 0
     with pybridge.connect(daemon.socket) as other:
         with other.attach("x") as seen:
             assert seen.array.tolist() == [1, 2, 3]
-        assert other.map_cache()["direct"] == 0
+        assert other.map_cache()["direct"] == direct
         with other.attach("y") as seen:  # untouched: direct
             assert seen.array.tolist() == [7, 8, 9]
-        assert other.map_cache()["direct"] == 1
+        assert other.map_cache()["direct"] == direct + 1
+        if hint == "none":
+            assert other.map_cache()["entries"] == 1  # y only
     client.destroy("x")
     client.destroy("y")
 

@@ -245,6 +245,9 @@ def test_the_cache_is_bounded_and_can_be_turned_off(daemon, client):
     client.set_map_cache(entries=2)
     for name in ("a", "b", "c"):
         client.create(name, (4,), "uint8").close()
+    # Read by the daemon: each has its slot, so an attach of it is cached (a
+    # direct create not read yet is attached on its header's word, uncached).
+    client.list()
     assert client.map_cache()["entries"] == 2
     client.set_map_cache(bytes=0)
     assert client.map_cache()["entries"] == 0 and client.map_cache()["bytes"] == 0
@@ -319,6 +322,7 @@ def test_cached_mappings_are_released_when_evicted_or_the_client_closes(daemon, 
         return any(line.endswith(shm_name) for line in maps.read_text().splitlines())
 
     client.create("kept", (4,), "uint8").close()
+    client.list()  # read by the daemon: it has its slot, so attaches are cached
     assert mapped()  # the cache holds it after the last handle closed
     client.set_map_cache(entries=0)
     assert not mapped()

@@ -15,6 +15,18 @@
 // quarantined object, a table retired by a restart) has no slot holding its
 // id, and the attach asks the daemon as before.
 //
+// One exception: an object with no slot_hint at all, which is what a direct
+// create (direct_create.hpp) is until the daemon reads of it. Where this
+// process's /dev/shm is the daemon's, an object at the path that the
+// daemon's user owns, whose header validates and names it, that claims the
+// daemon's user as owner, whose `destroyed` word is clear and whose
+// creator_inode is the inode opened (the object its creator made, not a
+// copy planted at the path), is what the daemon's adoption would accept
+// (adopt_direct checks no more but the id its creator wrote in its
+// journal): it is attached, not cached (no slot vouches for it later),
+// instead of a request that would wait for the daemon to adopt every
+// direct create it has not read yet.
+//
 // Anything that does not fit (no table, no prefix, ENOENT or EACCES, a
 // header that fails validation, a stream, a segment owned by someone else
 // when this process is neither the daemon's user nor root) is a miss, never
@@ -46,6 +58,10 @@ struct DirectRoute {
   /// This process's effective uid when it connected: what the daemon took
   /// from the socket's credentials, and so what it grants by.
   uid_t euid = 0;
+  /// This /dev/shm is the daemon's (checked at hello) and the daemon takes
+  /// direct creates: an object it has not read of yet (no slot_hint) may
+  /// be taken on its header's word (see attach_direct).
+  bool unread_creates = false;
 };
 
 struct DirectAttach {

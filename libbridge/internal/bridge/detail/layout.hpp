@@ -135,10 +135,18 @@ struct SegmentHeader {
   // only: it counts solely when that slot holds this header's segment_id.
   std::uint32_t slot_hint;
   std::uint32_t reserved_after_hint;
+
+  // Written by a direct create (direct_create.hpp) only, not checksummed:
+  // the inode of the object it made, 0 for any other segment. An attacher
+  // that finds no slot_hint takes the object on its header's word only
+  // while this is the inode it opened: a copy of it planted at the path
+  // has another (direct_attach.hpp).
+  std::uint64_t creator_inode;
 };
 static_assert(sizeof(SegmentHeader) <= kHeaderBytes);
 // Tests plant values there (test_direct_attach.py).
 static_assert(offsetof(SegmentHeader, slot_hint) == 776);
+static_assert(offsetof(SegmentHeader, creator_inode) == 784);
 static_assert(sizeof(SyncBlock) <= kSyncBytes);
 
 /// The header and the sync block of the segment mapped at `base`.
