@@ -69,9 +69,6 @@ ShmObject HugePool::build(std::uint64_t serial) const {
     unsigned char sink = 0;
     for (std::uint64_t offset = 0; offset < bytes_; offset += 4096) sink ^= base[offset];
     static_cast<void>(sink);
-    // Ready under its final pool name: seen from outside, a pool-N object is
-    // whole and faulted.
-    shm.publish(stem_ + "pool-" + std::to_string(serial));
   } catch (...) {
     shm.unlink();
     throw;
@@ -123,6 +120,16 @@ void HugePool::run(std::stop_token stop) {
       if (stop.stop_requested()) {
         shm.unlink();
         return;
+      }
+      // Under its final pool name only once take() can have it: seen from
+      // outside, a pool-N object is whole, faulted and ready. (Renamed at
+      // the end of the build, at idle priority, it could sit under that
+      // name for long on a busy machine while creates still found no pool.)
+      try {
+        shm.publish(stem_ + "pool-" + std::to_string(serial));
+      } catch (...) {
+        shm.unlink();
+        throw;
       }
       ready_ = std::move(shm);
     } catch (const bridge::Error& e) {
