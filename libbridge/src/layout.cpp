@@ -269,7 +269,8 @@ std::uint64_t write_meta(std::byte* segment_base, std::string_view json_text) {
   auto& slot = header.meta[target];
   std::atomic_ref<std::uint64_t>(slot.meta_version).store(0);
   std::atomic_thread_fence(std::memory_order_release);
-  std::memcpy(slot_bytes(segment_base, target), text.data(), text.size());
+  // Empty metadata is no bytes (stored_meta), and a null data pointer.
+  if (!text.empty()) std::memcpy(slot_bytes(segment_base, target), text.data(), text.size());
   slot.length = static_cast<std::uint32_t>(text.size());
   slot.checksum = fnv1a64(text.data(), text.size());
   std::atomic_ref<std::uint64_t>(slot.meta_version).store(next);
