@@ -175,7 +175,6 @@ void Connection::connect_locked() {
     // old one counted is attached again below, with round trips.
     ledger_ = std::move(ledger);
     journal_ = std::move(journal);
-    euid_ = ::geteuid();
     ++generation_;
     ids_ = seeded_ids();
   }
@@ -448,7 +447,7 @@ std::shared_ptr<const DirectRoute> Connection::direct_route_for_journal(std::uin
   if (forked() || closed_.load()) return nullptr;
   {
     std::lock_guard book(book_);
-    if (!journal_ || !route_ || route_->daemon_uid != euid_) return nullptr;
+    if (!journal_ || !route_ || route_->daemon_uid != route_->euid) return nullptr;
     generation = generation_;
   }
   // Nothing is made while no daemon watches: a daemon that hung up (or a
@@ -507,7 +506,8 @@ std::optional<DirectCreated> Connection::create_direct(std::string_view name,
   // `begin` before the object exists: if this process dies before the
   // rename, the daemon removes the staging object when the connection ends.
   if (!append_to_journal(JournalKind::begin, id, name, generation)) return std::nullopt;
-  DirectCreated made = detail::create_direct(*route, name, id, layout, meta, meta_text, euid_);
+  DirectCreated made =
+      detail::create_direct(*route, name, id, layout, meta, meta_text, route->euid);
   client_fault_point("direct-create:published");
   Published published;
   if (!append_to_journal(JournalKind::published, id, name, generation, &published)) {

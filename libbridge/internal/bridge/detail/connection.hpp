@@ -186,7 +186,6 @@ class Connection {
   /// Counts hellos: records go only to the journal of the connection they
   /// were begun on.
   std::uint64_t generation_ = 0;
-  uid_t euid_ = 0;                               ///< this process's, at the last hello
   std::mt19937_64 ids_{std::random_device{}()};  ///< segment ids of direct creates
 };
 
