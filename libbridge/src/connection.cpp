@@ -433,7 +433,12 @@ std::optional<DirectAttach> Connection::attach_direct(std::string_view name) {
   }
   if (!attached) return std::nullopt;
   cache_.note_direct();
-  cache_.insert(attached->info, attached->mapping, attached->slot, attached->access_epoch);
+  if (attached->slot == kNoSlot) {
+    cache_.insert_at_path(attached->info, attached->mapping, route->path_prefix + std::string(name),
+                          attached->inode, route->daemon_uid);
+  } else {
+    cache_.insert(attached->info, attached->mapping, attached->slot, attached->access_epoch);
+  }
   // Counted in the ledger; without one, sent at once (never waited for):
   // the daemon had never counted this client on this segment, and who
   // holds what must show in its catalog while the handle is open, not at

@@ -91,7 +91,8 @@ std::optional<DirectAttach> attach_direct(const DirectRoute& route, std::string_
       return std::nullopt;
     }
     auto info = describe_mapped(header, layout, mapping->data());
-    return DirectAttach{std::move(info), std::move(mapping), slot, epoch};
+    const std::uint64_t inode = slot == kNoSlot ? static_cast<std::uint64_t>(st.st_ino) : 0;
+    return DirectAttach{std::move(info), std::move(mapping), slot, epoch, inode};
   } catch (const Error&) {
     // A header that fails validation: the daemon says what is wrong with it.
     return std::nullopt;

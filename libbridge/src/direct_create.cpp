@@ -154,7 +154,7 @@ DirectCreated create_direct(const DirectRoute& route, std::string_view name, std
   info->owner_uid = static_cast<std::uint32_t>(owner);
   info->created_unix_ms = created_ms;
   info->page_size = kPageBytes;
-  info->meta_version = read_meta_version(base);
+  info->meta_version = read_meta_version(front.data());  // not the mapping: no page fault
   info->meta = std::move(meta);
   info->attached = 1;
   return DirectCreated{std::move(info), std::move(mapping)};

@@ -39,11 +39,34 @@ bool try_read_slot(const SegmentHeader& header, const std::byte* base, std::size
 }  // namespace
 
 std::uint64_t fnv1a64(const void* data, std::size_t size) noexcept {
+  // A zero byte leaves the xor step unchanged, so eight of them are one
+  // multiplication by the prime to the 8th: the same hash, about eight times
+  // faster over a header that is mostly zeros (name padding, unused dims),
+  // which every create and every fresh attach checksums.
+  constexpr std::uint64_t kPrime = 0x100000001b3ull;
+  constexpr std::uint64_t kPrime8 = [] {
+    std::uint64_t p = 1;
+    for (int i = 0; i < 8; ++i) p *= kPrime;
+    return p;
+  }();
   std::uint64_t hash = 0xcbf29ce484222325ull;
   const auto* bytes = static_cast<const unsigned char*>(data);
-  for (std::size_t i = 0; i < size; ++i) {
+  std::size_t i = 0;
+  for (; i + 8 <= size; i += 8) {
+    std::uint64_t word;
+    std::memcpy(&word, bytes + i, sizeof word);
+    if (word == 0) {
+      hash *= kPrime8;
+      continue;
+    }
+    for (std::size_t j = i; j < i + 8; ++j) {
+      hash ^= bytes[j];
+      hash *= kPrime;
+    }
+  }
+  for (; i < size; ++i) {
     hash ^= bytes[i];
-    hash *= 0x100000001b3ull;
+    hash *= kPrime;
   }
   return hash;
 }

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "bridge/detail/map_cache.hpp"
 
+#include <sys/stat.h>
+
 #include <cstddef>
 #include <cstring>
 
@@ -27,7 +29,9 @@ void MapCache::set_table(std::shared_ptr<const os::Mapping> table, std::uint32_t
 
 bool MapCache::vouched_locked(const Entry& entry, bool check_header) const noexcept {
   if (!table_) return false;
-  if (entry.slot == kNoSlot) {
+  if (entry.slot == kNoSlot && entry.inode != 0) {
+    if (!at_path(entry)) return false;
+  } else if (entry.slot == kNoSlot) {
     // Read of by the daemon since: only a slot vouches from here on.
     if (!entry.journal_consumed ||
         entry.journal_consumed->load(std::memory_order_acquire) >= entry.published) {
@@ -53,11 +57,36 @@ bool MapCache::vouched_locked(const Entry& entry, bool check_header) const noexc
           sync_at(entry.mapping->data()).destroyed.load(std::memory_order_acquire) == 0);
 }
 
+bool MapCache::at_path(const Entry& entry) noexcept {
+  struct stat st {};
+  return ::stat(entry.path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+         static_cast<std::uint64_t>(st.st_ino) == entry.inode && st.st_uid == entry.owner_uid &&
+         static_cast<std::uint64_t>(st.st_size) >= entry.mapping->size();
+}
+
+void MapCache::adopt_slot_locked(Entry& entry) noexcept {
+  if (entry.slot != kNoSlot || entry.inode == 0 || !table_) return;
+  const auto& header = header_at(static_cast<const std::byte*>(entry.mapping->data()));
+  const std::uint32_t hint =
+      std::atomic_ref<const std::uint32_t>(header.slot_hint).load(std::memory_order_acquire);
+  if (hint == 0 || hint - 1 >= slot_count_) return;
+  const SegmentSlot& slot = slots_at(table_->data())[hint - 1];
+  // The epoch first, as in vouch().
+  const std::uint64_t epoch = slot.access_epoch.load(std::memory_order_acquire);
+  if (slot.segment_id.load(std::memory_order_acquire) != entry.info->id) return;
+  entry.slot = hint - 1;
+  entry.access_epoch = epoch;
+  entry.inode = 0;
+  entry.path.clear();
+}
+
 std::optional<MapCache::Hit> MapCache::lookup(std::string_view name) {
   std::lock_guard lock(mutex_);
   const auto now = Clock::now();
   if (now - last_sweep_ >= kSweepEvery) sweep_locked(now);
   auto it = entries_.find(name);
+  // Its slot, once the daemon has one for it, instead of a stat per hit.
+  if (it != entries_.end()) adopt_slot_locked(it->second);
   if (it == entries_.end() || !vouched_locked(it->second, /*check_header=*/true)) {
     if (it != entries_.end()) erase_locked(it);
     ++misses_;
@@ -102,11 +131,21 @@ void MapCache::insert_unvouched(std::shared_ptr<const SegmentInfo> info,
   insert_locked(std::move(info), std::move(mapping), kNoSlot, 0, std::move(consumed), published);
 }
 
+void MapCache::insert_at_path(std::shared_ptr<const SegmentInfo> info,
+                              std::shared_ptr<os::Mapping> mapping, std::string path,
+                              std::uint64_t inode, std::uint32_t owner_uid) {
+  std::lock_guard lock(mutex_);
+  if (inode == 0) return;
+  insert_locked(std::move(info), std::move(mapping), kNoSlot, 0, nullptr, 0, std::move(path), inode,
+                owner_uid);
+}
+
 void MapCache::insert_locked(std::shared_ptr<const SegmentInfo> info,
                              std::shared_ptr<os::Mapping> mapping, std::uint32_t slot,
                              std::uint64_t access_epoch,
                              std::shared_ptr<const std::atomic<std::uint64_t>> consumed,
-                             std::uint64_t published) {
+                             std::uint64_t published, std::string path, std::uint64_t inode,
+                             std::uint32_t owner_uid) {
   if (!table_ || limits_.entries == 0 || mapping->size() > limits_.bytes ||
       mapping->size() > limits_.max_mapping_bytes) {
     return;
@@ -116,7 +155,8 @@ void MapCache::insert_locked(std::shared_ptr<const SegmentInfo> info,
   bytes_ += mapping->size();
   std::vector<std::byte> header(mapping->data(), mapping->data() + kImmutableHeaderBytes);
   entries_.emplace(name, Entry{std::move(info), std::move(mapping), slot, access_epoch,
-                               Clock::now(), std::move(header), std::move(consumed), published});
+                               Clock::now(), std::move(header), std::move(consumed), published,
+                               std::move(path), inode, owner_uid});
   // No sweep here (lookup runs one, and every attach looks up first), and
   // the count may run kInsertSlack over: dropping the last reference of a
   // mapping unmaps it, tens of µs that belong in the close of a handle
@@ -130,6 +170,9 @@ std::shared_ptr<os::Mapping> MapCache::mapping_of(std::string_view name) const {
   // Vouched for (without reading it): a quarantined object, which may be
   // truncated, has lost its slot, and reading it would SIGBUS.
   if (it == entries_.end() || !vouched_locked(it->second, /*check_header=*/false)) return nullptr;
+  // Another client's create the daemon has not read: destroyed by asking,
+  // so that the daemon reads the create first (Connection::destroy_direct).
+  if (it->second.slot == kNoSlot && it->second.inode != 0) return nullptr;
   return it->second.mapping;
 }
 
@@ -200,6 +243,7 @@ void MapCache::sweep_locked(Clock::time_point now) {
   bool freed_one = false;
   for (auto it = entries_.begin(); it != entries_.end();) {
     auto next = std::next(it);
+    adopt_slot_locked(it->second);
     const bool gone = !vouched_locked(it->second, /*check_header=*/false);
     if (gone && !freed_one) {
       erase_locked(it);

@@ -54,7 +54,8 @@ def test_a_fresh_attach_needs_no_round_trip(daemon, client):
 def test_a_direct_create_the_daemon_has_not_read_is_attached_without_it(daemon, client):
     # Another process's create, made directly (test_direct_create.py) while
     # the daemon cannot read of it: it has no slot yet, and is attached on
-    # its header's word (its creator's own object, by its inode), uncached.
+    # its header's word (its creator's own object, by its inode), then
+    # served again from the cache while its path still names that inode.
     with pybridge.connect(daemon.socket) as other:
         other.list()
         with Stopped(daemon):
@@ -66,16 +67,67 @@ def test_a_direct_create_the_daemon_has_not_read_is_attached_without_it(daemon, 
                 seen.array[0] = 9  # the same pages
                 assert seg.array[0] == 9
                 stats = other.map_cache()
-                assert stats["direct"] == 1 and stats["entries"] == 0
-                held = other.attach("unread")  # again on its word, not from a cache
-            assert other.map_cache()["direct"] == 2
+                assert stats["direct"] == 1 and stats["entries"] == 1
+                held = other.attach("unread")  # the per-frame pattern: a cache hit
+            stats = other.map_cache()
+            assert (stats["direct"], stats["hits"]) == (1, 1)
+            assert held.array.tolist() == [9, 2, 3, 4] and held.id == seg.id
         # Counted by the daemon (the ledger) once it reads of the create.
         assert other.info("unread")["attached"] == 2
         held.close()
-        with other.attach("unread"):  # read of now: it has its slot, and is cached
-            assert other.map_cache()["entries"] == 1
+        with other.attach("unread"):  # read of now: served by its slot
+            assert other.map_cache()["hits"] == 2
     seg.close()
     client.destroy("unread")
+
+
+def test_an_unread_create_destroyed_and_made_again_is_never_served_stale(daemon, client):
+    # All while the daemon reads nothing: the cached entry of an unread
+    # create stands only while its path names the same object, alive.
+    with pybridge.connect(daemon.socket) as other:
+        other.list()
+        with Stopped(daemon):
+            first = client.create("again", (4,), "int32")
+            first.array[:] = 7
+            other.attach("again").close()
+            first.close()
+            client.destroy("again")  # direct: sets the word, then unlinks
+            second = client.create("again", (2, 2), "uint8")
+            second.array[:] = 3
+            with other.attach("again") as seen:
+                assert seen.id == second.id and seen.shape == (2, 2)
+                assert seen.array.tolist() == [[3, 3], [3, 3]]
+            stats = other.map_cache()
+            assert (stats["direct"], stats["hits"]) == (2, 0)
+            other.attach("again").close()  # the new one, from the cache
+            assert other.map_cache()["hits"] == 1
+            second.close()
+            client.destroy("again")
+        # Gone: a miss, and the daemon (which has read of both) says so.
+        with pytest.raises(pybridge.NotFound):
+            other.attach("again")
+
+
+def test_an_unread_create_is_served_by_its_slot_once_read(daemon, client):
+    with pybridge.connect(daemon.socket) as other:
+        other.list()
+        with Stopped(daemon):
+            seg = client.create("adopted", (4,), "int32")
+            other.attach("adopted").close()  # cached by its path
+        other.list()  # the daemon has read of it: it has a slot
+        path = object_path(daemon, "adopted")
+        moved = path.with_name(path.name + "-moved")
+        path.rename(moved)  # the path no longer names it
+        try:
+            # Vouched for by the slot now (its header's hint), not the path:
+            # a hit. (By its path it would be a miss.)
+            with other.attach("adopted") as seen:
+                assert seen.id == seg.id
+            assert other.map_cache()["hits"] == 1
+        finally:
+            moved.rename(path)
+    seg.close()
+    client.destroy("adopted")
 
 
 def test_a_destroyed_or_recreated_name_is_never_served_stale(daemon, client):
@@ -136,7 +188,7 @@ def test_a_scribbled_slot_hint_never_gives_a_wrong_mapping(daemon, client, hint)
                                    "none": 0}[hint]))
     # No hint at all is what a direct create is until the daemon reads of
     # it: taken on its header's word (this is the object its creator made,
-    # creator_inode says), attached directly but never cached.
+    # creator_inode says), attached directly and cached by its path.
     direct = 1 if hint == "none" else 0
     with pybridge.connect(daemon.socket) as other:
         with other.attach("x") as seen:
@@ -145,8 +197,9 @@ def test_a_scribbled_slot_hint_never_gives_a_wrong_mapping(daemon, client, hint)
         with other.attach("y") as seen:  # untouched: direct
             assert seen.array.tolist() == [7, 8, 9]
         assert other.map_cache()["direct"] == direct + 1
-        if hint == "none":
-            assert other.map_cache()["entries"] == 1  # y only
+        # Both cached: x by its path where no hint was left, else by the
+        # daemon's reply (with the slot the daemon named, not the scribble).
+        assert other.map_cache()["entries"] == 2
     client.destroy("x")
     client.destroy("y")
 

@@ -467,6 +467,37 @@ TEST(Fnv1aTest, MatchesReferenceVectors) {
   EXPECT_EQ(fnv1a64("", 0), 0xcbf29ce484222325ull);
   EXPECT_EQ(fnv1a64("a", 1), 0xaf63dc4c8601ec8cull);
   EXPECT_EQ(fnv1a64("foobar", 6), 0x85944171f73967e8ull);
+  // Runs of zero bytes take the word-at-a-time step.
+  EXPECT_EQ(fnv1a64(std::string(8, '\0').data(), 8), 0xa8c7f832281a39c5ull);
+  EXPECT_EQ(fnv1a64(("a" + std::string(16, '\0') + "b").data(), 18), 0xa7c829af40e3716aull);
+}
+
+// The byte-at-a-time definition, against the word-skipping one, over zero
+// runs of every length and alignment and the tail after them.
+TEST(Fnv1aTest, ZeroRunsHashAsBytesDo) {
+  const auto reference = [](const unsigned char* bytes, std::size_t size) {
+    std::uint64_t hash = 0xcbf29ce484222325ull;
+    for (std::size_t i = 0; i < size; ++i) {
+      hash ^= bytes[i];
+      hash *= 0x100000001b3ull;
+    }
+    return hash;
+  };
+  std::vector<unsigned char> buffer(64);
+  for (std::size_t start = 0; start < 12; ++start) {
+    for (std::size_t zeros = 0; zeros < 40; ++zeros) {
+      for (std::size_t i = 0; i < buffer.size(); ++i) {
+        buffer[i] = (i >= start && i < start + zeros) ? 0 : static_cast<unsigned char>(i * 37 + 1);
+      }
+      for (std::size_t size = 0; size <= buffer.size(); size += 5) {
+        ASSERT_EQ(fnv1a64(buffer.data(), size), reference(buffer.data(), size))
+            << "start " << start << " zeros " << zeros << " size " << size;
+      }
+    }
+  }
+  const SegmentHeader header{};
+  EXPECT_EQ(fnv1a64(&header, sizeof header),
+            reference(reinterpret_cast<const unsigned char*>(&header), sizeof header));
 }
 
 }  // namespace

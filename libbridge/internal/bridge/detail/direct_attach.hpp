@@ -23,9 +23,10 @@
 // creator_inode is the inode opened (the object its creator made, not a
 // copy planted at the path), is what the daemon's adoption would accept
 // (adopt_direct checks no more but the id its creator wrote in its
-// journal): it is attached, not cached (no slot vouches for it later),
-// instead of a request that would wait for the daemon to adopt every
-// direct create it has not read yet.
+// journal): it is attached instead of a request that would wait for the
+// daemon to adopt every direct create it has not read yet. It is cached by
+// its path and inode (MapCache::insert_at_path) until its slot_hint shows
+// that the daemon has read of it, and by its slot from then on.
 //
 // Anything that does not fit (no table, no prefix, ENOENT or EACCES, a
 // header that fails validation, a stream, a segment owned by someone else
@@ -69,6 +70,9 @@ struct DirectAttach {
   std::shared_ptr<os::Mapping> mapping;
   std::uint32_t slot = 0;
   std::uint64_t access_epoch = 0;
+  /// The object's inode where no slot vouches for it (slot kNoSlot): an
+  /// unread direct create, attached on its header's word.
+  std::uint64_t inode = 0;
 };
 
 /// The description a reply would carry, from a validated header and the

@@ -21,6 +21,14 @@
 // daemon has read of it; it is dropped then, since only a slot says whether
 // the daemon still holds it whole (it may have quarantined it).
 //
+// Another client's direct create that the daemon has not read yet, attached
+// on its header's word (direct_attach.hpp), has no slot either: its entry is
+// served while the path still names the same inode (a stat: the inode
+// cannot be reused while this mapping holds it) at its full size, and its
+// `destroyed` word is clear. Once the daemon has read of it (its header's
+// slot_hint, checked against the table) it becomes an entry like any other,
+// vouched for by its slot with no system call.
+//
 // Bounded by entries and mapped bytes (least recently used go first) and by
 // idleness; entries whose segment is gone are dropped at the next sweep.
 // Evicting an entry only drops the cache's reference: open Segments keep
@@ -73,6 +81,10 @@ class MapCache {
                         std::shared_ptr<os::Mapping> mapping,
                         std::shared_ptr<const std::atomic<std::uint64_t>> consumed,
                         std::uint64_t published);
+  /// Remembers a direct attach of an object the daemon has not read of yet
+  /// (see above): `path` must keep naming `inode`, owned by `owner_uid`.
+  void insert_at_path(std::shared_ptr<const SegmentInfo> info, std::shared_ptr<os::Mapping> mapping,
+                      std::string path, std::uint64_t inode, std::uint32_t owner_uid);
   /// Evicts down to the bounds (an insert may leave up to 16 entries more):
   /// run where a handle closes, so that unmapping is paid there.
   void trim();
@@ -109,13 +121,26 @@ class MapCache {
     /// A direct create's entry (slot kNoSlot): see insert_unvouched.
     std::shared_ptr<const std::atomic<std::uint64_t>> journal_consumed;
     std::uint64_t published = 0;
+    /// An unread direct create of another client (slot kNoSlot, inode not
+    /// 0): see insert_at_path.
+    std::string path;
+    std::uint64_t inode = 0;
+    std::uint32_t owner_uid = 0;
   };
   /// What insert and insert_unvouched share: the bounds a new entry must
   /// fit, and the entry made (replacing `info->name`'s).
   void insert_locked(std::shared_ptr<const SegmentInfo> info, std::shared_ptr<os::Mapping> mapping,
                      std::uint32_t slot, std::uint64_t access_epoch,
                      std::shared_ptr<const std::atomic<std::uint64_t>> consumed,
-                     std::uint64_t published);
+                     std::uint64_t published, std::string path = {}, std::uint64_t inode = 0,
+                     std::uint32_t owner_uid = 0);
+  /// Whether an insert_at_path entry's path still names its object.
+  static bool at_path(const Entry& entry) noexcept;
+  /// An insert_at_path entry whose header's slot_hint names a slot that
+  /// holds its id: made an entry of that slot. (Its header is read before
+  /// any check: the object is the daemon's user's, as this process is, and
+  /// only such a process could have truncated it.)
+  void adopt_slot_locked(Entry& entry) noexcept;
   /// Whether the table still holds the entry's id and epoch, and (with
   /// `check_header`) its header still the bytes validated at insert.
   bool vouched_locked(const Entry& entry, bool check_header) const noexcept;
