@@ -7,10 +7,9 @@
 #include "bridge/detail/map_cache.hpp"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <atomic>
 #include <cstdint>
@@ -124,7 +123,7 @@ TEST_F(AtPathEntryTest, ADestroyedSegmentIsAMiss) {
 TEST_F(AtPathEntryTest, OnceTheDaemonGivesItASlotTheSlotVouches) {
   insert();
   slot(3).segment_id.store(kId);
-  set_hint(4);  // slot 3
+  set_hint(4);                         // slot 3
   fs::rename(path_, dir_ + "/moved");  // the path no longer matters
   ASSERT_TRUE(cache_.lookup("seg"));
   // And the slot's word is final: cleared (a destroy the daemon made), a miss.
