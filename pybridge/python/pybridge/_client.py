@@ -63,9 +63,21 @@ class Client:
         default says. ``Segment.page_size`` tells what it got."""
         if huge_pages is not None and not isinstance(huge_pages, bool):
             raise InvalidArgument(f"huge_pages must be True, False or None, not {huge_pages!r}")
-        core = self._client()
-        return Segment(core.create(segment_name(name), shape_list(shape), dtype_name(dtype),
-                                   meta_json(meta), huge_pages))
+        if self._closed:
+            raise Closed("the client is closed")
+        dtype = dtype_name(dtype)
+        meta = "{}" if meta is None else meta_json(meta)
+        try:
+            # The usual arguments (a str name, a tuple or list of ints) go to
+            # the extension as they are: a create is a few µs, and each
+            # Python-level step here was a tenth of one.
+            handle = self._core.create(name, shape, dtype, meta, huge_pages)
+        except TypeError:
+            # One the extension could not take: converted here, or refused
+            # with the reason (InvalidArgument).
+            handle = self._core.create(segment_name(name), shape_list(shape), dtype, meta,
+                                       huge_pages)
+        return Segment(handle)
 
     def create_from(self, name: str, array: Any,
                     meta: Optional[Mapping[str, Any]] = None, *,
@@ -96,11 +108,21 @@ class Client:
 
     def attach(self, name: str) -> Segment:
         """Attaches to an existing segment: maps the same pages, no copy."""
-        return Segment(self._client().attach(segment_name(name)))
+        if self._closed:
+            raise Closed("the client is closed")
+        try:
+            return Segment(self._core.attach(name))
+        except TypeError:  # not a str the extension can take: InvalidArgument
+            return Segment(self._core.attach(segment_name(name)))
 
     def destroy(self, name: str) -> None:
         """Unlinks the name. Mappings (and arrays) that processes hold stay valid."""
-        self._client().destroy(segment_name(name))
+        if self._closed:
+            raise Closed("the client is closed")
+        try:
+            self._core.destroy(name)
+        except TypeError:  # not a str the extension can take: InvalidArgument
+            self._core.destroy(segment_name(name))
 
     # ---- streams ------------------------------------------------------------
     def create_stream(self, name: str, shape: ShapeLike, dtype: DTypeLike, slots: int = 8,
