@@ -115,7 +115,8 @@ class Sections:
                                   "message), the ndarray and its first fault")
                     elif method == "shmbridge":
                         limits = ("a mapping-cache hit: no round trip, no mmap (slot table + "
-                                  "header compare); what is left is the Python wrapper and "
+                                  "header compare, or one stat while the daemon has not read "
+                                  "the create yet); what is left is the Python wrapper and "
                                   "the ndarray")
                     out.append(row(1, f"attach {kind}, {size_name(size)} → ndarray + first byte",
                                    method, p50, p99, "µs", label, rtt[0], limits))
