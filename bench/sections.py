@@ -148,10 +148,12 @@ class Sections:
                               "the daemon would (open, fallocate, one pwrite of the header, "
                               "mmap, mprotect, rename, close), destroy claims it and unlinks "
                               "it, the attach is a cache hit; the daemon reads the create "
-                              "journal every 10 ms. Against SharedArray: the same kernel time "
-                              "per cycle (3 pages, header, sync and data, where it has 1, but "
-                              "fewer system calls), 2.5x its user time: pybridge's Python "
-                              "wrappers, the bindings and libbridge's bookkeeping")
+                              "journal every 10 ms. Against SharedArray (perf, 16 clients): "
+                              "about the same kernel time per cycle (40 µs against 38: 3 "
+                              "pages where it has 1, but fewer system calls), twice its user "
+                              "time (26 µs against 12), which grows with clients as their "
+                              "caches go cold: the Python wrappers, the bindings and "
+                              "libbridge's ~24 mallocs and ~46 mutex locks per cycle")
                 out.append(row(2, f"create+attach+read+destroy 4 KiB, {n} client process"
                                + ("es" if n > 1 else ""), method, median(v), min(v),
                                "cycles/s", "bare UDS round trips/s, 1 client", base, limits))
