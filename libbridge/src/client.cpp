@@ -28,6 +28,21 @@ using protocol::Op;
 
 namespace {
 
+// From this size on, a create maps the new segment's 4 KiB data pages into
+// its creator at once (parallel_copy.hpp): whoever creates an array of this
+// size then fills it, and the fill (or create_from's copy) takes no page
+// faults. Smaller ones, and huge pages (one fault per 2 MiB), fault as
+// they are written.
+constexpr std::uint64_t kPopulateFrom = 1ull << 20;
+
+Segment populated(Segment segment) {
+  const SegmentInfo& info = segment.info();
+  if (info.page_size == kPageBytes && info.nbytes >= kPopulateFrom) {
+    detail::parallel_populate(segment.mutable_data(), static_cast<std::size_t>(info.nbytes));
+  }
+  return segment;
+}
+
 // Maps the descriptor that came with a create/attach reply, checks the
 // header against the daemon's description, and makes the Segment.
 Segment open_segment(const std::shared_ptr<Connection>& connection, Connection::Reply& reply) {
@@ -114,13 +129,13 @@ Segment Client::create(std::string_view name, const std::vector<std::int64_t>& s
                                               std::to_string(kMaxMetaBytes));
     }
     if (auto made = connection_->create_direct(name, layout, meta, text)) {
-      return detail::SegmentAccess::make(std::make_shared<detail::SegmentState>(
-          std::move(made->info), std::move(made->mapping), connection_));
+      return populated(detail::SegmentAccess::make(std::make_shared<detail::SegmentState>(
+          std::move(made->info), std::move(made->mapping), connection_)));
     }
   }
   protocol::CreateRequest request{std::string(name), dtype, shape, meta, options.huge_pages};
   auto reply = connection_->call(Op::create, request);
-  return open_segment(connection_, reply);
+  return populated(open_segment(connection_, reply));
 }
 
 Segment Client::create_from_bytes(std::string_view name, const std::vector<std::int64_t>& shape,

@@ -98,3 +98,31 @@ def test_a_large_copy_lands_whole(client):
     with client.create_from("big", source) as seg:
         assert np.array_equal(seg.array, source)
     client.destroy("big")
+
+
+def mapped_rss_kib(path_suffix):
+    """Rss (KiB) of this process's mapping of the file whose path ends with
+    `path_suffix`, from /proc/self/smaps; None when there is none."""
+    rss, inside = None, False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            head = line.split()
+            if head and "-" in head[0] and len(head) >= 5:
+                inside = line.rstrip().endswith(path_suffix)
+            elif inside and line.startswith("Rss:"):
+                rss = (rss or 0) + int(line.split()[1])
+    return rss
+
+
+def test_a_large_create_maps_its_pages_for_its_creator(client, daemon):
+    # From 1 MiB on, a create maps the data pages into the creator at once
+    # (MADV_POPULATE_WRITE), so the fill that follows takes no page faults;
+    # a small one leaves them to fault as they are written.
+    prefix = daemon.shm_prefix.lstrip("/")
+    with client.create("big", (4 << 20,), "uint8") as big, \
+            client.create("small", (4096,), "uint8") as small:
+        assert mapped_rss_kib(prefix + "big") >= 4 << 10
+        assert mapped_rss_kib(prefix + "small") < 4 << 10
+        assert not big.array.any() and not small.array.any()  # still zero
+    client.destroy("big")
+    client.destroy("small")

@@ -16,4 +16,13 @@ namespace bridge::detail {
 /// be started, are done on the calling thread.
 void parallel_copy(void* dst, const void* src, std::size_t n);
 
+/// Maps every whole page of the writable shared mapping [dst, dst + n)
+/// into this process, writable, with MADV_POPULATE_WRITE (on as many
+/// threads as parallel_copy), so that writing it takes no page faults. A
+/// fresh segment's 4 KiB pages otherwise fault one by one as they are first
+/// written (write faults get no fault-around): 1 GiB of them cost 700-800
+/// ms of faults here, against ~250 ms of populate on one thread. Where the
+/// kernel refuses (before Linux 5.14), nothing happens.
+void parallel_populate(void* dst, std::size_t n);
+
 }  // namespace bridge::detail
