@@ -245,8 +245,9 @@ def test_the_cache_is_bounded_and_can_be_turned_off(daemon, client):
     client.set_map_cache(entries=2)
     for name in ("a", "b", "c"):
         client.create(name, (4,), "uint8").close()
-    # Read by the daemon: each has its slot, so an attach of it is cached (a
-    # direct create not read yet is attached on its header's word, uncached).
+    # Read by the daemon: each has its slot, which vouches for the cached
+    # mappings below (the creator's own entry of a direct create lasts only
+    # until the daemon reads of it).
     client.list()
     assert client.map_cache()["entries"] == 2
     client.set_map_cache(bytes=0)

@@ -63,20 +63,18 @@ class Client:
         default says. ``Segment.page_size`` tells what it got."""
         if huge_pages is not None and not isinstance(huge_pages, bool):
             raise InvalidArgument(f"huge_pages must be True, False or None, not {huge_pages!r}")
-        if self._closed:
-            raise Closed("the client is closed")
+        core = self._client()
         dtype = dtype_name(dtype)
         meta = "{}" if meta is None else meta_json(meta)
         try:
             # The usual arguments (a str name, a tuple or list of ints) go to
             # the extension as they are: a create is a few µs, and each
             # Python-level step here was a tenth of one.
-            handle = self._core.create(name, shape, dtype, meta, huge_pages)
+            handle = core.create(name, shape, dtype, meta, huge_pages)
         except TypeError:
             # One the extension could not take: converted here, or refused
             # with the reason (InvalidArgument).
-            handle = self._core.create(segment_name(name), shape_list(shape), dtype, meta,
-                                       huge_pages)
+            handle = core.create(segment_name(name), shape_list(shape), dtype, meta, huge_pages)
         return Segment(handle)
 
     def create_from(self, name: str, array: Any,
@@ -108,21 +106,19 @@ class Client:
 
     def attach(self, name: str) -> Segment:
         """Attaches to an existing segment: maps the same pages, no copy."""
-        if self._closed:
-            raise Closed("the client is closed")
+        core = self._client()
         try:
-            return Segment(self._core.attach(name))
+            return Segment(core.attach(name))
         except TypeError:  # not a str the extension can take: InvalidArgument
-            return Segment(self._core.attach(segment_name(name)))
+            return Segment(core.attach(segment_name(name)))
 
     def destroy(self, name: str) -> None:
         """Unlinks the name. Mappings (and arrays) that processes hold stay valid."""
-        if self._closed:
-            raise Closed("the client is closed")
+        core = self._client()
         try:
-            self._core.destroy(name)
+            core.destroy(name)
         except TypeError:  # not a str the extension can take: InvalidArgument
-            self._core.destroy(segment_name(name))
+            core.destroy(segment_name(name))
 
     # ---- streams ------------------------------------------------------------
     def create_stream(self, name: str, shape: ShapeLike, dtype: DTypeLike, slots: int = 8,
