@@ -31,6 +31,11 @@ void JournalReader::set_armed(bool armed) {
   bridge::journal_header_at(mapping_.data()).armed.store(armed ? 1 : 0, std::memory_order_seq_cst);
 }
 
+void JournalReader::set_claim(std::uint32_t claim) {
+  claim_ = claim;
+  bridge::journal_header_at(mapping_.data()).claim = claim;
+}
+
 std::vector<JournalReader::Record> JournalReader::take() {
   std::vector<Record> out;
   if (broken_) return out;

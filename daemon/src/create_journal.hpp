@@ -36,6 +36,11 @@ class JournalReader {
   bool pending() const;
   /// Tells the client whether a drain is due (no poke needed).
   void set_armed(bool armed);
+  /// Gives this connection's direct destroys their claim (JournalHeader::
+  /// claim): call before the memfd is passed. The daemon keeps its own copy:
+  /// the client can write the header.
+  void set_claim(std::uint32_t claim);
+  std::uint32_t claim() const noexcept { return claim_; }
 
   /// Creates begun and not yet published: id -> name.
   std::map<std::uint64_t, std::string> begun;
@@ -48,6 +53,7 @@ class JournalReader {
   explicit JournalReader(bridge::os::Mapping mapping) : mapping_(std::move(mapping)) {}
   bridge::os::Mapping mapping_;
   std::uint64_t read_ = 0;
+  std::uint32_t claim_ = bridge::kDaemonClaim;
   bool broken_ = false;
 };
 

@@ -129,7 +129,7 @@ Registry::Segment& Registry::find(const std::string& name) {
   auto it = segments_.find(name);
   if (it != segments_.end() && it->second->sync().destroyed.load(std::memory_order_acquire) != 0) {
     // Destroyed by a client directly, before the daemon read of it.
-    finish_direct_destroy(name, 0);
+    finish_direct_destroy(name);
     it = segments_.end();
   }
   if (it == segments_.end()) {
@@ -631,7 +631,7 @@ void Registry::destroy(const Caller& caller, const std::string& name) {
   // even if the daemon dies before the unlink (a restart finishes it).
   std::uint32_t unclaimed = 0;
   if (!segment.sync().destroyed.compare_exchange_strong(unclaimed, 1, std::memory_order_acq_rel)) {
-    finish_direct_destroy(name, caller.pid);
+    finish_direct_destroy(name);
     throw Error(Errc::not_found, "no segment named '" + name + "'");
   }
   fault_point("destroy:claimed");
@@ -834,6 +834,13 @@ bool Registry::offers_journal(uid_t uid) const {
 
 void Registry::set_journal(const Caller& caller, JournalReader journal) {
   journals_.erase(caller.client);
+  for (;;) {
+    const std::uint32_t claim = next_claim_++;
+    if (claim > bridge::kDaemonClaim && claimant_pid(claim) == 0) {
+      journal.set_claim(claim);
+      break;
+    }
+  }
   journals_.emplace(caller.client, JournalOf{caller, std::move(journal)});
 }
 
@@ -885,7 +892,7 @@ void Registry::drain_journal(JournalOf& of) {
         // The record is the client's word; the segment's own word decides.
         if (it != segments_.end() && it->second->id == record.id &&
             it->second->sync().destroyed.load(std::memory_order_acquire) != 0) {
-          finish_direct_destroy(record.name, of.caller.pid);
+          finish_direct_destroy(record.name);
         }
         break;
       }
@@ -912,15 +919,26 @@ void Registry::end_journal(ClientId client) {
   for (const auto& [id, name] : of.journal.announced) {
     announce(protocol::EventKind::destroyed, name, id, of.caller);
   }
-  journals_.erase(it);
   // A destroy it claimed and did not finish (it died between the two): the
-  // name is still the segment's. One pass over the segments per connection
-  // of a direct creator that ends.
+  // name is still the segment's. Only its own claims: another client's
+  // destroy between its claim and its record is that client's to finish
+  // (or the next look at the name's, in that client's name). One pass over
+  // the segments per connection of a direct creator that ends.
   std::vector<std::string> claimed;
   for (const auto& [name, segment] : segments_) {
-    if (segment->sync().destroyed.load(std::memory_order_acquire) != 0) claimed.push_back(name);
+    if (segment->sync().destroyed.load(std::memory_order_acquire) == of.journal.claim()) {
+      claimed.push_back(name);
+    }
   }
-  for (const std::string& name : claimed) finish_direct_destroy(name, 0);
+  for (const std::string& name : claimed) finish_direct_destroy(name);
+  journals_.erase(it);
+}
+
+pid_t Registry::claimant_pid(std::uint32_t claim) const {
+  for (const auto& [client, of] : journals_) {
+    if (of.journal.claim() == claim) return of.caller.pid;
+  }
+  return 0;  // the daemon's own, or of a connection that ended
 }
 
 bool Registry::adopt_direct(const std::string& name, std::uint64_t expected_id, std::uint32_t owner,
@@ -928,7 +946,7 @@ bool Registry::adopt_direct(const std::string& name, std::uint64_t expected_id, 
   if (auto existing = segments_.find(name); existing != segments_.end()) {
     if (existing->second->id == expected_id) return true;
     if (existing->second->sync().destroyed.load(std::memory_order_acquire) == 0) return false;
-    finish_direct_destroy(name, pid);
+    finish_direct_destroy(name);
   }
   const std::string shm_name = shm_prefix_ + name;
   bridge::os::UniqueFd fd(
@@ -1014,8 +1032,10 @@ void Registry::announce(protocol::EventKind kind, const std::string& name, std::
   sink_(event, Audience{by.uid, {}, daemon_uid_});
 }
 
-void Registry::finish_direct_destroy(const std::string& name, pid_t pid) {
+void Registry::finish_direct_destroy(const std::string& name) {
   Segment& segment = *segments_.at(name);
+  // Events name the claimant: the client whose journal gave it its claim.
+  const pid_t pid = claimant_pid(segment.sync().destroyed.load(std::memory_order_acquire));
   struct stat mine {};
   struct stat there {};
   const std::string path = segment.shm.dir().path_of(segment.shm.name());

@@ -371,8 +371,11 @@ class Registry {
                 const Caller& by);
   /// Completes the destroy of `name`, whose `destroyed` word a direct
   /// destroy set: unlinks the name if it is still this segment's (its
-  /// claimant died before), and forgets it.
-  void finish_direct_destroy(const std::string& name, pid_t pid);
+  /// claimant died before), and forgets it. Its event names the claimant.
+  void finish_direct_destroy(const std::string& name);
+  /// The pid of the connection whose journal has claim `claim`
+  /// (JournalHeader::claim); 0 when none has.
+  pid_t claimant_pid(std::uint32_t claim) const;
   /// Drains and ends `client`'s journal (see disconnect).
   void end_journal(ClientId client);
   bridge::protocol::SegmentInfo describe(const Segment& segment, bool with_meta,
@@ -411,6 +414,8 @@ class Registry {
   };
   std::map<ClientId, LedgerOf> ledgers_;
   std::map<ClientId, JournalOf> journals_;
+  /// The next journal's claim, if no live journal has it (2 and up).
+  std::uint32_t next_claim_ = bridge::kDaemonClaim + 1;
   /// Names taken by a PendingCreate, with the segment id it will have.
   std::map<std::string, std::uint64_t> creating_;
   std::vector<Quarantined> quarantined_;

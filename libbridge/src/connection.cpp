@@ -522,7 +522,8 @@ std::optional<DirectCreated> Connection::create_direct(std::string_view name,
     std::uint64_t now = 0;
     if (!direct_route_for_journal(now) || !append_to_journal(JournalKind::begin, id, name, now) ||
         !append_to_journal(JournalKind::published, id, name, now, &published)) {
-      detail::destroy_direct(*route, name, made.mapping->data());
+      // No daemon knows of it: no journal's claim either.
+      detail::destroy_direct(*route, name, made.mapping->data(), kDaemonClaim);
       throw Error(Errc::daemon_unavailable,
                   "the daemon was lost while '" + std::string(name) + "' was created");
     }
@@ -550,11 +551,13 @@ bool Connection::destroy_direct(std::string_view name) {
   }
   if (!mapping || !mapping->writable()) return false;
   const std::uint64_t id = header_at(mapping->data()).segment_id;
+  std::uint32_t claim = 0;
   {
     std::lock_guard book(book_);
     if (generation != generation_ || !journal_ || !journal_->has_room(1)) return false;
+    claim = journal_->claim();
   }
-  if (!detail::destroy_direct(*route, name, mapping->data())) return false;
+  if (!detail::destroy_direct(*route, name, mapping->data(), claim)) return false;
   // Without the record the daemon still finds the word set at its next
   // look at the name; the record makes it forget the segment at once.
   append_to_journal(JournalKind::destroyed, id, name, generation);

@@ -9,7 +9,11 @@ namespace bridge::detail {
 std::optional<JournalWriter> JournalWriter::map(int fd) {
   auto mapping = map_ledger_memfd(fd, kLedgerWithJournalBytes);
   if (!mapping) return std::nullopt;
-  return JournalWriter(std::make_shared<os::Mapping>(std::move(*mapping)));
+  // Read once: the daemon wrote it before it passed the memfd, and a value
+  // it never gives (an older daemon's zero) is the daemon's own claim.
+  const std::uint32_t claim = journal_header_at(mapping->data()).claim;
+  return JournalWriter(std::make_shared<os::Mapping>(std::move(*mapping)),
+                       claim > kDaemonClaim ? claim : kDaemonClaim);
 }
 
 std::shared_ptr<const std::atomic<std::uint64_t>> JournalWriter::consumed() const {

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "bridge/detail/os/unique_fd.hpp"
@@ -85,8 +86,14 @@ bool umask_keeps_0600() {
 }  // namespace
 
 void client_fault_point(const char* step) noexcept {
+  // "STEP" kills the process there; "stop@STEP" stops it (SIGSTOP), so that
+  // a test can act while it is between two steps, then let it go on.
   static const char* const wanted = std::getenv("BRIDGE_CLIENT_FAULT");
-  if (wanted != nullptr && std::strcmp(wanted, step) == 0) ::raise(SIGKILL);
+  if (wanted == nullptr) return;
+  constexpr std::string_view kStop = "stop@";
+  const std::string_view fault(wanted);
+  if (fault == step) ::raise(SIGKILL);
+  if (fault.starts_with(kStop) && fault.substr(kStop.size()) == step) ::raise(SIGSTOP);
 }
 
 std::string direct_staging_name(std::uint64_t id) {
@@ -160,10 +167,11 @@ DirectCreated create_direct(const DirectRoute& route, std::string_view name, std
   return DirectCreated{std::move(info), std::move(mapping)};
 }
 
-bool destroy_direct(const DirectRoute& route, std::string_view name, std::byte* base) {
+bool destroy_direct(const DirectRoute& route, std::string_view name, std::byte* base,
+                    std::uint32_t claim) {
   SyncBlock& block = sync_at(base);
   std::uint32_t expected = 0;
-  if (!block.destroyed.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+  if (!block.destroyed.compare_exchange_strong(expected, claim, std::memory_order_acq_rel)) {
     return false;
   }
   client_fault_point("direct-destroy:claimed");

@@ -171,11 +171,12 @@ def run_child(daemon, what, fault):
                           capture_output=True, text=True, timeout=60 * TIME_SCALE)
 
 
-def until_only_this_client(client, attempts=1000):
-    """Until the daemon has handled the end of every other connection (each
-    stats is a round trip, which lets it read their hang-ups first)."""
+def until_only_this_client(client, attempts=1000, others=0):
+    """Until the daemon has handled the end of every other connection but
+    `others` (each stats is a round trip, which lets it read their hang-ups
+    first)."""
     for _ in range(attempts):
-        if client.stats()["clients"] == 1:
+        if client.stats()["clients"] == 1 + others:
             return
     raise AssertionError("another client's connection never ended")
 
@@ -211,6 +212,41 @@ def test_a_client_killed_at_each_step_leaves_the_segment_whole_or_gone(daemon, c
             client.attach("victim")
         client.create("victim", (1,), "uint8").close()  # the name is free
         client.destroy("victim")
+    assert objects(daemon) == []
+
+
+def test_a_live_clients_claimed_destroy_is_finished_in_its_name(daemon, client):
+    """Another connection that ends while a live client is between its
+    destroy's claim and its record leaves that destroy alone; whoever
+    finishes it names the claimant, never pid 0."""
+    client.create("victim", (8,), "int64").close()
+    client.list()
+    with client.events("victim") as events:
+        others = client.stats()["clients"] - 1  # the event stream's connection
+        env = dict(os.environ, BRIDGE_CLIENT_FAULT="stop@direct-destroy:claimed")
+        child = subprocess.Popen([sys.executable, "-c", CHILD, daemon.socket, "destroy"], env=env,
+                                 stdout=subprocess.PIPE, text=True)
+        try:
+            _, status = os.waitpid(child.pid, os.WUNTRACED)
+            assert os.WIFSTOPPED(status), status  # claimed, not yet recorded
+            with pybridge.connect(daemon.socket) as third:
+                third.list()  # a journal of its own, which now ends
+            until_only_this_client(client, others=others + 1)  # and the child's
+            with pytest.raises(pybridge.Timeout):
+                events.next(timeout=0.2)  # not finished by the end of `third`
+            # A request on the name finishes it, in the claimant's name.
+            with pytest.raises(pybridge.NotFound):
+                client.info("victim")
+            gone = events.next(timeout=5 * TIME_SCALE)
+            assert (gone["event"], gone["pid"]) == ("destroyed", child.pid)
+        finally:
+            os.kill(child.pid, signal.SIGCONT)
+            out, _ = child.communicate(timeout=60 * TIME_SCALE)
+        assert child.returncode == 0 and out.strip() == "destroyed"
+        until_only_this_client(client, others=others)
+        with pytest.raises(pybridge.Timeout):
+            events.next(timeout=0.2)  # its late record adds nothing
+    assert client.list() == []
     assert objects(daemon) == []
 
 

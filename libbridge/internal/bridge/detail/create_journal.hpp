@@ -45,8 +45,17 @@ struct alignas(64) JournalHeader {
   /// 1 while the daemon is due to read this journal (a drain is armed): the
   /// client then sends no poke. The daemon clears it before it reads.
   std::atomic<std::uint32_t> armed;
-  std::uint32_t reserved;
+  /// What this connection's direct destroys set a segment's `destroyed`
+  /// word to (layout.hpp): a value of 2 or more, unique among the daemon's
+  /// journals, written by the daemon before it passes the memfd (1 is the
+  /// daemon's own claim). It names the claimant of a destroy whose record
+  /// the daemon has not read yet: when a connection ends, only the claims
+  /// with its value are finished in its name, not a live client's.
+  std::uint32_t claim;
 };
+/// The claim a destroy by the daemon (or by a client whose journal says
+/// less than 2) sets.
+inline constexpr std::uint32_t kDaemonClaim = 1;
 
 struct JournalRecord {
   /// 1 + the record's position once it is complete (written last); the
@@ -91,13 +100,18 @@ class JournalWriter {
   /// How many records were appended: the daemon has read the last one once
   /// consumed() reaches this.
   std::uint64_t written() const noexcept { return written_; }
+  /// What this connection's direct destroys set the `destroyed` word to
+  /// (JournalHeader::claim), as the daemon wrote it before the hello reply.
+  std::uint32_t claim() const noexcept { return claim_; }
   /// The daemon's count of records read, as a word that lives as long as
   /// any holder of it (the journal's mapping).
   std::shared_ptr<const std::atomic<std::uint64_t>> consumed() const;
 
  private:
-  explicit JournalWriter(std::shared_ptr<os::Mapping> mapping) : mapping_(std::move(mapping)) {}
+  JournalWriter(std::shared_ptr<os::Mapping> mapping, std::uint32_t claim)
+      : mapping_(std::move(mapping)), claim_(claim) {}
   std::shared_ptr<os::Mapping> mapping_;
+  std::uint32_t claim_;
   std::uint64_t written_ = 0;
   /// The record the last poke went out for: no other poke is sent until
   /// the daemon has read it (that poke makes it read everything).

@@ -58,9 +58,11 @@ DirectCreated create_direct(const DirectRoute& route, std::string_view name, std
                             std::string_view meta_text, uid_t owner);
 
 /// Destroys the segment mapped (writable) at `base`, named `name`, if this
-/// call is the one that claims it; false when someone else already did
-/// (the caller then asks the daemon, which says not_found or destroys a
+/// call is the one that claims it (sets its `destroyed` word to `claim`,
+/// the connection's JournalHeader::claim); false when someone else already
+/// did (the caller then asks the daemon, which says not_found or destroys a
 /// newer segment of that name).
-bool destroy_direct(const DirectRoute& route, std::string_view name, std::byte* base);
+bool destroy_direct(const DirectRoute& route, std::string_view name, std::byte* base,
+                    std::uint32_t claim);
 
 }  // namespace bridge::detail

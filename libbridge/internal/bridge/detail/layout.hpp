@@ -82,11 +82,12 @@ struct alignas(64) SyncBlock {
   /// Set by the daemon once it hands out a read-only mapping: such waiters
   /// cannot register in `waiters`, so every commit must wake.
   std::atomic<std::uint32_t> always_wake;
-  /// Set (0 -> 1, compare-and-swap) by whoever destroys the segment, the
-  /// daemon or a client's direct destroy, before the name is unlinked; only
-  /// the one that set it unlinks the name. Waiters are woken. A mapping
-  /// still held knows that no new writer can attach, and no mapping cache
-  /// serves it again.
+  /// Set (from 0, compare-and-swap) by whoever destroys the segment, the
+  /// daemon (to 1) or a client's direct destroy (to its journal's claim,
+  /// create_journal.hpp), before the name is unlinked; only the one that set
+  /// it unlinks the name. Any value but 0 means destroyed. Waiters are
+  /// woken. A mapping still held knows that no new writer can attach, and
+  /// no mapping cache serves it again.
   std::atomic<std::uint32_t> destroyed;
   std::uint8_t reserved1[20];
   pthread_mutex_t writer_lock;
