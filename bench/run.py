@@ -3,7 +3,7 @@
 """shmbridge beside its peers, every figure and its baseline measured in one run.
 
 Sections (bench/README.md): 1 attach an existing array, 2 create/attach/read/
-destroy rates with 1, 4, 16 client processes, 3 1 GiB handoff, 4 wake latency
+destroy rates with 1, 4, 8, 16 client processes, 3 1 GiB handoff, 4 wake latency
 (bench/wake_latency.py), 5 first touch of 1 GiB in another process, 6 the
 daemon's memory per segment, 7 C++ attach against a bare round trip + mmap
 (Google Benchmark, bench/attach_bench.cpp), 8 no stalls: attach while another
@@ -49,13 +49,13 @@ def parse_args():
                    help="start a round once the 1-minute load average is below this")
     p.add_argument("--load-wait", type=float, default=None,
                    help="longest wait for a quiet machine per round, s (default 60, quick 5)")
-    p.add_argument("--clients", default=None, help="client counts of section 2 (default 1,4,16)")
+    p.add_argument("--clients", default=None, help="client counts of section 2 (default 1,4,8,16)")
     p.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     p.add_argument("--png", type=Path, default=HERE / "results.png")
     a = p.parse_args()
     a.rounds = a.rounds or (3 if a.quick else 7)
     a.load_wait = a.load_wait if a.load_wait is not None else (5.0 if a.quick else 60.0)
-    a.clients = [int(c) for c in (a.clients or "1,4,16").split(",")]
+    a.clients = [int(c) for c in (a.clients or "1,4,8,16").split(",")]
     a.sections = {int(s) for s in a.sections.split(",")}
     a.methods = [m for m in a.methods.split(",") if m]
     return a

@@ -86,8 +86,6 @@ bool umask_keeps_0600() {
 }  // namespace
 
 void client_fault_point(const char* step) noexcept {
-  // "STEP" kills the process there; "stop@STEP" stops it (SIGSTOP), so that
-  // a test can act while it is between two steps, then let it go on.
   static const char* const wanted = std::getenv("BRIDGE_CLIENT_FAULT");
   if (wanted == nullptr) return;
   constexpr std::string_view kStop = "stop@";

@@ -37,7 +37,8 @@ namespace bridge::detail {
 /// process SIGKILLs itself there (the daemon's BRIDGED_FAULT, on the client's
 /// side): "direct-create:staged" (built, not renamed), "direct-create:
 /// published" (renamed, not yet in the journal), "direct-destroy:claimed"
-/// (claimed, name not unlinked).
+/// (claimed, name not unlinked). "stop@`step`" SIGSTOPs it there instead,
+/// for a test that acts while it is between two steps.
 void client_fault_point(const char* step) noexcept;
 
 struct DirectCreated {
