@@ -36,6 +36,10 @@ void JournalReader::set_claim(std::uint32_t claim) {
   bridge::journal_header_at(mapping_.data()).claim = claim;
 }
 
+void JournalReader::set_ended() {
+  bridge::journal_header_at(mapping_.data()).ended.store(1, std::memory_order_seq_cst);
+}
+
 std::vector<JournalReader::Record> JournalReader::take() {
   std::vector<Record> out;
   if (broken_) return out;

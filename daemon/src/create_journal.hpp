@@ -41,6 +41,8 @@ class JournalReader {
   /// the client can write the header.
   void set_claim(std::uint32_t claim);
   std::uint32_t claim() const noexcept { return claim_; }
+  /// Tells the client that nothing it appends from now on is read.
+  void set_ended();
 
   /// Creates begun and not yet published: id -> name.
   std::map<std::uint64_t, std::string> begun;

@@ -904,6 +904,9 @@ void Registry::end_journal(ClientId client) {
   auto it = journals_.find(client);
   if (it == journals_.end()) return;
   JournalOf& of = it->second;
+  // Before the last read: a record appended after it would never be read,
+  // so the client must stop appending (it asks instead).
+  of.journal.set_ended();
   drain_journal(of);
   for (const auto& [id, name] : of.journal.begun) {
     // Never published: its staging object, if the creator got that far.

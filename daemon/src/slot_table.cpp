@@ -2,12 +2,14 @@
 #include "slot_table.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <system_error>
 
 #include "bridge/error.hpp"
 #include "log.hpp"
@@ -61,6 +63,7 @@ SlotTable::SlotTable(std::string shm_name) : name_(std::move(shm_name)) {
     auto& header = *reinterpret_cast<bridge::SlotTableHeader*>(mapping_.data());
     header.version = bridge::kSlotTableVersion;
     header.slot_count = bridge::kSlotTableSlots;
+    hold_alive();
     // The magic last: a table is whole once it validates.
     std::atomic_ref<std::uint64_t>(header.magic)
         .store(bridge::kSlotTableMagic, std::memory_order_release);
@@ -74,9 +77,45 @@ SlotTable::SlotTable(std::string shm_name) : name_(std::move(shm_name)) {
 }
 
 SlotTable::~SlotTable() {
+  if (alive_holder_.joinable()) {
+    release_alive_.set_value();
+    alive_holder_.join();
+  }
   if (!enabled()) return;
   clear_all();
   ::shm_unlink(("/" + name_).c_str());
+}
+
+void SlotTable::hold_alive() {
+  pthread_mutex_t* alive = &reinterpret_cast<bridge::SlotTableHeader*>(mapping_.data())->alive;
+  pthread_mutexattr_t attr;
+  ::pthread_mutexattr_init(&attr);
+  ::pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+  ::pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+  const int rc = ::pthread_mutex_init(alive, &attr);
+  ::pthread_mutexattr_destroy(&attr);
+  if (rc != 0) {
+    log_warn(std::string("no daemon liveness word in the slot table (pthread_mutex_init: ") +
+             std::strerror(rc) + "): direct creates poll their socket");
+    return;
+  }
+  std::promise<void> locked;
+  std::future<void> is_locked = locked.get_future();
+  try {
+    alive_holder_ = std::thread([alive, &locked, released = release_alive_.get_future()] {
+      ::pthread_setname_np(::pthread_self(), "bridged-alive");
+      const bool held = ::pthread_mutex_lock(alive) == 0;
+      locked.set_value();
+      released.wait();
+      if (held) ::pthread_mutex_unlock(alive);
+    });
+  } catch (const std::system_error& e) {
+    log_warn(std::string("no daemon liveness thread (") + e.what() +
+             "): direct creates poll their socket");
+    return;
+  }
+  // Held before any client can see the table: its first create trusts it.
+  is_locked.wait();
 }
 
 void SlotTable::clear_all() noexcept {

@@ -8,7 +8,9 @@
 #pragma once
 
 #include <cstdint>
+#include <future>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bridge/detail/os/mapping.hpp"
@@ -24,7 +26,8 @@ class SlotTable {
   /// creates a fresh one. If that fails the daemon still works: clients then
   /// get no table and always ask (logged once).
   explicit SlotTable(std::string shm_name);
-  /// Zeroes the slots (clients mapping it miss from now on) and unlinks it.
+  /// Zeroes the slots (clients mapping it miss from now on), releases the
+  /// header's `alive` lock and unlinks it.
   ~SlotTable();
   SlotTable(const SlotTable&) = delete;
   SlotTable& operator=(const SlotTable&) = delete;
@@ -45,6 +48,11 @@ class SlotTable {
 
  private:
   void clear_all() noexcept;
+  /// Starts the thread that holds the header's `alive` lock until the
+  /// destructor (a thread of its own: a robust lock sits in its holder's
+  /// robust list, and this one must never be in a list that outlives the
+  /// mapping). Without it clients poll their socket instead.
+  void hold_alive();
 
   std::string name_;
   bridge::os::UniqueFd fd_;
@@ -52,6 +60,8 @@ class SlotTable {
   bridge::os::Mapping mapping_;
   std::vector<std::uint32_t> free_;  ///< released slots, reused first
   std::uint32_t next_ = 0;           ///< slots below this were handed out once
+  std::thread alive_holder_;
+  std::promise<void> release_alive_;
 };
 
 }  // namespace bridged

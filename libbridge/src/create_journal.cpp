@@ -20,6 +20,10 @@ std::shared_ptr<const std::atomic<std::uint64_t>> JournalWriter::consumed() cons
   return {mapping_, &journal_header_at(mapping_->data()).consumed};
 }
 
+bool JournalWriter::ended() const noexcept {
+  return journal_header_at(mapping_->data()).ended.load(std::memory_order_acquire) != 0;
+}
+
 bool JournalWriter::has_room(std::size_t records) const {
   const std::uint64_t consumed =
       journal_header_at(mapping_->data()).consumed.load(std::memory_order_acquire);

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import pybridge
-from conftest import TIME_SCALE, Daemon
+from conftest import SLOT_TABLE, TIME_SCALE, Daemon
 from crash_helpers import assert_prefix_consistent, object_path, objects
 from test_map_cache import Stopped
 
@@ -248,6 +248,60 @@ def test_a_live_clients_claimed_destroy_is_finished_in_its_name(daemon, client):
             events.next(timeout=0.2)  # its late record adds nothing
     assert client.list() == []
     assert objects(daemon) == []
+
+
+# slot_table.hpp: the futex word of SlotTableHeader::alive, and the bits the
+# kernel keeps in a robust lock's word.
+ALIVE_WORD = 16
+FUTEX_OWNER_DIED = 0x40000000
+FUTEX_TID_MASK = 0x3FFFFFFF
+
+
+def alive_word(daemon):
+    with open(object_path(daemon, SLOT_TABLE), "rb") as f:
+        f.seek(ALIVE_WORD)
+        return struct.unpack("<I", f.read(4))[0]
+
+
+def test_a_create_after_the_daemon_died_is_not_made_directly(tmp_path):
+    """A thread of the daemon holds the slot table's robust `alive` lock;
+    when the daemon dies the kernel marks it, and the next create asks
+    instead of building the object (with autostart off: DaemonUnavailable)."""
+    d = Daemon(tmp_path, ephemeral=False)
+    c = pybridge.connect(d.socket, autostart=False)
+    try:
+        c.create("before", (4,), "uint8").close()
+        held_by = alive_word(d) & FUTEX_TID_MASK
+        assert str(held_by) in os.listdir(f"/proc/{d.proc.pid}/task")
+        d.stop(signal.SIGKILL)
+        assert alive_word(d) & FUTEX_OWNER_DIED
+        with pytest.raises(pybridge.DaemonUnavailable):
+            c.create("after", (4,), "uint8")
+        assert not object_path(d, "after").exists()
+    finally:
+        c.close()
+    restarted = Daemon(tmp_path)  # re-adopts "before", and removes it as it stops
+    assert restarted.stop() == 0
+    assert restarted.leftover_shm() == []
+
+
+def test_a_create_after_the_daemon_closed_the_connection_is_not_made_directly(tmp_path):
+    """The daemon marks a journal it stops reading (here an idle timeout
+    closes the connection, the daemon running on): the next create asks, on
+    a new connection, and every client sees the segment at once."""
+    d = Daemon(tmp_path, "--idle-timeout", str(0.3 * TIME_SCALE))
+    try:
+        with pybridge.connect(d.socket) as c, pybridge.connect(d.socket) as other:
+            c.list()
+            # Until the daemon has closed c's idle connection (other's
+            # requests keep it from being idle itself).
+            until_only_this_client(other, attempts=10**6)
+            c.create("made", (4,), "uint8").close()
+            assert [s["name"] for s in other.list()] == ["made"]
+            c.destroy("made")
+    finally:
+        assert d.stop() == 0
+    assert d.leftover_shm() == []
 
 
 # layout.hpp: kSyncOffset, and offsetof(SyncBlock, destroyed).

@@ -52,6 +52,10 @@ struct alignas(64) JournalHeader {
   /// the daemon has not read yet: when a connection ends, only the claims
   /// with its value are finished in its name, not a live client's.
   std::uint32_t claim;
+  /// Set by the daemon when it stops reading this journal (the connection
+  /// ended: the client's hang-up, an idle timeout, the daemon's stop). A
+  /// client that sees it makes nothing directly: it asks, and reconnects.
+  std::atomic<std::uint32_t> ended;
 };
 /// The claim a destroy by the daemon (or by a client whose journal says
 /// less than 2) sets.
@@ -103,6 +107,8 @@ class JournalWriter {
   /// What this connection's direct destroys set the `destroyed` word to
   /// (JournalHeader::claim), as the daemon wrote it before the hello reply.
   std::uint32_t claim() const noexcept { return claim_; }
+  /// Whether the daemon has stopped reading it (JournalHeader::ended).
+  bool ended() const noexcept;
   /// The daemon's count of records read, as a word that lives as long as
   /// any holder of it (the journal's mapping).
   std::shared_ptr<const std::atomic<std::uint64_t>> consumed() const;

@@ -18,6 +18,9 @@
 // size; a wrong or scribbled value can only make a lookup miss.
 #pragma once
 
+#include <linux/futex.h>
+#include <pthread.h>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -37,9 +40,31 @@ struct SlotTableHeader {
   std::uint64_t magic;
   std::uint32_t version;
   std::uint32_t slot_count;
-  std::uint8_t reserved[48];
+  /// Locked by a thread of the daemon that made the table for as long as
+  /// the table is its own: a robust, process-shared mutex, so when that
+  /// daemon dies the kernel marks its futex word (FUTEX_OWNER_DIED, owner
+  /// cleared). A client reads the word (daemon_life) instead of a system
+  /// call to know that the daemon it writes its create journal to still
+  /// runs. Zero (never locked, or released as the daemon stops): unknown.
+  pthread_mutex_t alive;
+  std::uint8_t reserved[48 - sizeof(pthread_mutex_t)];
 };
 static_assert(sizeof(SlotTableHeader) == 64);
+// glibc keeps the futex word first: what daemon_life reads.
+static_assert(offsetof(pthread_mutex_t, __data.__lock) == 0);
+
+enum class DaemonLife { unknown, alive, dead };
+
+/// What the `alive` word of a table mapped at `base` says of its daemon.
+/// Any value only decides whether the client also asks the kernel (a poll
+/// of its socket), never what it maps.
+inline DaemonLife daemon_life(const std::byte* base) noexcept {
+  const auto* word = reinterpret_cast<const std::uint32_t*>(
+      base + offsetof(SlotTableHeader, alive) + offsetof(pthread_mutex_t, __data.__lock));
+  const std::uint32_t value = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+  if ((value & FUTEX_OWNER_DIED) != 0) return DaemonLife::dead;
+  return (value & FUTEX_TID_MASK) != 0 ? DaemonLife::alive : DaemonLife::unknown;
+}
 
 struct alignas(16) SegmentSlot {
   std::atomic<std::uint64_t> segment_id;    ///< 0: no segment
