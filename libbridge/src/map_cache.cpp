@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "bridge/detail/layout.hpp"
+#include "bridge/detail/mapping_reaper.hpp"
 
 namespace bridge::detail {
 
@@ -183,7 +184,7 @@ void MapCache::trim() {
 
 void MapCache::forget(std::string_view name) {
   std::lock_guard lock(mutex_);
-  if (auto it = entries_.find(name); it != entries_.end()) erase_locked(it);
+  if (auto it = entries_.find(name); it != entries_.end()) erase_locked(it, Drop::here);
 }
 
 void MapCache::forget_if_gone(std::string_view name, std::uint64_t id) {
@@ -191,7 +192,7 @@ void MapCache::forget_if_gone(std::string_view name, std::uint64_t id) {
   auto it = entries_.find(name);
   if (it != entries_.end() && it->second.info->id == id &&
       !vouched_locked(it->second, /*check_header=*/false)) {
-    erase_locked(it);
+    erase_locked(it, Drop::here);
   }
 }
 
@@ -229,28 +230,27 @@ MapCacheStats MapCache::stats() const {
   return MapCacheStats{entries_.size(), bytes_, hits_, misses_, evictions_, direct_, limits_};
 }
 
-void MapCache::erase_locked(std::map<std::string, Entry, std::less<>>::iterator it) {
+void MapCache::erase_locked(std::map<std::string, Entry, std::less<>>::iterator it, Drop drop) {
   bytes_ -= it->second.mapping->size();
+  // The cache's reference may be the last of a destroyed segment's mapping,
+  // whose munmap frees its pages: not on the time of an attach.
+  if (drop == Drop::off_thread && worth_reaping(it->second.mapping)) {
+    reap(std::move(it->second.mapping));
+  }
   entries_.erase(it);
   ++evictions_;
 }
 
 void MapCache::sweep_locked(Clock::time_point now) {
   last_sweep_ = now;
-  // Dropping the last mapping of a destroyed segment frees its pages (about
-  // 0.3 s per GiB): at most one per sweep, so that no single call pays for
-  // many; the others go at the next sweeps.
-  bool freed_one = false;
+  // Every entry whose segment is gone, at once: the pages of a destroyed
+  // segment are freed when its last mapping goes, on the reaper's thread
+  // (mapping_reaper.hpp), so they are not held up to the cache's bounds.
   for (auto it = entries_.begin(); it != entries_.end();) {
     auto next = std::next(it);
     adopt_slot_locked(it->second);
     const bool gone = !vouched_locked(it->second, /*check_header=*/false);
-    if (gone && !freed_one) {
-      erase_locked(it);
-      freed_one = true;
-    } else if (!gone && now - it->second.last_used > limits_.idle) {
-      erase_locked(it);
-    }
+    if (gone || now - it->second.last_used > limits_.idle) erase_locked(it);
     it = next;
   }
   for (auto it = entries_.begin(); it != entries_.end();) {

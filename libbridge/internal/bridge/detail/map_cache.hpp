@@ -150,7 +150,13 @@ class MapCache {
   /// Drops the least recently used entries until the bounds hold, the entry
   /// count allowed `slack` more.
   void enforce_bounds_locked(std::size_t slack);
-  void erase_locked(std::map<std::string, Entry, std::less<>>::iterator it);
+  /// How an evicted entry's mapping goes: `here` on the caller's time, for
+  /// the client's own destroy and the close of a last handle (whose pages
+  /// must be free when they return); `off_thread` for what an attach, a
+  /// create or a sweep evicts (mapping_reaper.hpp).
+  enum class Drop { here, off_thread };
+  void erase_locked(std::map<std::string, Entry, std::less<>>::iterator it,
+                    Drop drop = Drop::off_thread);
 
   mutable std::mutex mutex_;
   std::shared_ptr<const os::Mapping> table_;

@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: MIT
+#include "bridge/detail/mapping_reaper.hpp"
+
+#include <pthread.h>
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <system_error>
+#include <thread>
+#include <utility>
+
+#include "bridge/detail/os/process.hpp"
+
+namespace bridge::detail {
+
+namespace {
+
+// Below this, unmapping frees at most a few pages: no thread hop.
+constexpr std::size_t kReapFromBytes = std::size_t{1} << 20;
+
+struct Reaper {
+  std::mutex mutex;
+  std::condition_variable ready;
+  std::deque<std::shared_ptr<os::Mapping>> queue;
+
+  void run() {
+    ::pthread_setname_np(::pthread_self(), "bridge-reaper");
+    std::unique_lock lock(mutex);
+    for (;;) {
+      ready.wait(lock, [&] { return !queue.empty(); });
+      std::shared_ptr<os::Mapping> next = std::move(queue.front());
+      queue.pop_front();
+      lock.unlock();
+      next.reset();  // the munmap, and the freeing of the pages
+      lock.lock();
+    }
+  }
+};
+
+// The process's reaper, made (and its thread started) at the first use in
+// this process: a fork()ed child has no thread of its parent's, and its copy
+// of the parent's mutex may be held, so it makes its own. Never destroyed:
+// the thread outlives static destructors.
+Reaper* this_process_reaper() {
+  static std::mutex made_mutex;
+  static Reaper* reaper = nullptr;
+  static pid_t made_in = 0;
+  std::lock_guard lock(made_mutex);
+  if (reaper == nullptr || made_in != os::this_pid()) {
+    auto* fresh = new Reaper;
+    try {
+      std::thread([fresh] { fresh->run(); }).detach();
+    } catch (const std::system_error&) {
+      delete fresh;
+      return nullptr;
+    }
+    reaper = fresh;  // the parent's, in a child, is left as it is
+    made_in = os::this_pid();
+  }
+  return reaper;
+}
+
+}  // namespace
+
+bool worth_reaping(const std::shared_ptr<os::Mapping>& mapping) noexcept {
+  return mapping && mapping.use_count() == 1 && mapping->size() >= kReapFromBytes;
+}
+
+void reap(std::shared_ptr<os::Mapping> mapping) noexcept {
+  if (!mapping) return;
+  Reaper* reaper = nullptr;
+  try {
+    reaper = this_process_reaper();
+    if (reaper == nullptr) return;  // dropped here, inline
+    {
+      std::lock_guard lock(reaper->mutex);
+      reaper->queue.push_back(std::move(mapping));
+    }
+    reaper->ready.notify_one();
+  } catch (...) {
+    // Out of memory: dropped here, inline.
+  }
+}
+
+}  // namespace bridge::detail
