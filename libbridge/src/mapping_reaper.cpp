@@ -20,6 +20,8 @@ namespace {
 constexpr std::size_t kReapFromBytes = std::size_t{1} << 20;
 
 struct Reaper {
+  /// The reaper a fork()ed child inherited (and cannot use): kept reachable.
+  Reaper* inherited = nullptr;
   std::mutex mutex;
   std::condition_variable ready;
   std::deque<std::shared_ptr<os::Mapping>> queue;
@@ -49,13 +51,14 @@ Reaper* this_process_reaper() {
   std::lock_guard lock(made_mutex);
   if (reaper == nullptr || made_in != os::this_pid()) {
     auto* fresh = new Reaper;
+    fresh->inherited = reaper;
     try {
       std::thread([fresh] { fresh->run(); }).detach();
     } catch (const std::system_error&) {
       delete fresh;
       return nullptr;
     }
-    reaper = fresh;  // the parent's, in a child, is left as it is
+    reaper = fresh;
     made_in = os::this_pid();
   }
   return reaper;
