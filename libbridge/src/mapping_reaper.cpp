@@ -4,7 +4,6 @@
 #include <pthread.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -85,34 +84,20 @@ struct Reaper {
   }
 };
 
-std::atomic<Reaper*> current_reaper{nullptr};
-
-// No sweep is in progress across a fork(): it holds a cache's mutex, which
-// the child would inherit held.
-void before_fork() {
-  if (Reaper* reaper = current_reaper.load()) reaper->watch_mutex.lock();
-}
-void after_fork() {
-  if (Reaper* reaper = current_reaper.load()) reaper->watch_mutex.unlock();
-}
-
 // The process's reaper, made at the first use in this process (its thread
 // at the first reap or nudge): a fork()ed child has no thread of its
-// parent's, and its copy of the parent's queue mutex may be held, so it
-// makes its own. Never destroyed: the thread outlives static destructors.
+// parent's, and its copy of the parent's mutexes may be held, so it makes
+// its own. Never destroyed: the thread outlives static destructors.
 Reaper* this_process_reaper() {
   static std::mutex made_mutex;
+  static Reaper* reaper = nullptr;
   static pid_t made_in = 0;
-  static const bool hooked = ::pthread_atfork(before_fork, after_fork, after_fork) == 0;
-  (void)hooked;
   std::lock_guard lock(made_mutex);
-  Reaper* reaper = current_reaper.load();
   if (reaper == nullptr || made_in != os::this_pid()) {
     auto* fresh = new Reaper;
     fresh->inherited = reaper;
-    current_reaper.store(fresh);
-    made_in = os::this_pid();
     reaper = fresh;
+    made_in = os::this_pid();
   }
   return reaper;
 }
