@@ -81,25 +81,6 @@ void MapCache::adopt_slot_locked(Entry& entry) noexcept {
   entry.path.clear();
 }
 
-MapCache::MapCache() {
-  watch_idle(this);
-}
-
-MapCache::~MapCache() {
-  unwatch_idle(this);
-}
-
-bool MapCache::sweep_idle() noexcept {
-  std::lock_guard lock(mutex_);
-  if (entries_.empty()) return false;
-  try {
-    sweep_locked(Clock::now());
-  } catch (...) {
-    // Out of memory in a reap: the next sweep tries again.
-  }
-  return !entries_.empty();
-}
-
 std::optional<MapCache::Hit> MapCache::lookup(std::string_view name) {
   std::lock_guard lock(mutex_);
   const auto now = Clock::now();
@@ -177,8 +158,6 @@ void MapCache::insert_locked(std::shared_ptr<const SegmentInfo> info,
   entries_.emplace(name, Entry{std::move(info), std::move(mapping), slot, access_epoch,
                                Clock::now(), std::move(header), std::move(consumed), published,
                                std::move(path), inode, owner_uid});
-  // Swept by the reaper's thread from now on too, if this process goes idle.
-  if (entries_.size() == 1) nudge_idle_sweeps();
   // No sweep here (lookup runs one, and every attach looks up first), and
   // the count may run kInsertSlack over: dropping the last reference of a
   // mapping unmaps it, tens of µs that belong in the close of a handle

@@ -47,22 +47,13 @@
 
 #include "bridge/catalog.hpp"
 #include "bridge/client.hpp"
-#include "bridge/detail/mapping_reaper.hpp"
 #include "bridge/detail/os/mapping.hpp"
 #include "bridge/detail/slot_table.hpp"
 
 namespace bridge::detail {
 
-class MapCache final : public IdleSweeper {
+class MapCache {
  public:
-  MapCache();
-  ~MapCache();
-  MapCache(const MapCache&) = delete;
-  MapCache& operator=(const MapCache&) = delete;
-
-  /// The reaper thread's sweep while this process makes no calls.
-  bool sweep_idle() noexcept override;
-
   struct Hit {
     std::shared_ptr<const SegmentInfo> info;  ///< with the current version and metadata
     std::shared_ptr<os::Mapping> mapping;
