@@ -3,7 +3,6 @@
 
 #include <pthread.h>
 
-#include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <system_error>
@@ -23,27 +22,29 @@ struct Reaper {
   /// The reaper a fork()ed child inherited (and cannot use): kept reachable.
   Reaper* inherited = nullptr;
   std::mutex mutex;
-  std::condition_variable ready;
   std::deque<std::shared_ptr<os::Mapping>> queue;
+  bool working = false;  ///< a worker thread is draining `queue`
 
-  void run() {
+  // Drains the queue, then ends: the process is multi-threaded only while
+  // there is something to free (a fork() meanwhile is as safe as any).
+  void drain() {
     ::pthread_setname_np(::pthread_self(), "bridge-reaper");
     std::unique_lock lock(mutex);
-    for (;;) {
-      ready.wait(lock, [&] { return !queue.empty(); });
+    while (!queue.empty()) {
       std::shared_ptr<os::Mapping> next = std::move(queue.front());
       queue.pop_front();
       lock.unlock();
       next.reset();  // the munmap, and the freeing of the pages
       lock.lock();
     }
+    working = false;
   }
 };
 
-// The process's reaper, made (and its thread started) at the first use in
-// this process: a fork()ed child has no thread of its parent's, and its copy
-// of the parent's mutex may be held, so it makes its own. Never destroyed:
-// the thread outlives static destructors.
+// The process's reaper, made at the first use in this process: a fork()ed
+// child has no thread of its parent's, and its copy of the parent's mutex
+// may be held, so it makes its own. Never destroyed: a worker may outlive
+// static destructors.
 Reaper* this_process_reaper() {
   static std::mutex made_mutex;
   static Reaper* reaper = nullptr;
@@ -52,12 +53,6 @@ Reaper* this_process_reaper() {
   if (reaper == nullptr || made_in != os::this_pid()) {
     auto* fresh = new Reaper;
     fresh->inherited = reaper;
-    try {
-      std::thread([fresh] { fresh->run(); }).detach();
-    } catch (const std::system_error&) {
-      delete fresh;
-      return nullptr;
-    }
     reaper = fresh;
     made_in = os::this_pid();
   }
@@ -72,15 +67,18 @@ bool worth_reaping(const std::shared_ptr<os::Mapping>& mapping) noexcept {
 
 void reap(std::shared_ptr<os::Mapping> mapping) noexcept {
   if (!mapping) return;
-  Reaper* reaper = nullptr;
   try {
-    reaper = this_process_reaper();
-    if (reaper == nullptr) return;  // dropped here, inline
-    {
-      std::lock_guard lock(reaper->mutex);
-      reaper->queue.push_back(std::move(mapping));
+    Reaper* reaper = this_process_reaper();
+    std::lock_guard lock(reaper->mutex);
+    if (!reaper->working) {
+      try {
+        std::thread([reaper] { reaper->drain(); }).detach();
+      } catch (const std::system_error&) {
+        return;  // no thread: dropped here, inline
+      }
+      reaper->working = true;
     }
-    reaper->ready.notify_one();
+    reaper->queue.push_back(std::move(mapping));
   } catch (...) {
     // Out of memory: dropped here, inline.
   }

@@ -6,9 +6,11 @@
 // attach would make that attach pay for it (milliseconds for 64 MiB). The
 // cache hands its last reference here instead, and the attach goes on.
 //
-// One thread per process, started at the first drop and never stopped (it
-// sleeps on a condition variable); a fork()ed child starts its own. What is
-// still queued when the process exits is unmapped by the kernel.
+// A worker thread (`bridge-reaper`) is started when there is something to
+// drop and none is running, and ends once the queue is empty: a process is
+// multi-threaded only while it frees such pages. A fork()ed child makes its
+// own. What is still queued when the process exits is unmapped by the
+// kernel.
 #pragma once
 
 #include <cstddef>
