@@ -117,9 +117,7 @@ class Sections:
                         limits = ("a mapping-cache hit: no round trip, no mmap (slot table + "
                                   "header compare, or one stat while the daemon has not read "
                                   "the create yet); what is left is the Python wrapper and "
-                                  "the ndarray. The 4 KiB row runs while this process's "
-                                  "reaper thread frees the previous rows' destroyed 64 MiB "
-                                  "segments on the other CPU (≈ 3.0 µs without it)")
+                                  "the ndarray")
                     out.append(row(1, f"attach {kind}, {size_name(size)} → ndarray + first byte",
                                    method, p50, p99, "µs", label, rtt[0], limits))
         return out
