@@ -159,8 +159,6 @@ void Connection::connect_locked() {
     same->unread_creates = true;
     route = std::move(same);
   }
-  std::shared_ptr<const std::byte> table_start;
-  if (table) table_start = std::shared_ptr<const std::byte>(table, table->data());
   cache_.set_table(std::move(table), slot_count);
   auto answer = protocol::parse<protocol::HelloReply>(reply.body);
   if (answer.protocol != protocol::kProtocolVersion) {
@@ -177,7 +175,6 @@ void Connection::connect_locked() {
     // old one counted is attached again below, with round trips.
     ledger_ = std::move(ledger);
     journal_ = std::move(journal);
-    table_ = std::move(table_start);
     ++generation_;
     ids_ = seeded_ids();
   }
@@ -453,7 +450,6 @@ std::optional<DirectAttach> Connection::attach_direct(std::string_view name) {
 std::shared_ptr<const DirectRoute> Connection::direct_route_for_journal(std::uint64_t& generation) {
   // A forked child's journal is its parent's (the same pages).
   if (forked() || closed_.load()) return nullptr;
-  DaemonLife life = DaemonLife::unknown;
   {
     std::lock_guard book(book_);
     if (!journal_ || !route_ || route_->daemon_uid != route_->euid) return nullptr;
@@ -461,10 +457,10 @@ std::shared_ptr<const DirectRoute> Connection::direct_route_for_journal(std::uin
     // this connection, or died, is asked instead (which connects again or
     // says daemon_unavailable). Both are words in shared memory.
     if (journal_->ended()) return nullptr;
-    if (table_) life = daemon_life(table_.get());
-    if (life == DaemonLife::dead) return nullptr;
     generation = generation_;
   }
+  const DaemonLife life = cache_.daemon_life();
+  if (life == DaemonLife::dead) return nullptr;
   // Otherwise (a daemon that keeps no liveness word): a hang-up on the
   // socket says so, unless another thread is using it, which is fine. One
   // poll(), ~1 us.

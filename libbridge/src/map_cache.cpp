@@ -28,9 +28,14 @@ void MapCache::set_table(std::shared_ptr<const os::Mapping> table, std::uint32_t
   slot_count_ = table_ ? slot_count : 0;
 }
 
+DaemonLife MapCache::daemon_life() const {
+  std::lock_guard lock(mutex_);
+  return table_ ? bridge::daemon_life(table_->data()) : DaemonLife::unknown;
+}
+
 bool MapCache::vouched_locked(const Entry& entry, bool check_header) const noexcept {
   if (!table_) return false;
-  if (entry.slot == kNoSlot && entry.inode != 0) {
+  if (entry.at_path_entry()) {
     if (!at_path(entry)) return false;
   } else if (entry.slot == kNoSlot) {
     // Read of by the daemon since: only a slot vouches from here on.
@@ -66,7 +71,7 @@ bool MapCache::at_path(const Entry& entry) noexcept {
 }
 
 void MapCache::adopt_slot_locked(Entry& entry) noexcept {
-  if (entry.slot != kNoSlot || entry.inode == 0 || !table_) return;
+  if (!entry.at_path_entry() || !table_) return;
   const auto& header = header_at(static_cast<const std::byte*>(entry.mapping->data()));
   const std::uint32_t hint =
       std::atomic_ref<const std::uint32_t>(header.slot_hint).load(std::memory_order_acquire);
@@ -173,7 +178,7 @@ std::shared_ptr<os::Mapping> MapCache::mapping_of(std::string_view name) const {
   if (it == entries_.end() || !vouched_locked(it->second, /*check_header=*/false)) return nullptr;
   // Another client's create the daemon has not read: destroyed by asking,
   // so that the daemon reads the create first (Connection::destroy_direct).
-  if (it->second.slot == kNoSlot && it->second.inode != 0) return nullptr;
+  if (it->second.at_path_entry()) return nullptr;
   return it->second.mapping;
 }
 

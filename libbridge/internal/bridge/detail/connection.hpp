@@ -183,9 +183,6 @@ class Connection {
   std::optional<LedgerWriter> ledger_;
   /// Its create journal, if the daemon offered one (create_journal.hpp).
   std::optional<JournalWriter> journal_;
-  /// The start of the daemon's slot table, whose `alive` word says whether
-  /// that daemon still runs (slot_table.hpp); null without a table.
-  std::shared_ptr<const std::byte> table_;
   /// Counts hellos: records go only to the journal of the connection they
   /// were begun on.
   std::uint64_t generation_ = 0;

@@ -62,6 +62,9 @@ class MapCache {
   /// The table the entries are checked against (null: nothing is cached).
   /// Replacing it (a reconnect) drops every entry.
   void set_table(std::shared_ptr<const os::Mapping> table, std::uint32_t slot_count);
+  /// What the table's `alive` word says of the daemon that made it
+  /// (slot_table.hpp); unknown without a table.
+  DaemonLife daemon_life() const;
 
   /// The cached mapping of `name`, if its slot still vouches for it.
   std::optional<Hit> lookup(std::string_view name);
@@ -126,6 +129,8 @@ class MapCache {
     std::string path;
     std::uint64_t inode = 0;
     std::uint32_t owner_uid = 0;
+    /// Made by insert_at_path, and not yet given a slot.
+    bool at_path_entry() const noexcept { return slot == kNoSlot && inode != 0; }
   };
   /// What insert and insert_unvouched share: the bounds a new entry must
   /// fit, and the entry made (replacing `info->name`'s).
