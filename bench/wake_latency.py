@@ -147,7 +147,7 @@ def main():
                         help="folder with bridged and bridge_wake_latency ($BRIDGE_BIN_DIR)")
     parser.add_argument("--round-trips", type=int, default=20_000)
     parser.add_argument("--warmup", type=int, default=2_000)
-    parser.add_argument("--repetitions", type=int, default=5)
+    parser.add_argument("--repetitions", type=int, default=9)
     parser.add_argument("--partner", nargs=6, metavar="ARG", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.partner:

@@ -88,10 +88,11 @@ bool past(const Deadline& deadline) {
 }
 
 // One sleep on the wake word (woken, changed, or a read-only re-check);
-// false once the deadline has passed.
+// false once the deadline has passed. The clock is read only after a sleep
+// that timed out: a woken waiter re-checks its condition first, and a
+// deadline that passed meanwhile ends its next sleep at once.
 bool sleep_on_wake(SyncBlock& sync, std::uint32_t wake, const Deadline& deadline, bool read_only) {
-  futex_wait(sync.wake, wake, slice(deadline, read_only));
-  return !past(deadline);
+  return futex_wait(sync.wake, wake, slice(deadline, read_only)) || !past(deadline);
 }
 
 }  // namespace
@@ -108,9 +109,10 @@ bool futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected,
   if (deadline) {
     // FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time, the same
     // clock as steady_clock, so retries after EINTR keep the same deadline.
+    // A deadline already past needs no check here: the kernel returns
+    // ETIMEDOUT at once.
     const auto ns =
         std::chrono::duration_cast<std::chrono::nanoseconds>(deadline->time_since_epoch()).count();
-    if (Clock::now() >= *deadline) return false;
     ts.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
     ts.tv_nsec = static_cast<long>(ns % 1'000'000'000);
     timeout = &ts;

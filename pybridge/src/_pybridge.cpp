@@ -13,6 +13,7 @@
 #include "bridge/detail/autostart.hpp"
 #include "bridge/detail/layout.hpp"
 #include "bridge/detail/protocol.hpp"
+#include "blocking.hpp"
 #include "pybridge.hpp"
 
 namespace pybridge {
@@ -59,6 +60,7 @@ NB_MODULE(_pybridge, m) {
   m.def("daemon_executable", &bridge::detail::daemon_executable,
         "The bridged that connect() would start now ('' when none is found).");
 
+  pybridge::track_main_thread();
   pybridge::bind_errors(m);
   pybridge::bind_segment(m);
   pybridge::bind_events(m);

@@ -43,26 +43,37 @@ inline Timeout to_timeout(std::optional<double> seconds) {
 /// slices only bound how long Ctrl-C takes. Other threads block in one call.
 inline constexpr std::chrono::nanoseconds kSignalSlice = std::chrono::milliseconds(100);
 
+/// Whether the calling thread is Python's main thread, the only one where
+/// signal handlers run. Asked in C++ because asking `threading` costs more
+/// than a whole futex wake of a waiter on a shared core. The GIL is held.
+bool on_main_thread() noexcept;
+
+/// Learns the main thread at import, and again in the child after each
+/// os.fork() (whose forking thread becomes the child's main thread).
+void track_main_thread();
+
 /// Runs `attempt(timeout)` without the GIL; `attempt` throws
-/// Error(timeout) when its timeout expires. With `cancelled`, the call also
+/// Error(timeout) when its timeout expires. On the main thread it runs in
+/// slices with a check for signals in between. With `cancelled`, the call also
 /// runs in slices (on any thread) and ends with Error(closed) once the flag
 /// is set: for handles whose close() from another thread cannot safely
 /// touch the object a call in progress uses.
 template <class F>
-auto run_blocking(Timeout timeout, bool check_signals, F&& attempt,
-                  const std::atomic<bool>* cancelled = nullptr) -> decltype(attempt(timeout)) {
+auto run_blocking(Timeout timeout, F&& attempt, const std::atomic<bool>* cancelled = nullptr)
+    -> decltype(attempt(timeout)) {
   using Clock = std::chrono::steady_clock;
+  const bool check_signals = on_main_thread();
   if (!check_signals && cancelled == nullptr) {
     nb::gil_scoped_release unlocked;
     return attempt(timeout);
   }
-  const std::optional<Clock::time_point> deadline =
-      timeout ? std::optional(Clock::now() + *timeout) : std::nullopt;
-  for (;;) {
+  const Clock::time_point start = timeout ? Clock::now() : Clock::time_point{};
+  for (bool first = true;; first = false) {
     Timeout slice = kSignalSlice;
     bool last = false;
-    if (deadline) {
-      const auto left = *deadline - Clock::now();
+    if (timeout) {
+      // The whole timeout is left on the first slice: no second clock read.
+      const auto left = first ? *timeout : start + *timeout - Clock::now();
       if (left <= kSignalSlice) {
         slice = std::max<std::chrono::nanoseconds>(left, std::chrono::nanoseconds::zero());
         last = true;

@@ -18,7 +18,7 @@ namespace pybridge {
 EventsHandle::EventsHandle(bridge::EventStream stream)
     : stream_(std::make_shared<bridge::EventStream>(std::move(stream))), name_(stream_->name()) {}
 
-std::string EventsHandle::next_json(std::optional<double> timeout, bool check_signals) {
+std::string EventsHandle::next_json(std::optional<double> timeout) {
   using bridge::Errc;
   using bridge::Error;
   if (!stream_) throw Error(Errc::closed, "the event stream is closed");
@@ -32,7 +32,7 @@ std::string EventsHandle::next_json(std::optional<double> timeout, bool check_si
     ~Done() { reading = false; }
   } done{reading_};
   const bridge::Event event =
-      run_blocking(wait, check_signals, [&](Timeout t) { return stream->next(t); });
+      run_blocking(wait, [&](Timeout t) { return stream->next(t); });
   return bridge::protocol::dump_json(nlohmann::json(event));
 }
 
@@ -46,7 +46,6 @@ void bind_events(nb::module_& m) {
   using namespace nb::literals;
   nb::class_<EventsHandle>(m, "EventStream", "Daemon events (see pybridge.EventStream).")
       .def("next_json", &EventsHandle::next_json, "timeout"_a = nb::none(),
-           "check_signals"_a = false,
            "The next event as JSON text; raises Timeout when the timeout passes first.")
       .def_prop_ro("reconnects", &EventsHandle::reconnects)
       .def("close", &EventsHandle::close)

@@ -154,14 +154,14 @@ void bind_mutation(nb::module_& m, nb::class_<SegmentHandle>& segment) {
   segment
       .def(
           "write",
-          [](const SegmentHandle& s, std::optional<double> timeout, bool check_signals) {
+          [](const SegmentHandle& s, std::optional<double> timeout) {
             refuse_if_writing(s, "a nested write()");
             const bridge::Segment& seg = s.get();
-            bridge::WriteGuard guard = run_blocking(to_timeout(timeout), check_signals,
+            bridge::WriteGuard guard = run_blocking(to_timeout(timeout),
                                                     [&](Timeout t) { return seg.write(t); });
             return std::make_unique<WriteHandle>(std::move(guard), seg);
           },
-          "timeout"_a = nb::none(), "check_signals"_a = false)
+          "timeout"_a = nb::none())
       .def("read",
            [](const SegmentHandle& s) {
              const bridge::Segment& seg = s.get();
@@ -169,11 +169,11 @@ void bind_mutation(nb::module_& m, nb::class_<SegmentHandle>& segment) {
            })
       .def(
           "snapshot",
-          [](const SegmentHandle& s, std::optional<double> timeout, bool check_signals) {
+          [](const SegmentHandle& s, std::optional<double> timeout) {
             refuse_if_writing(s, "snapshot()");
             const bridge::Segment& seg = s.get();
             auto snap = std::make_unique<bridge::Snapshot>(run_blocking(
-                to_timeout(timeout), check_signals, [&](Timeout t) { return seg.snapshot(t); }));
+                to_timeout(timeout), [&](Timeout t) { return seg.snapshot(t); }));
             const std::uint64_t version = snap->version();
             // The array takes over the snapshot's buffer: no second copy.
             void* data = const_cast<std::byte*>(snap->bytes().data());
@@ -181,19 +181,22 @@ void bind_mutation(nb::module_& m, nb::class_<SegmentHandle>& segment) {
             snap.release();
             return nb::make_tuple(make_ndarray(data, s.info(), owner, /*writable=*/true), version);
           },
-          "timeout"_a = nb::none(), "check_signals"_a = false)
+          "timeout"_a = nb::none())
       .def(
           "wait",
           [](const SegmentHandle& s, std::uint64_t newer_than, std::optional<double> timeout,
-             bool check_signals, CancelToken* token) {
+             CancelToken* token) {
             const bridge::Segment& seg = s.get();
+            const Timeout limit = to_timeout(timeout);
+            // Already newer (in a ping-pong on one core, every other wait):
+            // no GIL release, no clock read.
+            if (const std::uint64_t now = seg.version(); now > newer_than) return now;
             CancelToken own;
             const std::atomic<bool>& cancelled = (token != nullptr ? token : &own)->flag;
-            return run_blocking(to_timeout(timeout), check_signals,
+            return run_blocking(limit,
                                 [&](Timeout t) { return seg.wait(newer_than, t, cancelled); });
           },
-          "newer_than"_a, "timeout"_a = nb::none(), "check_signals"_a = false,
-          "token"_a = nb::none())
+          "newer_than"_a, "timeout"_a = nb::none(), "token"_a = nb::none())
       .def(
           "cancel",
           [](const SegmentHandle& s, CancelToken& token) {

@@ -53,7 +53,7 @@ class EventsHandle {
 
   /// The next event as JSON text; raises Timeout once `timeout` seconds
   /// pass without one. One reader at a time.
-  std::string next_json(std::optional<double> timeout, bool check_signals);
+  std::string next_json(std::optional<double> timeout);
   void close() noexcept;
   bool is_open() const noexcept { return stream_ && stream_->is_open(); }
   std::uint64_t reconnects() const noexcept { return stream_ ? stream_->reconnects() : 0; }

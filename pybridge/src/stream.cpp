@@ -161,7 +161,7 @@ class StreamHandle {
   std::uint64_t head() const { return pin()->head(); }
   std::string meta_json() const { return bridge::protocol::dump_json(pin()->meta()); }
 
-  std::unique_ptr<LoanHandle> loan(std::optional<double> timeout, bool check_signals) {
+  std::unique_ptr<LoanHandle> loan(std::optional<double> timeout) {
     if (held_loans.contains({std::this_thread::get_id(), info_->id})) {
       throw Error(Errc::invalid_argument, "this thread holds a loan of stream '" + info_->name +
                                               "' already: publish or abort it first");
@@ -169,7 +169,7 @@ class StreamHandle {
     const Timeout wait = to_timeout(timeout);
     std::shared_ptr<bridge::Stream> stream = pin();
     bridge::Loan loan =
-        run_blocking(wait, check_signals, [&](Timeout t) { return stream->loan(t); });
+        run_blocking(wait, [&](Timeout t) { return stream->loan(t); });
     return std::make_unique<LoanHandle>(std::move(loan), info_);
   }
 
@@ -237,7 +237,7 @@ class SubscriptionHandle {
   std::uint64_t dropped() const { return pin()->dropped(); }
   std::uint64_t received() const { return pin()->received(); }
 
-  std::unique_ptr<FrameHandle> next(std::optional<double> timeout, bool check_signals) {
+  std::unique_ptr<FrameHandle> next(std::optional<double> timeout) {
     std::shared_ptr<bridge::Subscription> sub = pin();
     if (reading_)
       throw Error(Errc::invalid_argument, "another thread is reading this subscription");
@@ -252,7 +252,7 @@ class SubscriptionHandle {
       }
     } done{*this, *sub};
     bridge::Frame frame = run_blocking(
-        wait, check_signals, [&](Timeout t) { return sub->next(t); }, &closing_);
+        wait, [&](Timeout t) { return sub->next(t); }, &closing_);
     return std::make_unique<FrameHandle>(std::move(frame), info_);
   }
 
@@ -333,7 +333,7 @@ void bind_stream(nb::module_& m, nb::class_<bridge::Client>& client) {
   bind_description(stream);
   stream.def("head", &StreamHandle::head)
       .def("meta_json", &StreamHandle::meta_json)
-      .def("loan", &StreamHandle::loan, "timeout"_a = nb::none(), "check_signals"_a = false)
+      .def("loan", &StreamHandle::loan, "timeout"_a = nb::none())
       .def("close", &StreamHandle::close);
 
   nb::class_<FrameHandle>(m, "Frame", "A received frame (see pybridge.Frame).")
@@ -351,7 +351,7 @@ void bind_stream(nb::module_& m, nb::class_<bridge::Client>& client) {
   sub.def_prop_ro("mode", &SubscriptionHandle::mode)
       .def("dropped", &SubscriptionHandle::dropped)
       .def("received", &SubscriptionHandle::received)
-      .def("next", &SubscriptionHandle::next, "timeout"_a = nb::none(), "check_signals"_a = false)
+      .def("next", &SubscriptionHandle::next, "timeout"_a = nb::none())
       .def("close", &SubscriptionHandle::close);
 
   using Release = nb::call_guard<nb::gil_scoped_release>;

@@ -2,6 +2,9 @@
 """Segment.wait: woken by commits from other processes (C++ -> Python,
 Python -> C++, Python -> Python), exact timeouts, no CPU burnt while
 blocked, the GIL released, Ctrl-C and close() honoured."""
+import contextlib
+import os
+import signal
 import threading
 import time
 
@@ -10,7 +13,7 @@ import pytest
 import pybridge
 from conftest import TIME_SCALE
 from mut_helpers import (PEER_TIMEOUT_EXIT, assert_ctrl_c_ends, child_cpu_seconds, expect_line,
-                         finish, kill, popen_child, popen_peer)
+                         finish, kill, popen_child, popen_peer, wait_until_blocked_in_futex)
 from pb_helpers import run_python
 
 #: A blocked wait may use at most this fraction of one CPU.
@@ -219,6 +222,49 @@ def test_ctrl_c_interrupts_a_blocked_main_thread(client, daemon, call):
             if proc:
                 kill(proc)
     assert seg.version == 0
+
+
+PY_FORKED_FROM_A_THREAD = """
+    import os, sys, threading, pybridge
+    c = pybridge.connect(sys.argv[1])
+    s = c.attach(sys.argv[2])
+
+    def fork_and_wait():
+        pid = os.fork()
+        if pid == 0:
+            # This thread is the child's main thread now: Ctrl-C reaches it.
+            print(os.getpid(), flush=True)
+            try:
+                s.wait(s.version)
+            except KeyboardInterrupt:
+                os._exit(3)
+            os._exit(0)
+        print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+
+    t = threading.Thread(target=fork_and_wait)
+    t.start()
+    t.join()
+"""
+
+
+def test_ctrl_c_interrupts_a_wait_in_a_child_forked_from_a_thread(client, daemon):
+    """pybridge knows the main thread (where signals are handled) without
+    asking `threading` at each call: after os.fork() from another thread, the
+    child's main thread is the forking one, and its waits must still wake
+    for Ctrl-C."""
+    client.create("w", (1,), "uint8")
+    child = popen_child(PY_FORKED_FROM_A_THREAD, daemon, "w")
+    waiter = None
+    try:
+        waiter = int(child.stdout.readline())
+        wait_until_blocked_in_futex(waiter)
+        os.kill(waiter, signal.SIGINT)
+        assert finish(child, timeout=10 * TIME_SCALE).strip() == "3"  # KeyboardInterrupt
+    finally:
+        if waiter:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(waiter, signal.SIGKILL)  # never left behind when the test fails
+        kill(child)
 
 
 def test_wait_on_a_segment_whose_name_was_destroyed_is_not_found(client, daemon):

@@ -6,7 +6,6 @@ import json
 from typing import Any, Dict, Iterator, Optional
 
 from . import _pybridge
-from ._mutation import on_main_thread
 from .errors import Closed
 
 
@@ -53,7 +52,7 @@ class EventStream:
         """The next event, waiting up to ``timeout`` seconds (None: forever).
         Raises Timeout when the timeout passes first (as every wait in
         pybridge does), Closed after close()."""
-        return json.loads(self._core.next_json(timeout, on_main_thread()))
+        return json.loads(self._core.next_json(timeout))
 
     @property
     def reconnects(self) -> int:

@@ -2,7 +2,6 @@
 """The guards behind :meth:`Segment.write` and :meth:`Segment.read`."""
 from __future__ import annotations
 
-import threading
 import warnings
 from typing import Any, Optional
 
@@ -19,11 +18,6 @@ class OwnerDiedWarning(RuntimeWarning):
     half-done bytes may still be in the array, but they were never committed
     as a version (readers see a write in progress until this write ends).
     """
-
-
-def on_main_thread() -> bool:
-    """Blocking calls made here wake periodically so that Ctrl-C works."""
-    return threading.current_thread() is threading.main_thread()
 
 
 class WriteGuard:

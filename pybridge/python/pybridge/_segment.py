@@ -9,7 +9,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 import numpy as np
 
 from . import _pybridge
-from ._mutation import ReadGuard, WriteGuard, on_main_thread, warn_owner_died
+from ._mutation import ReadGuard, WriteGuard, warn_owner_died
 
 
 class Segment:
@@ -118,7 +118,7 @@ class Segment:
         the dead writer's unfinished write never became a version.
         Raises PermissionDenied on a read-only mapping.
         """
-        guard = WriteGuard(self._handle.write(timeout, on_main_thread()))
+        guard = WriteGuard(self._handle.write(timeout))
         warn_owner_died(guard, self.name, stacklevel=2)
         return guard
 
@@ -136,7 +136,7 @@ class Segment:
         copy holds. Waits while a locked write is in progress, up to
         ``timeout`` seconds (a writer that died mid-write keeps the segment
         "in progress" until the next write ends); raises Timeout."""
-        array, version = self._handle.snapshot(timeout, on_main_thread())
+        array, version = self._handle.snapshot(timeout)
         return (array, version) if with_version else array
 
     def wait(self, newer_than: int, timeout: Optional[float] = None) -> int:
@@ -150,7 +150,7 @@ class Segment:
         call would miss a commit that lands between your last look and the
         call (the lost-wakeup race).
         """
-        return self._handle.wait(newer_than, timeout, on_main_thread())
+        return self._handle.wait(newer_than, timeout)
 
     async def wait_async(self, newer_than: int, timeout: Optional[float] = None) -> int:
         """:meth:`wait` for asyncio: blocks a thread of the loop's default
@@ -164,7 +164,7 @@ class Segment:
         token = _pybridge.CancelToken()
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(
-            None, functools.partial(handle.wait, newer_than, timeout, False, token))
+            None, functools.partial(handle.wait, newer_than, timeout, token))
         try:
             return await future
         except asyncio.CancelledError:

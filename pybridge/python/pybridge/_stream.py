@@ -10,7 +10,6 @@ import numpy as np
 
 from . import _pybridge
 from ._convert import host_array, meta_json
-from ._mutation import on_main_thread
 from .errors import Closed, InvalidArgument, NotFound, TypeMismatch
 
 #: Bytes of JSON one frame's metadata may take.
@@ -228,7 +227,7 @@ class Stream:
         (subscribers hold every slot, or with ``block`` the slowest ``all``
         subscriber has not taken the oldest frame); raises Timeout. A second
         loan on the thread that holds one raises InvalidArgument."""
-        return Loan(self._core.loan(timeout, on_main_thread()))
+        return Loan(self._core.loan(timeout))
 
     def publish_from(self, array: Any, meta: Optional[Mapping[str, Any]] = None,
                      timeout: Optional[float] = None) -> int:
@@ -409,7 +408,7 @@ class Subscription:
         Raises Timeout; NotFound once the stream is destroyed and no newer
         frame is left; Closed after close(); LimitExceeded while this
         subscription holds 8 frames (release one)."""
-        return Frame(self._core.next(timeout, on_main_thread()))
+        return Frame(self._core.next(timeout))
 
     def __iter__(self) -> Iterator[Frame]:
         return self
