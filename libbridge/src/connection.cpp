@@ -134,8 +134,8 @@ void Connection::connect_locked() {
   // knows nothing of it. What is still held is attached again below, and
   // notices queued from now on follow those attaches.
   outbox_.clear();
-  std::map<std::pair<std::string, std::uint64_t>, std::uint32_t> held;
-  std::set<std::pair<std::string, std::uint64_t>> streams;
+  AttachCounts held;
+  SegmentKeys streams;
   {
     std::lock_guard book(book_);
     held = attached_;
@@ -337,14 +337,16 @@ Connection::Reply Connection::exchange_locked(protocol::Op op, const protocol::j
 
 void Connection::note_attached(const std::string& name, std::uint64_t id, bool stream) {
   std::lock_guard book(book_);
-  ++attached_[{name, id}];
-  if (stream) streams_.insert({name, id});
+  auto it = attached_.find(SegmentKeyView(name, id));
+  if (it == attached_.end()) it = attached_.emplace(SegmentKey(name, id), 0).first;
+  ++it->second;
+  if (stream) streams_.insert(SegmentKey(name, id));
 }
 
 void Connection::note_destroyed(const std::string& name) {
   std::lock_guard book(book_);
-  for (auto it = attached_.lower_bound({name, 0}); it != attached_.end() && it->first.first == name;
-       ++it) {
+  for (auto it = attached_.lower_bound(SegmentKeyView(name, 0));
+       it != attached_.end() && it->first.first == name; ++it) {
     destroyed_.insert(it->first.second);
   }
 }
@@ -359,13 +361,14 @@ void Connection::detach_async(const std::string& name, std::uint64_t id, bool he
     cache_.trim();
     {
       std::lock_guard book(book_);
-      auto it = held ? attached_.find({name, id}) : attached_.end();
+      const SegmentKeyView key(name, id);
+      auto it = held ? attached_.find(key) : attached_.end();
       if (it != attached_.end() && --it->second == 0) {
         attached_.erase(it);
-        streams_.erase({name, id});
+        if (auto s = streams_.find(key); s != streams_.end()) streams_.erase(s);
       }
       const bool destroyed = destroyed_.count(id) != 0;
-      if (destroyed && attached_.count({name, id}) == 0) destroyed_.erase(id);
+      if (destroyed && !attached_.contains(key)) destroyed_.erase(id);
       // Counted in the ledger (a cache hit or direct attach): uncounted
       // there, with nothing to send. (Which of this client's handles of
       // the segment goes first does not matter: the daemon counts who

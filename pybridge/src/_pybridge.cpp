@@ -9,16 +9,16 @@
 #include <string>
 #include <vector>
 
+#include "blocking.hpp"
 #include "bridge/bridge.hpp"
 #include "bridge/detail/autostart.hpp"
 #include "bridge/detail/layout.hpp"
 #include "bridge/detail/protocol.hpp"
-#include "blocking.hpp"
 #include "pybridge.hpp"
 
 namespace pybridge {
 
-nlohmann::json parse_meta(const std::string& text) {
+nlohmann::json parse_meta(std::string_view text) {
   if (text == "{}") return nlohmann::json::object();  // no metadata: every create without any
   auto meta = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (meta.is_discarded() || !meta.is_object()) {
@@ -33,9 +33,10 @@ nlohmann::json parse_meta(const std::string& text) {
   return meta;
 }
 
-bridge::DType parse_dtype(const std::string& name) {
+bridge::DType parse_dtype(std::string_view name) {
   if (auto dtype = bridge::dtype_from_name(name)) return *dtype;
-  throw bridge::Error(bridge::Errc::invalid_argument, "unsupported dtype '" + name + "'");
+  throw bridge::Error(bridge::Errc::invalid_argument,
+                      "unsupported dtype '" + std::string(name) + "'");
 }
 
 }  // namespace pybridge

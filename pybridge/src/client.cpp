@@ -5,12 +5,14 @@
 // Python sees exactly the objects `bridgectl --json` prints.
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/string_view.h>
 #include <nanobind/stl/unique_ptr.h>
 #include <nanobind/stl/vector.h>
 
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "bridge/bridge.hpp"
@@ -38,17 +40,17 @@ void bind_client(nb::module_& m) {
          nb::arg("socket_path") = nb::none(), nb::arg("autostart") = true, Release())
       .def(
           "create",
-          [](Client& c, const std::string& name, const std::vector<std::int64_t>& shape,
-             const std::string& dtype, const std::string& meta_json,
-             std::optional<bool> huge_pages) {
+          // Views of the Python strings (their arguments keep them alive
+          // while the GIL is released): no copy of each name per call.
+          [](Client& c, std::string_view name, const std::vector<std::int64_t>& shape,
+             std::string_view dtype, std::string_view meta_json, std::optional<bool> huge_pages) {
             return SegmentHandle(c.create(name, shape, parse_dtype(dtype), parse_meta(meta_json),
                                           bridge::CreateOptions{huge_pages}));
           },
           nb::arg("name"), nb::arg("shape"), nb::arg("dtype"), nb::arg("meta_json"),
           nb::arg("huge_pages") = nb::none(), Release())
       .def(
-          "attach",
-          [](Client& c, const std::string& name) { return SegmentHandle(c.attach(name)); },
+          "attach", [](Client& c, std::string_view name) { return SegmentHandle(c.attach(name)); },
           nb::arg("name"), Release())
       .def(
           "list_json", [](Client& c) { return dump_json(json(c.list())); }, Release())
@@ -63,7 +65,7 @@ void bind_client(nb::module_& m) {
           },
           nb::arg("name"), nb::arg("meta_json"), Release())
       .def(
-          "destroy", [](Client& c, const std::string& name) { c.destroy(name); }, nb::arg("name"),
+          "destroy", [](Client& c, std::string_view name) { c.destroy(name); }, nb::arg("name"),
           Release())
       .def(
           "grant_json",

@@ -31,8 +31,7 @@ std::string EventsHandle::next_json(std::optional<double> timeout) {
     bool& reading;
     ~Done() { reading = false; }
   } done{reading_};
-  const bridge::Event event =
-      run_blocking(wait, [&](Timeout t) { return stream->next(t); });
+  const bridge::Event event = run_blocking(wait, [&](Timeout t) { return stream->next(t); });
   return bridge::protocol::dump_json(nlohmann::json(event));
 }
 

@@ -157,8 +157,8 @@ void bind_mutation(nb::module_& m, nb::class_<SegmentHandle>& segment) {
           [](const SegmentHandle& s, std::optional<double> timeout) {
             refuse_if_writing(s, "a nested write()");
             const bridge::Segment& seg = s.get();
-            bridge::WriteGuard guard = run_blocking(to_timeout(timeout),
-                                                    [&](Timeout t) { return seg.write(t); });
+            bridge::WriteGuard guard =
+                run_blocking(to_timeout(timeout), [&](Timeout t) { return seg.write(t); });
             return std::make_unique<WriteHandle>(std::move(guard), seg);
           },
           "timeout"_a = nb::none())
@@ -172,8 +172,8 @@ void bind_mutation(nb::module_& m, nb::class_<SegmentHandle>& segment) {
           [](const SegmentHandle& s, std::optional<double> timeout) {
             refuse_if_writing(s, "snapshot()");
             const bridge::Segment& seg = s.get();
-            auto snap = std::make_unique<bridge::Snapshot>(run_blocking(
-                to_timeout(timeout), [&](Timeout t) { return seg.snapshot(t); }));
+            auto snap = std::make_unique<bridge::Snapshot>(
+                run_blocking(to_timeout(timeout), [&](Timeout t) { return seg.snapshot(t); }));
             const std::uint64_t version = snap->version();
             // The array takes over the snapshot's buffer: no second copy.
             void* data = const_cast<std::byte*>(snap->bytes().data());

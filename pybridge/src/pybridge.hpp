@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "bridge/bridge.hpp"
@@ -75,9 +76,9 @@ nb::capsule owner_capsule(std::shared_ptr<const void> keepalive);
 /// Metadata crosses the boundary as JSON text: parses it and enforces what
 /// the daemon would (an object of at most kMaxMetaBytes), so that oversized
 /// metadata is invalid_argument rather than a frame-size protocol_error.
-nlohmann::json parse_meta(const std::string& text);
+nlohmann::json parse_meta(std::string_view text);
 /// NumPy's dtype name to bridge::DType; throws Error(invalid_argument).
-bridge::DType parse_dtype(const std::string& name);
+bridge::DType parse_dtype(std::string_view name);
 
 void bind_errors(nb::module_& m);
 void bind_client(nb::module_& m);

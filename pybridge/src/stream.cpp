@@ -168,8 +168,7 @@ class StreamHandle {
     }
     const Timeout wait = to_timeout(timeout);
     std::shared_ptr<bridge::Stream> stream = pin();
-    bridge::Loan loan =
-        run_blocking(wait, [&](Timeout t) { return stream->loan(t); });
+    bridge::Loan loan = run_blocking(wait, [&](Timeout t) { return stream->loan(t); });
     return std::make_unique<LoanHandle>(std::move(loan), info_);
   }
 

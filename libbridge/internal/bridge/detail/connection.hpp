@@ -43,6 +43,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -169,11 +170,25 @@ class Connection {
   std::atomic<pid_t> pid_;
   MapCache cache_;
 
+  /// A segment in the book: (name, id). Looked up by a view of the name,
+  /// so that the bookkeeping of each attach and close copies no string.
+  using SegmentKey = std::pair<std::string, std::uint64_t>;
+  using SegmentKeyView = std::pair<std::string_view, std::uint64_t>;
+  struct SegmentKeyLess {
+    using is_transparent = void;
+    template <class A, class B>
+    bool operator()(const A& a, const B& b) const noexcept {
+      return SegmentKeyView(a.first, a.second) < SegmentKeyView(b.first, b.second);
+    }
+  };
+  using AttachCounts = std::map<SegmentKey, std::uint32_t, SegmentKeyLess>;
+  using SegmentKeys = std::set<SegmentKey, SegmentKeyLess>;
+
   /// Guards what close() touches, so it never waits for a call in progress.
   mutable std::mutex book_;
-  std::map<std::pair<std::string, std::uint64_t>, std::uint32_t> attached_;
+  AttachCounts attached_;
   std::set<std::uint64_t> destroyed_;  ///< ids in attached_ that note_destroyed saw
-  std::set<std::pair<std::string, std::uint64_t>> streams_;  ///< keys of attached_ that are streams
+  SegmentKeys streams_;                ///< keys of attached_ that are streams
   /// Set at each hello when the daemon named its objects' prefix; dropped
   /// when an open is refused (this process is not the daemon's user).
   std::shared_ptr<const DirectRoute> route_;
