@@ -24,8 +24,8 @@ void track_main_thread() {
       nb::cast<unsigned long>(
           nb::module_::import_("threading").attr("main_thread")().attr("ident")),
       std::memory_order_relaxed);
-  // After os.fork() the forking thread is the child's main thread; the
-  // hooks run in that thread, after threading's own.
+  // After os.fork() the forking thread is the child's main thread, and the
+  // child's after-fork hooks run in it.
   nb::module_::import_("os").attr("register_at_fork")(
       nb::arg("after_in_child") = nb::cpp_function(
           [] { main_thread_ident.store(PyThread_get_thread_ident(), std::memory_order_relaxed); }));
