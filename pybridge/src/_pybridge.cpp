@@ -2,7 +2,8 @@
 //
 // _pybridge: the thin compiled layer of pybridge. It hands Python the C++
 // client and segment handles, NumPy arrays that alias segment mappings, and
-// protocol JSON as text; the friendly API lives in the pure-Python package.
+// protocol JSON as text; the friendly API lives in the pure-Python package,
+// whose Segment class derives from the compiled one (its hot members).
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 

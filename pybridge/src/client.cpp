@@ -44,14 +44,29 @@ void bind_client(nb::module_& m) {
           // while the GIL is released): no copy of each name per call.
           [](Client& c, std::string_view name, const std::vector<std::int64_t>& shape,
              std::string_view dtype, std::string_view meta_json, std::optional<bool> huge_pages) {
-            return SegmentHandle(c.create(name, shape, parse_dtype(dtype), parse_meta(meta_json),
-                                          bridge::CreateOptions{huge_pages}));
+            const bridge::DType type = parse_dtype(dtype);
+            nlohmann::json meta = parse_meta(meta_json);
+            std::optional<bridge::Segment> made;
+            {
+              nb::gil_scoped_release release;
+              made.emplace(
+                  c.create(name, shape, type, std::move(meta), bridge::CreateOptions{huge_pages}));
+            }
+            return wrap_segment(std::move(*made));
           },
           nb::arg("name"), nb::arg("shape"), nb::arg("dtype"), nb::arg("meta_json"),
-          nb::arg("huge_pages") = nb::none(), Release())
+          nb::arg("huge_pages") = nb::none())
       .def(
-          "attach", [](Client& c, std::string_view name) { return SegmentHandle(c.attach(name)); },
-          nb::arg("name"), Release())
+          "attach",
+          [](Client& c, std::string_view name) {
+            std::optional<bridge::Segment> got;
+            {
+              nb::gil_scoped_release release;
+              got.emplace(c.attach(name));
+            }
+            return wrap_segment(std::move(*got));
+          },
+          nb::arg("name"))
       .def(
           "list_json", [](Client& c) { return dump_json(json(c.list())); }, Release())
       .def(

@@ -151,9 +151,22 @@ void bind_mutation(nb::module_& m, nb::class_<SegmentHandle>& segment) {
       .def("consistent", [](const ReadHandle& r) { return r.guard().consistent(); })
       .def("check", [](const ReadHandle& r) { r.guard().check(); });
 
+  // Blocks until the version passes `newer_than`; `token` lets asyncio
+  // cancellation end the wait (Segment.wait_async).
+  auto wait = [](const SegmentHandle& s, std::uint64_t newer_than, std::optional<double> timeout,
+                 CancelToken* token) {
+    const bridge::Segment& seg = s.get();
+    const Timeout limit = to_timeout(timeout);
+    // Already newer (in a ping-pong on one core, every other wait): no GIL
+    // release, no clock read.
+    if (const std::uint64_t now = seg.version(); now > newer_than) return now;
+    CancelToken own;
+    const std::atomic<bool>& cancelled = (token != nullptr ? token : &own)->flag;
+    return run_blocking(limit, [&](Timeout t) { return seg.wait(newer_than, t, cancelled); });
+  };
   segment
       .def(
-          "write",
+          "_write",
           [](const SegmentHandle& s, std::optional<double> timeout) {
             refuse_if_writing(s, "a nested write()");
             const bridge::Segment& seg = s.get();
@@ -162,13 +175,13 @@ void bind_mutation(nb::module_& m, nb::class_<SegmentHandle>& segment) {
             return std::make_unique<WriteHandle>(std::move(guard), seg);
           },
           "timeout"_a = nb::none())
-      .def("read",
+      .def("_read",
            [](const SegmentHandle& s) {
              const bridge::Segment& seg = s.get();
              return std::make_unique<ReadHandle>(seg.read(), seg);
            })
       .def(
-          "snapshot",
+          "_snapshot",
           [](const SegmentHandle& s, std::optional<double> timeout) {
             refuse_if_writing(s, "snapshot()");
             const bridge::Segment& seg = s.get();
@@ -184,21 +197,20 @@ void bind_mutation(nb::module_& m, nb::class_<SegmentHandle>& segment) {
           "timeout"_a = nb::none())
       .def(
           "wait",
-          [](const SegmentHandle& s, std::uint64_t newer_than, std::optional<double> timeout,
-             CancelToken* token) {
-            const bridge::Segment& seg = s.get();
-            const Timeout limit = to_timeout(timeout);
-            // Already newer (in a ping-pong on one core, every other wait):
-            // no GIL release, no clock read.
-            if (const std::uint64_t now = seg.version(); now > newer_than) return now;
-            CancelToken own;
-            const std::atomic<bool>& cancelled = (token != nullptr ? token : &own)->flag;
-            return run_blocking(limit,
-                                [&](Timeout t) { return seg.wait(newer_than, t, cancelled); });
+          [wait](const SegmentHandle& s, std::uint64_t newer_than, std::optional<double> timeout) {
+            return wait(s, newer_than, timeout, nullptr);
           },
-          "newer_than"_a, "timeout"_a = nb::none(), "token"_a = nb::none())
+          "newer_than"_a, "timeout"_a = nb::none(),
+          "Blocks until the version is greater than ``newer_than`` (the version you last saw) "
+          "and returns the new version; raises Timeout after ``timeout`` seconds (None: "
+          "forever). A futex wait on the shared segment: no polling, no daemon, the GIL "
+          "released. Raises Closed if another thread closes the segment meanwhile.\n\n"
+          "``newer_than`` is required, as in C++: reading the version inside the call would "
+          "miss a commit that lands between your last look and the call (the lost-wakeup "
+          "race).")
+      .def("_wait", wait, "newer_than"_a, "timeout"_a, "token"_a)
       .def(
-          "cancel",
+          "_cancel",
           [](const SegmentHandle& s, CancelToken& token) {
             token.flag.store(true);
             try {
@@ -208,11 +220,28 @@ void bind_mutation(nb::module_& m, nb::class_<SegmentHandle>& segment) {
             }
           },
           "token"_a, "Makes the wait given `token` return (raising Closed) promptly.")
-      .def("mark_changed", [](const SegmentHandle& s) { return s.get().mark_changed(); })
-      .def("wake_waiters", [](const SegmentHandle& s) { s.get().wake_waiters(); })
-      .def("last_writer_pid", [](const SegmentHandle& s) { return s.get().last_writer_pid(); })
-      .def("last_commit_unix_ns",
-           [](const SegmentHandle& s) { return s.get().last_commit_unix_ns(); });
+      .def(
+          "mark_changed", [](const SegmentHandle& s) { return s.get().mark_changed(); },
+          "version += 1 and wakes waiters, without the writer lock: for a single writer, or one "
+          "that coordinates some other way; returns the new version. Such writes are invisible "
+          "to snapshot() and read() torn-read detection. (WriteGuard.commit ends a locked "
+          "write.)")
+      .def_prop_ro(
+          "last_writer_pid",
+          [](const SegmentHandle& s) -> std::optional<std::int64_t> {
+            const auto pid = s.get().last_writer_pid();
+            if (pid == 0) return std::nullopt;
+            return static_cast<std::int64_t>(pid);
+          },
+          "The pid of the process that made the last commit (None before the first).")
+      .def_prop_ro(
+          "last_commit_time",
+          [](const SegmentHandle& s) -> std::optional<double> {
+            const auto ns = s.get().last_commit_unix_ns();
+            if (ns == 0) return std::nullopt;
+            return static_cast<double>(ns) / 1e9;
+          },
+          "When the last commit happened, in seconds since the epoch (None before the first).");
 }
 
 }  // namespace pybridge

@@ -24,22 +24,37 @@ struct CancelToken {
   std::atomic<bool> flag{false};
 };
 
-/// The handle Python holds for one attachment: a bridge::Segment, which is
-/// safe to use from several threads (a call that blocks without the GIL
-/// holds the mapping itself, and close() from another thread ends it with
-/// Error(closed)).
+/// What a pybridge.Segment holds: a bridge::Segment, which is safe to use
+/// from several threads (a call that blocks without the GIL holds the
+/// mapping itself, and close() from another thread ends it with
+/// Error(closed)), and the NumPy array of its `array` property. The class
+/// Python sees is the pure-Python subclass pybridge.Segment (made by
+/// wrap_segment); its hot members are these bindings, with no Python frame.
 class SegmentHandle {
  public:
   explicit SegmentHandle(bridge::Segment segment) : segment_(std::move(segment)) {}
 
   const bridge::Segment& get() const noexcept { return segment_; }
   const bridge::SegmentInfo& info() const noexcept { return segment_.info(); }
-  /// Detaches without waiting for the daemon; ends waits in progress.
-  void close() noexcept { segment_.close(); }
+  /// The same array on every call until close(); raises Closed after it.
+  /// Called with the GIL held.
+  nb::object array();
+  /// Detaches without waiting for the daemon; ends waits in progress and
+  /// drops the cached array (arrays handed out keep their own mapping
+  /// reference). Called with the GIL held.
+  void close() noexcept {
+    array_.reset();
+    segment_.close();
+  }
 
  private:
   bridge::Segment segment_;
+  nb::object array_;
 };
+
+/// A new pybridge.Segment (the Python subclass that _set_segment_class
+/// registered at import, else the bare binding) holding `segment`. Needs the GIL.
+nb::object wrap_segment(bridge::Segment segment);
 
 /// The handle Python holds for one bridge::EventStream. Shared: a next() in
 /// progress holds its own reference, so close() from another thread ends

@@ -14,6 +14,24 @@ def attached(client, name):
     return client.info(name)["attached"]
 
 
+def test_create_and_attach_give_pybridge_segments(client):
+    """The client makes pybridge.Segment objects in C++ (no __init__ runs):
+    the Python members and the compiled ones are all there, on every path."""
+    made = client.create("a", (2, 3), "int16", {"k": 1})
+    got = client.attach("a")
+    for seg in (made, got):
+        assert type(seg) is pybridge.Segment
+        assert seg.dtype == np.dtype("int16") and seg.shape == (2, 3) and seg.strides == (6, 2)
+        assert seg.meta == {"k": 1} and seg.version == 0 and not seg.closed
+        assert weakref.ref(seg)() is seg
+    with pytest.raises(AttributeError):
+        made.anything = 1  # no per-object dict, as before
+    with pytest.raises(TypeError):
+        pybridge.Segment()  # only a client makes them
+    with pytest.raises(TypeError, match="subclass"):
+        pybridge._pybridge._set_segment_class(dict)
+
+
 def test_array_is_cached(client):
     seg = client.create("a", (3,), "float32")
     assert seg.array is seg.array

@@ -38,8 +38,8 @@ def test_newer_than_is_required(client):
         seg.wait(timeout=0)
     with pytest.raises(TypeError, match="newer_than"):
         seg.wait_async()  # refused at the call, before any coroutine exists
-    with pytest.raises(TypeError):  # the binding under it has no default either
-        seg._handle.wait()
+    with pytest.raises(TypeError, match="newer_than"):  # nor has the one under wait_async
+        seg._wait(timeout=None, token=pybridge._pybridge.CancelToken())
     assert seg.wait(newer_than=0, timeout=0) == 1
 
 

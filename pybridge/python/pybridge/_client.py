@@ -70,12 +70,11 @@ class Client:
             # The usual arguments (a str name, a tuple or list of ints) go to
             # the extension as they are: a create is a few µs, and each
             # Python-level step here was a tenth of one.
-            handle = core.create(name, shape, dtype, meta, huge_pages)
+            return core.create(name, shape, dtype, meta, huge_pages)
         except TypeError:
             # One the extension could not take: converted here, or refused
             # with the reason (InvalidArgument).
-            handle = core.create(segment_name(name), shape_list(shape), dtype, meta, huge_pages)
-        return Segment(handle)
+            return core.create(segment_name(name), shape_list(shape), dtype, meta, huge_pages)
 
     def create_from(self, name: str, array: Any,
                     meta: Optional[Mapping[str, Any]] = None, *,
@@ -91,7 +90,7 @@ class Client:
         try:
             if source.flags.c_contiguous and source.nbytes == segment.nbytes:
                 # Large copies on a few threads, without the GIL.
-                segment._handle.fill_from(source)
+                segment._fill_from(source)
             else:
                 np.copyto(segment.array, source, casting="no")
         except BaseException:
@@ -108,9 +107,9 @@ class Client:
         """Attaches to an existing segment: maps the same pages, no copy."""
         core = self._client()
         try:
-            return Segment(core.attach(name))
+            return core.attach(name)
         except TypeError:  # not a str the extension can take: InvalidArgument
-            return Segment(core.attach(segment_name(name)))
+            return core.attach(segment_name(name))
 
     def destroy(self, name: str) -> None:
         """Unlinks the name. Mappings (and arrays) that processes hold stay valid."""

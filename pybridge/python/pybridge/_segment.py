@@ -12,7 +12,7 @@ from . import _pybridge
 from ._mutation import ReadGuard, WriteGuard, warn_owner_died
 
 
-class Segment:
+class Segment(_pybridge.Segment):
     """One attachment to a named segment, from :meth:`Client.create`,
     :meth:`Client.create_from` or :meth:`Client.attach`.
 
@@ -32,80 +32,25 @@ class Segment:
             total = arr.sum()           # if a locked write overlapped
         seg.mark_changed()              # version += 1 without the lock
         v = await seg.wait_async(v)     # asyncio
+
+    The members used per frame or per attach (``name``, ``id``, ``shape``,
+    ``strides``, ``nbytes``, ``page_size``, ``writable``, ``closed``,
+    ``version``, ``meta_version``, ``array``, ``wait``, ``mark_changed``,
+    ``last_writer_pid``, ``last_commit_time``, ``close`` and the ``with``
+    protocol) are compiled, inherited from ``_pybridge.Segment``; the rest
+    are defined here. Instances come from the client only.
     """
 
-    __slots__ = ("_handle", "_array", "__weakref__")
-
-    def __init__(self, handle: _pybridge.Segment) -> None:
-        self._handle = handle
-        self._array: Optional[np.ndarray] = None
-
-    # ---- what the segment is (fixed at attach time) ------------------------
-    @property
-    def name(self) -> str:
-        return self._handle.name
-
-    @property
-    def id(self) -> int:
-        """Distinguishes re-creations of one name."""
-        return self._handle.id
+    __slots__ = ()
 
     @property
     def dtype(self) -> np.dtype:
-        return np.dtype(self._handle.dtype)
-
-    @property
-    def shape(self) -> Tuple[int, ...]:
-        return tuple(self._handle.shape)
-
-    @property
-    def strides(self) -> Tuple[int, ...]:
-        """Byte strides, as NumPy counts them."""
-        return tuple(self._handle.strides)
-
-    @property
-    def nbytes(self) -> int:
-        return self._handle.nbytes
-
-    @property
-    def page_size(self) -> int:
-        """Bytes of the pages backing the data: 4096, or 2 MiB for a segment
-        created with huge pages."""
-        return self._handle.page_size
-
-    @property
-    def writable(self) -> bool:
-        return self._handle.writable
-
-    @property
-    def closed(self) -> bool:
-        return not self._handle.is_open
-
-    # ---- live state, read from the shared header (no daemon round trip) ----
-    @property
-    def version(self) -> int:
-        """The current data version. Raises Closed after close()."""
-        return self._handle.version()
+        return np.dtype(self._dtype)
 
     @property
     def meta(self) -> Dict[str, Any]:
         """The current metadata (a fresh dict each time). Raises Closed after close()."""
-        return json.loads(self._handle.meta_json())
-
-    @property
-    def meta_version(self) -> int:
-        return self._handle.meta_version()
-
-    @property
-    def array(self) -> np.ndarray:
-        """The segment's pages as a NumPy array (the same object on every access).
-
-        Read-only when the mapping is. Raises Closed after close(); arrays
-        obtained before close() stay valid.
-        """
-        if self._array is None:
-            self._array = self._handle.array()
-        return self._array
+        return json.loads(self._meta_json())
 
     # ---- mutation -------------------------------------------------------------
     def write(self, timeout: Optional[float] = None) -> WriteGuard:
@@ -118,7 +63,7 @@ class Segment:
         the dead writer's unfinished write never became a version.
         Raises PermissionDenied on a read-only mapping.
         """
-        guard = WriteGuard(self._handle.write(timeout))
+        guard = WriteGuard(self._write(timeout))
         warn_owner_died(guard, self.name, stacklevel=2)
         return guard
 
@@ -126,7 +71,7 @@ class Segment:
         """Opens a zero-copy read window: ``with seg.read() as arr`` gives a
         read-only array and raises TornRead on exit if a locked write
         overlapped the block (see :class:`ReadGuard`)."""
-        return ReadGuard(self._handle.read())
+        return ReadGuard(self._read())
 
     def snapshot(self, timeout: Optional[float] = None,
                  with_version: bool = False) -> Union[np.ndarray, Tuple[np.ndarray, int]]:
@@ -136,21 +81,8 @@ class Segment:
         copy holds. Waits while a locked write is in progress, up to
         ``timeout`` seconds (a writer that died mid-write keeps the segment
         "in progress" until the next write ends); raises Timeout."""
-        array, version = self._handle.snapshot(timeout)
+        array, version = self._snapshot(timeout)
         return (array, version) if with_version else array
-
-    def wait(self, newer_than: int, timeout: Optional[float] = None) -> int:
-        """Blocks until the version is greater than ``newer_than`` (the
-        version you last saw) and returns the new version; raises Timeout
-        after ``timeout`` seconds (None: forever). A futex wait on the shared
-        segment: no polling, no daemon, the GIL released. Raises Closed if
-        another thread closes the segment meanwhile.
-
-        ``newer_than`` is required, as in C++: reading the version inside the
-        call would miss a commit that lands between your last look and the
-        call (the lost-wakeup race).
-        """
-        return self._handle.wait(newer_than, timeout)
 
     async def wait_async(self, newer_than: int, timeout: Optional[float] = None) -> int:
         """:meth:`wait` for asyncio: blocks a thread of the loop's default
@@ -160,35 +92,15 @@ class Segment:
         default executor (``loop.set_default_executor``)."""
         import asyncio
 
-        handle = self._handle
         token = _pybridge.CancelToken()
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(
-            None, functools.partial(handle.wait, newer_than, timeout, token))
+            None, functools.partial(self._wait, newer_than, timeout, token))
         try:
             return await future
         except asyncio.CancelledError:
-            handle.cancel(token)
+            self._cancel(token)
             raise
-
-    def mark_changed(self) -> int:
-        """version += 1 and wakes waiters, without the writer lock: for a
-        single writer, or one that coordinates some other way; returns the
-        new version. Such writes are invisible to snapshot() and read()
-        torn-read detection. (``WriteGuard.commit`` ends a locked write.)"""
-        return self._handle.mark_changed()
-
-    @property
-    def last_writer_pid(self) -> Optional[int]:
-        """The pid of the process that made the last commit (None before the first)."""
-        return self._handle.last_writer_pid() or None
-
-    @property
-    def last_commit_time(self) -> Optional[float]:
-        """When the last commit happened, in seconds since the epoch (None
-        before the first)."""
-        ns = self._handle.last_commit_unix_ns()
-        return ns / 1e9 if ns else None
 
     # ---- NumPy: np.asarray(seg) aliases the pages, np.array(seg) copies them
     def __array__(self, dtype: Any = None, copy: Optional[bool] = None) -> np.ndarray:
@@ -211,29 +123,15 @@ class Segment:
     def __dlpack_device__(self) -> Tuple[int, int]:
         return self.array.__dlpack_device__()
 
-    # ---- lifetime -----------------------------------------------------------
-    def close(self) -> None:
-        """Detaches from the segment and drops this object's reference to the
-        mapping. Arrays already handed out keep the pages mapped until they
-        are gone. Idempotent. Never unlinks the segment (see Client.destroy)."""
-        self._array = None
-        self._handle.close()
-
-    def __enter__(self) -> "Segment":
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         shape = "x".join(map(str, self.shape)) or "scalar"
         if self.closed:
-            return f"<pybridge.Segment {self.name!r} {self._handle.dtype} {shape} closed>"
+            return f"<pybridge.Segment {self.name!r} {self._dtype} {shape} closed>"
         access = "read-write" if self.writable else "read-only"
         meta = json.dumps(self.meta, separators=(",", ":"))
         if len(meta) > 80:
             meta = meta[:77] + "..."
-        return (f"<pybridge.Segment {self.name!r} {self._handle.dtype} {shape} "
+        return (f"<pybridge.Segment {self.name!r} {self._dtype} {shape} "
                 f"version={self.version} {access} meta={meta}>")
 
     def _repr_html_(self) -> str:
@@ -241,3 +139,7 @@ class Segment:
         from ._notebook import segment_html
 
         return segment_html(self)
+
+
+# create() and attach() return this class, made in C++ with no __init__ call.
+_pybridge._set_segment_class(Segment)
