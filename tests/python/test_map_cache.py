@@ -3,9 +3,10 @@
 no daemon round trip (shown by attaching while the daemon is SIGSTOPped),
 and never from a stale mapping: after a destroy, a re-create, a grant change
 (test_access_control.py: revoke and downgrade) or a daemon restart, the next
-attach asks the daemon. The cache is bounded and the daemon's attached count
-stays exact. Its table in shared memory is the daemon's alone: read-only in
-clients, and a scribbled table costs a round trip, never a wrong mapping.
+attach asks the daemon. The cache is bounded, releases idle mappings at its
+next call, and the daemon's attached count stays exact. Its table in shared
+memory is the daemon's alone: read-only in clients, and a scribbled table
+costs a round trip, never a wrong mapping.
 """
 import json
 import os
@@ -20,6 +21,7 @@ import pytest
 import pybridge
 from conftest import SLOT_TABLE, TIME_SCALE, Daemon
 from crash_helpers import killed
+from pb_helpers import shm_mapped
 
 SLOT_TABLE_HEADER = 64
 SLOT_BYTES = 16
@@ -335,6 +337,33 @@ def test_cached_mappings_are_released_when_evicted_or_the_client_closes(daemon, 
         other.destroy("kept")
     client.close()
     assert not mapped()
+
+
+def test_idle_mappings_are_released_at_the_next_cache_call(daemon, client):
+    # Idleness is measured in time, so the test lets time pass: there is no
+    # signal to wait for (a client keeps no thread that would sweep; an idle
+    # process sweeps nothing until its next attach, create or close).
+    for name in ("old", "busy"):
+        client.create(name, (4,), "uint8").close()
+    client.list()  # read by the daemon: their slots vouch for cached attaches
+    client.attach("old").close()
+    client.attach("busy").close()
+    assert shm_mapped(daemon, "old") and shm_mapped(daemon, "busy")
+    idle_s = 1.0 * TIME_SCALE
+    client.set_map_cache(idle=idle_s)
+    evictions = client.map_cache()["evictions"]
+    # Past the idle time and the 50 ms between sweeps, for "old" only.
+    time.sleep(idle_s / 2)
+    client.attach("busy").close()  # used: not idle
+    time.sleep(idle_s / 2 + 0.06)
+    with client.attach("busy") as busy:  # a cache call: sweeps, and a hit
+        assert busy.array.shape == (4,)
+    stats = client.map_cache()
+    assert stats["entries"] == 1 and stats["evictions"] == evictions + 1
+    assert not shm_mapped(daemon, "old")
+    assert shm_mapped(daemon, "busy")
+    client.destroy("old")
+    client.destroy("busy")
 
 
 def test_a_destroyed_segments_mapping_goes_with_its_last_handle(daemon, client):
