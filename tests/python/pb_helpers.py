@@ -83,10 +83,13 @@ def popen_python(script, *args):
 
 
 def shm_mapped(daemon, name):
-    """Whether this process still maps segment `name` (its /dev/shm object)."""
-    needle = "/dev/shm/" + daemon.shm_prefix.lstrip("/") + name
+    """Whether this process still maps segment `name` (its /dev/shm object),
+    destroyed or not: once its name is unlinked the kernel shows the path
+    followed by " (deleted)"."""
+    path = "/dev/shm/" + daemon.shm_prefix.lstrip("/") + name
     with open("/proc/self/maps") as maps:
-        return any(line.rstrip("\n").split(" ")[-1].startswith(needle) for line in maps)
+        return any(line.rstrip("\n").removesuffix(" (deleted)").endswith(" " + path)
+                   for line in maps)
 
 
 class FakeDaemon:

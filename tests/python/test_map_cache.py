@@ -319,24 +319,18 @@ def test_a_scribbled_table_costs_a_round_trip_never_a_wrong_mapping(daemon, clie
 
 
 def test_cached_mappings_are_released_when_evicted_or_the_client_closes(daemon, client):
-    maps = Path("/proc/self/maps")
-    shm_name = daemon.shm_prefix.lstrip("/") + "kept"
-
-    def mapped():
-        return any(line.endswith(shm_name) for line in maps.read_text().splitlines())
-
     client.create("kept", (4,), "uint8").close()
     client.list()  # read by the daemon: it has its slot, so attaches are cached
-    assert mapped()  # the cache holds it after the last handle closed
+    assert shm_mapped(daemon, "kept")  # the cache holds it after the last handle closed
     client.set_map_cache(entries=0)
-    assert not mapped()
+    assert not shm_mapped(daemon, "kept")
     client.set_map_cache(entries=64)
     client.attach("kept").close()
-    assert mapped()
+    assert shm_mapped(daemon, "kept")
     with pybridge.connect(daemon.socket) as other:
         other.destroy("kept")
     client.close()
-    assert not mapped()
+    assert not shm_mapped(daemon, "kept")
 
 
 def test_idle_mappings_are_released_at_the_next_cache_call(daemon, client):
@@ -369,8 +363,6 @@ def test_idle_mappings_are_released_at_the_next_cache_call(daemon, client):
 
 
 def test_a_destroyed_segments_mapping_goes_with_its_last_handle(daemon, client):
-    maps = Path("/proc/self/maps")
-    shm_name = daemon.shm_prefix.lstrip("/") + "g"
     client.create("g", (4,), "uint8").close()
     held = client.attach("g")
     with pybridge.connect(daemon.socket) as other:
@@ -380,7 +372,7 @@ def test_a_destroyed_segments_mapping_goes_with_its_last_handle(daemon, client):
     del held
     # Its pages are freed now, by this close, not inside some later attach.
     assert client.map_cache()["entries"] == 0
-    assert not any(line.endswith(shm_name) for line in maps.read_text().splitlines())
+    assert not shm_mapped(daemon, "g")
 
 
 def test_large_mappings_are_not_kept(daemon, client):
@@ -398,7 +390,6 @@ def test_mappings_of_segments_destroyed_elsewhere_are_all_freed_at_the_next_swee
     names = ("d1", "d2", "d3")
     for name in names:
         client.create(name, (2 << 20,), "uint8").close()  # 2 MiB each, cached
-    shm_names = {daemon.shm_prefix.lstrip("/") + name for name in names}
     with pybridge.connect(daemon.socket) as other:
         for name in names:
             other.destroy(name)
@@ -406,9 +397,7 @@ def test_mappings_of_segments_destroyed_elsewhere_are_all_freed_at_the_next_swee
     assert client.map_cache()["entries"] == 0
     # Their last mappings go on the reaper's thread (unmapping frees their
     # pages, ~0.3 s per GiB: no call of this client waits for it), soon.
-    maps = Path("/proc/self/maps")
     deadline = time.monotonic() + 10 * TIME_SCALE
-    while any(line.split("/")[-1].removesuffix(" (deleted)") in shm_names
-              for line in maps.read_text().splitlines()):
+    while any(shm_mapped(daemon, name) for name in names):
         assert time.monotonic() < deadline, "the reaper never unmapped them"
         time.sleep(0.001)
